@@ -1,0 +1,1 @@
+"""keyroll: rotate secrets without downtime."""

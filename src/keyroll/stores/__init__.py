@@ -1,0 +1,77 @@
+"""Secret store backends behind one contract (`Store`), opened by URL.
+
+=================================================== =======================================
+URL                                                  backend
+=================================================== =======================================
+``sqlite:///abs/path/store.db`` or ``sqlite:rel.db`` `SQLiteStore` (master key from
+                                                     ``KEYROLL_MASTER_KEY`` or ``master.key``
+                                                     beside the file)
+``openbao://host:port/<mount>?…`` (also ``vault://``) `keyroll.stores.openbao` (extra
+                                                     ``openbao``)
+=================================================== =======================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from keyroll.errors import UsageError
+from keyroll.stores.base import AuditEntry as AuditEntry
+from keyroll.stores.base import LockInfo as LockInfo
+from keyroll.stores.base import RotationRecord as RotationRecord
+from keyroll.stores.base import Store as Store
+
+__all__ = ["AuditEntry", "LockInfo", "RotationRecord", "Store", "open_store", "sqlite_path"]
+
+
+def sqlite_path(url: str, base: Path | None = None) -> Path:
+    """The file a ``sqlite:`` URL names, relative paths resolved against ``base``."""
+    rest = url.removeprefix("sqlite:")
+    if rest.startswith("///"):
+        path = Path(rest[2:])
+    elif rest.startswith("//"):
+        raise UsageError(f"store URL {url!r}: use sqlite:///absolute/path or sqlite:relative/path")
+    else:
+        path = Path(rest)
+    if not path.is_absolute() and base is not None:
+        path = base / path
+    return path
+
+
+def open_store(
+    url: str, *, base: Path | None = None, environ: Mapping[str, str] | None = None
+) -> Store:
+    """Open the store a URL names.
+
+    Args:
+        url: see the module docstring.
+        base: directory that relative ``sqlite:`` paths are resolved against (the inventory's).
+        environ: environment for credentials (default ``os.environ``).
+
+    Raises:
+        UsageError: an unknown scheme or malformed URL.
+        MasterKeyError: the local store's master key is missing or malformed.
+        StoreUnavailable: the store cannot be reached.
+    """
+    scheme = urlsplit(url).scheme
+    if scheme == "sqlite":
+        from keyroll.stores.masterkey import load_master_key
+        from keyroll.stores.sqlite import SQLiteStore
+
+        path = sqlite_path(url, base)
+        return SQLiteStore(path, load_master_key(path.parent / "master.key", environ))
+    if scheme in ("openbao", "openbaos", "vault", "vaults"):
+        try:
+            from keyroll.stores.openbao import OpenBaoStore
+        except ImportError as exc:
+            raise UsageError(
+                f"the OpenBao/Vault store needs hvac ({exc.name} is missing): "
+                "pip install 'keyroll[openbao]'"
+            ) from None
+        return OpenBaoStore.from_url(url, environ=environ)
+    raise UsageError(
+        f"unknown store URL scheme {scheme!r} in {url!r}: use sqlite:///path/store.db or "
+        "openbao://host:port/mount"
+    )

@@ -1,0 +1,245 @@
+"""The store contract every backend implements, and the records it keeps.
+
+A store keeps, per secret (`SecretRef`): numbered versions with encrypted values, the three
+labels (moved together by one atomic compare-and-set), a lock with expiry so that one rotation
+runs at a time, and the rotation records. Besides that it keeps keyroll's own journal (the
+append-only audit entries, hash-chained by `keyroll.audit`) and a small key/value area for
+bookkeeping (notification log, re-encryption checkpoints). Nothing but `put_version` and
+`read_value` ever sees a value.
+
+Every backend passes the same contract tests (``tests/stores/contract.py``).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from keyroll.errors import NotFound
+from keyroll.model import Label, SecretRef, SecretValue, Version
+
+__all__ = ["AuditEntry", "LockInfo", "RotationRecord", "Store"]
+
+
+@dataclass(frozen=True, slots=True)
+class RotationRecord:
+    """One rotation as persisted. The engine owns the meaning of ``state`` and ``body``.
+
+    Attributes:
+        id: unique rotation id (e.g. ``r-20261122-5f3a9c``).
+        ref: the secret being rotated.
+        state: the engine's step name (``plan``, ``create`` … ``done``, ``rolled-back``).
+        revision: bumped by every save; `Store.save_rotation` compares it (optimistic lock).
+        created_at: when the record was first stored.
+        updated_at: when it was last saved.
+        body: JSON-serialisable data (versions, deadlines, evidence). Never a secret value.
+    """
+
+    id: str
+    ref: SecretRef
+    state: str
+    revision: int
+    created_at: datetime
+    updated_at: datetime
+    body: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One journal entry as stored: its position, its canonical JSON text, and the chain.
+
+    ``hash = sha256(prev_hash || payload)``; `keyroll.audit` computes and checks it, the store
+    only keeps it.
+    """
+
+    seq: int
+    payload: str
+    prev_hash: str
+    hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class LockInfo:
+    """Who holds a secret's rotation lock, and until when."""
+
+    owner: str
+    expires_at: datetime
+
+
+class Store(ABC):
+    """The contract of a secret store backend.
+
+    Errors: `NotFound` for a missing secret, version or rotation; `Conflict` when a
+    compare-and-set loses; `LockHeld` when another owner has the lock; `StoreUnavailable`
+    and `StoreForbidden` from remote backends; `StoreCorrupted` when a value fails
+    authentication. Backends translate their own errors into these, once, in their module.
+    """
+
+    #: Where the store is, for messages and the audit journal (no credentials in it).
+    url: str
+
+    # --- versions -------------------------------------------------------------------------
+
+    @abstractmethod
+    def put_version(
+        self,
+        ref: SecretRef,
+        value: SecretValue,
+        *,
+        kid: int | None = None,
+        created_at: datetime | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> Version:
+        """Store a new version (number = last + 1) with no label; return its metadata.
+
+        Args:
+            kid: key id to record; a fresh random one (`keyroll.model.new_kid`) if None.
+            created_at: creation time; now if None (migration passes the original time).
+            meta: non-secret annotations kept with the version.
+        """
+
+    @abstractmethod
+    def read_value(self, ref: SecretRef, number: int) -> SecretValue:
+        """Decrypt and return one version's value. `NotFound` if absent or destroyed."""
+
+    @abstractmethod
+    def list_versions(self, ref: SecretRef) -> list[Version]:
+        """All versions of a secret, oldest first; ``[]`` when the secret has none."""
+
+    @abstractmethod
+    def destroy_version(self, ref: SecretRef, number: int) -> None:
+        """Erase a version's value for good, keeping its metadata. Refused (`Conflict`) while
+        a label points at it."""
+
+    @abstractmethod
+    def list_secrets(self) -> list[SecretRef]:
+        """Every secret that has at least one version, sorted."""
+
+    # --- labels ---------------------------------------------------------------------------
+
+    @abstractmethod
+    def get_labels(self, ref: SecretRef) -> dict[Label, int]:
+        """The labels currently set on a secret (absent labels are not in the dict)."""
+
+    @abstractmethod
+    def set_labels(
+        self,
+        ref: SecretRef,
+        *,
+        expected: Mapping[Label, int | None],
+        new: Mapping[Label, int | None],
+    ) -> dict[Label, int]:
+        """Move labels atomically, if they still are where the caller last saw them.
+
+        Args:
+            expected: for each label named, the version it must point at now (None: unset).
+            new: for each label named, the version it will point at (None: remove it).
+                Labels not named keep their place.
+
+        Returns:
+            The labels after the move.
+
+        Raises:
+            Conflict: a label in ``expected`` moved in the meantime; nothing was changed.
+            NotFound: a version in ``new`` does not exist or is destroyed.
+        """
+
+    # --- per-secret lock ------------------------------------------------------------------
+
+    @abstractmethod
+    def acquire_lock(
+        self, ref: SecretRef, owner: str, *, ttl: timedelta, now: datetime | None = None
+    ) -> LockInfo:
+        """Take (or, for the same owner, extend) the secret's lock until ``now + ttl``.
+
+        Raises:
+            LockHeld: another owner holds an unexpired lock (the message names the owner).
+        """
+
+    @abstractmethod
+    def release_lock(self, ref: SecretRef, owner: str) -> None:
+        """Release the lock if ``owner`` holds it; do nothing otherwise."""
+
+    @abstractmethod
+    def get_lock(self, ref: SecretRef, *, now: datetime | None = None) -> LockInfo | None:
+        """The unexpired lock on a secret, or None."""
+
+    # --- rotation records -----------------------------------------------------------------
+
+    @abstractmethod
+    def create_rotation(self, record: RotationRecord) -> RotationRecord:
+        """Store a new rotation record with revision 1. `Conflict` if the id exists."""
+
+    @abstractmethod
+    def save_rotation(self, record: RotationRecord, *, expected_revision: int) -> RotationRecord:
+        """Replace a record if its stored revision is ``expected_revision``; bump it.
+
+        Raises:
+            Conflict: another process saved it first.
+            NotFound: no such rotation.
+        """
+
+    @abstractmethod
+    def get_rotation(self, rotation_id: str) -> RotationRecord:
+        """One rotation record. `NotFound` if absent."""
+
+    @abstractmethod
+    def list_rotations(self, ref: SecretRef | None = None) -> list[RotationRecord]:
+        """Rotation records (of one secret, or all), oldest first."""
+
+    # --- audit journal --------------------------------------------------------------------
+
+    @abstractmethod
+    def audit_append(self, entry: AuditEntry) -> None:
+        """Append one entry. `Conflict` unless ``entry.seq`` is exactly last seq + 1."""
+
+    @abstractmethod
+    def audit_entries(self, start: int = 1) -> Iterator[AuditEntry]:
+        """Entries from ``start`` on, in stored order."""
+
+    @abstractmethod
+    def audit_tail(self) -> AuditEntry | None:
+        """The last entry, or None when the journal is empty."""
+
+    # --- bookkeeping key/value ------------------------------------------------------------
+
+    @abstractmethod
+    def get_meta(self, key: str) -> str | None:
+        """A bookkeeping value (never a secret), or None."""
+
+    @abstractmethod
+    def put_meta(self, key: str, value: str | None) -> None:
+        """Set (or with None, delete) a bookkeeping value."""
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def close(self) -> None:  # noqa: B027  (optional hook: most backends hold nothing)
+        """Release connections. The store is unusable afterwards."""
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- conveniences built on the contract -----------------------------------------------
+
+    def get_version(self, ref: SecretRef, number: int) -> Version:
+        """One version's metadata. `NotFound` if it does not exist."""
+        for version in self.list_versions(ref):
+            if version.number == number:
+                return version
+        raise NotFound(f"{ref} has no version {number}: see `keyroll status` for what exists")
+
+    def read(self, ref: SecretRef, label: Label = Label.CURRENT) -> tuple[Version, SecretValue]:
+        """The version a label points at, with its value. `NotFound` if the label is unset."""
+        number = self.get_labels(ref).get(label)
+        if number is None:
+            raise NotFound(
+                f"{ref} has no {label.value} version: create one with "
+                f"`keyroll generate {ref.name} --env {ref.environment}` or `keyroll import`"
+            )
+        return self.get_version(ref, number), self.read_value(ref, number)
