@@ -1,0 +1,315 @@
+"""`FieldCipher`: encrypt database fields under the current key, decrypt under any retained one.
+
+Format (version 1), binary::
+
+    0x01 || kid (4 bytes, big-endian) || nonce (12 random bytes)
+         || AES-256-GCM(plaintext) || tag (16)
+
+Text form: ``"kr1."`` + base64url of the binary form, without padding. Only the canonical
+encoding is accepted.
+
+Associated data (authenticated, not stored)::
+
+    AAD = 0x01 || kid(4)                      the 5 header bytes
+          || for each context part:
+             len(part) (4 bytes, big-endian) || part
+
+Context parts are the caller's ``context`` (e.g. ``("users", "email", 42)``): ``str`` as UTF-8,
+``int`` as decimal ASCII, ``bytes`` as is; a single ``str``/``bytes``/``int`` is one part; None
+or ``()`` is no part. Length prefixes make the encoding unambiguous (``("ab", "c")`` and
+``("a", "bc")`` differ), so a ciphertext copied to another row, column or table fails to decrypt.
+
+The key is picked by the kid in the header (O(1), flat in the number of keys). Every failure
+(malformed, unknown kid, wrong context, tampered) raises the same `InvalidToken`.
+
+Key material: a ``key-32`` value (base64 or base64url of 32 bytes) or 64 hex digits
+(``openssl rand -hex 32``, seed 001) is used as the AES-256 key directly; any other value of 32+
+characters is stretched with HKDF-SHA256 (``info=b"keyroll/field/v1"``, no salt).
+
+Nonces are random: keep each key under 2**32 encryptions (rotate; `needs_reencrypt` finds the
+rows to rewrite).
+
+Legacy: with ``legacy=`` a source of Fernet keys (e.g. ``EnvKeySource.secret_key()`` holding
+``SECRET_KEY`` + ``OLD_SECRET_KEYS``), Fernet tokens still decrypt (each key tried in turn, as
+MultiFernet does, each success counted as legacy under that key's kid) and `needs_reencrypt`
+says True for them.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import NoReturn
+
+from cryptography.exceptions import InvalidTag
+from cryptography.fernet import Fernet
+from cryptography.fernet import InvalidToken as FernetInvalidToken
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from keyroll.errors import InvalidToken, UsageError
+from keyroll.model import SecretValue
+from keyroll.runtime.keysource import Key, KeySet, KeySource
+
+__all__ = ["FORMAT_VERSION", "TEXT_PREFIX", "Context", "FieldCipher", "field_key_bytes"]
+
+FORMAT_VERSION = 0x01
+TEXT_PREFIX = "kr1."
+_VERSION_BYTE = bytes([FORMAT_VERSION])
+_HEADER = 5
+_NONCE = 12
+_TAG = 16
+_MIN_LEN = _HEADER + _NONCE + _TAG
+
+#: A caller's context: one part or a sequence of parts (str, int, bytes).
+Context = str | bytes | int | Sequence[str | bytes | int] | None
+
+
+def _invalid() -> NoReturn:
+    raise InvalidToken("invalid ciphertext")
+
+
+def field_key_bytes(value: SecretValue) -> bytes:
+    """The 32-byte AES key a value stands for (see the module docstring)."""
+    text = value.reveal().strip()
+    if len(text) == 64:
+        try:
+            return bytes.fromhex(text)
+        except ValueError:
+            pass
+    if len(text) in (43, 44):
+        try:
+            raw = base64.b64decode(
+                text.replace("-", "+").replace("_", "/") + "=" * (-len(text) % 4)
+            )
+        except (ValueError, binascii.Error):
+            raw = b""
+        if len(raw) == 32:
+            return raw
+    if len(text) < 32:
+        raise UsageError("a field-encryption key needs 32+ characters (`openssl rand -base64 32`)")
+    return HKDF(hashes.SHA256(), 32, salt=None, info=b"keyroll/field/v1").derive(text.encode())
+
+
+def _part(part: str | bytes | int) -> bytes:
+    if isinstance(part, bytes):
+        data = part
+    elif isinstance(part, str):
+        data = part.encode()
+    elif isinstance(part, int) and not isinstance(part, bool):
+        data = str(part).encode()
+    else:
+        raise TypeError("context parts are str, int or bytes")
+    return len(data).to_bytes(4, "big") + data
+
+
+def _context_bytes(context: Context) -> bytes:
+    if context is None:
+        return b""
+    if isinstance(context, (str, bytes, int)):
+        return _part(context)
+    return b"".join(_part(p) for p in context)
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class _Ring:
+    keyset: KeySet
+    current_header: bytes
+    current_kid: int
+    ciphers: Mapping[bytes, tuple[int, AESGCM]]
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("refuses to be pickled: holds keys")
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class _LegacyRing:
+    keyset: KeySet
+    fernets: tuple[tuple[Key, Fernet], ...]
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("refuses to be pickled: holds keys")
+
+
+class FieldCipher:
+    """Authenticated encryption of fields, with key ids for rotation.
+
+    Args:
+        source: the encryption keys; ``current`` encrypts, every retained key decrypts.
+        legacy: optional source of Fernet keys whose tokens still decrypt (migration).
+    """
+
+    def __init__(self, source: KeySource, *, legacy: KeySource | None = None) -> None:
+        self.source = source
+        self.legacy = legacy
+        self._ring: _Ring | None = None
+        self._legacy_ring: _LegacyRing | None = None
+        self._ring_for(source.snapshot())
+        if legacy is not None:
+            self._legacy_for(legacy.snapshot())
+
+    def _ring_for(self, keyset: KeySet) -> _Ring:
+        ring = self._ring
+        if ring is not None and ring.keyset is keyset:
+            return ring
+        ciphers = {
+            _VERSION_BYTE + k.kid.to_bytes(4, "big"): (k.kid, AESGCM(field_key_bytes(k.value)))
+            for k in keyset.keys
+        }
+        current = keyset.current
+        ring = _Ring(keyset, _VERSION_BYTE + current.kid.to_bytes(4, "big"), current.kid, ciphers)
+        self._ring = ring
+        return ring
+
+    def _legacy_for(self, keyset: KeySet) -> _LegacyRing:
+        ring = self._legacy_ring
+        if ring is not None and ring.keyset is keyset:
+            return ring
+        fernets = []
+        for key in keyset.keys:
+            try:
+                fernets.append((key, Fernet(key.value.reveal().strip())))
+            except (ValueError, binascii.Error):
+                raise UsageError(
+                    f"{key.origin} is not a Fernet key (url-safe base64 of 32 bytes)"
+                ) from None
+        ring = _LegacyRing(keyset, tuple(fernets))
+        self._legacy_ring = ring
+        return ring
+
+    # --- binary form ----------------------------------------------------------------------
+
+    def encrypt(self, plaintext: bytes, *, context: Context = None) -> bytes:
+        """Encrypt under the current key; binary form.
+
+        Args:
+            plaintext: the field's bytes.
+            context: where the value lives (table, column, row id); needed again to decrypt.
+        """
+        ring = self._ring_for(self.source.snapshot())
+        header = ring.current_header
+        nonce = os.urandom(_NONCE)
+        _, aead = ring.ciphers[header]
+        return header + nonce + aead.encrypt(nonce, plaintext, header + _context_bytes(context))
+
+    def decrypt(self, ciphertext: bytes, *, context: Context = None) -> bytes:
+        """Decrypt a binary ciphertext (or a legacy Fernet token, if ``legacy`` is set).
+
+        Raises:
+            InvalidToken: malformed, unknown key, wrong context or tampered.
+        """
+        if ciphertext[:1] != _VERSION_BYTE:
+            return self._decrypt_legacy(ciphertext)
+        if len(ciphertext) < _MIN_LEN:
+            _invalid()
+        ring = self._ring_for(self.source.snapshot())
+        header = ciphertext[:_HEADER]
+        entry = ring.ciphers.get(header)
+        if entry is None:
+            _invalid()
+        kid, aead = entry
+        try:
+            plaintext = aead.decrypt(
+                ciphertext[_HEADER : _HEADER + _NONCE],
+                ciphertext[_HEADER + _NONCE :],
+                header + _context_bytes(context),
+            )
+        except InvalidTag:
+            _invalid()
+        self.source.usage.record(kid)
+        return plaintext
+
+    def _decrypt_legacy(self, token: bytes) -> bytes:
+        if self.legacy is None or token[:1] != b"g":
+            _invalid()
+        ring = self._legacy_for(self.legacy.snapshot())
+        for key, fernet in ring.fernets:
+            try:
+                plaintext = fernet.decrypt(token)
+            except FernetInvalidToken:
+                continue
+            self.legacy.usage.record(key.kid, legacy=True)
+            return plaintext
+        _invalid()
+
+    # --- text form ------------------------------------------------------------------------
+
+    def encrypt_text(self, plaintext: str | bytes, *, context: Context = None) -> str:
+        """Encrypt under the current key; text form ``kr1.<base64url>`` (for text columns)."""
+        data = plaintext.encode() if isinstance(plaintext, str) else plaintext
+        blob = self.encrypt(data, context=context)
+        return TEXT_PREFIX + base64.urlsafe_b64encode(blob).rstrip(b"=").decode()
+
+    def decrypt_text(self, token: str, *, context: Context = None) -> str:
+        """Decrypt a text ciphertext (or a legacy Fernet token) to text (UTF-8).
+
+        Raises:
+            InvalidToken: malformed, unknown key, wrong context, tampered or not UTF-8.
+        """
+        try:
+            return self.decrypt(self._unwrap(token), context=context).decode()
+        except UnicodeDecodeError:
+            _invalid()
+
+    def decrypt_text_bytes(self, token: str, *, context: Context = None) -> bytes:
+        """Decrypt a text ciphertext to bytes."""
+        return self.decrypt(self._unwrap(token), context=context)
+
+    def _unwrap(self, token: str) -> bytes:
+        if not isinstance(token, str):
+            _invalid()
+        if not token.startswith(TEXT_PREFIX):
+            if self.legacy is not None and token.startswith("gAAAAA"):
+                return token.encode()
+            _invalid()
+        body = token[4:]
+        try:
+            blob = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        except (ValueError, binascii.Error):
+            _invalid()
+        # Canonical only: base64 ignores spare bits and maps '+' like '-', so several
+        # spellings would decode to the same ciphertext.
+        if base64.urlsafe_b64encode(blob).rstrip(b"=").decode() != body:
+            _invalid()
+        return blob
+
+    # --- rotation helpers -----------------------------------------------------------------
+
+    def kid_of(self, ciphertext: bytes | str) -> int | None:
+        """The kid in a ciphertext's header without decrypting it; None for a Fernet token.
+
+        Unverified: use it to find rows to re-encrypt, never to trust the data.
+        """
+        blob = self._unwrap(ciphertext) if isinstance(ciphertext, str) else ciphertext
+        if blob[:1] == _VERSION_BYTE and len(blob) >= _MIN_LEN:
+            return int.from_bytes(blob[1:_HEADER], "big")
+        if self.legacy is not None and blob[:1] == b"g":
+            return None
+        _invalid()
+
+    def needs_reencrypt(self, ciphertext: bytes | str) -> bool:
+        """True if the ciphertext is not under the current key (older kid or Fernet)."""
+        kid = self.kid_of(ciphertext)
+        return kid != self._ring_for(self.source.snapshot()).current_kid
+
+    def reencrypt(self, ciphertext: bytes | str, *, context: Context = None) -> bytes | str:
+        """Decrypt under any retained key and encrypt under the current one, same form."""
+        if isinstance(ciphertext, str):
+            plaintext = self.decrypt_text_bytes(ciphertext, context=context)
+            return self.encrypt_text(plaintext, context=context)
+        return self.encrypt(self.decrypt(ciphertext, context=context), context=context)
+
+    @property
+    def current_kid(self) -> int:
+        """The kid new ciphertexts are written under."""
+        return self._ring_for(self.source.snapshot()).current_kid
+
+    def __repr__(self) -> str:
+        return f"FieldCipher(source={self.source!r}, legacy={self.legacy!r})"
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("FieldCipher refuses to be pickled: it holds keys")

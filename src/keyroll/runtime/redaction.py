@@ -1,0 +1,244 @@
+"""Mask secrets in log output: a `logging.Filter` and a structlog processor, one matcher.
+
+Every value the app's key sources hold (current, previous, pending, and the last values they
+held before a rotation) is masked in each form it may be logged in: raw, base64 (standard and
+url-safe, padded or not), hex (lower and upper case), URL-encoded, and, for values that are
+themselves base64/hex of key bytes, the decoded bytes in base64/hex. Common patterns are
+masked too: ``Bearer <token>`` and the password of a DSN (``scheme://user:password@host``).
+
+A match is replaced by its first 4 characters and ``…`` (seed 003: "mask, showing only the
+first 4 characters"), so an operator can still tell which key a line is about.
+
+All literals are compiled into one regular expression, shaped as a trie so a scan costs the
+same per character whatever the number of secrets; it is rebuilt when a source's snapshot
+changes (checked on each call: one clock read per source).
+
+Attach `RedactingFilter` to *handlers* (``handler.addFilter``): filters on a logger do not see
+records propagated from child loggers. Place `StructlogRedactor` just before the renderer.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import re
+import threading
+from collections.abc import Iterable, MutableMapping, Sequence
+from typing import Any, NoReturn
+from urllib.parse import quote, quote_plus
+
+from keyroll.model import SecretValue
+from keyroll.runtime.keysource import KeySet, KeySource
+
+__all__ = ["MASK", "RedactingFilter", "Redactor", "StructlogRedactor", "mask"]
+
+#: Appended to the 4 characters a masked value keeps.
+MASK = "…"
+_KEEP = 4
+_MIN_LITERAL = 8
+_REMEMBER = 64  # values kept masked after they leave a source (retired keys)
+
+
+def mask(text: str) -> str:
+    """``text``'s first 4 characters followed by ``…``."""
+    return text[:_KEEP] + MASK
+
+
+def _forms(value: str) -> set[str]:
+    """Every spelling of ``value`` the redactor masks."""
+    raw = value.encode()
+    forms = {value, quote(value, safe=""), quote_plus(value), raw.hex(), raw.hex().upper()}
+    decoded: list[bytes] = [raw]
+    stripped = value.strip()
+    for decode in (
+        lambda t: base64.b64decode(t + "=" * (-len(t) % 4), validate=True),
+        lambda t: base64.urlsafe_b64decode(t + "=" * (-len(t) % 4)),
+        bytes.fromhex,
+    ):
+        try:
+            material = decode(stripped.removeprefix("whsec_"))
+        except (ValueError, binascii.Error):
+            continue
+        if len(material) >= 16:
+            decoded.append(material)
+            forms.update((material.hex(), material.hex().upper()))
+    for data in decoded:
+        std = base64.b64encode(data).decode()
+        url = base64.urlsafe_b64encode(data).decode()
+        forms.update((std, std.rstrip("="), url, url.rstrip("=")))
+    return {f for f in forms if len(f) >= _MIN_LITERAL}
+
+
+def _trie_regex(words: Iterable[str]) -> str:
+    """A regex matching any of ``words``, longest first, as a trie of alternatives."""
+    trie: dict[str, Any] = {}
+    for word in words:
+        node = trie
+        for ch in word:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def emit(node: dict[str, Any]) -> str:
+        ends = "" in node
+        branches = [re.escape(ch) + emit(child) for ch, child in sorted(node.items()) if ch]
+        if not branches:
+            return ""
+        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+        # a word may end here: the rest is optional, longer matches win (greedy)
+        return f"(?:{body})?" if ends else body
+
+    return emit(trie)
+
+
+_BEARER = r"(?P<bearer>(?i:bearer)\s+)(?P<token>[A-Za-z0-9._~+/=-]{8,})"
+# anchored on "://" by a look-behind so a long word is not rescanned from every letter
+_DSN = r"(?<=://)(?P<dsn>[^:/@\s]*:)(?P<pw>[^@\s/]+)(?=@)"
+
+
+class Redactor:
+    """Masks known secret values and common secret patterns in text.
+
+    Args:
+        sources: key sources whose values are masked (re-read when their keys change).
+        values: additional fixed values to mask (e.g. `startup.require` results).
+        patterns: also mask bearer tokens and DSN passwords.
+    """
+
+    def __init__(
+        self,
+        sources: Sequence[KeySource] = (),
+        *,
+        values: Sequence[SecretValue] = (),
+        patterns: bool = True,
+    ) -> None:
+        self.sources = tuple(sources)
+        self.patterns = patterns
+        self._fixed = tuple(values)
+        self._remembered: dict[str, SecretValue] = {}
+        self._lock = threading.Lock()
+        self._seen: tuple[KeySet, ...] = ()
+        self._regex: re.Pattern[str] | None = None
+        self._rebuild(tuple(s.snapshot() for s in self.sources))
+
+    def _rebuild(self, keysets: tuple[KeySet, ...]) -> None:
+        with self._lock:
+            for keyset in keysets:
+                for key in keyset.keys:
+                    self._remembered.pop(key.value.fingerprint, None)
+                    self._remembered[key.value.fingerprint] = key.value
+            while len(self._remembered) > _REMEMBER:
+                del self._remembered[next(iter(self._remembered))]
+            forms: set[str] = set()
+            for value in (*self._fixed, *self._remembered.values()):
+                forms |= _forms(value.reveal())
+            parts = []
+            if forms:
+                parts.append(f"(?P<lit>{_trie_regex(forms)})")
+            if self.patterns:
+                parts += [_BEARER, _DSN]
+            self._regex = re.compile("|".join(parts)) if parts else None
+            self._seen = keysets
+
+    def _matcher(self) -> re.Pattern[str] | None:
+        keysets = tuple(s.snapshot() for s in self.sources)
+        seen = self._seen
+        if len(keysets) != len(seen) or any(a is not b for a, b in zip(keysets, seen, strict=True)):
+            self._rebuild(keysets)
+        return self._regex
+
+    @staticmethod
+    def _replace(match: re.Match[str]) -> str:
+        lit = match.group("lit") if "lit" in match.re.groupindex else None
+        if lit is not None:
+            return mask(lit)
+        if match.group("bearer") is not None:
+            return match.group("bearer") + mask(match.group("token"))
+        return match.group("dsn") + mask(match.group("pw"))
+
+    def redact(self, text: str) -> str:
+        """``text`` with every known secret and pattern masked (the same object if none)."""
+        regex = self._matcher()
+        if regex is None or not text:
+            return text
+        return regex.sub(self._replace, text)
+
+    def redact_value(self, value: object, _depth: int = 0) -> object:
+        """Redact strings inside ``value`` (dicts, lists, tuples, nested up to 8 levels)."""
+        if isinstance(value, str):
+            return self.redact(value)
+        if _depth >= 8:
+            return value
+        if isinstance(value, dict):
+            return {k: self.redact_value(v, _depth + 1) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return type(value)(self.redact_value(v, _depth + 1) for v in value)
+        return value
+
+    def __repr__(self) -> str:
+        return f"Redactor(sources={len(self.sources)}, values={len(self._remembered)})"
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("Redactor refuses to be pickled: it holds secrets")
+
+
+_STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+    "message",
+    "asctime",
+}
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that masks secrets in the message, its args, extras and tracebacks.
+
+    Add it to every handler: ``handler.addFilter(RedactingFilter(redactor))``.
+    """
+
+    def __init__(self, redactor: Redactor) -> None:
+        super().__init__()
+        self.redactor = redactor
+        self._formatter = logging.Formatter()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite ``record`` in place; never drops it."""
+        redact = self.redactor.redact
+        message = record.getMessage()
+        clean = redact(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self._formatter.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
+        for name in record.__dict__.keys() - _STANDARD_ATTRS:
+            value = record.__dict__[name]
+            if isinstance(value, str | dict | list | tuple):
+                record.__dict__[name] = self.redactor.redact_value(value)
+        return True
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("RedactingFilter refuses to be pickled: it holds secrets")
+
+
+class StructlogRedactor:
+    """A structlog processor: masks secrets in every string of the event dict.
+
+    ``structlog.configure(processors=[..., StructlogRedactor(redactor), JSONRenderer()])``.
+    Needs no structlog import (a processor is any callable).
+    """
+
+    def __init__(self, redactor: Redactor) -> None:
+        self.redactor = redactor
+
+    def __call__(
+        self, logger: object, method_name: str, event_dict: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        """Redact ``event_dict`` in place and return it."""
+        for key, value in event_dict.items():
+            event_dict[key] = self.redactor.redact_value(value)
+        return event_dict
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("StructlogRedactor refuses to be pickled: it holds secrets")
