@@ -1,0 +1,113 @@
+"""Fixtures that start real PostgreSQL, PgBouncer and Redis servers for integration tests.
+
+Servers are session-scoped (started once, stopped by PID at the end); databases and Redis users
+are per test. A missing binary fails the test with the package to install: never a skip.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TypeVar
+
+import pytest
+
+from tests.servers import (
+    PgBouncerServer,
+    PostgresServer,
+    RedisServer,
+    ServerUnavailable,
+)
+
+Server = TypeVar("Server", PostgresServer, PgBouncerServer, RedisServer)
+
+
+def _start(server: Server) -> Server:
+    try:
+        return server.start()
+    except ServerUnavailable as exc:
+        server.stop()
+        pytest.fail(str(exc), pytrace=False)
+
+
+def _make(factory: type[Server], *args: PostgresServer) -> Server:
+    try:
+        return factory(*args)
+    except ServerUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL 15 cluster for the whole session (scram-sha-256, all statements logged)."""
+    server = _start(_make(PostgresServer))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def pgbouncer_server(postgres_server: PostgresServer) -> Iterator[PgBouncerServer]:
+    """PgBouncer in front of `postgres_server`, auth_type scram-sha-256."""
+    server = _start(_make(PgBouncerServer, postgres_server))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """redis-server with an ACL file (so ACL SAVE works)."""
+    server = _start(_make(RedisServer))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server_no_aclfile() -> Iterator[RedisServer]:
+    """redis-server configured with requirepass and no ACL file."""
+    server = _start(RedisServer(aclfile=False))
+    yield server
+    server.stop()
+
+
+@dataclass(frozen=True)
+class FreshDatabase:
+    """A database created for one test, owned by the superuser, with a table to probe.
+
+    Attributes:
+        name: the database name.
+        dsn: the superuser's conninfo to it.
+        base_dsn: host, port and dbname only.
+        prefix: a unique prefix for role names in this test.
+    """
+
+    name: str
+    dsn: str
+    base_dsn: str
+    prefix: str
+
+
+@pytest.fixture
+def fresh_db(postgres_server: PostgresServer) -> Iterator[FreshDatabase]:
+    """A new database (with ``public.orders``) and a role-name prefix; both dropped after."""
+    import psycopg
+    from psycopg import sql
+
+    token = secrets.token_hex(4)
+    name = f"kr_test_{token}"
+    prefix = f"kr{token}"
+    with psycopg.connect(postgres_server.superuser_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    dsn = postgres_server.dsn(name)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE public.orders (id int PRIMARY KEY, total numeric)")
+        conn.execute("INSERT INTO public.orders VALUES (1, 10.5)")
+    yield FreshDatabase(name, dsn, postgres_server.base_dsn(name), prefix)
+    with psycopg.connect(postgres_server.superuser_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+            sql.Identifier(name)))
+        roles = [r for (r,) in conn.execute(
+            "SELECT rolname FROM pg_roles WHERE starts_with(rolname, %s)", (prefix,)
+        ).fetchall()]
+        for role in roles:
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
