@@ -32,7 +32,7 @@ __all__ = ["Format", "decode_key32", "generate"]
 class Format(StrEnum):
     BASE64_48 = "base64-48"
     KEY_32 = "key-32"
-    PASSWORD_32 = "password-32"
+    PASSWORD_32 = "password-32"  # noqa: S105  (a format name, not a password)
     HEX_32 = "hex-32"
 
 

@@ -1,0 +1,83 @@
+"""The ``keyroll`` command: typer app, global options, and one-line errors.
+
+Every `KeyrollError` ends the command with its one-line message on stderr and its exit code
+(2 for bad input); click's own usage errors exit 2 as well. Pretty tracebacks are off: they
+print local variables, and a local variable may hold a secret.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from typer.exceptions import TyperException
+
+from keyroll.cli import audit_cmd, init_cmd, inventory_cmd, secrets_cmd, status_cmd
+from keyroll.cli.context import AppContext
+from keyroll.cli.output import err
+from keyroll.errors import KeyrollError
+
+__all__ = ["app", "main", "run"]
+
+app = typer.Typer(
+    name="keyroll",
+    help="Rotate secrets without downtime, prove it, and know before one is due.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="keyroll.toml to use (default: search upwards)."),
+    ] = None,
+    store: Annotated[
+        str | None,
+        typer.Option("--store", help="Store URL, overriding [store] url (env KEYROLL_STORE)."),
+    ] = None,
+) -> None:
+    ctx.obj = AppContext(config=config, store_url=store)
+    ctx.call_on_close(ctx.obj.close)
+
+
+init_cmd.register(app)
+status_cmd.register(app)
+secrets_cmd.register(app)
+app.add_typer(inventory_cmd.app, name="inventory")
+app.add_typer(audit_cmd.app, name="audit")
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
+    try:
+        result = app(args=argv, prog_name="keyroll", standalone_mode=False)
+    except TyperException as exc:  # click's usage errors (typer vendors click)
+        err().print(f"error: {exc.format_message()}", markup=False)
+        return exc.exit_code
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        err().print("aborted", markup=False)
+        return 1
+    except KeyrollError as exc:
+        err().print(f"error: {exc}", markup=False)
+        return exc.exit_code
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        err().print(f"error: cannot access{where}: {exc.strerror or exc}", markup=False)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return result if isinstance(result, int) else 0
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(run())

@@ -1,0 +1,73 @@
+"""``keyroll init``: an example inventory, the local store and its 0600 master key."""
+
+from __future__ import annotations
+
+import os
+from importlib.resources import files
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from keyroll.audit import Journal
+from keyroll.cli.context import clock_from_env
+from keyroll.cli.output import out
+from keyroll.errors import UsageError
+from keyroll.inventory import DEFAULT_FILE, load_inventory
+from keyroll.stores import open_store, sqlite_path
+from keyroll.stores.masterkey import ENV_VAR, create_key_file
+
+__all__ = ["register"]
+
+_IGNORED = (".keyroll/", ".env")
+
+
+def _ensure_gitignored(folder: Path) -> list[str]:
+    path = folder / ".gitignore"
+    lines = path.read_text().splitlines() if path.exists() else []
+    missing = [entry for entry in _IGNORED if entry not in lines and entry.rstrip("/") not in lines]
+    if missing:
+        with path.open("a") as handle:
+            if lines and lines[-1].strip():
+                handle.write("\n")
+            handle.write("# keyroll: local store, master key and rendered env files\n")
+            handle.writelines(f"{entry}\n" for entry in missing)
+    return missing
+
+
+def init(
+    directory: Annotated[Path, typer.Argument(help="Project folder.")] = Path("."),
+) -> None:
+    """Write an example keyroll.toml, create the local store and its master key (0600)."""
+    directory = directory.resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    inventory_path = directory / DEFAULT_FILE
+    if inventory_path.exists():
+        raise UsageError(
+            f"{inventory_path} exists already; keyroll init never overwrites it "
+            "(check it with `keyroll inventory check`)"
+        )
+    example = files("keyroll").joinpath("example_inventory.toml").read_text(encoding="utf-8")
+    inventory_path.write_text(example, encoding="utf-8")
+    inventory = load_inventory(inventory_path)
+    console = out()
+    console.print(f"wrote {inventory_path} ({len(inventory.classes)} secret classes)")
+    if inventory.store.url.startswith("sqlite:"):
+        db = sqlite_path(inventory.store.url, directory)
+        key_file = db.parent / "master.key"
+        if not os.environ.get(ENV_VAR) and not key_file.exists():
+            create_key_file(key_file)
+            console.print(f"created master key {key_file} (mode 0600): back it up offline")
+    with open_store(inventory.store.url, base=directory) as store:
+        Journal(store, clock=clock_from_env()).append(
+            "store.init", evidence={"store": store.url, "classes": len(inventory.classes)}
+        )
+        console.print(f"store ready: {store.url}")
+    added = _ensure_gitignored(directory)
+    if added:
+        console.print(f"added {', '.join(added)} to .gitignore")
+    console.print("next: `keyroll import --env dev --file .env` or `keyroll generate CLASS --env dev`")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(init)

@@ -1,0 +1,24 @@
+"""``keyroll inventory check``: validate keyroll.toml."""
+
+from __future__ import annotations
+
+import typer
+
+from keyroll.cli.context import AppContext
+from keyroll.cli.output import out
+
+__all__ = ["app"]
+
+app = typer.Typer(help="Inspect the inventory (keyroll.toml).", no_args_is_help=True)
+
+
+@app.command()
+def check(ctx: typer.Context) -> None:
+    """Validate keyroll.toml; one line per problem, exit 2 when invalid."""
+    context: AppContext = ctx.obj
+    inventory = context.inventory
+    secrets = inventory.secrets()
+    out().print(
+        f"{context.inventory_path}: ok: {len(inventory.classes)} classes, {len(secrets)} secrets "
+        f"in {len(inventory.environments)} environments ({', '.join(inventory.environments)})"
+    )

@@ -1,0 +1,225 @@
+"""Values in and out: ``import``, ``generate``, ``export``, ``get``.
+
+Values travel from a file or stdin (never argv, never echoed) into the store, and out only
+into a 0600 file (``export``) or, with ``get --reveal``, to stdout: the one command that prints
+a value, says so on stderr and records it in the journal.
+"""
+
+from __future__ import annotations
+
+import getpass
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from keyroll.cli.context import AppContext
+from keyroll.cli.output import err, out, print_json
+from keyroll.errors import UsageError
+from keyroll.generate import generate as make_value
+from keyroll.inventory import SecretClass
+from keyroll.model import Kind, Label, SecretRef, SecretValue
+from keyroll.render import FORMATS, collect, render, split_dsn, write_private
+
+__all__ = ["parse_dotenv", "register"]
+
+
+def parse_dotenv(text: str) -> dict[str, str]:
+    """Parse ``KEY=value`` lines (``export`` prefix, quotes, comments) like docker compose."""
+    result: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        line = line.removeprefix("export ").strip()
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if not sep or not key.replace("_", "").isalnum():
+            raise UsageError(f"line {number} is not KEY=value; fix or remove it")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            quote, value = value[0], value[1:-1]
+            if quote == '"':
+                value = value.replace('\\"', '"').replace("\\$", "$").replace("\\\\", "\\")
+        elif " #" in value:
+            value = value.split(" #", 1)[0].rstrip()
+        result[key] = value
+    return result
+
+
+def _store_first_version(
+    app: AppContext, cls: SecretClass, ref: SecretRef, value: SecretValue, source: str
+) -> str:
+    """Store an imported value as version 1 (or report it as already there)."""
+    meta: dict[str, str] = {"source": source}
+    if cls.kind in (Kind.POSTGRES_ROLE, Kind.REDIS_ACL):
+        parts = split_dsn(value.reveal())
+        if parts is not None:
+            user, password = parts
+            value = SecretValue(password)
+            if user:
+                meta["role"] = user
+    if len(value) == 0:
+        raise UsageError(f"{ref}: the value is empty; nothing imported")
+    labels = app.store.get_labels(ref)
+    if Label.CURRENT in labels:
+        current = app.store.get_version(ref, labels[Label.CURRENT])
+        if current.fingerprint == value.fingerprint:
+            return "unchanged"
+        raise UsageError(
+            f"{ref} already has a current version ({current.fingerprint}); change it with "
+            f"`keyroll rotate {ref.name} --env {ref.environment}`, not import"
+        )
+    version = app.store.put_version(ref, value, created_at=app.clock(), meta=meta)
+    app.store.set_labels(ref, expected={Label.CURRENT: None}, new={Label.CURRENT: version.number})
+    app.journal.append(
+        "secret.import", ref=ref, version=version.number, fingerprints=[version.fingerprint],
+        evidence={"source": source},
+    )
+    return f"imported as version {version.number} ({version.fingerprint})"
+
+
+def import_(
+    ctx: typer.Context,
+    class_name: Annotated[
+        str | None, typer.Argument(metavar="[CLASS]", help="Import one value for this class.")
+    ] = None,
+    env: Annotated[str, typer.Option("--env", "-e", help="Environment.")] = ...,  # type: ignore[assignment]
+    file: Annotated[
+        Path | None,
+        typer.Option("--file", "-f", help=".env file to read ('-' for stdin)."),
+    ] = None,
+) -> None:
+    """Bring existing values under keyroll: from a .env file, or one value from stdin (no echo)."""
+    app: AppContext = ctx.obj
+    inventory = app.inventory
+    inventory.policy(env)
+    console = out()
+    if class_name is not None:
+        if file is not None:
+            raise UsageError("give either CLASS (one value on stdin) or --file, not both")
+        cls, ref = inventory.resolve(class_name, env)
+        if sys.stdin.isatty():
+            text = getpass.getpass(f"value for {ref} (not echoed): ")
+        else:
+            text = sys.stdin.readline().rstrip("\r\n")
+        console.print(f"{ref}: {_store_first_version(app, cls, ref, SecretValue(text), 'stdin')}")
+        return
+    if file is None:
+        raise UsageError("nothing to import: pass --file .env (or '-' for stdin), or a CLASS")
+    text = sys.stdin.read() if str(file) == "-" else file.read_text(encoding="utf-8")
+    pairs = parse_dotenv(text)
+    source = "stdin" if str(file) == "-" else f"file:{file.name}"
+    skipped: list[str] = []
+    for var, raw in pairs.items():
+        owner = inventory.class_for_env_var(var, env)
+        if owner is None:
+            skipped.append(var)
+            continue
+        ref = SecretRef(env, owner.name)
+        result = _store_first_version(app, owner, ref, SecretValue(raw), source)
+        console.print(f"{var} → {ref}: {result}")
+    if skipped:
+        err().print(
+            f"not in the inventory for {env}, skipped: {', '.join(sorted(skipped))}", markup=False
+        )
+
+
+def generate(
+    ctx: typer.Context,
+    class_name: Annotated[str, typer.Argument(metavar="CLASS")],
+    env: Annotated[str, typer.Option("--env", "-e", help="Environment.")] = ...,  # type: ignore[assignment]
+) -> None:
+    """Create the first version of a secret with its class's generator."""
+    app: AppContext = ctx.obj
+    cls, ref = app.inventory.resolve(class_name, env)
+    if cls.generator is None:
+        raise UsageError(
+            f"{ref} is {cls.kind.value}: its value comes from the provider; enter it with "
+            f"`keyroll import {ref.name} --env {env}`"
+        )
+    if app.store.get_labels(ref).get(Label.CURRENT) is not None:
+        raise UsageError(
+            f"{ref} already has a current version; use `keyroll rotate {ref.name} --env {env}`"
+        )
+    value = make_value(cls.generator, prefix=cls.prefix)
+    version = app.store.put_version(
+        ref, value, created_at=app.clock(), meta={"generator": cls.generator.value}
+    )
+    app.store.set_labels(ref, expected={Label.CURRENT: None}, new={Label.CURRENT: version.number})
+    app.journal.append(
+        "secret.generate", ref=ref, version=version.number, fingerprints=[version.fingerprint],
+        evidence={"generator": cls.generator.value},
+    )
+    out().print(f"{ref}: version {version.number} ({version.fingerprint}, kid {version.kid_hex})")
+
+
+def export(
+    ctx: typer.Context,
+    env: Annotated[str, typer.Option("--env", "-e", help="Environment.")] = ...,  # type: ignore[assignment]
+    output: Annotated[Path, typer.Option("--output", "-o", help="File to write (mode 0600).")] = ...,  # type: ignore[assignment]
+    fmt: Annotated[str, typer.Option("--format", help=f"One of: {', '.join(FORMATS)}.")] = "dotenv",
+    name: Annotated[str, typer.Option("--name", help="Secret name (k8s format).")] = "app-secrets",
+) -> None:
+    """Write an environment's current (and overlap-previous) values to a 0600 file."""
+    app: AppContext = ctx.obj
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
+    entries = collect(app.store, app.inventory, env)
+    write_private(output, render(entries, fmt, name=name))
+    app.journal.append(
+        "secret.export", evidence={"environment": env, "file": str(output), "format": fmt,
+                                   "variables": [e.name for e in entries]},
+    )
+    out().print(f"wrote {len(entries)} variables to {output} (mode 0600)")
+
+
+def get(
+    ctx: typer.Context,
+    class_name: Annotated[str, typer.Argument(metavar="CLASS")],
+    env: Annotated[str, typer.Option("--env", "-e", help="Environment.")] = ...,  # type: ignore[assignment]
+    label: Annotated[Label, typer.Option("--label", help="Which label.")] = Label.CURRENT,
+    version: Annotated[int | None, typer.Option("--version", help="A version number.")] = None,
+    reveal: Annotated[bool, typer.Option("--reveal", help="Print the value itself.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Metadata as JSON.")] = False,
+) -> None:
+    """Show a version's metadata; with --reveal, print its value (audited)."""
+    app: AppContext = ctx.obj
+    _cls, ref = app.inventory.resolve(class_name, env)
+    if version is None:
+        meta, value = app.store.read(ref, label)
+    else:
+        meta, value = app.store.get_version(ref, version), app.store.read_value(ref, version)
+    labels = [lab.value for lab, num in app.store.get_labels(ref).items() if num == meta.number]
+    if reveal:
+        app.journal.append(
+            "secret.reveal", ref=ref, version=meta.number, fingerprints=[meta.fingerprint]
+        )
+        err().print(
+            f"printing the value of {ref} version {meta.number} ({meta.fingerprint}); "
+            "this was recorded in the audit journal",
+            markup=False,
+        )
+        sys.stdout.write(value.reveal() + "\n")
+        return
+    doc = {
+        "secret": str(ref), "version": meta.number, "kid": meta.kid_hex,
+        "fingerprint": meta.fingerprint, "created_at": meta.created_at.isoformat(),
+        "labels": labels, "destroyed": meta.destroyed,
+    }
+    if as_json:
+        print_json(doc)
+        return
+    table = Table(show_header=False)
+    for key, val in doc.items():
+        table.add_row(key, ", ".join(val) if isinstance(val, list) else str(val))
+    out().print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("import")(import_)
+    app.command()(generate)
+    app.command()(export)
+    app.command()(get)

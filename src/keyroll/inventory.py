@@ -1,0 +1,414 @@
+"""The inventory, ``keyroll.toml``: which secrets exist, where, how often they rotate, who owns them.
+
+It holds secret *classes* (seed 004 §1: JWT keys, field encryption, payment providers, bank
+webhook, database and Redis passwords, OAuth secrets, object storage keys, notification tokens)
+and per-environment policy (approvals, warn window, automatic rotation). It never holds a secret
+value, and config that is not secret (URLs, model names) does not belong in it.
+
+Parsed with the standard library's TOML reader and validated with pydantic; every error names
+the file, the class and the field, and what is allowed (`load_inventory`).
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import tomllib
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from keyroll.durations import parse_duration
+from keyroll.errors import InventoryError, UnknownSecret
+from keyroll.generate import Format
+from keyroll.model import Kind, SecretRef, Tier
+
+__all__ = [
+    "DEFAULT_FILE",
+    "EncryptionColumn",
+    "EnvironmentPolicy",
+    "Hook",
+    "Hooks",
+    "Inventory",
+    "NotifyConfig",
+    "Overlap",
+    "SecretClass",
+    "find_inventory",
+    "load_inventory",
+    "parse_inventory",
+]
+
+DEFAULT_FILE = "keyroll.toml"
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+_ENV_VAR = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+_NAME = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+
+_DEFAULT_GENERATOR: dict[Kind, Format | None] = {
+    Kind.JWT_SIGNING: Format.BASE64_48,
+    Kind.ENCRYPTION_KEY: Format.KEY_32,
+    Kind.WEBHOOK_HMAC: Format.BASE64_48,
+    Kind.API_KEY: Format.BASE64_48,
+    Kind.POSTGRES_ROLE: Format.PASSWORD_32,
+    Kind.REDIS_ACL: Format.PASSWORD_32,
+    Kind.PROVIDER_SHARED: None,  # the provider's portal issues it; a person enters it
+    Kind.OPAQUE: Format.BASE64_48,
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Hook(_Strict):
+    """One action run at a rotation step: a command, an HTTP check, or a .env write.
+
+    Exactly one of ``run``, ``http``, ``write_dotenv``. Commands run without a shell unless
+    ``shell = true``; with ``stdin_dotenv = true`` they receive the environment's new
+    ``KEY=value`` lines on stdin (never on argv or in their environment), e.g. for
+    ``kubectl create secret generic api --from-env-file=/dev/stdin --dry-run=client -o yaml``.
+    """
+
+    name: str | None = None
+    run: str | list[str] | None = None
+    shell: bool = False
+    stdin_dotenv: bool = False
+    http: str | None = None
+    status: int = Field(default=200, ge=100, le=599)
+    write_dotenv: str | None = None
+    timeout: Duration = timedelta(seconds=60)
+    environments: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _one_action(self) -> Hook:
+        chosen = [k for k in ("run", "http", "write_dotenv") if getattr(self, k) is not None]
+        if len(chosen) != 1:
+            raise ValueError("a hook needs exactly one of run, http or write_dotenv")
+        if self.http is not None and not self.http.startswith(("http://", "https://")):
+            raise ValueError("http must be an http:// or https:// URL")
+        return self
+
+    @property
+    def argv(self) -> list[str]:
+        """The command as an argument list (``run`` split like a shell would, no shell)."""
+        if self.run is None:
+            return []
+        return shlex.split(self.run) if isinstance(self.run, str) else list(self.run)
+
+    @property
+    def label(self) -> str:
+        if self.name:
+            return self.name
+        if self.http:
+            return f"GET {self.http}"
+        if self.write_dotenv:
+            return f"write {self.write_dotenv}"
+        return " ".join(self.argv)[:80]
+
+    def applies_to(self, environment: str) -> bool:
+        return self.environments is None or environment in self.environments
+
+
+class Hooks(_Strict):
+    """Hooks of a class, by step (each filtered per environment with ``environments``).
+
+    Attributes:
+        on_promote: after promote: write .env, ``docker compose up -d``, rollout restart.
+        verify: after promote (and in test): health checks; a failure rolls back.
+        revoke: incident mode, after retire: flush session caches, revoke refresh tokens.
+        remaining: encryption keys: a command printing how many records still use the previous
+            key; retire waits for 0.
+    """
+
+    on_promote: list[Hook] = []
+    verify: list[Hook] = []
+    revoke: list[Hook] = []
+    remaining: list[Hook] = []
+
+
+class Overlap(_Strict):
+    """How long old and new are both accepted after promote.
+
+    Attributes:
+        min: never shorter than this.
+        token_ttl: JWT: the longest lifetime of a token signed with the key (seed 004 §3.2:
+            the refresh TTL); the overlap lasts at least ``token_ttl + margin``.
+        margin: added to ``token_ttl`` (seed 004: 24 h).
+        until_unused: also wait until nothing uses the old value, where that is measurable.
+        settle: databases: how long no session of the old role must be seen.
+        max: give up waiting for "unused" after this long and retire anyway (recorded).
+    """
+
+    min: Duration = timedelta(0)
+    token_ttl: Duration | None = None
+    margin: Duration = timedelta(hours=24)
+    until_unused: bool = True
+    settle: Duration = timedelta(seconds=30)
+    max: Duration = timedelta(days=45)
+
+    def deadline(self) -> timedelta:
+        """The time-based part of the overlap: ``max(min, token_ttl + margin)``."""
+        by_tokens = self.token_ttl + self.margin if self.token_ttl is not None else timedelta(0)
+        return max(self.min, by_tokens)
+
+
+class EncryptionColumn(_Strict):
+    """A column holding field ciphertexts (for re-encryption and the retire gate)."""
+
+    table: str
+    key: str = "id"
+    column: str
+    context: str | None = None
+    database_env: str = "DATABASE_URL"
+
+
+class EnvironmentPolicy(_Strict):
+    """Per-environment rules.
+
+    Attributes:
+        approvals: people who must agree before a rotation runs (2 = two-person rule).
+        warn_days: `keyroll status`/`notify` warn this many days before a secret is due.
+        auto: `keyroll advance` starts due rotations by itself.
+        production: values here must never equal a dev/ci value (startup validation).
+        drill: rotations here are rehearsals (seed 004: staging first).
+    """
+
+    approvals: int = Field(default=1, ge=1, le=5)
+    warn_days: int = Field(default=7, ge=0, le=365)
+    auto: bool = False
+    production: bool = False
+    drill: bool = False
+
+
+class NotifyConfig(_Strict):
+    """Where reminders go. URLs and passwords are read from env vars, never written here."""
+
+    webhook_url_env: str | None = None
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_from: str | None = None
+    smtp_to: list[str] = []
+    smtp_user_env: str | None = None
+    smtp_password_env: str | None = None
+    smtp_starttls: bool = False
+
+
+class StoreConfig(_Strict):
+    """Which store: ``sqlite:.keyroll/store.db`` (default, relative to keyroll.toml) or an
+    ``openbao://`` URL (see docs/openbao.md)."""
+
+    url: str = "sqlite:.keyroll/store.db"
+
+
+class SecretClass(_Strict):
+    """One class of secret (a row of seed 004 §1)."""
+
+    name: str = Field(pattern=_NAME)
+    kind: Kind
+    description: str = ""
+    env_vars: list[str] = Field(min_length=1)
+    cadence_days: int = Field(ge=1, le=3650)
+    tier: Tier
+    blast_radius: str
+    owner: str
+    environments: list[str] = Field(min_length=1)
+    generator: Format | None = None
+    prefix: str = ""
+    min_length: int = Field(default=32, ge=1)
+    auto: bool | None = None
+    overlap: Overlap = Overlap()
+    hooks: Hooks = Hooks()
+    options: dict[str, Any] = {}
+    columns: list[EncryptionColumn] = []
+
+    @field_validator("env_vars")
+    @classmethod
+    def _env_var_names(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if not _ENV_VAR.match(name):
+                raise ValueError(f"{name!r} is not an env var name: use A-Z, 0-9 and _")
+        return names
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kind_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "generator" not in data and "kind" in data:
+            try:
+                default = _DEFAULT_GENERATOR[Kind(data["kind"])]
+            except ValueError:
+                return data  # the kind error is reported by the field itself
+            if default is not None:
+                data = {**data, "generator": default.value}
+        return data
+
+    @property
+    def previous_env_vars(self) -> list[str]:
+        """The ``*_PREVIOUS`` names the runtime reads during an overlap (seed 004 §3.1)."""
+        return [f"{name}_PREVIOUS" for name in self.env_vars]
+
+
+class Inventory(_Strict):
+    """The whole of keyroll.toml."""
+
+    project: str = "app"
+    store: StoreConfig = StoreConfig()
+    environments: dict[str, EnvironmentPolicy] = Field(min_length=1)
+    classes: dict[str, SecretClass] = {}
+    notify: NotifyConfig = NotifyConfig()
+    path: Path | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _names_from_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("classes"), dict):
+            classes = {}
+            for key, body in data["classes"].items():
+                classes[key] = {**body, "name": key} if isinstance(body, dict) else body
+            data = {**data, "classes": classes}
+        return data
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Inventory:
+        for env in self.environments:
+            if not re.match(_NAME, env):
+                raise ValueError(f"environment name {env!r}: use lowercase letters, digits, -_.")
+        fed_by: dict[tuple[str, str], str] = {}
+        for cls in self.classes.values():
+            for env in cls.environments:
+                if env not in self.environments:
+                    known = ", ".join(sorted(self.environments))
+                    raise ValueError(
+                        f"class {cls.name!r} names environment {env!r}, which is not defined "
+                        f"(defined: {known}); add [environments.{env}]"
+                    )
+                for var in cls.env_vars:
+                    if (env, var) in fed_by:
+                        raise ValueError(
+                            f"{var} in {env} is fed by both {fed_by[(env, var)]!r} and "
+                            f"{cls.name!r}: one env var, one class"
+                        )
+                    fed_by[(env, var)] = cls.name
+            for hook in (*cls.hooks.on_promote, *cls.hooks.verify, *cls.hooks.revoke):
+                for env in hook.environments or ():
+                    if env not in self.environments:
+                        raise ValueError(f"a hook of {cls.name!r} names unknown environment {env!r}")
+        return self
+
+    # --- lookups --------------------------------------------------------------------------
+
+    def get_class(self, name: str) -> SecretClass:
+        """The class of that name. `UnknownSecret` (exit 2) lists the known ones."""
+        try:
+            return self.classes[name]
+        except KeyError:
+            known = ", ".join(sorted(self.classes)) or "none"
+            raise UnknownSecret(
+                f"no class {name!r} in the inventory (known: {known}); check keyroll.toml"
+            ) from None
+
+    def policy(self, environment: str) -> EnvironmentPolicy:
+        try:
+            return self.environments[environment]
+        except KeyError:
+            known = ", ".join(sorted(self.environments))
+            raise UnknownSecret(
+                f"no environment {environment!r} in the inventory (known: {known})"
+            ) from None
+
+    def resolve(self, name: str, environment: str) -> tuple[SecretClass, SecretRef]:
+        """Check that the class exists in that environment; return it with its `SecretRef`."""
+        cls = self.get_class(name)
+        self.policy(environment)
+        if environment not in cls.environments:
+            raise UnknownSecret(
+                f"class {name!r} does not exist in {environment!r} (it is in: "
+                f"{', '.join(cls.environments)}); add it to its environments in keyroll.toml"
+            )
+        return cls, SecretRef(environment, name)
+
+    def secrets(self, environment: str | None = None) -> list[tuple[SecretClass, SecretRef]]:
+        """Every (class, secret) the inventory defines, optionally in one environment."""
+        out = []
+        for cls in self.classes.values():
+            for env in cls.environments:
+                if environment is None or env == environment:
+                    out.append((cls, SecretRef(env, cls.name)))
+        return out
+
+    def class_for_env_var(self, var: str, environment: str) -> SecretClass | None:
+        for cls, _ref in self.secrets(environment):
+            if var in cls.env_vars:
+                return cls
+        return None
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    loc = ".".join(str(part) for part in error["loc"] if not str(part).startswith("function-"))
+    kind = error["type"]
+    if kind == "missing":
+        return f"{loc}: required field is missing: add it"
+    if kind == "extra_forbidden":
+        field = loc.rsplit(".", 1)[-1]
+        where = loc.rsplit(".", 1)[0] if "." in loc else "the top level"
+        return f"{loc}: unknown field {field!r} in {where}: check the spelling (see `keyroll init`)"
+    msg = str(error["msg"]).removeprefix("Value error, ")
+    return f"{loc}: {msg}" if loc else msg
+
+
+def parse_inventory(text: str, path: Path | None = None) -> Inventory:
+    """Parse and validate inventory text.
+
+    Raises:
+        InventoryError: one line: the file, the field path and what is allowed.
+    """
+    where = str(path or DEFAULT_FILE)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InventoryError(f"{where}: not valid TOML: {exc}") from None
+    try:
+        inventory = Inventory.model_validate({**data, "path": path})
+    except ValidationError as exc:
+        errors = exc.errors(include_input=False, include_url=False)
+        more = f" ({len(errors) - 1} more problems)" if len(errors) > 1 else ""
+        raise InventoryError(f"{where}: {_describe(errors[0])}{more}") from None
+    return inventory
+
+
+def load_inventory(path: Path) -> Inventory:
+    """Read and validate a keyroll.toml file.
+
+    Raises:
+        InventoryError: unreadable or invalid (one line with the fix).
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InventoryError(
+            f"{path}: no such file: run `keyroll init` to write an example inventory"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InventoryError(f"{path}: cannot read it ({exc.__class__.__name__})") from None
+    return parse_inventory(text, path)
+
+
+def find_inventory(start: Path) -> Path:
+    """Find keyroll.toml in ``start`` or its parents (like git finds .git)."""
+    for folder in (start, *start.parents):
+        candidate = folder / DEFAULT_FILE
+        if candidate.is_file():
+            return candidate
+    raise InventoryError(
+        f"no {DEFAULT_FILE} in {start} or its parents: run `keyroll init`, or pass --config"
+    )
+

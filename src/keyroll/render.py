@@ -1,0 +1,115 @@
+"""Render an environment's secrets as the files deployments read: .env, JSON, Kubernetes Secret.
+
+During an overlap the previous value is rendered too, as ``<VAR>_PREVIOUS`` (seed 004 §3.1:
+``JWT_SECRET`` + ``JWT_SECRET_PREVIOUS``), so apps on the env-var key source keep verifying old
+tokens. Files are written atomically with mode 0600 (`write_private`).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+from keyroll.errors import NotFound, UsageError
+from keyroll.inventory import Inventory, SecretClass
+from keyroll.model import Kind, Label, SecretRef, SecretValue
+from keyroll.stores.base import Store
+
+__all__ = ["FORMATS", "EnvEntry", "collect", "render", "split_dsn", "write_private"]
+
+FORMATS = ("dotenv", "json", "k8s")
+_KEEP_PREVIOUS = {Kind.JWT_SIGNING, Kind.ENCRYPTION_KEY, Kind.WEBHOOK_HMAC}
+
+
+@dataclass(frozen=True, slots=True)
+class EnvEntry:
+    """One env var and its value (wrapped), with the fingerprint for listings."""
+
+    name: str
+    value: SecretValue
+
+
+def split_dsn(text: str) -> tuple[str | None, str] | None:
+    """``(user, password)`` of a ``postgresql://user:pass@…`` / ``redis://…`` URL, else None."""
+    parts = urlsplit(text)
+    if parts.scheme and parts.password is not None:
+        return parts.username, parts.password
+    return None
+
+
+def _value_for(cls: SecretClass, store: Store, ref: SecretRef, number: int) -> SecretValue:
+    value = store.read_value(ref, number)
+    template = cls.options.get("app_dsn") or cls.options.get("app_url")
+    if template and cls.kind in (Kind.POSTGRES_ROLE, Kind.REDIS_ACL):
+        version = store.get_version(ref, number)
+        role = str(version.meta.get("role") or cls.options.get("user") or "")
+        return SecretValue(
+            str(template).format(role=quote(role, safe=""), password=quote(value.reveal(), safe=""))
+        )
+    return value
+
+
+def collect(store: Store, inventory: Inventory, environment: str) -> list[EnvEntry]:
+    """Every env var the environment's current (and previous) versions feed, sorted by name."""
+    inventory.policy(environment)
+    entries: list[EnvEntry] = []
+    for cls, ref in inventory.secrets(environment):
+        labels = store.get_labels(ref)
+        if Label.CURRENT not in labels:
+            continue
+        value = _value_for(cls, store, ref, labels[Label.CURRENT])
+        entries.extend(EnvEntry(var, value) for var in cls.env_vars)
+        if cls.kind in _KEEP_PREVIOUS and Label.PREVIOUS in labels:
+            try:
+                previous = _value_for(cls, store, ref, labels[Label.PREVIOUS])
+            except NotFound:
+                continue
+            entries.extend(EnvEntry(var, previous) for var in cls.previous_env_vars)
+    return sorted(entries, key=lambda e: e.name)
+
+
+def _dotenv_quote(text: str) -> str:
+    if text and all(c.isalnum() or c in "_-.:/+=@%,~" for c in text):
+        return text
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
+    return f'"{escaped}"'
+
+
+def render(entries: list[EnvEntry], fmt: str, *, name: str = "app-secrets") -> str:
+    """The file content. This string holds values: write it with `write_private` only."""
+    if fmt == "dotenv":
+        return "".join(f"{e.name}={_dotenv_quote(e.value.reveal())}\n" for e in entries)
+    if fmt == "json":
+        return json.dumps({e.name: e.value.reveal() for e in entries}, indent=2) + "\n"
+    if fmt == "k8s":
+        lines = [
+            "apiVersion: v1", "kind: Secret", "metadata:", f"  name: {name}", "type: Opaque",
+            "data:",
+        ]
+        lines += [
+            f"  {e.name}: {base64.b64encode(e.value.reveal_bytes()).decode()}" for e in entries
+        ]
+        return "\n".join(lines) + "\n"
+    raise UsageError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
+
+
+def write_private(path: Path, content: str) -> None:
+    """Write atomically (temp file, fsync, rename) with mode 0600."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,124 @@
+"""Where every secret stands: version, fingerprint, age, due date, days left, state.
+
+Shared by ``keyroll status``, ``keyroll notify``, the dashboard and the metrics, so that they all
+agree on what "due" means: a secret is *due* inside the environment's warn window before
+``created + cadence``, *overdue* after it, *missing* when it has no current version.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from keyroll.inventory import Inventory, SecretClass
+from keyroll.model import Label, SecretRef
+from keyroll.stores.base import Store
+
+__all__ = ["SecretStatus", "State", "secret_status", "statuses"]
+
+ACTIVE_ROTATION_STATES = frozenset(
+    {"plan", "create", "apply", "test", "promote", "overlap", "retire", "awaiting-approval",
+     "awaiting-confirmation"}
+)
+
+
+class State(StrEnum):
+    OK = "ok"
+    DUE = "due"
+    OVERDUE = "overdue"
+    MISSING = "missing"
+
+
+@dataclass(frozen=True, slots=True)
+class SecretStatus:
+    """One row of ``keyroll status`` (no value, only its fingerprint)."""
+
+    cls: SecretClass
+    ref: SecretRef
+    version: int | None
+    kid: str | None
+    fingerprint: str | None
+    created_at: datetime | None
+    due_at: datetime | None
+    days_left: int | None
+    state: State
+    rotation: str | None
+    rotation_state: str | None
+    previous_version: int | None
+    pending_version: int | None
+
+    def age_at(self, now: datetime) -> timedelta | None:
+        return None if self.created_at is None else now - self.created_at
+
+    def to_json(self, now: datetime) -> dict[str, object]:
+        age = self.age_at(now)
+        return {
+            "class": self.cls.name,
+            "environment": self.ref.environment,
+            "kind": self.cls.kind.value,
+            "tier": self.cls.tier.value,
+            "owner": self.cls.owner,
+            "version": self.version,
+            "kid": self.kid,
+            "fingerprint": self.fingerprint,
+            "created_at": self.created_at.isoformat() if self.created_at else None,
+            "age_days": age.days if age is not None else None,
+            "due_at": self.due_at.isoformat() if self.due_at else None,
+            "days_left": self.days_left,
+            "state": self.state.value,
+            "rotation": self.rotation,
+            "rotation_state": self.rotation_state,
+            "previous_version": self.previous_version,
+            "pending_version": self.pending_version,
+        }
+
+
+def secret_status(
+    store: Store, inventory: Inventory, cls: SecretClass, ref: SecretRef, now: datetime
+) -> SecretStatus:
+    """Compute one secret's status at ``now``."""
+    labels = store.get_labels(ref)
+    current = labels.get(Label.CURRENT)
+    active = [
+        r for r in store.list_rotations(ref) if r.state in ACTIVE_ROTATION_STATES
+    ]
+    rotation = active[-1] if active else None
+    version = store.get_version(ref, current) if current is not None else None
+    due_at = days_left = None
+    state = State.MISSING
+    if version is not None:
+        due_at = version.created_at + timedelta(days=cls.cadence_days)
+        days_left = (due_at - now).days if due_at >= now else -((now - due_at).days + 1)
+        warn = timedelta(days=inventory.policy(ref.environment).warn_days)
+        if now >= due_at:
+            state = State.OVERDUE
+        elif now >= due_at - warn:
+            state = State.DUE
+        else:
+            state = State.OK
+    return SecretStatus(
+        cls=cls,
+        ref=ref,
+        version=current,
+        kid=version.kid_hex if version else None,
+        fingerprint=version.fingerprint if version else None,
+        created_at=version.created_at if version else None,
+        due_at=due_at,
+        days_left=days_left,
+        state=state,
+        rotation=rotation.id if rotation else None,
+        rotation_state=rotation.state if rotation else None,
+        previous_version=labels.get(Label.PREVIOUS),
+        pending_version=labels.get(Label.PENDING),
+    )
+
+
+def statuses(
+    store: Store, inventory: Inventory, now: datetime, *, environment: str | None = None
+) -> list[SecretStatus]:
+    """Status of every secret the inventory defines (optionally in one environment)."""
+    return [
+        secret_status(store, inventory, cls, ref, now)
+        for cls, ref in inventory.secrets(environment)
+    ]
