@@ -44,6 +44,8 @@ _FORBIDDEN_PREFIXES = (">", "<", "#", "!")
 def _redis() -> ModuleType:
     try:
         import redis
+        import redis.backoff
+        import redis.retry
     except ImportError:  # pragma: no cover - exercised only without the extra
         raise TargetError("Redis targets need redis-py: pip install 'keyroll[redis]'") from None
     return redis
@@ -103,14 +105,18 @@ class RedisTarget:
 
     # connections -------------------------------------------------------------------------
 
-    def _client(self, user: str | None, password: SecretValue | None) -> redis.Redis:
+    def _client(
+        self, user: str | None, password: SecretValue | None, *, name: str | None = None
+    ) -> redis.Redis:
         rd = _redis()
         client: redis.Redis = rd.Redis(
             host=self.host, port=self.port, username=user,
             password=password.reveal() if password is not None else None,
             ssl=self._tls, socket_timeout=self._timeout,
             socket_connect_timeout=self._timeout, decode_responses=True,
-            client_name="keyroll", protocol=2,
+            client_name=name, protocol=2,
+            # One attempt: a refused login must fail now, not after retries that hide it.
+            retry=rd.retry.Retry(rd.backoff.NoBackoff(), 0),
         )
         return client
 
@@ -120,7 +126,7 @@ class RedisTarget:
     @contextlib.contextmanager
     def _admin(self, step: str, *secrets: SecretValue) -> Iterator[redis.Redis]:
         rd = _redis()
-        client = self._client(self.admin_user, self._admin_password)
+        client = self._client(self.admin_user, self._admin_password, name="keyroll")
         try:
             yield client
         except rd.exceptions.AuthenticationError as exc:
@@ -167,7 +173,7 @@ class RedisTarget:
     # plan / test --------------------------------------------------------------------------
 
     def check_login(self, user: str, password: SecretValue) -> None:
-        """Authenticate as ``user`` on a fresh connection and ``PING``.
+        """Authenticate as ``user`` on a fresh connection and ``PING`` (needs only ``+ping``).
 
         Raises:
             TargetError: the credential is refused or the server is unreachable.
