@@ -26,6 +26,7 @@ from keyroll.runtime import StoreKeySource as StoreKeySource
 from keyroll.runtime import StructlogRedactor as StructlogRedactor
 from keyroll.runtime import UsageCounter as UsageCounter
 from keyroll.runtime import WebhookKeyRing as WebhookKeyRing
+from keyroll.runtime import check_value as check_value
 from keyroll.runtime import read_usage as read_usage
 from keyroll.runtime import require as require
 from keyroll.runtime import require_all as require_all
@@ -52,6 +53,7 @@ __all__ = [
     "UsageCounter",
     "UsageError",
     "WebhookKeyRing",
+    "check_value",
     "read_usage",
     "require",
     "require_all",

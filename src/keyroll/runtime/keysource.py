@@ -88,7 +88,9 @@ class Key:
     Attributes:
         kid: 32-bit key id, travels in every token, ciphertext header and usage record.
         value: the secret (masked; `SecretValue.reveal` to use it).
-        label: ``current`` signs/encrypts; ``previous`` and ``pending`` only verify/decrypt.
+        label: the key's role in its set: ``current`` signs/encrypts; ``previous`` and
+            ``pending`` only verify/decrypt. (A store source with ``primary=pending`` gives
+            the pending version the ``current`` role and the stored current ``previous``.)
         version: the store's version number, or None outside the store.
         origin: where it came from, for messages (``store:prod/jwt-access#3``, ``env:JWT_SECRET``).
         kid_assigned: True for a random kid (store, ``_KID`` var), False when derived.
@@ -303,6 +305,14 @@ class StaticKeySource(KeySource):
         return self._keys
 
 
+def _role(label: Label, primary: Label) -> Label:
+    """A store label's role in the key set: the primary signs; a non-primary ``current`` (the
+    engine testing a pending key) verifies, like the ``previous`` it would become."""
+    if label is primary:
+        return Label.CURRENT
+    return Label.PREVIOUS if label is Label.CURRENT else label
+
+
 class StoreKeySource(KeySource):
     """Keys of one secret in the keyroll store, reloaded every ``refresh_interval`` seconds.
 
@@ -376,7 +386,7 @@ class StoreKeySource(KeySource):
                 Key(
                     kid=version.kid,
                     value=value,
-                    label=Label.CURRENT if label is self.primary else label,
+                    label=_role(label, self.primary),
                     version=version.number,
                     origin=f"store:{self.ref}#{version.number}",
                     meta=MappingProxyType(dict(version.meta)),

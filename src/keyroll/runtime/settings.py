@@ -20,7 +20,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, SecretStr, ValidationError, ValidationInfo
+from pydantic import AfterValidator, SecretStr, ValidationError
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from keyroll.errors import SecretRejected
@@ -33,22 +34,22 @@ __all__ = ["KeyrollSettings", "RequiredSecret", "secret_rule"]
 def secret_rule(*, min_length: int = 32, min_entropy_bits: float = 96.0) -> AfterValidator:
     """A validator for a ``SecretStr`` field applying `startup.check_value`.
 
-    Raises `SecretRejected` (not ``ValueError``), which pydantic lets through untouched, so the
-    message is ours: variable name (the field name upper-cased) and rule, no value.
+    The error carries the rule only; `KeyrollSettings` prefixes the variable name and raises
+    one `SecretRejected` for every failing field. (In a plain ``BaseSettings`` the error is a
+    pydantic ``ValidationError`` whose input shows as ``SecretStr('**********')``.)
     """
 
-    def check(value: SecretStr, info: ValidationInfo) -> SecretStr:
+    def check(value: SecretStr) -> SecretStr:
         problems = check_value(
             SecretValue(value.get_secret_value()),
             min_length=min_length,
             min_entropy_bits=min_entropy_bits,
         )
         if problems:
-            name = (info.field_name or "secret").upper()
-            raise SecretRejected(f"{name} {problems[0]}")
+            raise PydanticCustomError("keyroll_secret", problems[0])
         return value
 
-    checker: Callable[[SecretStr, ValidationInfo], SecretStr] = check
+    checker: Callable[[SecretStr], SecretStr] = check
     return AfterValidator(checker)
 
 
@@ -66,8 +67,9 @@ class KeyrollSettings(BaseSettings):
         try:
             super().__init__(**values)
         except ValidationError as exc:
-            lines = [
-                f"{'.'.join(str(p) for p in err['loc']).upper() or 'settings'}: {err['msg']}"
-                for err in exc.errors(include_input=False, include_url=False)
-            ]
+            lines = []
+            for err in exc.errors(include_input=False, include_url=False):
+                name = ".".join(str(p) for p in err["loc"]).upper() or "settings"
+                sep = " " if err["type"] == "keyroll_secret" else ": "
+                lines.append(f"{name}{sep}{err['msg']}")
             raise SecretRejected("refusing to start:\n  " + "\n  ".join(lines)) from None

@@ -59,10 +59,21 @@ PLACEHOLDERS: tuple[str, ...] = (
 )
 
 
-def _entropy_bits(text: str) -> float:
-    """Empirical Shannon entropy of the characters, times the length."""
-    counts = Counter(text)
+def _period(text: str) -> int:
+    """Length of the shortest unit ``text`` repeats (``len(text)`` if it repeats none)."""
     n = len(text)
+    for p in range(1, n // 2 + 1):
+        if text[p:] == text[:-p]:
+            return p
+    return n
+
+
+def _entropy_bits(text: str) -> float:
+    """Empirical Shannon entropy of the characters of ``text``'s repeating unit, times its
+    length: a repeated pattern counts once (``"abcd" * 16`` is worth 8 bits, not 128)."""
+    unit = text[: _period(text)]
+    counts = Counter(unit)
+    n = len(unit)
     per_char = -sum(c / n * math.log2(c / n) for c in counts.values())
     return per_char * n
 
@@ -85,7 +96,7 @@ def check_value(
     for word in PLACEHOLDERS:
         if lowered == word or (len(word) >= 6 and word in lowered):
             problems.append(
-                f"holds a placeholder (contains {word!r}): generate a real key with "
+                "holds a placeholder value: generate a real key with "
                 "`openssl rand -base64 48` or `keyroll generate`"
             )
             break
