@@ -228,6 +228,19 @@ class PgBouncerTarget:
             col = names.index("name") if "name" in names else 0
             return [str(row[col]) for row in cur.fetchall()]
 
+    def client_count(self, user: str) -> int:
+        """Client connections PgBouncer holds for ``user`` (``SHOW CLIENTS``).
+
+        Behind PgBouncer this is what measures the overlap: ``pg_stat_activity`` on the server
+        also counts the idle pooled server connections PgBouncer keeps for the role until
+        ``server_idle_timeout``, long after every client has moved on.
+        """
+        with self._console(f"SHOW CLIENTS for {user!r}") as conn:
+            cur = conn.execute("SHOW CLIENTS")
+            names = [d.name for d in cur.description or []]
+            col = names.index("user")
+            return sum(1 for row in cur.fetchall() if row[col] == user)
+
     def publish(
         self, verifiers: Mapping[str, ScramVerifier], *, remove: Iterable[str] = ()
     ) -> None:
