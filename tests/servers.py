@@ -80,18 +80,25 @@ def free_port() -> int:
         return port
 
 
-def find_binary(name: str, package: str, dirs: tuple[Path, ...] = ()) -> Path:
-    """Locate a server binary, or raise `ServerUnavailable` naming the apt package."""
+def find_binary(
+    name: str, package: str, dirs: tuple[Path, ...] = (), *, search_path: bool = True
+) -> Path:
+    """Locate a server binary, or raise `ServerUnavailable` naming the apt package.
+
+    Looks in ``dirs`` first, then (unless ``search_path`` is false) PATH and the sbin folders.
+    """
     for folder in dirs:
         candidate = folder / name
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return candidate
-    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin:/sbin:/bin")
-    if found:
-        return Path(found)
+    if search_path:
+        found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin:/sbin:/bin")
+        if found:
+            return Path(found)
+    where = ", ".join(map(str, dirs)) + (" and PATH" if search_path else "")
     raise ServerUnavailable(
-        f"'{name}' not found (looked in {', '.join(map(str, dirs)) or 'PATH'} and PATH): "
-        f"install it with `apt-get install -y {package}` (`make test` does this)"
+        f"'{name}' not found (looked in {where}): install it with "
+        f"`apt-get install -y {package}` (`make test` does this)"
     )
 
 
@@ -197,9 +204,13 @@ class PostgresServer(_Server):
     prefix = "keyroll-pg-"
 
     def __init__(self, bin_dir: Path | None = None) -> None:
-        dirs = (bin_dir,) if bin_dir else PG_BIN_DIRS
-        self.initdb = find_binary("initdb", "postgresql", dirs)
-        self.postgres = find_binary("postgres", "postgresql", (self.initdb.parent, *dirs))
+        """Find the binaries (in ``bin_dir`` only, when given) or raise `ServerUnavailable`."""
+        if bin_dir is not None:
+            self.initdb = find_binary("initdb", "postgresql", (bin_dir,), search_path=False)
+        else:
+            self.initdb = find_binary("initdb", "postgresql", PG_BIN_DIRS)
+        self.postgres = find_binary("postgres", "postgresql", (self.initdb.parent,),
+                                    search_path=False)
         self.bin_dir = self.initdb.parent
         super().__init__()
         self.superuser = "postgres"
@@ -314,8 +325,12 @@ class PgBouncerServer(_Server):
 
     prefix = "keyroll-pgb-"
 
-    def __init__(self, postgres: PostgresServer) -> None:
-        self.binary = find_binary("pgbouncer", "pgbouncer", (Path("/usr/sbin"),))
+    def __init__(self, postgres: PostgresServer, binary: Path | None = None) -> None:
+        """Find the binary (exactly ``binary``, when given) or raise `ServerUnavailable`."""
+        self.binary = (
+            find_binary(binary.name, "pgbouncer", (binary.parent,), search_path=False)
+            if binary else find_binary("pgbouncer", "pgbouncer", (Path("/usr/sbin"),))
+        )
         super().__init__()
         self.postgres = postgres
         self.admin_user = "kr_pgb_admin"
@@ -414,8 +429,12 @@ class RedisServer(_Server):
 
     prefix = "keyroll-redis-"
 
-    def __init__(self, *, aclfile: bool = True) -> None:
-        self.binary = find_binary("redis-server", "redis-server", (Path("/usr/bin"),))
+    def __init__(self, *, aclfile: bool = True, binary: Path | None = None) -> None:
+        """Find the binary (exactly ``binary``, when given) or raise `ServerUnavailable`."""
+        self.binary = (
+            find_binary(binary.name, "redis-server", (binary.parent,), search_path=False)
+            if binary else find_binary("redis-server", "redis-server", (Path("/usr/bin"),))
+        )
         super().__init__()
         self.user = None  # redis-server runs fine as root; keep it simple
         self.admin_user = "default"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -31,9 +31,10 @@ def _start(server: Server) -> Server:
         pytest.fail(str(exc), pytrace=False)
 
 
-def _make(factory: type[Server], *args: PostgresServer) -> Server:
+def _make(factory: type[Server], *args: PostgresServer, **kwargs: Any) -> Server:
+    """Build a server object; a missing binary becomes a test failure naming the package."""
     try:
-        return factory(*args)
+        return factory(*args, **kwargs)
     except ServerUnavailable as exc:
         pytest.fail(str(exc), pytrace=False)
 
@@ -65,7 +66,7 @@ def redis_server() -> Iterator[RedisServer]:
 @pytest.fixture(scope="session")
 def redis_server_no_aclfile() -> Iterator[RedisServer]:
     """redis-server configured with requirepass and no ACL file."""
-    server = _start(RedisServer(aclfile=False))
+    server = _start(_make(RedisServer, aclfile=False))
     yield server
     server.stop()
 
