@@ -68,6 +68,11 @@ class Counts:
     errors: list[str] = field(default_factory=list)
 
 
+def _total(parts: list[Counts]) -> Counts:
+    return Counts(sum(c.attempts for c in parts), sum(c.failed_logins for c in parts),
+                  sum(c.failed_queries for c in parts), [e for c in parts for e in c.errors])
+
+
 def _client(dsn: str, current: Current, stop: threading.Event, counts: Counts,
             app: str) -> None:
     role, password = current.read()
@@ -140,12 +145,12 @@ def _run_clients(
 ) -> tuple[Counts, Counts]:
     """Run the client threads while ``rotate`` runs; return (direct, pgbouncer) counts."""
     stop = threading.Event()
-    direct, pooled = Counts(), Counts()
+    paths = ((fresh_db.base_dsn, DIRECT_APP), (pgbouncer_server.base_dsn(fresh_db.name), "pool"))
+    per_thread = [(app, Counts()) for _, app in paths for _ in range(CLIENTS_PER_PATH)]
     threads = [
         threading.Thread(target=_client, args=(dsn, current, stop, counts, app), daemon=True)
-        for dsn, counts, app in ((fresh_db.base_dsn, direct, DIRECT_APP),
-                                 (pgbouncer_server.base_dsn(fresh_db.name), pooled, "pooled"))
-        for _ in range(CLIENTS_PER_PATH)
+        for (dsn, _), (app, counts) in zip(
+            [p for p in paths for _ in range(CLIENTS_PER_PATH)], per_thread, strict=True)
     ]
     for thread in threads:
         thread.start()
@@ -155,6 +160,7 @@ def _run_clients(
         stop.set()
         for thread in threads:
             thread.join(timeout=30)
+    direct, pooled = (_total([c for a, c in per_thread if a == app]) for _, app in paths)
     print(
         f"\n{rotate.__doc__}: direct: attempts={direct.attempts} "
         f"failed_logins={direct.failed_logins} failed_queries={direct.failed_queries}; "

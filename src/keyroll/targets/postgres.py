@@ -750,9 +750,14 @@ def _grant_membership(conn: psycopg.Connection[Any], group: str, member: str) ->
 
 
 def _quiet_statement_log(conn: psycopg.Connection[Any]) -> None:
-    """Keep the verifier out of the statement log when we may (superuser only)."""
+    """Keep the verifier out of the server log when we may (superuser only).
+
+    Covers the statement log and the ``STATEMENT:`` line an error would add. Without
+    superuser the verifier (never the password) may be logged if ``log_statement`` is on.
+    """
     if conn.info.parameter_status("is_superuser") == "on":
         conn.execute("SET LOCAL log_statement = 'none'")
+        conn.execute("SET LOCAL log_min_error_statement = 'panic'")
 
 
 def _privileges(
