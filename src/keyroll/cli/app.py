@@ -14,7 +14,16 @@ from typing import Annotated
 import typer
 from typer.exceptions import TyperException
 
-from keyroll.cli import audit_cmd, init_cmd, inventory_cmd, secrets_cmd, status_cmd
+from keyroll.cli import (
+    audit_cmd,
+    init_cmd,
+    inventory_cmd,
+    notify_cmd,
+    report_cmd,
+    rotate_cmd,
+    secrets_cmd,
+    status_cmd,
+)
 from keyroll.cli.context import AppContext
 from keyroll.cli.output import err
 from keyroll.errors import KeyrollError
@@ -50,6 +59,9 @@ def _root(
 init_cmd.register(app)
 status_cmd.register(app)
 secrets_cmd.register(app)
+rotate_cmd.register(app)
+notify_cmd.register(app)
+app.add_typer(report_cmd.app, name="report")
 app.add_typer(inventory_cmd.app, name="inventory")
 app.add_typer(audit_cmd.app, name="audit")
 

@@ -1,0 +1,35 @@
+"""``keyroll notify``: reminders for secrets that are due or overdue (idempotent per day)."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from keyroll.cli.context import AppContext
+from keyroll.cli.output import out
+from keyroll.notify import send_reminders
+
+__all__ = ["register"]
+
+
+def notify(
+    ctx: typer.Context,
+    env: Annotated[str | None, typer.Option("--env", "-e", help="Only this environment.")] = None,
+) -> None:
+    """Send one reminder per due/overdue secret to the webhook and/or SMTP (once a day)."""
+    app: AppContext = ctx.obj
+    if env is not None:
+        app.inventory.policy(env)
+    report = send_reminders(app.store, app.inventory, app.clock(), os.environ, environment=env)
+    out().print(f"reminders: {len(report.sent)} sent via {', '.join(report.channels)}, "
+                f"{len(report.already_sent)} already sent today")
+    for ref in report.sent:
+        out().print(f"  sent: {ref}")
+    app.journal.append("notify.sent", evidence={"sent": list(report.sent),
+                                                "channels": list(report.channels)})
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(notify)

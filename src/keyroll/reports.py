@@ -1,0 +1,183 @@
+"""Markdown reports from the journal: the rotation checklist (seed 004 §7) and the drill report
+(seed 004 §8), filled in from what actually happened. Fingerprints only, never values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+
+from keyroll.audit import AuditRecord, Journal
+from keyroll.durations import format_duration
+from keyroll.errors import NotFound
+from keyroll.inventory import Inventory
+from keyroll.model import SecretRef
+from keyroll.stores.base import RotationRecord, Store
+
+__all__ = ["checklist", "drill_report"]
+
+_STAGING_REHEARSAL = timedelta(days=14)
+
+
+def _records(journal: Journal, rotation_id: str) -> list[AuditRecord]:
+    return [r for r in journal.records() if r.rotation == rotation_id]
+
+
+def _first(records: Iterable[AuditRecord], action: str) -> AuditRecord | None:
+    return next((r for r in records if r.action == action and r.outcome == "ok"), None)
+
+
+def _box(done: bool) -> str:
+    return "[x]" if done else "[ ]"
+
+
+def _hooks_ok(evidence: object) -> bool:
+    return isinstance(evidence, list) and all(
+        isinstance(h, dict) and h.get("ok") for h in evidence
+    )
+
+
+def _latest(store: Store, ref: SecretRef) -> RotationRecord:
+    rotations = store.list_rotations(ref)
+    if not rotations:
+        raise NotFound(f"{ref} has no rotation yet: run `keyroll rotate {ref.name} --env "
+                       f"{ref.environment}`")
+    return rotations[-1]
+
+
+def _rehearsal(store: Store, inventory: Inventory, name: str, before: datetime) -> str | None:
+    for env, policy in inventory.environments.items():
+        if not policy.drill or env not in inventory.classes[name].environments:
+            continue
+        for record in reversed(store.list_rotations(SecretRef(env, name))):
+            if record.state == "done" and before - _STAGING_REHEARSAL <= record.updated_at <= before:
+                return (f"{env} {record.updated_at:%Y-%m-%d} (drill report: "
+                        f"`keyroll report drill {record.id}`)")
+    return None
+
+
+def checklist(store: Store, inventory: Inventory, journal: Journal, name: str, environment: str,
+              rotation_id: str | None = None) -> str:
+    """The seed 004 §7 checklist for the latest (or given) rotation of a secret, filled in."""
+    cls, ref = inventory.resolve(name, environment)
+    record = store.get_rotation(rotation_id) if rotation_id else _latest(store, ref)
+    records = _records(journal, record.id)
+    body = record.body
+    created = _first(records, "rotation.create")
+    promoted = _first(records, "rotation.promote")
+    retired = _first(records, "rotation.retire")
+    requested = _first(records, "rotation.requested")
+    new_fp = created.fingerprints[0] if created and created.fingerprints else None
+    rehearsal = _rehearsal(store, inventory, name, record.created_at)
+    approvals = list(body.get("approvals", []))
+    overlap_end = None
+    if promoted is not None and body.get("overlap_started"):
+        started = datetime.fromisoformat(body["overlap_started"])
+        overlap_end = started + (timedelta(0) if body.get("incident") else cls.overlap.deadline())
+    tested = _first(records, "rotation.test")
+    verify_hooks = promoted.evidence.get("verify", []) if promoted else []
+    verify_ok = promoted is not None and _hooks_ok(verify_hooks) and (
+        bool(verify_hooks) or (tested is not None and "round_trip" in tested.evidence))
+    deploy_ok = promoted is not None and _hooks_ok(promoted.evidence.get("hooks", []))
+    audit = journal.verify()
+    generator = cls.generator.value if cls.generator else "entered from the provider's portal"
+    lines = [
+        f"## Rotation — {cls.name} — {environment}",
+        "",
+        f"- [x] Rotation record `{record.id}` opened by {body.get('requested_by')} "
+        f"({requested.time:%Y-%m-%d %H:%M} UTC)" if requested else
+        f"- [x] Rotation record `{record.id}` opened",
+        f"- {_box(True)} Change window: {record.created_at:%Y-%m-%d %H:%M} – "
+        f"{record.updated_at:%Y-%m-%d %H:%M} UTC",
+        f"- {_box(rehearsal is not None or bool(body.get('drill')))} Staging rehearsal completed: "
+        + ("this is the rehearsal" if body.get("drill") else (rehearsal or "none in the last 14 days")),
+        f"- {_box(bool(approvals))} Buddy: {', '.join(approvals) if approvals else 'none recorded'}",
+        f"- {_box(created is not None)} New secret generated ({generator})",
+        f"- {_box(new_fp is not None)} New-secret fingerprint (SHA-256 first 16 chars): "
+        f"`{new_fp or '________________'}`",
+        f"- {_box(created is not None)} Secret store updated (value not shown: keyroll never "
+        "prints it here)",
+        f"- {_box(deploy_ok)} Deploy rolled; readiness probes green "
+        f"({len(promoted.evidence.get('hooks', [])) if promoted else 0} on_promote hooks)",
+        f"- {_box(verify_ok)} Smoke + metrics verified "
+        f"({len(promoted.evidence.get('verify', [])) if promoted else 0} verify hooks)",
+        f"- {_box(overlap_end is not None)} Overlap window end date: "
+        + (f"{overlap_end:%Y-%m-%d %H:%M} UTC" if overlap_end else "____"),
+        f"- {_box(retired is not None)} Old secret retired: "
+        + (f"{retired.time:%Y-%m-%d %H:%M} UTC" if retired else "not yet"),
+        f"- {_box(audit.ok)} Post-rotation audit: journal "
+        + (f"verified ({audit.count} records, head `{audit.head[:16]}`)" if audit.ok
+           else "TAMPERED: " + audit.problems[0]),
+        "- [ ] Runbook updated if anything surprised us",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _timeline(record: RotationRecord, records: Sequence[AuditRecord]) -> list[str]:
+    lines = []
+    previous: datetime | None = None
+    for entry in records:
+        took = f" (+{format_duration(entry.time - previous)})" if previous else ""
+        what = entry.action.removeprefix("rotation.")
+        detail = ""
+        if entry.fingerprints:
+            detail = f", fingerprint `{entry.fingerprints[0]}`"
+        if entry.outcome != "ok":
+            error = entry.evidence.get("error")
+            detail += f": {entry.outcome}" + (f" ({error})" if error else "")
+        lines.append(f"- {entry.time:%Y-%m-%d %H:%M:%S}{took} — {what}{detail}")
+        previous = entry.time
+    return lines
+
+
+def drill_report(store: Store, inventory: Inventory, journal: Journal, rotation_id: str) -> str:
+    """The seed 004 §8 drill report of one rotation: window, timeline with durations,
+    fingerprints, verification evidence, failures and rollback."""
+    record = store.get_rotation(rotation_id)
+    records = _records(journal, rotation_id)
+    body = record.body
+    start = records[0].time if records else record.created_at
+    end = records[-1].time if records else record.updated_at
+    failures = [r for r in records if r.outcome not in ("ok",)]
+    verify: list[str] = []
+    for entry in records:
+        for key in ("verify", "round_trip", "checked", "overlap", "remaining_under_old_key"):
+            if key in entry.evidence:
+                verify.append(f"- {entry.action.removeprefix('rotation.')}: {key} = "
+                              f"{entry.evidence[key]}")
+    created = _first(records, "rotation.create")
+    requested = _first(records, "rotation.requested")
+    old_fp = requested.fingerprints[0] if requested and requested.fingerprints else "?"
+    new_fp = created.fingerprints[0] if created and created.fingerprints else "?"
+    kind = "Drill report" if body.get("drill") else "Rotation report"
+    approvals = body.get("approvals") or []
+    lines = [
+        f"## {kind} — {record.ref.name} — {record.ref.environment} — {start:%Y-%m-%d}",
+        "",
+        f"**Rotation:** `{record.id}` ({body.get('kind')}"
+        + (", incident" if body.get("incident") else "") + f"), state **{record.state}**",
+        f"**Window:** {start:%H:%M}–{end:%H:%M} UTC",
+        f"**Rotated by:** {body.get('requested_by')}"
+        + (f" with buddy {', '.join(approvals)}" if approvals else ""),
+        f"**Fingerprints:** old `{old_fp}` → new `{new_fp}`",
+        "",
+        "### Timeline",
+        *_timeline(record, records),
+        "",
+        "### Verification evidence",
+        *(verify or ["- none recorded"]),
+        "",
+        "### Results",
+        f"- Duration: {format_duration(end - start)}",
+        f"- Failed steps: {len(failures)}"
+        + "".join(f"\n  - {f.action.removeprefix('rotation.')}: {f.evidence.get('error', f.outcome)}"
+                  for f in failures),
+        f"- Rollback triggered: {'yes' if record.state == 'rolled-back' else 'no'}",
+        "- Auth errors during rotation: see the app's metrics (keyroll counts its own steps)",
+        "",
+        "### Learnings",
+        "- …",
+        "",
+    ]
+    return "\n".join(lines)

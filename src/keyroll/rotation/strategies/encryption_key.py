@@ -1,0 +1,128 @@
+"""Field-encryption keys (seed 004 §6, seed 001).
+
+apply: nothing (readers decrypt with every retained key); test: an encrypt/decrypt round trip
+through `FieldCipher` with the new key current and the old one retained; overlap: the deadline
+*and* no data left under the old key. Retire is refused while any record is still encrypted
+under the old kid: the count comes from ``hooks.remaining`` commands (each prints a number)
+and, for ``columns`` in the inventory, from the re-encryption module; it goes into the audit
+evidence. With no way to count, retire waits (set ``overlap.until_unused = false`` to accept
+the risk explicitly).
+"""
+
+from __future__ import annotations
+
+import importlib
+import secrets
+from collections.abc import Callable
+from datetime import datetime
+
+from keyroll.errors import HookFailed, StepFailed
+from keyroll.model import Kind, Label, format_kid
+from keyroll.rotation.strategies.base import StepContext, Strategy, Verdict
+from keyroll.runtime.fields import FieldCipher
+from keyroll.runtime.keysource import Key, StaticKeySource
+from keyroll.targets.hooks import run_hook
+
+__all__ = ["EncryptionKeyStrategy", "RemainingCounter"]
+
+#: How the engine counts records still under a kid: ``(ctx, old_kid) -> count or None``.
+RemainingCounter = Callable[[StepContext, int], "int | None"]
+
+
+def count_by_hooks(ctx: StepContext, old_kid: int) -> int | None:
+    """Sum what the class's ``hooks.remaining`` commands print (None without such hooks)."""
+    hooks = [h for h in ctx.cls.hooks.remaining if h.applies_to(ctx.ref.environment)]
+    if not hooks:
+        return None
+    total = 0
+    env = {
+        "KEYROLL_ENVIRONMENT": ctx.ref.environment, "KEYROLL_SECRET": ctx.ref.name,
+        "KEYROLL_OLD_KID": format_kid(old_kid), "KEYROLL_ROTATION": ctx.rotation,
+    }
+    for hook in hooks:
+        result = run_hook(hook, cwd=ctx.workdir, env=env, redact=lambda text: text)
+        try:
+            total += int(result.output.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            raise HookFailed(
+                f"hook {hook.label!r} must print the number of records under the old key"
+            ) from None
+    return total
+
+
+def count_by_columns(ctx: StepContext, old_kid: int) -> int | None:
+    """Rows under the old kid in the class's ``columns`` (the re-encryption module)."""
+    if not ctx.cls.columns:
+        return None
+    try:  # the re-encryption module (issue 6) plugs in here when present
+        module = importlib.import_module("keyroll.reencrypt")
+    except ImportError:
+        return None
+    counter: RemainingCounter | None = getattr(module, "count_remaining", None)
+    return None if counter is None else counter(ctx, old_kid)
+
+
+class EncryptionKeyStrategy(Strategy):
+    kind = Kind.ENCRYPTION_KEY
+
+    def __init__(self, counters: list[RemainingCounter] | None = None) -> None:
+        self.counters = counters if counters is not None else [count_by_hooks, count_by_columns]
+
+    def test(self, ctx: StepContext) -> None:
+        assert ctx.new is not None
+        keys = [Key(ctx.new.kid, ctx.value(ctx.new), Label.CURRENT, ctx.new.number)]
+        if ctx.old is not None and not ctx.old.destroyed:
+            keys.append(Key(ctx.old.kid, ctx.value(ctx.old), Label.PREVIOUS, ctx.old.number))
+        cipher = FieldCipher(StaticKeySource(keys, name=str(ctx.ref)))
+        plain = secrets.token_bytes(24)
+        context = ("keyroll", "rotation-test", ctx.rotation)
+        sealed = cipher.encrypt(plain, context=context)
+        if cipher.decrypt(sealed, context=context) != plain or sealed[1:5] != ctx.new.kid.to_bytes(
+            4, "big"
+        ):
+            raise StepFailed(f"{ctx.ref}: the new key did not encrypt and decrypt a test field")
+        if ctx.old is not None and not ctx.old.destroyed:
+            old_only = FieldCipher(StaticKeySource(keys[1:], name=str(ctx.ref)))
+            old_sealed = old_only.encrypt(plain, context=context)
+            if cipher.decrypt(old_sealed, context=context) != plain:
+                raise StepFailed(f"{ctx.ref}: data under the old key would not decrypt")
+        ctx.evidence["round_trip"] = {"kid": ctx.new.kid_hex, "old_still_decrypts": True}
+
+    def remaining(self, ctx: StepContext) -> int | None:
+        """Records still under the old kid, summed over every counter; None if none can count."""
+        if ctx.old is None:
+            return 0
+        counts = [c(ctx, ctx.old.kid) for c in self.counters]
+        known = [c for c in counts if c is not None]
+        return sum(known) if known else None
+
+    def overlap_done(self, ctx: StepContext, started: datetime) -> Verdict:
+        by_time = super().overlap_done(ctx, started)
+        if not by_time.done:
+            return by_time
+        if not ctx.cls.overlap.until_unused:
+            return Verdict(True, "deadline passed; remaining data not checked (until_unused "
+                           "= false)", by_time.evidence)
+        try:
+            left = self.remaining(ctx)
+        except HookFailed as exc:
+            return Verdict(False, f"cannot count data under the old key: {exc}", {})
+        evidence = {**by_time.evidence, "remaining_under_old_key": left}
+        if left is None:
+            return Verdict(False, "no way to count data under the old key: add hooks.remaining "
+                           "or columns to the class (or run `keyroll reencrypt`)", evidence)
+        if left > 0:
+            return Verdict(False, f"{left} records still encrypted under the old key: run "
+                           "`keyroll reencrypt`", evidence)
+        return Verdict(True, "no data left under the old key", evidence)
+
+    def retire(self, ctx: StepContext) -> None:
+        if not ctx.cls.overlap.until_unused:
+            return
+        left = self.remaining(ctx)
+        ctx.evidence["remaining_under_old_key"] = left
+        if left is None or left > 0:
+            raise StepFailed(
+                f"{ctx.ref}: refusing to retire the old key: "
+                f"{'unknown' if left is None else left} records still use it"
+            )
