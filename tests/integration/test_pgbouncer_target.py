@@ -116,3 +116,26 @@ def test_unwritable_auth_file_folder_is_a_target_error(tmp_path: os.PathLike[str
                              port=1, admin_user="x", admin_password=SecretValue("y" * 8))
     with pytest.raises(TargetError, match="cannot update"):
         target.write_auth_file({"u": scram_sha256_verifier(SecretValue("z" * 32))})
+
+
+def test_retire_behind_pgbouncer_needs_the_auth_file_updated_too(
+    bouncer: PgBouncerTarget, fresh_db: FreshDatabase
+) -> None:
+    """PgBouncer checks clients against its auth_file and reuses pooled server connections:
+    retiring the role in PostgreSQL alone leaves the old password working through PgBouncer.
+    The retire order the strategy must follow: publish without the old role (RELOAD), retire
+    it in PostgreSQL, terminate its sessions (the idle pooled server connections)."""
+    pg = PostgresTarget(fresh_db.dsn)
+    layout = pg.ensure_layout(f"{fresh_db.prefix}_app")
+    old_role = layout.logins[0]
+    old = generate("password-32")
+    bouncer.publish({old_role: pg.set_password(old_role, old)})
+    bouncer.check_login(fresh_db.name, old_role, old)  # leaves a pooled server connection
+    assert pg.session_count(old_role) == 1
+    pg.retire(old_role)
+    bouncer.check_login(fresh_db.name, old_role, old)  # the hole: still accepted
+    bouncer.publish({}, remove=[old_role])
+    with pytest.raises(TargetError, match="login refused"):
+        bouncer.check_login(fresh_db.name, old_role, old)
+    assert pg.terminate_sessions(old_role) == 1
+    assert pg.session_count(old_role) == 0

@@ -462,3 +462,40 @@ def test_planted_passwords_never_reach_the_server_log_or_messages(
         assert value.reveal() not in log
         for message in messages:
             assert value.reveal() not in message
+
+
+# a non-superuser admin ------------------------------------------------------------------------
+
+
+def test_createrole_admin_can_run_a_rotation_but_not_read_verifiers(
+    postgres_server: PostgresServer, fresh_db: FreshDatabase
+) -> None:
+    admin = f"{fresh_db.prefix}_rotator"
+    admin_password = generate("password-32")
+    with psycopg.connect(fresh_db.dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEROLE PASSWORD {}").format(
+            sql.Identifier(admin),
+            sql.Literal(scram_sha256_verifier(admin_password).reveal())))
+        conn.execute(sql.SQL("GRANT pg_signal_backend TO {}").format(sql.Identifier(admin)))
+    target = PostgresTarget(fresh_db.base_dsn + f" user={admin}", password=admin_password)
+    target.check_admin()
+    layout = target.ensure_layout(f"{fresh_db.prefix}_app")
+    _grant_orders(fresh_db, layout.group)
+    password = generate("password-32")
+    target.set_password(layout.logins[0], password)
+    target.check_login(fresh_db.base_dsn, layout.logins[0], password, probe_table="orders")
+    live = psycopg.connect(fresh_db.base_dsn, user=layout.logins[0], password=password.reveal())
+    try:
+        assert target.session_count(layout.logins[0]) == 1
+        target.retire(layout.logins[0])
+        assert target.terminate_sessions(layout.logins[0]) == 1
+    finally:
+        live.close()
+    with pytest.raises(TargetError, match="permission denied") as info:
+        target.read_verifier(layout.logins[0])
+    assert "superuser" in str(info.value)
+    assert admin_password.reveal() not in str(info.value)
+    with psycopg.connect(fresh_db.dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("ALTER ROLE {} NOCREATEROLE").format(sql.Identifier(admin)))
+    with pytest.raises(TargetError, match="may not manage roles"):
+        target.check_admin()

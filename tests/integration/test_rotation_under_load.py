@@ -194,10 +194,13 @@ def test_five_rotations_under_load_have_zero_failed_logins(
             time.sleep(MIN_OVERLAP)
             _settle(lambda o=old: bouncer.client_count(o),
                     lambda o=old: _direct_sessions(fresh_db, o))
-            pg.retire(old)  # retire: break-glass password nobody holds
-            pg.terminate_sessions(old)  # PgBouncer's idle pooled server connections
+            # retire, in the order PgBouncer needs: drop the old role from its auth_file,
+            # give the role a break-glass password nobody holds, close the idle pooled
+            # server connections PgBouncer still keeps for it.
             del verifiers[old]
             bouncer.publish(verifiers, remove=[old])
+            pg.retire(old)
+            pg.terminate_sessions(old)
 
     direct, pooled = _run_clients(fresh_db, pgbouncer_server, current, rotate)
     assert direct.errors == []

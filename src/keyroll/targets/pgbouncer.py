@@ -7,6 +7,15 @@ PostgreSQL on the client's behalf. So the apply step writes the verifier that
 active role's line, *before* the application is told about the new role; then ``RELOAD`` on the
 admin console makes PgBouncer read the file without dropping a connection.
 
+Retiring a role behind PgBouncer takes three calls, in this order: `PgBouncerTarget.publish`
+without the old role (``remove=[old]``), then ``PostgresTarget.retire(old)``, then
+``PostgresTarget.terminate_sessions(old)``. PgBouncer checks clients against its own file and
+hands them pooled server connections that are already logged in, so retiring the role in
+PostgreSQL alone leaves the old password working through PgBouncer until
+``server_idle_timeout`` (the integration tests show it). During the overlap, count the old
+role's clients with `PgBouncerTarget.client_count`: ``pg_stat_activity`` also lists the idle
+server connections PgBouncer keeps in its pool.
+
 The file is replaced atomically (temporary file, fsync, rename; mode 0600, owner and group of
 the file it replaces), so PgBouncer never reads half a file. Lines keyroll does not manage are
 kept as they are.

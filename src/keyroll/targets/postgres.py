@@ -267,6 +267,20 @@ SELECT 'member-of', quote_ident(o.rolname), 'USAGE' FROM pg_roles o, r
     AND pg_has_role(r.oid, o.oid, 'USAGE')
 """
 
+# Client sessions of a role. Without superuser or pg_read_all_stats, backend_type of other
+# roles' sessions reads NULL: count those too (an overlap then waits longer, never shorter).
+_SESSIONS_SQL = """
+SELECT count(*) FROM pg_stat_activity
+WHERE usename = %s AND pid <> pg_backend_pid()
+  AND coalesce(backend_type, 'client backend') = 'client backend'
+"""
+
+_TERMINATE_SQL = """
+SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, %s)) FROM pg_stat_activity
+WHERE usename = %s AND pid <> pg_backend_pid()
+  AND coalesce(backend_type, 'client backend') = 'client backend'
+"""
+
 # Direct grants held by a role, with what is needed to re-issue them through sql.Identifier.
 _DIRECT_GRANTS_SQL = """
 SELECT 'TABLE', n.nspname, c.relname, NULL::name, a.privilege_type, a.is_grantable
@@ -373,6 +387,24 @@ class PostgresTarget:
             ) from None
 
     # plan / test --------------------------------------------------------------------------
+
+    def check_admin(self) -> None:
+        """Preflight: the admin DSN logs in and may manage roles (superuser or CREATEROLE).
+
+        Raises:
+            TargetError: it cannot log in, or has neither SUPERUSER nor CREATEROLE.
+        """
+        step = "check admin role"
+        with self._admin(step) as conn:
+            row = conn.execute(
+                "SELECT rolsuper, rolcreaterole FROM pg_roles WHERE rolname = current_user"
+            ).fetchone()
+        if row is None or not (row[0] or row[1]):
+            raise target_error(
+                _SYSTEM, self.where, step, "the admin role may not manage roles",
+                "use a superuser or a role with CREATEROLE (and pg_signal_backend to end "
+                "sessions) in the admin DSN",
+            )
 
     def check_login(
         self,
@@ -520,15 +552,14 @@ class PostgresTarget:
     def session_count(self, role: str) -> int:
         """Client sessions of ``role`` now open (``pg_stat_activity``), keyroll's excluded.
 
-        The overlap ends when this stays 0 for the settle period.
+        The overlap ends when this stays 0 for the settle period. Exact for a superuser or a
+        member of ``pg_read_all_stats``; otherwise it may also count the role's parallel
+        workers (never fewer sessions than there are). Behind PgBouncer it includes the idle
+        pooled server connections: measure clients with ``PgBouncerTarget.client_count``.
         """
         _check_identifier(role, "role")
         with self._admin(f"count sessions of role {role!r}") as conn:
-            row = conn.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE usename = %s "
-                "AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
-                (role,),
-            ).fetchone()
+            row = conn.execute(_SESSIONS_SQL, (role,)).fetchone()
         return int(row[0]) if row else 0
 
     def terminate_sessions(self, role: str, *, wait_ms: int = 5000) -> int:
@@ -539,12 +570,7 @@ class PostgresTarget:
         """
         _check_identifier(role, "role")
         with self._admin(f"terminate sessions of role {role!r}") as conn:
-            row = conn.execute(
-                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, %s)) "
-                "FROM pg_stat_activity WHERE usename = %s "
-                "AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
-                (wait_ms, role),
-            ).fetchone()
+            row = conn.execute(_TERMINATE_SQL, (wait_ms, role)).fetchone()
         return int(row[0]) if row else 0
 
     # retire -------------------------------------------------------------------------------
