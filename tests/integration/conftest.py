@@ -7,7 +7,7 @@ are per test. A missing binary fails the test with the package to install: never
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -31,7 +31,7 @@ def _start(server: Server) -> Server:
         pytest.fail(str(exc), pytrace=False)
 
 
-def _make(factory: type[Server], *args: PostgresServer, **kwargs: Any) -> Server:
+def _make(factory: Callable[..., Server], *args: Any, **kwargs: Any) -> Server:
     """Build a server object; a missing binary becomes a test failure naming the package."""
     try:
         return factory(*args, **kwargs)

@@ -15,6 +15,7 @@ sees failures when there are some.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -192,8 +193,8 @@ def test_five_rotations_under_load_have_zero_failed_logins(
             # session of the old role remains. Behind PgBouncer count its clients
             # (pg_stat_activity also shows the pooled server connections it keeps).
             time.sleep(MIN_OVERLAP)
-            _settle(lambda o=old: bouncer.client_count(o),
-                    lambda o=old: _direct_sessions(fresh_db, o))
+            _settle(functools.partial(bouncer.client_count, old),
+                    functools.partial(_direct_sessions, fresh_db, old))
             # retire, in the order PgBouncer needs: drop the old role from its auth_file,
             # give the role a break-glass password nobody holds, close the idle pooled
             # server connections PgBouncer still keeps for it.

@@ -536,7 +536,12 @@ class PostgresTarget:
             TargetError: not allowed to read ``pg_authid``, or the server refused.
         """
         _check_identifier(role, "role")
-        with self._admin(f"read verifier of role {role!r}") as conn:
+        step = f"read verifier of role {role!r}"
+        with self._admin(step) as conn:
+            if conn.info.parameter_status("is_superuser") != "on":
+                raise target_error(
+                    _SYSTEM, self.where, step, "only a superuser may read pg_authid",
+                    "keep the verifier set_password returned, or publish a fresh password")
             row = conn.execute(
                 "SELECT rolpassword FROM pg_authid WHERE rolname = %s", (role,)
             ).fetchone()
