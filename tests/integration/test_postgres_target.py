@@ -502,3 +502,15 @@ def test_createrole_admin_can_run_a_rotation_but_not_read_verifiers(
         conn.execute(sql.SQL("ALTER ROLE {} NOCREATEROLE").format(sql.Identifier(admin)))
     with pytest.raises(TargetError, match="may not manage roles"):
         target.check_admin()
+
+
+def test_malformed_dsn_is_refused_without_showing_it(fresh_db: FreshDatabase) -> None:
+    password = generate("password-32")
+    target = PostgresTarget(f"host=127.0.0.1 password={password.reveal()} oops")
+    with pytest.raises(TargetError, match="neither libpq conninfo") as info:
+        target.session_count("anyone")
+    assert password.reveal() not in str(info.value)
+    with pytest.raises(TargetError, match="neither libpq conninfo") as info:
+        PostgresTarget(fresh_db.dsn).check_login(
+            f"postgresql://u:{password.reveal()}@127.0.0.1:5432/db?bogus=1", "u", password)
+    assert password.reveal() not in str(info.value)

@@ -357,12 +357,23 @@ class PostgresTarget:
             kwargs["user"] = user
         if password is not None:
             kwargs["password"] = password.reveal()
+        secrets = self._secrets(password)
+        try:
+            inline = pg.conninfo.conninfo_to_dict(dsn).get("password")
+        except pg.Error:
+            # The parser quotes the text it chokes on, which may be a password: drop it.
+            raise TargetError(
+                f"PostgreSQL {step}: the DSN is neither libpq conninfo nor a postgresql:// "
+                "URL (its text is not shown: it may hold a password); fix it in the inventory"
+            ) from None
+        if inline:
+            secrets.append(str(inline))
         try:
             conn: psycopg.Connection[Any] = pg.connect(dsn, **kwargs)
         except pg.Error as exc:
             raise target_error(
                 _SYSTEM, _where(dsn), step, "could not connect", hint, cause=exc,
-                secrets=self._secrets(password),
+                secrets=secrets,
             ) from None
         return conn
 
