@@ -177,3 +177,25 @@ def test_bad_admin_credential_and_dead_server(redis_server: RedisServer) -> None
     dead = RedisTarget("127.0.0.1", free_port(), admin_password=wrong, timeout=2)
     with pytest.raises(TargetError, match="cannot reach the server"):
         dead.connection_count("x")
+
+
+def test_alternating_pair_copies_the_permissions_of_an_existing_user(
+    redis_server: RedisServer, target: RedisTarget, user: str
+) -> None:
+    admin = redis.Redis(host="127.0.0.1", port=redis_server.port, username="default",
+                        password=redis_server.password, protocol=2, decode_responses=True)
+    try:
+        admin.execute_command("ACL", "SETUSER", user, "on", ">legacy-password-1234",
+                              "~cache:*", "%R~ro:*", "&chan*", "+@read", "-keys", "+ping")
+        rules = target.permissions_of(user)
+        assert set(rules) == {"~cache:*", "%R~ro:*", "resetchannels", "&chan*", "-@all",
+                              "+@read", "+ping", "-keys"}
+        pair = [f"{user}_a", f"{user}_b"]
+        target.ensure_users(pair, rules)
+        assert target.permissions_of(pair[0]) == rules
+        assert target.permissions_of(pair[1]) == rules
+        admin.execute_command("ACL", "SETUSER", f"{user}_sel", "on", "nopass", "(~x +get)")
+        with pytest.raises(TargetError, match="selectors"):
+            target.permissions_of(f"{user}_sel")
+    finally:
+        admin.close()

@@ -288,6 +288,36 @@ class RedisTarget:
                 _acl_setuser(client, user, *base, *rules)
             self._save(client)
 
+    def permissions_of(self, user: str) -> list[str]:
+        """The key, channel and command rules of ``user`` (as ``ACL LIST`` shows them).
+
+        Feed them to `ensure_users` to give an alternating pair exactly the permissions an
+        existing single user has. Password hashes and on/off are left out.
+
+        Raises:
+            TargetError: the user does not exist, or uses selectors (``(…)``), which keyroll
+                does not copy.
+        """
+        _check_user(user)
+        step = f"read permissions of user {user!r}"
+        with self._admin(step) as client:
+            self._require_user(client, user, step)
+            lines = [str(line) for line in client.acl_list()]
+        prefix = f"user {user} "
+        line = next((item for item in lines if item.startswith(prefix)), None)
+        if line is None:
+            raise target_error(_SYSTEM, self.where, step, "ACL LIST does not show the user",
+                               "check the name")
+        rest = line[len(prefix):]
+        if "(" in rest:
+            raise target_error(
+                _SYSTEM, self.where, step, "the user has selectors",
+                "give the rules for the alternating users explicitly in the inventory")
+        return [
+            token for token in rest.split()
+            if token.lower() not in _FORBIDDEN_RULES and not token.startswith(_FORBIDDEN_PREFIXES)
+        ]
+
     def set_password(self, user: str, password: SecretValue) -> None:
         """Make ``password`` the only password of ``user`` and enable it (alternating apply).
 
