@@ -253,6 +253,12 @@ class Engine:
             old=current, new=None, state={}, evidence={}, workdir=self.workdir,
         )
 
+    def _finished(self, rotation_id: str) -> bool:
+        try:
+            return self.store.get_rotation(rotation_id).state in TERMINAL
+        except NotFound:
+            return False
+
     @staticmethod
     def _no_current(ref: SecretRef) -> str:
         return (
@@ -279,35 +285,44 @@ class Engine:
             raise RotationRefused(self._no_current(ref))
         self._refuse_if_busy(ref)
         now = self.clock()
+        holder = self.store.get_lock(ref, now=now)
+        if holder is not None and self._finished(holder.owner):
+            self.store.release_lock(ref, holder.owner)  # left behind by a crash at the end
+            holder = None
+        if holder is not None:
+            until = f"{holder.expires_at:%Y-%m-%d %H:%M}"
+            raise LockHeld(f"{ref} is locked by {holder.owner} until {until} UTC: wait for it "
+                           "(`keyroll rotations`) or roll it back")
         rotation_id = f"r-{now:%Y%m%d}-{secrets.token_hex(3)}"
-        self.store.acquire_lock(ref, rotation_id, ttl=LOCK_TTL, now=now)
-        try:
-            self._refuse_if_busy(ref)  # re-check under the lock: another process may have won
-            body: dict[str, Any] = {
-                "kind": cls.kind.value,
-                "incident": incident,
-                "drill": drill or policy.drill,
-                "requested_by": self.actor,
-                "approvals_required": policy.approvals,
-                "approvals": [],
-                "labels_before": {k.value: v for k, v in labels.items()},
-                "old_version": labels[Label.CURRENT],
-                "new_version": None,
-                "steps": [],
-                "confirmations": [],
-                "strategy": {},
-            }
-            state = AWAITING_APPROVAL if policy.approvals > 1 else "plan"
-            record = self.store.create_rotation(
-                RotationRecord(rotation_id, ref, state, 0, now, now, body)
-            )
-        except BaseException:
-            self.store.release_lock(ref, rotation_id)
-            raise
+        body: dict[str, Any] = {
+            "kind": cls.kind.value,
+            "incident": incident,
+            "drill": drill or policy.drill,
+            "requested_by": self.actor,
+            "approvals_required": policy.approvals,
+            "approvals": [],
+            "labels_before": {k.value: v for k, v in labels.items()},
+            "old_version": labels[Label.CURRENT],
+            "new_version": None,
+            "steps": [],
+            "confirmations": [],
+            "strategy": {},
+        }
+        state = AWAITING_APPROVAL if policy.approvals > 1 else "plan"
+        record = RotationRecord(rotation_id, ref, state, 0, now, now, body)
         old = self.store.get_version(ref, labels[Label.CURRENT])
+        # journal first (intent), then the record, then the lock: a crash anywhere leaves
+        # either nothing to resume or a record that `run` resumes (and locks) by its id
         self._audit(record, "rotation.requested", version=old.number,
                     fingerprints=[old.fingerprint],
                     evidence={"approvals_required": policy.approvals, "kind": cls.kind.value})
+        record = self.store.create_rotation(record)
+        try:
+            self.store.acquire_lock(ref, rotation_id, ttl=LOCK_TTL, now=now)
+        except LockHeld as exc:
+            lost = {**body, "error": {"step": "plan", "message": str(exc), "at": _iso(now)}}
+            self._save(record, "rolled-back", lost)
+            raise
         self._emit(record, "requested", None, f"rotation {rotation_id} of {ref} requested"
                    + (" (incident)" if incident else "") + (" (drill)" if body["drill"] else ""))
         if state == AWAITING_APPROVAL:
@@ -404,8 +419,10 @@ class Engine:
         """
         for _ in range(_MAX_TRANSITIONS):
             record = self.get(rotation_id)
-            if record.state in TERMINAL or record.state in (AWAITING_APPROVAL,
-                                                            AWAITING_CONFIRMATION):
+            if record.state in TERMINAL:
+                self.store.release_lock(record.ref, record.id)  # no-op unless a crash left it
+                return record
+            if record.state in (AWAITING_APPROVAL, AWAITING_CONFIRMATION):
                 return record
             try:
                 self.store.acquire_lock(record.ref, record.id, ttl=LOCK_TTL, now=self.clock())
@@ -654,8 +671,9 @@ class Engine:
         before = {Label(k): int(v) for k, v in record.body.get("labels_before", {}).items()}
         new = record.body.get("new_version")
         labels = self.store.get_labels(record.ref)
-        promoted = new is not None and labels.get(Label.CURRENT) == new
-        if new is not None and (promoted or labels.get(Label.PENDING) == new):
+        # from the history, not the labels: a rerun after a crash must still redeploy
+        promoted = any(s["step"] == "promote" for s in record.body.get("steps", []))
+        if new is not None and new in (labels.get(Label.CURRENT), labels.get(Label.PENDING)):
             self.store.set_labels(
                 record.ref,
                 expected={label: labels.get(label) for label in Label},

@@ -82,7 +82,8 @@ class EncryptionKeyStrategy(Strategy):
         ):
             raise StepFailed(f"{ctx.ref}: the new key did not encrypt and decrypt a test field")
         if ctx.old is not None and not ctx.old.destroyed:
-            old_only = FieldCipher(StaticKeySource(keys[1:], name=str(ctx.ref)))
+            old_key = Key(ctx.old.kid, ctx.value(ctx.old), Label.CURRENT, ctx.old.number)
+            old_only = FieldCipher(StaticKeySource([old_key], name=str(ctx.ref)))
             old_sealed = old_only.encrypt(plain, context=context)
             if cipher.decrypt(old_sealed, context=context) != plain:
                 raise StepFailed(f"{ctx.ref}: data under the old key would not decrypt")

@@ -1,0 +1,190 @@
+"""SIGKILL a rotation after every durable write, then resume it and check the invariants.
+
+The rotation runs in a forked child whose store (`KillingStore`, a fake at a boundary the
+project owns) kills the process with SIGKILL right after its n-th write returns: the state a
+power cut or an OOM kill would leave at that step boundary. The parent then finishes the
+rotation with a fresh engine, as the next ``keyroll`` command would, and checks that:
+
+- the rotation ends (done or rolled back) without a person repairing anything;
+- the store's ``current`` is a live version whose value is readable (and, for targets, that
+  the target accepts: strategies with a target pass ``check_target``);
+- no labelled version was lost, the lock is released, and the journal still verifies.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from keyroll.audit import Journal
+from keyroll.generate import generate
+from keyroll.inventory import Inventory
+from keyroll.model import Label, SecretRef, SecretValue
+from keyroll.rotation.engine import ACTIVE, AWAITING_CONFIRMATION, TERMINAL, Engine
+from keyroll.stores.base import RotationRecord
+from keyroll.stores.sqlite import SQLiteStore
+
+__all__ = ["CrashPoint", "KillingStore", "drive", "run_crash_matrix"]
+
+_WRITES = (
+    "put_version", "set_labels", "destroy_version", "acquire_lock", "release_lock",
+    "create_rotation", "save_rotation", "audit_append", "put_meta",
+)
+
+
+class KillingStore(SQLiteStore):
+    """The local store, which SIGKILLs its own process right after its n-th write."""
+
+    def __init__(self, path: Path, key: bytes, kill_at: int | None) -> None:
+        super().__init__(path, key)
+        self.kill_at = kill_at
+        self.writes: list[str] = []
+
+    def _wrote(self, name: str) -> None:
+        self.writes.append(name)
+        if self.kill_at is not None and len(self.writes) >= self.kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _wrap(name: str) -> Callable[..., Any]:
+    original = getattr(SQLiteStore, name)
+
+    def write(self: KillingStore, *args: Any, **kwargs: Any) -> Any:
+        result = original(self, *args, **kwargs)
+        self._wrote(name)
+        return result
+
+    write.__name__ = name
+    return write
+
+
+for _name in _WRITES:
+    setattr(KillingStore, _name, _wrap(_name))
+
+
+class _Clock:
+    def __init__(self) -> None:
+        from tests.unit.rotation.conftest import T0
+
+        self.now = T0
+
+    def __call__(self):  # type: ignore[no-untyped-def]
+        return self.now
+
+
+def drive(store: SQLiteStore, inventory: Inventory, workdir: Path, name: str, env: str,
+          entered: str) -> RotationRecord:
+    """Start (or resume) the rotation of ``name`` and push it to its end, like an operator
+    would: confirm pauses, let time pass over the overlap. Bounded."""
+    clock = _Clock()
+    engine = Engine(store, inventory, journal=Journal(store, actor="ops", clock=clock),
+                    clock=clock, workdir=workdir)
+    ref = SecretRef(env, name)
+    active = [r for r in store.list_rotations(ref) if r.state in ACTIVE]
+    if active:
+        record = active[-1]
+    elif store.list_rotations(ref):
+        return engine.run(store.list_rotations(ref)[-1].id)  # ended before the crash
+    else:
+        record = engine.start(name, env)
+    for _ in range(30):
+        record = engine.run(record.id)
+        if record.state in TERMINAL:
+            return record
+        if record.state == AWAITING_CONFIRMATION:
+            step = str(record.body["awaiting"])
+            value = SecretValue(entered) if step == "enter" else None
+            engine.confirm(record.id, step, value)
+        elif record.state == "overlap":
+            clock.now += timedelta(days=2)
+    raise AssertionError(f"rotation {record.id} did not end: {record.state}")
+
+
+@dataclass(frozen=True)
+class CrashPoint:
+    kill_at: int
+    write: str
+    state_after_crash: str
+    final: str
+
+
+def seed(store: SQLiteStore, inventory: Inventory, name: str, env: str) -> SecretRef:
+    cls = inventory.classes[name]
+    ref = SecretRef(env, name)
+    value = generate(cls.generator.value if cls.generator else "base64-48", prefix=cls.prefix)
+    version = store.put_version(ref, value)
+    store.set_labels(ref, expected={}, new={Label.CURRENT: version.number})
+    return ref
+
+
+def run_crash_matrix(
+    make_world: Callable[[], tuple[Path, Inventory]],
+    name: str,
+    env: str = "dev",
+    check_target: Callable[[SQLiteStore, SecretRef], None] | None = None,
+) -> list[CrashPoint]:
+    """Kill after every write of a full rotation, one fresh world per point; resume; check."""
+    key = os.urandom(32)
+    entered = "entered-from-portal-" + os.urandom(12).hex()
+
+    # 1. a clean run counts the writes
+    folder, inventory = make_world()
+    with KillingStore(folder / "store.db", key, None) as store:
+        seed(store, inventory, name, env)
+        baseline = len(store.writes)
+        drive(store, inventory, folder, name, env, entered)
+        writes = store.writes[baseline:]
+    points = []
+    for n in range(1, len(writes) + 1):
+        folder, inventory = make_world()
+        with SQLiteStore(folder / "store.db", key) as store:
+            ref = seed(store, inventory, name, env)
+        pid = os.fork()
+        if pid == 0:  # the child: rotate until the n-th write kills it
+            try:
+                with KillingStore(folder / "store.db", key, baseline + n) as child:
+                    child.writes = ["seed"] * baseline
+                    drive(child, inventory, folder, name, env, entered)
+            finally:
+                os._exit(3)
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL, (
+            f"kill point {n} ({writes[n - 1]}): the child was not killed (status {status})"
+        )
+        with SQLiteStore(folder / "store.db", key) as store:
+            crashed = store.list_rotations(ref)
+            state_after = crashed[-1].state if crashed else "-"
+            final = drive(store, inventory, folder, name, env, entered)
+            _check(store, ref, final, check_target)
+        points.append(CrashPoint(n, writes[n - 1], state_after, final.state))
+    return points
+
+
+def _check(store: SQLiteStore, ref: SecretRef, final: RotationRecord,
+           check_target: Callable[[SQLiteStore, SecretRef], None] | None) -> None:
+    assert final.state in TERMINAL, final.state
+    labels = store.get_labels(ref)
+    current = labels[Label.CURRENT]
+    store.read_value(ref, current)  # live, decryptable
+    if final.state == "done":
+        assert labels == {Label.CURRENT: final.body["new_version"]}, labels
+    else:
+        before = {Label(k): v for k, v in final.body["labels_before"].items()}
+        assert labels == before, (labels, before)
+    assert store.get_lock(ref, now=_Clock()()) is None, "the lock outlived the rotation"
+    assert all(store.read_value(ref, n) for n in labels.values())
+    assert Journal(store).verify().ok
+    if check_target is not None:
+        check_target(store, ref)
+
+
+def format_table(name: str, points: list[CrashPoint]) -> str:
+    lines = [f"crash matrix: {name}: {len(points)} kill points",
+             f"{'#':>3}  {'killed after':<16} {'state at crash':<22} final"]
+    lines += [f"{p.kill_at:>3}  {p.write:<16} {p.state_after_crash:<22} {p.final}" for p in points]
+    return "\n".join(lines)

@@ -1,0 +1,286 @@
+"""The state machine on the local store, with a frozen clock and real hooks."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+
+from keyroll.errors import InvalidToken, LockHeld, RotationRefused, StepFailed
+from keyroll.model import Label, SecretRef, SecretValue
+from keyroll.runtime.jwt import JWTKeyRing
+from keyroll.runtime.keysource import StoreKeySource
+from keyroll.runtime.usage import KidUsage, merge_usage
+from tests.leaks import assert_no_leak
+from tests.unit.rotation.conftest import World
+
+
+def _ring(world: World, ref: SecretRef) -> JWTKeyRing:
+    source = StoreKeySource(world.store, ref, refresh_interval=0)
+    return JWTKeyRing(source, clock=lambda: world.clock().timestamp())
+
+
+def test_jwt_rotation_keeps_old_tokens_valid_through_the_overlap(world: World) -> None:
+    ref = world.seed("jwt-access")
+    ring = _ring(world, ref)
+    old_token = ring.sign({"sub": "u1"}, ttl=timedelta(minutes=15))
+    old_kid = world.store.list_versions(ref)[0].kid_hex
+
+    engine = world.engine()
+    record = engine.run(engine.start("jwt-access", "dev").id)
+    assert record.state == "overlap"
+    labels = world.store.get_labels(ref)
+    assert labels == {Label.CURRENT: 2, Label.PREVIOUS: 1}
+    # a token signed before still verifies; a new one carries the new kid
+    assert ring.verify(old_token)["sub"] == "u1"
+    new_token = ring.sign({"sub": "u2"}, ttl=timedelta(minutes=15))
+    _, kid = ring.verify_with_kid(new_token)
+    assert f"{kid:08x}" == world.store.list_versions(ref)[1].kid_hex != old_kid
+    # the deploy hook wrote both keys for env-var apps
+    app_env = (world.path / "app.env").read_text()
+    assert "JWT_SECRET=" in app_env and "JWT_SECRET_PREVIOUS=" in app_env
+
+    world.clock.tick(timedelta(minutes=30))
+    assert engine.run(record.id).state == "overlap"  # 15m + 1h not over yet
+    world.clock.tick(timedelta(hours=1))
+    done = engine.run(record.id)
+    assert done.state == "done"
+    assert world.store.get_labels(ref) == {Label.CURRENT: 2}
+    assert world.store.list_versions(ref)[0].destroyed
+    with pytest.raises(InvalidToken):
+        ring.verify(old_token, now=world.clock().timestamp() - 60)
+    assert "JWT_SECRET_PREVIOUS" not in (world.path / "app.env").read_text()
+    assert world.store.get_lock(ref, now=world.clock()) is None
+    assert engine.journal.check().ok
+    actions = [r.action for r in engine.journal.records()]
+    assert actions[:2] == ["rotation.requested", "rotation.plan"]
+    assert actions[-2:] == ["rotation.retire", "rotation.done"]
+
+
+def test_overlap_waits_while_the_old_kid_is_still_used(world: World) -> None:
+    ref = world.seed("jwt-access")
+    engine = world.engine()
+    record = engine.run(engine.start("jwt-access", "dev").id)
+    old = world.store.list_versions(ref)[0]
+    world.clock.tick(timedelta(hours=2))  # deadline passed
+    merge_usage(world.store, ref, {old.kid: KidUsage(3, 0, world.clock() - timedelta(minutes=1))})
+    waiting = engine.run(record.id)
+    assert waiting.state == "overlap"
+    assert "used within the last" in waiting.body["waiting"]
+    world.clock.tick(timedelta(minutes=11))  # settle period without use
+    assert engine.run(record.id).state == "done"
+
+
+def test_overlap_max_ends_a_wait_on_a_busy_old_kid(world: World) -> None:
+    ref = world.seed("jwt-access")
+    engine = world.engine()
+    record = engine.run(engine.start("jwt-access", "dev").id)
+    old = world.store.list_versions(ref)[0]
+    world.clock.tick(timedelta(days=1, minutes=1))
+    merge_usage(world.store, ref, {old.kid: KidUsage(9, 0, world.clock())})
+    done = engine.run(record.id)
+    assert done.state == "done"
+    overlap = [s for s in done.body["steps"] if s["step"] == "overlap"][0]
+    assert "overlap max" in overlap["evidence"]["overlap"]
+
+
+def test_incident_retires_at_once_and_revokes(world: World) -> None:
+    ref = world.seed("jwt-access")
+    engine = world.engine()
+    record = engine.run(engine.start("jwt-access", "dev", incident=True).id)
+    assert record.state == "done"
+    assert world.store.get_labels(ref) == {Label.CURRENT: 2}
+    assert (world.path / "revoked-sessions").exists()
+    assert record.body["incident"] is True
+
+
+def test_failed_verify_hook_rolls_back_with_labels_unchanged(world: World) -> None:
+    ref = world.seed("jwt-access")
+    before = world.store.get_labels(ref)
+    (world.path / "verify-fails").touch()
+    engine = world.engine()
+    record = engine.run(engine.start("jwt-access", "dev").id)
+    assert record.state == "rolled-back"
+    assert record.body["error"]["step"] == "promote"
+    assert "verify hook" in record.body["error"]["message"]
+    assert world.store.get_labels(ref) == before
+    versions = world.store.list_versions(ref)
+    assert [v.destroyed for v in versions] == [False, True]
+    # the deployment was put back on the old value
+    assert "JWT_SECRET_PREVIOUS" not in (world.path / "app.env").read_text()
+    assert world.store.get_lock(ref, now=world.clock()) is None
+    assert engine.journal.check().ok
+
+
+def test_one_rotation_per_secret(world: World) -> None:
+    world.seed("jwt-access")
+    engine = world.engine()
+    first = engine.run(engine.start("jwt-access", "dev").id)
+    with pytest.raises(RotationRefused, match=f"rotation {first.id} is in flight"):
+        engine.start("jwt-access", "dev")
+
+
+def test_lock_held_by_another_process_is_a_clear_refusal(world: World) -> None:
+    ref = world.seed("api")
+    world.store.acquire_lock(ref, "r-other", ttl=timedelta(hours=1), now=world.clock())
+    with pytest.raises(LockHeld, match="locked by r-other"):
+        world.engine().start("api", "dev")
+    assert world.store.list_rotations() == []
+
+
+def test_manual_rollback_during_overlap_restores_labels(world: World) -> None:
+    ref = world.seed("webhook")
+    engine = world.engine()
+    record = engine.run(engine.start("webhook", "dev").id)
+    assert record.state == "overlap"
+    rolled = engine.rollback(record.id)
+    assert rolled.state == "rolled-back"
+    assert world.store.get_labels(ref) == {Label.CURRENT: 1}
+    with pytest.raises(RotationRefused, match="too late"):
+        engine.rollback(record.id)
+
+
+def test_two_person_rule(world: World) -> None:
+    ref = world.seed("jwt-access", "prod")
+    alice = world.engine("alice")
+    record = alice.start("jwt-access", "prod")
+    assert record.state == "awaiting-approval"
+    assert alice.run(record.id).state == "awaiting-approval"
+    with pytest.raises(RotationRefused, match="cannot approve it"):
+        alice.approve(record.id)
+    bob = world.engine("bob")
+    approved = bob.approve(record.id)
+    assert approved.state == "plan"
+    assert bob.run(record.id).state == "overlap"
+    assert world.store.get_labels(ref)[Label.CURRENT] == 2
+    plan = [s for s in bob.get(record.id).body["steps"] if s["step"] == "plan"][0]
+    assert plan["evidence"]["approved_by"] == ["bob"]
+
+
+@pytest.mark.parametrize("name", ["webhook", "api", "opaque"])
+def test_other_key_kinds_rotate(world: World, name: str) -> None:
+    ref = world.seed(name)
+    engine = world.engine()
+    record = engine.run(engine.start(name, "dev").id)
+    world.clock.tick(timedelta(days=2))
+    assert engine.run(record.id).state == "done"
+    assert world.store.get_labels(ref) == {Label.CURRENT: 2}
+    if name == "webhook":
+        assert world.store.read_value(ref, 2).reveal().startswith("whsec_")
+
+
+def test_encryption_key_retire_gate(world: World) -> None:
+    ref = world.seed("field")
+    (world.path / "remaining.txt").write_text("1\n")
+    engine = world.engine()
+    record = engine.run(engine.start("field", "dev").id)
+    world.clock.tick(timedelta(hours=2))
+    waiting = engine.run(record.id)
+    assert waiting.state == "overlap"
+    assert "1 records still encrypted under the old key" in waiting.body["waiting"]
+    (world.path / "remaining.txt").write_text("0\n")
+    done = engine.run(record.id)
+    assert done.state == "done"
+    overlap = [s for s in done.body["steps"] if s["step"] == "overlap"][0]
+    assert overlap["evidence"]["remaining_under_old_key"] == 0
+    assert world.store.get_labels(ref) == {Label.CURRENT: 2}
+
+
+def test_provider_cut_over_pauses_for_people(world: World) -> None:
+    ref = world.seed("vnpay", value="old-vnpay-hash-secret-0123456789")
+    engine = world.engine()
+    record = engine.run(engine.start("vnpay", "dev").id)
+    assert (record.state, record.body["awaiting"]) == ("awaiting-confirmation", "drain")
+    with pytest.raises(RotationRefused, match="waiting for 'drain', not 'enter'"):
+        engine.confirm(record.id, "enter", SecretValue("x" * 32))
+    engine.confirm(record.id, "drain")
+    assert engine.run(record.id).body["awaiting"] == "portal"
+    engine.confirm(record.id, "portal")
+    assert engine.run(record.id).body["awaiting"] == "enter"
+    with pytest.raises(RotationRefused, match="needs the new value"):
+        engine.confirm(record.id, "enter")
+    new_value = SecretValue("new-vnpay-hash-secret-from-portal-42")
+    engine.confirm(record.id, "enter", new_value)
+    paused = engine.run(record.id)
+    assert (paused.state, paused.body["awaiting"]) == ("awaiting-confirmation", "smoke")
+    assert world.store.read(ref)[1] == new_value
+    engine.confirm(record.id, "smoke")
+    assert engine.run(record.id).state == "done"
+    assert world.store.get_labels(ref) == {Label.CURRENT: 2}
+
+
+def test_failure_at_retire_keeps_the_rotation_for_a_retry(world: World) -> None:
+    ref = world.seed("field")
+    engine = world.engine()
+    record = engine.run(engine.start("field", "dev").id)
+    world.clock.tick(timedelta(hours=2))
+    strategy = engine.strategy(world.inventory.classes["field"])
+    answers = iter([0, 5])  # the overlap sees 0, then a row appears before retire re-checks
+    strategy.counters = [lambda ctx, kid: next(answers)]  # type: ignore[attr-defined]
+    with pytest.raises(StepFailed, match="rolling back is no longer safe"):
+        engine.run(record.id)
+    stuck = engine.get(record.id)
+    assert stuck.state == "retire"
+    assert "5 records still use it" in stuck.body["error"]["message"]
+    assert world.store.get_labels(ref) == {Label.CURRENT: 2, Label.PREVIOUS: 1}
+    strategy.counters = [lambda ctx, kid: 0]  # type: ignore[attr-defined]
+    assert engine.run(record.id).state == "done"
+
+
+def test_hook_output_is_redacted_evidence(world: World) -> None:
+    text = INVENTORY_WITH_LEAKY_HOOK
+    (world.path / "keyroll.toml").write_text(text)
+    from keyroll.inventory import parse_inventory
+
+    world.inventory = parse_inventory(text, world.path / "keyroll.toml")
+    ref = world.seed("api")
+    old = world.store.read_value(ref, 1).reveal()
+    engine = world.engine()
+    record = engine.run(engine.start("api", "dev").id)
+    assert record.state == "done"
+    values = [old, world.store.read_value(ref, 2).reveal()]
+    promote = [s for s in record.body["steps"] if s["step"] == "promote"][0]
+    hook = promote["evidence"]["hooks"][0]
+    assert hook["ok"] is True
+    assert "API_KEY=" in hook["output"]
+    journal = json.dumps([r.to_json() for r in engine.journal.records()])
+    assert_no_leak([json.dumps(record.body), journal], values, where="evidence")
+
+
+INVENTORY_WITH_LEAKY_HOOK = """
+[environments.dev]
+[classes.api]
+kind = "api-key"
+env_vars = ["API_KEY"]
+cadence_days = 90
+tier = "medium"
+blast_radius = "x"
+owner = "y"
+environments = ["dev"]
+hooks.on_promote = [{ run = "cat", stdin_dotenv = true }]
+"""
+
+
+def test_unknown_class_or_environment(world: World) -> None:
+    from keyroll.errors import UnknownSecret
+
+    engine = world.engine()
+    with pytest.raises(UnknownSecret):
+        engine.start("nope", "dev")
+    with pytest.raises(UnknownSecret):
+        engine.start("api", "qa")
+    with pytest.raises(RotationRefused, match="no current version"):
+        engine.start("api", "dev")
+    assert world.store.list_rotations() == []
+
+
+def test_step_failure_at_overlap_is_reported_not_rolled_back(world: World) -> None:
+    world.seed("field")
+    engine = world.engine()
+    record = engine.run(engine.start("field", "dev").id)
+    world.clock.tick(timedelta(hours=2))
+    (world.path / "remaining.txt").write_text("not a number\n")
+    waiting = engine.run(record.id)
+    assert waiting.state == "overlap"
+    assert "must print the number" in waiting.body["waiting"]
