@@ -81,7 +81,7 @@ def test_overlap_max_ends_a_wait_on_a_busy_old_kid(world: World) -> None:
     merge_usage(world.store, ref, {old.kid: KidUsage(9, 0, world.clock())})
     done = engine.run(record.id)
     assert done.state == "done"
-    overlap = [s for s in done.body["steps"] if s["step"] == "overlap"][0]
+    overlap = next(s for s in done.body["steps"] if s["step"] == "overlap")
     assert "overlap max" in overlap["evidence"]["overlap"]
 
 
@@ -154,7 +154,7 @@ def test_two_person_rule(world: World) -> None:
     assert approved.state == "plan"
     assert bob.run(record.id).state == "overlap"
     assert world.store.get_labels(ref)[Label.CURRENT] == 2
-    plan = [s for s in bob.get(record.id).body["steps"] if s["step"] == "plan"][0]
+    plan = next(s for s in bob.get(record.id).body["steps"] if s["step"] == "plan")
     assert plan["evidence"]["approved_by"] == ["bob"]
 
 
@@ -182,7 +182,7 @@ def test_encryption_key_retire_gate(world: World) -> None:
     (world.path / "remaining.txt").write_text("0\n")
     done = engine.run(record.id)
     assert done.state == "done"
-    overlap = [s for s in done.body["steps"] if s["step"] == "overlap"][0]
+    overlap = next(s for s in done.body["steps"] if s["step"] == "overlap")
     assert overlap["evidence"]["remaining_under_old_key"] == 0
     assert world.store.get_labels(ref) == {Label.CURRENT: 2}
 
@@ -240,7 +240,7 @@ def test_hook_output_is_redacted_evidence(world: World) -> None:
     record = engine.run(engine.start("api", "dev").id)
     assert record.state == "done"
     values = [old, world.store.read_value(ref, 2).reveal()]
-    promote = [s for s in record.body["steps"] if s["step"] == "promote"][0]
+    promote = next(s for s in record.body["steps"] if s["step"] == "promote")
     hook = promote["evidence"]["hooks"][0]
     assert hook["ok"] is True
     assert "API_KEY=" in hook["output"]
