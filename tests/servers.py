@@ -410,8 +410,9 @@ class PgBouncerServer(_Server):
         return text + super().log_text()
 
     def stop(self) -> None:
-        """SIGINT (safe shutdown) to the PgBouncer we started, then remove the folder."""
-        _stop_process(self.proc, signal.SIGINT)
+        """SIGTERM (immediate shutdown: a test may leave clients connected) to the PgBouncer
+        we started, then remove the folder."""
+        _stop_process(self.proc, signal.SIGTERM)
         self._cleanup()
 
 

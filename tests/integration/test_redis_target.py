@@ -186,7 +186,7 @@ def test_alternating_pair_copies_the_permissions_of_an_existing_user(
                         password=redis_server.password, protocol=2, decode_responses=True)
     try:
         admin.execute_command("ACL", "SETUSER", user, "on", ">legacy-password-1234",
-                              "~cache:*", "%R~ro:*", "&chan*", "+@read", "-keys", "+ping")
+                              "~cache:*", "%R~ro:*", "&chan*", "+@read", "-keys", "+ping")  # type: ignore[no-untyped-call]
         rules = target.permissions_of(user)
         assert set(rules) == {"~cache:*", "%R~ro:*", "resetchannels", "&chan*", "-@all",
                               "+@read", "+ping", "-keys"}
@@ -194,7 +194,7 @@ def test_alternating_pair_copies_the_permissions_of_an_existing_user(
         target.ensure_users(pair, rules)
         assert target.permissions_of(pair[0]) == rules
         assert target.permissions_of(pair[1]) == rules
-        admin.execute_command("ACL", "SETUSER", f"{user}_sel", "on", "nopass", "(~x +get)")
+        admin.execute_command("ACL", "SETUSER", f"{user}_sel", "on", "nopass", "(~x +get)")  # type: ignore[no-untyped-call]
         with pytest.raises(TargetError, match="selectors"):
             target.permissions_of(f"{user}_sel")
     finally:
