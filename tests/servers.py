@@ -37,7 +37,14 @@ __all__ = [
     "service_user",
 ]
 
-PG_BIN_DIRS = (Path("/usr/lib/postgresql/15/bin"), Path("/usr/local/bin"), Path("/usr/bin"))
+# Debian/Ubuntu keep server binaries per major version; prefer 15, then the newest installed.
+PG_BIN_DIRS = (
+    Path("/usr/lib/postgresql/15/bin"),
+    *sorted(Path("/usr/lib/postgresql").glob("*/bin"),
+            key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0, reverse=True),
+    Path("/usr/local/bin"),
+    Path("/usr/bin"),
+)
 STARTUP_TIMEOUT = 30.0
 STOP_TIMEOUT = 20.0
 POLL_INTERVAL = 0.1
