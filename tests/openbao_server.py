@@ -292,11 +292,15 @@ class RaftCluster:
         return len(servers) == len(self.nodes) and all(s["voter"] for s in servers)
 
     def _kv_ready(self) -> bool:
-        resp = self.http.get(
-            f"{self.active().addr}/v1/secret/config", headers={"X-Vault-Token": self.token},
-            timeout=5,
-        )
-        return resp.status_code == 200
+        """KV v2 answers on every node (a standby sets a new mount up a moment later)."""
+        for node in self.nodes:
+            resp = self.http.get(
+                f"{node.addr}/v1/secret/metadata/probe", headers={"X-Vault-Token": self.token},
+                timeout=5,
+            )
+            if resp.status_code != 404:  # 400 "Waiting for the primary to upgrade …"
+                return False
+        return True
 
     def _join_and_unseal(self, node: RaftNode) -> None:
         _wait_for(f"{node.node_id} to listen", lambda: self._status(node), node.process)
@@ -340,10 +344,12 @@ class RaftCluster:
     def stop_node(self, node: RaftNode, *, hard: bool = False) -> None:
         node.process.stop(hard=hard)
 
-    def start_node(self, node: RaftNode) -> None:
-        """Restart a stopped node and unseal it."""
+    def start_node(self, node: RaftNode, *, unseal: bool = True) -> None:
+        """Restart a stopped node and (unless told not to) unseal it."""
         node.process.start()
         _wait_for(f"{node.node_id} to listen", lambda: self._status(node), node.process)
+        if not unseal:
+            return
 
         def unsealed() -> bool:
             status = self._status(node)

@@ -54,6 +54,7 @@ errors; nothing above this module sees one.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import json
 import os
@@ -179,13 +180,21 @@ class _Connection:
         self._approle_mount = approle_mount
         self._retry_seconds = retry_seconds
         self._active = 0
+        self._probe = len(self.addresses) > 1
+        self._timeout = timeout
+        self._index: tuple[str, int] | None = None
         self._mutex = threading.RLock()
+        self._session = requests.Session()
+        self._session.verify = verify
+        if cert is not None:
+            self._session.cert = cert
+        self._session.hooks["response"].append(self._track_index)
         # token="" rather than None: hvac would otherwise read VAULT_TOKEN or ~/.vault-token
         # behind our back, and the credentials must come only from what the URL says.
         self._clients = [
             hvac.Client(
                 url=address, token=token or "", verify=verify, cert=cert, timeout=timeout,
-                namespace=namespace,
+                namespace=namespace, session=self._session,
             )
             for address in self.addresses
         ]
@@ -210,8 +219,43 @@ class _Connection:
             client.token = token
 
     def close(self) -> None:
-        for client in self._clients:
-            client.adapter.close()
+        self._session.close()
+
+    def _track_index(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        """Remember the newest storage index a response reports, and send it back from now on.
+
+        OpenBao standbys serve reads from their own copy, which may lag the active node. A
+        request carrying ``X-Vault-Index`` with ``X-Vault-Inconsistent: forward-active-node``
+        is forwarded to the active node when the standby has not reached that index, so this
+        handle always reads its own writes (and a lost check-and-set re-reads fresh data).
+        """
+        header = response.headers.get("X-Vault-Index")
+        if not header:
+            return
+        try:
+            parsed = json.loads(base64.b64decode(header, validate=True))
+            position = (str(parsed["cluster"]), int(parsed["value"]))
+        except (ValueError, KeyError, TypeError):
+            position = None  # opaque after all: the latest one seen is the best guess
+        known = self._index
+        if position is not None and known is not None and position[0] == known[0] \
+                and position[1] <= known[1]:
+            return
+        self._index = position
+        self._session.headers["X-Vault-Index"] = header
+        self._session.headers["X-Vault-Inconsistent"] = "forward-active-node"
+
+    def _pick_active(self) -> None:
+        """Point at the active node if one answers (standbys may serve stale reads)."""
+        for number, address in enumerate(self.addresses):
+            try:
+                resp = self._session.get(f"{address}/v1/sys/leader", timeout=self._timeout)
+                status = resp.json() if resp.status_code == 200 else {}
+            except (requests.RequestException, ValueError):
+                continue
+            if isinstance(status, dict) and status.get("is_self") is True:
+                self._active = number
+                return
 
     def call(
         self, what: str, api_path: str, fn: Callable[[hvac.Client], _T], *, relogin: bool = True
@@ -230,6 +274,9 @@ class _Connection:
             reason = ""
             relogged = not (relogin and self._approle is not None)
             for attempt in range(count * _MAX_ATTEMPTS_PER_ADDRESS):
+                if self._probe:
+                    self._probe = False
+                    self._pick_active()
                 address = self.addresses[self._active]
                 client = self._clients[self._active]
                 try:
@@ -269,6 +316,15 @@ class _Connection:
                 except hvac.exceptions.InvalidRequest as exc:
                     if "check-and-set" in str(exc.errors):
                         raise _CasMismatch(f"{api_path} changed since it was read") from None
+                    if "Waiting for the primary to upgrade" in str(exc.errors):
+                        # a KV mount that a standby is still setting up: transient
+                        reason = f"{address} answered{_server_errors(exc)}"
+                        self._active = (self._active + 1) % count
+                        self._probe = count > 1
+                        if (attempt + 1) >= count and time.monotonic() >= deadline:
+                            break
+                        time.sleep(0.2)
+                        continue
                     raise StoreUnavailable(
                         f"OpenBao refused to {what} {api_path} as malformed (400"
                         f"{_server_errors(exc)}): is the mount a KV version 2 engine?"
@@ -278,8 +334,10 @@ class _Connection:
                         f"OpenBao failed to {what} {api_path} ({exc.__class__.__name__}"
                         f"{_server_errors(exc)})"
                     ) from None
-                # a transient failure: next address; after a full round, wait a little
+                # a transient failure: next address (or the new active node); after a full
+                # round, wait a little
                 self._active = (self._active + 1) % count
+                self._probe = count > 1
                 if (attempt + 1) >= count and time.monotonic() >= deadline:
                     break
                 if (attempt + 1) % count == 0:
