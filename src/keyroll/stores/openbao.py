@@ -1009,6 +1009,15 @@ class OpenBaoStore(Store):
         stored = self._read(self._path("_meta", _path_key(key)))
         return None if stored is None else str(stored[0]["value"])
 
+    def list_meta(self) -> list[str]:
+        """Every bookkeeping key, sorted (used by `keyroll.migrate`; not yet in the contract)."""
+        keys = []
+        for name in self._list(self._path("_meta") + "/"):
+            if name.endswith("/"):
+                continue
+            keys.append(bytes.fromhex(name[1:]).decode() if name.startswith("~") else name)
+        return sorted(keys)
+
     def put_meta(self, key: str, value: str | None) -> None:
         path = self._path("_meta", _path_key(key))
         if value is not None:
