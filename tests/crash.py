@@ -69,7 +69,7 @@ for _name in _WRITES:
 
 class _Clock:
     def __init__(self) -> None:
-        from tests.unit.rotation.conftest import T0
+        from tests.unit.conftest import T0
 
         self.now = T0
 

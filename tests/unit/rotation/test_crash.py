@@ -9,7 +9,7 @@ import pytest
 
 from keyroll.inventory import Inventory, parse_inventory
 from tests.crash import format_table, run_crash_matrix
-from tests.unit.rotation.conftest import INVENTORY
+from tests.unit.conftest import INVENTORY
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from keyroll.runtime.jwt import JWTKeyRing
 from keyroll.runtime.keysource import StoreKeySource
 from keyroll.runtime.usage import KidUsage, merge_usage
 from tests.leaks import assert_no_leak
-from tests.unit.rotation.conftest import World
+from tests.unit.conftest import World
 
 
 def _ring(world: World, ref: SecretRef) -> JWTKeyRing:
