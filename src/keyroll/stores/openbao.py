@@ -344,8 +344,8 @@ class _Connection:
                     time.sleep(min(0.2 * (attempt + 1) / count, 1.0))
             raise StoreUnavailable(
                 f"OpenBao is unavailable: could not {what} {api_path} ({reason}). Start or "
-                "unseal the server, or check the addresses in the store URL, then run the "
-                "command again: rotations resume from their last saved step"
+                "unseal the server, or check the addresses in the store URL, then retry: a "
+                "paused rotation resumes from its last saved step"
             )
 
 
