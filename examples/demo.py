@@ -1,18 +1,26 @@
 """`make demo`: keyroll's main job on the embedded default store, in a temporary folder.
 
-Each step is the command a user would type; its output is shown as is.
+Each step is the command a user would type (its output shown as is), plus the few lines of
+Python an app writes to verify tokens with keyroll's key ring while the key rotates.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import os
 import secrets
 import shlex
 import subprocess
 import sys
 import tempfile
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from keyroll import JWTKeyRing, StoreKeySource
+from keyroll.errors import InvalidToken
+from keyroll.model import SecretRef, format_kid
+from keyroll.stores import open_store
 
 KEYROLL = str(Path(sys.executable).with_name("keyroll"))
 
@@ -22,14 +30,16 @@ def step(title: str) -> None:
 
 
 def keyroll(*args: str, cwd: Path, env: dict[str, str] | None = None, stdin: str | None = None,
-            check: bool = True) -> subprocess.CompletedProcess[str]:
-    print(f"$ keyroll {shlex.join(args)}", flush=True)
+            check: bool = True, echo: bool = True) -> subprocess.CompletedProcess[str]:
+    if echo:
+        print(f"$ keyroll {shlex.join(args)}", flush=True)
     done = subprocess.run(
         [KEYROLL, *args], cwd=cwd, env={**os.environ, **(env or {})}, input=stdin, text=True,
         capture_output=True, check=False,
     )
-    sys.stdout.write(done.stdout)
-    sys.stdout.write(done.stderr)
+    if echo:
+        sys.stdout.write(done.stdout)
+        sys.stdout.write(done.stderr)
     if check and done.returncode != 0:
         raise SystemExit(f"demo step failed with exit code {done.returncode}")
     return done
@@ -64,9 +74,45 @@ def main() -> None:
         step("5. export for docker compose (values go to a 0600 file, never to the terminal)")
         keyroll("export", "--env", "dev", "--format", "dotenv", "-o", ".env", cwd=work)
 
-        step("6. the audit journal, and its hash-chain check")
-        keyroll("audit", "log", cwd=work)
+        step("6. an app verifies tokens through the runtime key ring (keys from the store)")
+        store = open_store("sqlite:.keyroll/store.db", base=work)
+        ref = SecretRef("dev", "jwt-access")
+        ring = JWTKeyRing(StoreKeySource(store, ref, refresh_interval=0))
+        before = ring.sign({"sub": "user-42"}, ttl=timedelta(minutes=15))
+        _, kid_before = ring.verify_with_kid(before)
+        print(f"token signed before the rotation: kid {format_kid(kid_before)}")
+
+        step("7. rotate the JWT key: plan, create, apply, test, promote, then the overlap")
+        keyroll("rotate", "jwt-access", "--env", "dev", "--dry-run", cwd=work)
+        keyroll("rotate", "jwt-access", "--env", "dev", cwd=work)
+        claims = ring.verify(before)
+        print(f"old token still verifies during the overlap: sub={claims['sub']}")
+        after = ring.sign({"sub": "user-42"}, ttl=timedelta(minutes=15))
+        _, kid_after = ring.verify_with_kid(after)
+        print(f"new token carries the new kid: {format_kid(kid_after)} "
+              f"(was {format_kid(kid_before)})")
+        print(".env now holds JWT_SECRET and JWT_SECRET_PREVIOUS:",
+              sorted(line.split("=")[0] for line in (work / ".env").read_text().splitlines()))
+        keyroll("rotations", cwd=work)
+
+        step("8. cron runs `keyroll advance`; we jump past the overlap (15m tokens + 1h margin)")
+        later = (datetime.now(UTC) + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        keyroll("advance", "--now", later, cwd=work)
+        try:
+            ring.verify(before)
+            raise SystemExit("the retired key still verified a token: demo failed")
+        except InvalidToken:
+            print("old key retired: tokens it signed no longer verify (InvalidToken)")
+        store.close()
+
+        step("9. status, audit journal and its hash-chain check")
+        keyroll("status", "--env", "dev", cwd=work)
+        keyroll("audit", "log", "-n", "12", cwd=work)
         keyroll("audit", "verify", cwd=work)
+
+        step("10. the drill report (seed 004 §8), from the journal")
+        rotations = json.loads(keyroll("rotations", "--all", "--json", cwd=work, echo=False).stdout)
+        keyroll("report", "drill", rotations[-1]["id"], cwd=work)
 
 
 if __name__ == "__main__":

@@ -143,7 +143,7 @@ def drill_report(store: Store, inventory: Inventory, journal: Journal, rotation_
     verify: list[str] = []
     for entry in records:
         for key in ("verify", "round_trip", "checked", "overlap", "remaining_under_old_key"):
-            if key in entry.evidence:
+            if entry.evidence.get(key) not in (None, [], {}):
                 verify.append(f"- {entry.action.removeprefix('rotation.')}: {key} = "
                               f"{entry.evidence[key]}")
     created = _first(records, "rotation.create")
