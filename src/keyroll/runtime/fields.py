@@ -40,7 +40,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NoReturn
 
@@ -83,9 +83,7 @@ def field_key_bytes(value: SecretValue) -> bytes:
             pass
     if len(text) in (43, 44):
         try:
-            raw = base64.b64decode(
-                text.replace("-", "+").replace("_", "/") + "=" * (-len(text) % 4)
-            )
+            raw = base64.b64decode(text.replace("-", "+").replace("_", "/") + "=" * (-len(text) % 4))
         except (ValueError, binascii.Error):
             raw = b""
         if len(raw) == 32:
@@ -101,18 +99,65 @@ def _part(part: str | bytes | int) -> bytes:
     elif isinstance(part, str):
         data = part.encode()
     elif isinstance(part, int) and not isinstance(part, bool):
-        data = str(part).encode()
+        data = b"%d" % part
     else:
         raise TypeError("context parts are str, int or bytes")
     return len(data).to_bytes(4, "big") + data
 
 
+_CONTEXT_CACHE: dict[object, bytes] = {}
+_CONTEXT_CACHE_SIZE = 4096
+
+
 def _context_bytes(context: Context) -> bytes:
+    """The context's AAD encoding; memoised because most columns reuse a few contexts."""
     if context is None:
         return b""
+    try:
+        return _CONTEXT_CACHE[context]
+    except KeyError:
+        pass
+    except TypeError:  # unhashable (a list): encode without caching
+        return b"".join(_part(p) for p in context)  # type: ignore[union-attr]
     if isinstance(context, (str, bytes, int)):
-        return _part(context)
-    return b"".join(_part(p) for p in context)
+        encoded = _part(context)
+    else:
+        encoded = b"".join(_part(p) for p in context)
+    if len(_CONTEXT_CACHE) >= _CONTEXT_CACHE_SIZE:
+        _CONTEXT_CACHE.clear()
+    # Keyed by equality: a context equal to a cached one (True == 1) reuses its encoding.
+    _CONTEXT_CACHE[context] = encoded
+    return encoded
+
+
+# base64url → standard alphabet; characters valid only in the standard alphabet (and padding)
+# become "*", which strict decoding refuses: exactly one spelling decodes.
+_URL_TO_STD = bytes.maketrans(b"-_+/=", b"+/***")
+# the last character of a partial group may only use its data bits (spare bits zero)
+_LAST_OF_2 = frozenset(b"AQgw")
+_LAST_OF_3 = frozenset(b"AEIMQUYcgkosw048")
+
+
+def _b64url_decode_canonical(text: str) -> bytes:
+    """Decode unpadded base64url, refusing every non-canonical spelling.
+
+    Raises:
+        ValueError: not canonical unpadded base64url.
+    """
+    raw = text.encode("ascii")  # UnicodeEncodeError is a ValueError
+    rest = len(raw) % 4
+    if rest == 1:
+        raise ValueError("truncated")
+    raw = raw.translate(_URL_TO_STD)
+    if rest == 2:
+        if raw[-1] not in _LAST_OF_2:
+            raise ValueError("spare bits")
+        raw += b"=="
+    elif rest == 3:
+        if raw[-1] not in _LAST_OF_3:
+            raise ValueError("spare bits")
+        raw += b"="
+    return binascii.a2b_base64(raw, strict_mode=True)
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -121,6 +166,7 @@ class _Ring:
     current_header: bytes
     current_kid: int
     ciphers: Mapping[bytes, tuple[int, AESGCM]]
+    decryptors: Mapping[bytes, tuple[int, Callable[[bytes, bytes, bytes], bytes]]]
 
     def __reduce__(self) -> NoReturn:
         raise TypeError("refuses to be pickled: holds keys")
@@ -161,7 +207,9 @@ class FieldCipher:
             for k in keyset.keys
         }
         current = keyset.current
-        ring = _Ring(keyset, _VERSION_BYTE + current.kid.to_bytes(4, "big"), current.kid, ciphers)
+        decryptors = {h: (kid, aead.decrypt) for h, (kid, aead) in ciphers.items()}
+        header = _VERSION_BYTE + current.kid.to_bytes(4, "big")
+        ring = _Ring(keyset, header, current.kid, ciphers, decryptors)
         self._ring = ring
         return ring
 
@@ -174,9 +222,7 @@ class FieldCipher:
             try:
                 fernets.append((key, Fernet(key.value.reveal().strip())))
             except (ValueError, binascii.Error):
-                raise UsageError(
-                    f"{key.origin} is not a Fernet key (url-safe base64 of 32 bytes)"
-                ) from None
+                raise UsageError(f"{key.origin} is not a Fernet key (url-safe base64 of 32 bytes)") from None
         ring = _LegacyRing(keyset, tuple(fernets))
         self._legacy_ring = ring
         return ring
@@ -205,29 +251,35 @@ class FieldCipher:
         Raises:
             InvalidToken: malformed, unknown key, wrong context or tampered.
         """
-        if ciphertext[:1] != _VERSION_BYTE:
+        # The hot path of every read: kept flat, with the constants of the format inlined
+        # (5 = header, 17 = header + nonce, 33 = header + nonce + tag).
+        if len(ciphertext) < 33 or ciphertext[0] != 1:
             return self._decrypt_legacy(ciphertext)
-        if len(ciphertext) < _MIN_LEN:
-            _invalid()
-        ring = self._ring_for(self.source.snapshot())
-        header = ciphertext[:_HEADER]
-        entry = ring.ciphers.get(header)
+        source = self.source
+        keyset = source.snapshot()
+        ring = self._ring
+        if ring is None or ring.keyset is not keyset:
+            ring = self._ring_for(keyset)
+        header = ciphertext[:5]
+        entry = ring.decryptors.get(header)
         if entry is None:
             _invalid()
-        kid, aead = entry
+        if context is None:
+            aad = header
+        else:
+            try:
+                aad = header + _CONTEXT_CACHE[context]
+            except (KeyError, TypeError):
+                aad = header + _context_bytes(context)
         try:
-            plaintext = aead.decrypt(
-                ciphertext[_HEADER : _HEADER + _NONCE],
-                ciphertext[_HEADER + _NONCE :],
-                header + _context_bytes(context),
-            )
+            plaintext = entry[1](ciphertext[5:17], ciphertext[17:], aad)
         except InvalidTag:
             _invalid()
-        self.source.usage.record(kid)
+        source.usage.record(entry[0])
         return plaintext
 
     def _decrypt_legacy(self, token: bytes) -> bytes:
-        if self.legacy is None or token[:1] != b"g":
+        if self.legacy is None or token[:1] != b"g":  # also a too-short keyroll ciphertext
             _invalid()
         ring = self._legacy_for(self.legacy.snapshot())
         for key, fernet in ring.fernets:
@@ -269,16 +321,10 @@ class FieldCipher:
             if self.legacy is not None and token.startswith("gAAAAA"):
                 return token.encode()
             _invalid()
-        body = token[4:]
         try:
-            blob = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
-        except (ValueError, binascii.Error):
+            return _b64url_decode_canonical(token[4:])
+        except ValueError:  # binascii.Error and UnicodeEncodeError are ValueErrors
             _invalid()
-        # Canonical only: base64 ignores spare bits and maps '+' like '-', so several
-        # spellings would decode to the same ciphertext.
-        if base64.urlsafe_b64encode(blob).rstrip(b"=").decode() != body:
-            _invalid()
-        return blob
 
     # --- rotation helpers -----------------------------------------------------------------
 

@@ -77,9 +77,7 @@ def _prepare(key: Key, default_alg: str) -> _Prepared:
     try:
         sign_key = alg.prepare_key(key.value.reveal())
     except Exception:  # noqa: BLE001  (PyJWT and cryptography raise many types for a bad key)
-        raise UsageError(
-            f"{key.origin} (kid {key.kid_hex}) is not a valid {alg_name} key"
-        ) from None
+        raise UsageError(f"{key.origin} (kid {key.kid_hex}) is not a valid {alg_name} key") from None
     short = alg.check_key_length(sign_key)
     if short:
         raise UsageError(f"{key.origin} (kid {key.kid_hex}): {short}")
@@ -125,9 +123,7 @@ class JWTKeyRing:
         clock: Callable[[], float] = time.time,
     ) -> None:
         if algorithm not in _SUPPORTED:
-            raise UsageError(
-                f"unsupported JWT algorithm {algorithm!r}: use one of {sorted(_SUPPORTED)}"
-            )
+            raise UsageError(f"unsupported JWT algorithm {algorithm!r}: use one of {sorted(_SUPPORTED)}")
         self.source = source
         self.algorithm = algorithm
         self.audience = audience
@@ -246,9 +242,7 @@ class JWTKeyRing:
             candidates = (found,)
         alg_name = header.get("alg")
         for key in candidates:
-            if alg_name == key.alg_name and key.alg.verify(
-                signing_input, key.verify_key, signature
-            ):
+            if alg_name == key.alg_name and key.alg.verify(signing_input, key.verify_key, signature):
                 break
         else:
             _invalid()

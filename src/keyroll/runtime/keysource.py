@@ -488,9 +488,7 @@ class EnvKeySource(KeySource):
                 raise UsageError(f"{var}'s kid must be 8 hex digits (as `keyroll status` shows)")
             return int(text, 16), True
         if not self.derive_kids:
-            raise UsageError(
-                f"{var} has no kid: set {var}_KID to its 8-hex-digit kid, or allow derived kids"
-            )
+            raise UsageError(f"{var} has no kid: set {var}_KID to its 8-hex-digit kid, or allow derived kids")
         return derive_env_kid(value), False
 
     def _load(self) -> Sequence[Key]:

@@ -91,9 +91,17 @@ def _trie_regex(words: Iterable[str]) -> str:
     return emit(trie)
 
 
-_BEARER = r"(?P<bearer>(?i:bearer)\s+)(?P<token>[A-Za-z0-9._~+/=-]{8,})"
+_BEARER = re.compile(r"((?i:bearer)\s+)([A-Za-z0-9._~+/=-]{8,})")
 # anchored on "://" by a look-behind so a long word is not rescanned from every letter
-_DSN = r"(?<=://)(?P<dsn>[^:/@\s]*:)(?P<pw>[^@\s/]+)(?=@)"
+_DSN = re.compile(r"(?<=://)([^:/@\s]*:)([^@\s/]+)(?=@)")
+
+
+def _mask_literal(match: re.Match[str]) -> str:
+    return mask(match.group())
+
+
+def _mask_second(match: re.Match[str]) -> str:
+    return match.group(1) + mask(match.group(2))
 
 
 class Redactor:
@@ -132,36 +140,33 @@ class Redactor:
             forms: set[str] = set()
             for value in (*self._fixed, *self._remembered.values()):
                 forms |= _forms(value.reveal())
-            parts = []
-            if forms:
-                parts.append(f"(?P<lit>{_trie_regex(forms)})")
-            if self.patterns:
-                parts += [_BEARER, _DSN]
-            self._regex = re.compile("|".join(parts)) if parts else None
+            # literals only: joining the patterns into one alternation would defeat the
+            # regex engine's per-position shortcuts (measured 6x slower)
+            self._regex = re.compile(_trie_regex(forms)) if forms else None
             self._seen = keysets
 
     def _matcher(self) -> re.Pattern[str] | None:
-        keysets = tuple(s.snapshot() for s in self.sources)
         seen = self._seen
-        if len(keysets) != len(seen) or any(a is not b for a, b in zip(keysets, seen, strict=True)):
-            self._rebuild(keysets)
+        for i, source in enumerate(self.sources):
+            if source.snapshot() is not seen[i]:
+                self._rebuild(tuple(s.snapshot() for s in self.sources))
+                break
         return self._regex
-
-    @staticmethod
-    def _replace(match: re.Match[str]) -> str:
-        lit = match.group("lit") if "lit" in match.re.groupindex else None
-        if lit is not None:
-            return mask(lit)
-        if match.group("bearer") is not None:
-            return match.group("bearer") + mask(match.group("token"))
-        return match.group("dsn") + mask(match.group("pw"))
 
     def redact(self, text: str) -> str:
         """``text`` with every known secret and pattern masked (the same object if none)."""
         regex = self._matcher()
-        if regex is None or not text:
+        if not text:
             return text
-        return regex.sub(self._replace, text)
+        if regex is not None:
+            text = regex.sub(_mask_literal, text)
+        if self.patterns:
+            # cheap hints first: most lines hold neither a URL nor a bearer token
+            if "://" in text:
+                text = _DSN.sub(_mask_second, text)
+            if "earer" in text or "EARER" in text:
+                text = _BEARER.sub(_mask_second, text)
+        return text
 
     def redact_value(self, value: object, _depth: int = 0) -> object:
         """Redact strings inside ``value`` (dicts, lists, tuples, nested up to 8 levels)."""
@@ -182,10 +187,9 @@ class Redactor:
         raise TypeError("Redactor refuses to be pickled: it holds secrets")
 
 
-_STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
-    "message",
-    "asctime",
-}
+_BASE_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None)))
+_N_STANDARD = len(_BASE_ATTRS)
+_STANDARD_ATTRS = _BASE_ATTRS | {"message", "asctime"}
 
 
 class RedactingFilter(logging.Filter):
@@ -212,10 +216,12 @@ class RedactingFilter(logging.Filter):
             record.exc_text = redact(record.exc_text)
         if record.stack_info:
             record.stack_info = redact(record.stack_info)
-        for name in record.__dict__.keys() - _STANDARD_ATTRS:
-            value = record.__dict__[name]
-            if isinstance(value, str | dict | list | tuple):
-                record.__dict__[name] = self.redactor.redact_value(value)
+        attrs = record.__dict__
+        if len(attrs) > _N_STANDARD:  # extras (``extra=``) present: JSON formatters print them
+            for name in attrs.keys() - _STANDARD_ATTRS:
+                value = attrs[name]
+                if isinstance(value, str | dict | list | tuple):
+                    attrs[name] = self.redactor.redact_value(value)
         return True
 
     def __reduce__(self) -> NoReturn:

@@ -78,9 +78,7 @@ def _entropy_bits(text: str) -> float:
     return per_char * n
 
 
-def check_value(
-    value: SecretValue, *, min_length: int = 32, min_entropy_bits: float = 96.0
-) -> list[str]:
+def check_value(value: SecretValue, *, min_length: int = 32, min_entropy_bits: float = 96.0) -> list[str]:
     """The rules ``value`` breaks, as phrases to follow a variable name; ``[]`` if none.
 
     Args:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -78,7 +78,11 @@ class KidUsage:
 
 
 class UsageCounter:
-    """Thread-safe per-kid counters, cheap enough for every verification.
+    """Per-kid counters, cheap enough for every verification, exact under threads.
+
+    Each thread counts into its own table (no lock on the hot path, one writer per row); the
+    tables are summed when read. Tables of threads that have ended are folded into one at the
+    next registration, so thread-per-request servers do not grow the list.
 
     Args:
         clock: wall clock in seconds since the epoch (``time.time``); pass a fake to freeze it.
@@ -86,59 +90,100 @@ class UsageCounter:
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
+        self._local = threading.local()
         self._lock = threading.Lock()
-        # kid -> [count, legacy, last_seen_epoch]; cumulative for this process
-        self._totals: dict[int, list[float]] = {}
-        # kid -> [count, legacy, last_seen_epoch]; not yet confirmed in the store
-        self._unreported: dict[int, list[float]] = {}
+        # (owner thread, table); table: kid -> [count, legacy, last_seen_epoch]
+        self._tables: list[tuple[threading.Thread | None, dict[int, list[float]]]] = []
+        # kid -> [count, legacy] already confirmed in the store
+        self._reported: dict[int, list[float]] = {}
+
+    def _register(self) -> dict[int, list[float]]:
+        table: dict[int, list[float]] = {}
+        with self._lock:
+            finished = [t for owner, t in self._tables if owner is not None and not owner.is_alive()]
+            if finished:
+                merged: dict[int, list[float]] = {}
+                for owner, t in self._tables:
+                    if owner is None:
+                        merged = t
+                _fold(merged, finished)
+                self._tables = [(o, t) for o, t in self._tables if o is not None and o.is_alive()]
+                self._tables.append((None, merged))
+            self._tables.append((threading.current_thread(), table))
+        self._local.table = table
+        return table
 
     def record(self, kid: int, *, legacy: bool = False) -> None:
         """Count one successful use of ``kid``."""
-        now = self._clock()
-        extra = 1 if legacy else 0
-        with self._lock:
-            for table in (self._totals, self._unreported):
-                row = table.get(kid)
-                if row is None:
-                    table[kid] = [1, extra, now]
-                else:
-                    row[0] += 1
-                    row[1] += extra
-                    row[2] = now
+        try:
+            row = self._local.table[kid]
+        except (AttributeError, KeyError):
+            self._first_record(kid, legacy)
+            return
+        row[0] += 1
+        row[2] = self._clock()
+        if legacy:
+            row[1] += 1
+
+    def _first_record(self, kid: int, legacy: bool) -> None:
+        try:
+            table: dict[int, list[float]] = self._local.table
+        except AttributeError:
+            table = self._register()
+        table[kid] = [1, 1 if legacy else 0, self._clock()]
+
+    def _totals(self) -> dict[int, list[float]]:
+        totals: dict[int, list[float]] = {}
+        with self._lock:  # _register may be folding finished tables meanwhile
+            _fold(totals, [t for _, t in self._tables])
+        return totals
 
     def snapshot(self) -> dict[int, KidUsage]:
         """This process's totals since start, by kid."""
-        with self._lock:
-            return {kid: _usage(row) for kid, row in self._totals.items()}
+        return {kid: _usage(row) for kid, row in self._totals().items()}
 
     def take_unreported(self) -> dict[int, KidUsage]:
-        """Remove and return the uses not yet confirmed in the store (for the reporter)."""
+        """The uses not yet confirmed in the store, marked as reported (for the reporter)."""
+        delta: dict[int, KidUsage] = {}
+        totals = self._totals()
         with self._lock:
-            taken, self._unreported = self._unreported, {}
-        return {kid: _usage(row) for kid, row in taken.items()}
+            for kid, row in totals.items():
+                done = self._reported.setdefault(kid, [0, 0])
+                if row[0] > done[0]:
+                    delta[kid] = _usage([row[0] - done[0], row[1] - done[1], row[2]])
+                    done[0], done[1] = row[0], row[1]
+        return delta
 
     def give_back(self, pending: Mapping[int, KidUsage]) -> None:
-        """Return uses the store did not keep, so the next report carries them again."""
+        """Mark uses the store did not keep as unreported again, for the next report."""
         with self._lock:
             for kid, use in pending.items():
-                seen = use.last_seen.timestamp() if use.last_seen else 0.0
-                row = self._unreported.get(kid)
-                if row is None:
-                    self._unreported[kid] = [use.count, use.legacy, seen]
-                else:
-                    row[0] += use.count
-                    row[1] += use.legacy
-                    row[2] = max(row[2], seen)
+                done = self._reported.get(kid)
+                if done is not None:
+                    done[0] -= use.count
+                    done[1] -= use.legacy
 
     def __repr__(self) -> str:
-        kids = ", ".join(format_kid(k) for k in sorted(self._totals))
+        kids = ", ".join(format_kid(k) for k in sorted(self._totals()))
         return f"UsageCounter(kids=[{kids}])"
 
 
+def _fold(into: dict[int, list[float]], tables: Iterable[dict[int, list[float]]]) -> None:
+    """Sum ``tables`` into ``into`` (counts add up, ``last_seen`` keeps the latest)."""
+    for table in tables:
+        for kid, row in list(table.items()):
+            count, legacy, seen = row[0], row[1], row[2]
+            acc = into.get(kid)
+            if acc is None:
+                into[kid] = [count, legacy, seen]
+            else:
+                acc[0] += count
+                acc[1] += legacy
+                acc[2] = max(acc[2], seen)
+
+
 def _usage(row: list[float]) -> KidUsage:
-    return KidUsage(
-        count=int(row[0]), legacy=int(row[1]), last_seen=datetime.fromtimestamp(row[2], UTC)
-    )
+    return KidUsage(count=int(row[0]), legacy=int(row[1]), last_seen=datetime.fromtimestamp(row[2], UTC))
 
 
 def usage_key(ref: SecretRef) -> str:
@@ -188,9 +233,7 @@ def merge_usage(store: Store, ref: SecretRef, delta: Mapping[int, KidUsage]) -> 
     stored = _parse(store.get_meta(key))
     for kid, use in delta.items():
         stored[kid] = stored.get(kid, KidUsage()).merged(use)
-    text = json.dumps(
-        {format_kid(kid): use.to_json() for kid, use in sorted(stored.items())}, sort_keys=True
-    )
+    text = json.dumps({format_kid(kid): use.to_json() for kid, use in sorted(stored.items())}, sort_keys=True)
     store.put_meta(key, text)
     after = _parse(store.get_meta(key))
     lost: dict[int, KidUsage] = {}

@@ -104,9 +104,7 @@ class WebhookKeyRing:
             for _, raw in ring.keys
         )
 
-    def sign(
-        self, msg_id: str, body: bytes, *, now: float | datetime | None = None
-    ) -> dict[str, str]:
+    def sign(self, msg_id: str, body: bytes, *, now: float | datetime | None = None) -> dict[str, str]:
         """The three headers to send with ``body``.
 
         Args:
@@ -121,9 +119,7 @@ class WebhookKeyRing:
             "webhook-signature": self.signature(msg_id, timestamp, body),
         }
 
-    def verify(
-        self, body: bytes, headers: Mapping[str, str], *, now: float | datetime | None = None
-    ) -> int:
+    def verify(self, body: bytes, headers: Mapping[str, str], *, now: float | datetime | None = None) -> int:
         """Check a received webhook; return the kid of the secret that matched.
 
         Args:

@@ -35,6 +35,28 @@ def test_counter_is_thread_safe() -> None:
     assert usage.snapshot()[7].count == 8000
 
 
+def test_thread_churn_keeps_counts_exact_and_tables_bounded() -> None:
+    usage = UsageCounter()
+    for _ in range(50):
+        t = threading.Thread(target=lambda: [usage.record(3) for _ in range(10)])
+        t.start()
+        t.join(timeout=30)
+    assert usage.snapshot()[3].count == 500
+    assert len(usage._tables) <= 3
+
+
+def test_take_unreported_then_give_back(clock: FakeClock) -> None:
+    usage = UsageCounter(clock)
+    usage.record(1)
+    usage.record(1)
+    first = usage.take_unreported()
+    assert first[1].count == 2
+    assert usage.take_unreported() == {}
+    usage.give_back(first)
+    usage.record(1)
+    assert usage.take_unreported()[1].count == 3
+
+
 def test_report_usage_writes_the_documented_record(store: Store, ref: SecretRef, clock: FakeClock) -> None:
     v1 = put(store, ref, jwt_value(), Label.CURRENT)
     source = StoreKeySource(store, ref, refresh_interval=5, report_usage=True, clock=clock, wallclock=clock)
