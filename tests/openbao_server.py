@@ -63,16 +63,20 @@ def _session() -> requests.Session:
 class BaoProcess:
     """One ``bao server`` process, started with ``args``, logging to ``log``."""
 
-    def __init__(self, args: list[str], log: Path, home: Path) -> None:
+    def __init__(
+        self, args: list[str], log: Path, home: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.args = args
         self.log = log
         self.home = home
+        self.env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": str(self.home),  # the dev server must not touch the real ~/.vault-token
+            **self.env,
         }
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
@@ -146,12 +150,11 @@ class DevServer:
         with os.fdopen(fd, "w") as f:
             f.write(token)
         self.process = BaoProcess(
-            [
-                "server", "-dev", f"-dev-listen-address=127.0.0.1:{self.port}",
-                f"-dev-root-token-id={token}", "-dev-no-store-token",
-            ],
+            ["server", "-dev", f"-dev-listen-address=127.0.0.1:{self.port}", "-dev-no-store-token"],
             self.dir / "bao.log",
             self.dir,
+            # through the environment, not argv: the token stays out of `ps` output
+            {"BAO_DEV_ROOT_TOKEN_ID": token},
         )
         self.http = _session()
 

@@ -9,6 +9,7 @@ that neither the token nor a value ends up in a message or repr.
 
 from __future__ import annotations
 
+import pickle
 import re
 import threading
 from collections.abc import Callable
@@ -18,7 +19,14 @@ from pathlib import Path
 import pytest
 import requests
 
-from keyroll.errors import Conflict, KeyrollError, LockHeld, StoreCorrupted, StoreForbidden
+from keyroll.errors import (
+    Conflict,
+    KeyrollError,
+    LockHeld,
+    StoreCorrupted,
+    StoreForbidden,
+    UsageError,
+)
 from keyroll.generate import generate
 from keyroll.model import Label
 from keyroll.stores import open_store
@@ -313,3 +321,22 @@ def test_token_and_values_never_in_repr_or_errors(
             attempt()
         outputs.append(str(caught.value))
     assert_no_leak(outputs, [bao_dev.token, value.reveal()], where="store output")
+
+
+def test_wrong_or_v1_mount_says_so(bao_dev: DevServer, bao_store_factory: Factory) -> None:
+    base = bao_store_factory()
+    url = _url(bao_dev, base).replace("/secret?", "/no-such-mount?")
+    with OpenBaoStore.from_url(url, environ={"BAO_TOKEN": bao_dev.token}) as store, \
+            pytest.raises(UsageError, match="check the mount"):
+        store.list_versions(REF)
+    mount = f"kv1-{base.prefix}"
+    bao_dev.api("POST", f"sys/mounts/{mount}", {"type": "kv", "options": {"version": "1"}})
+    url = _url(bao_dev, base).replace("/secret?", f"/{mount}?")
+    with OpenBaoStore.from_url(url, environ={"BAO_TOKEN": bao_dev.token}) as store, \
+            pytest.raises(UsageError, match="KV version 2"):
+        store.put_version(REF, generate("hex-32"))
+
+
+def test_store_refuses_to_be_pickled(bao_store_factory: Factory) -> None:
+    with pytest.raises(TypeError, match="pickled"):
+        pickle.dumps(bao_store_factory())

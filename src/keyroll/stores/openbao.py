@@ -63,7 +63,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import hvac
@@ -311,7 +311,13 @@ class _Connection:
                         f"OpenBao rejected the credentials while trying to {what} {api_path} "
                         "(401): check BAO_TOKEN, or BAO_ROLE_ID/BAO_SECRET_ID for AppRole"
                     ) from None
-                except hvac.exceptions.InvalidPath:
+                except hvac.exceptions.InvalidPath as exc:
+                    if "no handler for route" in str(exc.errors):
+                        raise UsageError(
+                            f"no secrets engine answers {api_path}: check the mount in the store "
+                            "URL; it must be a KV version 2 engine (`bao secrets enable "
+                            "-path=<mount> kv-v2`)"
+                        ) from None
                     raise _Missing(f"nothing stored at {api_path}") from None
                 except hvac.exceptions.InvalidRequest as exc:
                     if "check-and-set" in str(exc.errors):
@@ -548,6 +554,9 @@ class OpenBaoStore(Store):
     def __repr__(self) -> str:
         return f"OpenBaoStore(url={self.url!r})"
 
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("OpenBaoStore refuses to be pickled: it would copy its token out")
+
     def close(self) -> None:
         self._conn.close()
 
@@ -587,8 +596,11 @@ class OpenBaoStore(Store):
             resp = self._conn.call("read", self._api("data", path), read)
         except _Missing:
             return None
-        data = resp["data"]
-        return dict(data["data"] or {}), int(data["metadata"]["version"])
+        try:
+            data = resp["data"]
+            return dict(data["data"] or {}), int(data["metadata"]["version"])
+        except (KeyError, TypeError, ValueError):
+            raise self._not_kv2() from None
 
     def _write(self, path: str, doc: Mapping[str, Any], *, cas: int | None) -> int:
         """Write a document (with check-and-set when ``cas`` is given); its new KV version.
@@ -615,7 +627,17 @@ class OpenBaoStore(Store):
                 if stored is not None and stored[0] == json.loads(json.dumps(dict(doc))):
                     return stored[1]
             raise
-        return int(resp["data"]["version"])
+        try:
+            return int(resp["data"]["version"])
+        except (KeyError, TypeError, ValueError):
+            raise self._not_kv2() from None
+
+    def _not_kv2(self) -> UsageError:
+        return UsageError(
+            f"the mount {self.mount!r} of {self.url} does not answer like a KV version 2 engine "
+            "(a KV version 1 mount?): point the store URL at a KV v2 mount (`bao secrets "
+            "enable -path=<mount> kv-v2`)"
+        )
 
     def _list(self, path: str) -> list[str]:
         kv = self.mount
