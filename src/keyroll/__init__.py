@@ -30,6 +30,7 @@ from keyroll.runtime import check_value as check_value
 from keyroll.runtime import read_usage as read_usage
 from keyroll.runtime import require as require
 from keyroll.runtime import require_all as require_all
+from keyroll.runtime import round_trip as round_trip
 
 __all__ = [
     "EnvKeySource",
@@ -57,4 +58,5 @@ __all__ = [
     "read_usage",
     "require",
     "require_all",
+    "round_trip",
 ]

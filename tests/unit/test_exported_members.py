@@ -21,6 +21,7 @@ MODULES = [
     "keyroll.runtime.settings",
     "keyroll.runtime.usage",
     "keyroll.runtime.sqlalchemy",
+    "keyroll.runtime.selftest",
 ]
 
 

@@ -16,6 +16,7 @@ from keyroll.runtime.keysource import StoreKeySource as StoreKeySource
 from keyroll.runtime.redaction import RedactingFilter as RedactingFilter
 from keyroll.runtime.redaction import Redactor as Redactor
 from keyroll.runtime.redaction import StructlogRedactor as StructlogRedactor
+from keyroll.runtime.selftest import round_trip as round_trip
 from keyroll.runtime.startup import check_value as check_value
 from keyroll.runtime.startup import require as require
 from keyroll.runtime.startup import require_all as require_all
@@ -43,4 +44,5 @@ __all__ = [
     "read_usage",
     "require",
     "require_all",
+    "round_trip",
 ]

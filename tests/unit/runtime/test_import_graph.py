@@ -32,6 +32,7 @@ RUNTIME = [
     "keyroll.runtime.settings",
     "keyroll.runtime.usage",
     "keyroll.runtime.sqlalchemy",
+    "keyroll.runtime.selftest",
 ]
 
 
