@@ -57,6 +57,7 @@ from typing import Any, NoReturn
 
 from keyroll.errors import KeyrollError, NotFound, SecretRejected, UsageError
 from keyroll.model import Label, SecretRef, SecretValue, format_kid
+from keyroll.runtime.startup import check_value
 from keyroll.runtime.usage import UsageCounter, merge_usage
 from keyroll.stores.base import Store
 
@@ -260,7 +261,7 @@ class KeySource(ABC):
                 "keyroll: reloading keys of %s failed (%s: %s); still using generation %d",
                 self.name,
                 type(exc).__name__,
-                exc if isinstance(exc, KeyrollError) else "see the cause",
+                exc if isinstance(exc, KeyrollError) else "message withheld: it may quote a value",
                 old.generation,
             )
             return old
@@ -492,8 +493,6 @@ class EnvKeySource(KeySource):
         return derive_env_kid(value), False
 
     def _load(self) -> Sequence[Key]:
-        from keyroll.runtime.startup import check_value
-
         env = self._environ if self._environ is not None else os.environ
         raw = env.get(self.current_var, "")
         if not raw:
