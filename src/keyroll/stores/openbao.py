@@ -88,7 +88,7 @@ _T = TypeVar("_T")
 
 #: How many times a lost check-and-set race is re-evaluated before giving up with `Conflict`.
 _CAS_ATTEMPTS = 50
-#: Upper bound on HTTP attempts per operation, whatever ``retry`` says.
+#: Rounds over every address per operation, on top of one per second of ``retry``.
 _MAX_ATTEMPTS_PER_ADDRESS = 100
 #: KV's default keeps 10 versions per document; a secret keeps every version.
 _MAX_VERSIONS = 2**31 - 1
@@ -273,7 +273,8 @@ class _Connection:
             count = len(self._clients)
             reason = ""
             relogged = not (relogin and self._approle is not None)
-            for attempt in range(count * _MAX_ATTEMPTS_PER_ADDRESS):
+            rounds = _MAX_ATTEMPTS_PER_ADDRESS + int(self._retry_seconds)  # >= 1 s per round
+            for attempt in range(count * rounds):
                 if self._probe:
                     self._probe = False
                     self._pick_active()
@@ -322,19 +323,13 @@ class _Connection:
                 except hvac.exceptions.InvalidRequest as exc:
                     if "check-and-set" in str(exc.errors):
                         raise _CasMismatch(f"{api_path} changed since it was read") from None
-                    if "Waiting for the primary to upgrade" in str(exc.errors):
-                        # a KV mount that a standby is still setting up: transient
-                        reason = f"{address} answered{_server_errors(exc)}"
-                        self._active = (self._active + 1) % count
-                        self._probe = count > 1
-                        if (attempt + 1) >= count and time.monotonic() >= deadline:
-                            break
-                        time.sleep(0.2)
-                        continue
-                    raise StoreUnavailable(
-                        f"OpenBao refused to {what} {api_path} as malformed (400"
-                        f"{_server_errors(exc)}): is the mount a KV version 2 engine?"
-                    ) from None
+                    if "Waiting for the primary to upgrade" not in str(exc.errors):
+                        raise StoreUnavailable(
+                            f"OpenBao refused to {what} {api_path} as malformed (400"
+                            f"{_server_errors(exc)}): is the mount a KV version 2 engine?"
+                        ) from None
+                    # else a KV mount that a standby is still setting up: transient
+                    reason = f"{address} answered{_server_errors(exc)}"
                 except hvac.exceptions.VaultError as exc:
                     raise StoreUnavailable(
                         f"OpenBao failed to {what} {api_path} ({exc.__class__.__name__}"
