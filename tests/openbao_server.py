@@ -140,17 +140,23 @@ class DevServer:
         token_file: 0600 file holding the root token.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, tls: bool = False) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="keyroll-bao-dev-"))
         self.port = free_port()
-        self.addr = f"http://127.0.0.1:{self.port}"
+        self.addr = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        #: with ``tls``: the CA that signed the dev server's certificate (bao writes it)
+        self.ca_file = self.dir / "vault-ca.pem"
         self.token_file = self.dir / "root-token"
         token = secrets.token_hex(16)
         fd = os.open(self.token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(token)
         self.process = BaoProcess(
-            ["server", "-dev", f"-dev-listen-address=127.0.0.1:{self.port}", "-dev-no-store-token"],
+            [
+                "server", "-dev", f"-dev-listen-address=127.0.0.1:{self.port}",
+                "-dev-no-store-token",
+                *(["-dev-tls", f"-dev-tls-cert-dir={self.dir}"] if tls else []),
+            ],
             self.dir / "bao.log",
             self.dir,
             # through the environment, not argv: the token stays out of `ps` output
@@ -168,6 +174,10 @@ class DevServer:
         return self
 
     def _active(self) -> bool:
+        if self.addr.startswith("https"):
+            if not self.ca_file.exists():
+                return False
+            self.http.verify = str(self.ca_file)
         resp = self.http.get(f"{self.addr}/v1/sys/health", timeout=2)
         return resp.status_code == 200
 

@@ -25,6 +25,7 @@ from keyroll.errors import (
     LockHeld,
     StoreCorrupted,
     StoreForbidden,
+    StoreUnavailable,
     UsageError,
 )
 from keyroll.generate import generate
@@ -340,3 +341,39 @@ def test_wrong_or_v1_mount_says_so(bao_dev: DevServer, bao_store_factory: Factor
 def test_store_refuses_to_be_pickled(bao_store_factory: Factory) -> None:
     with pytest.raises(TypeError, match="pickled"):
         pickle.dumps(bao_store_factory())
+
+
+# --- TLS and namespaces -------------------------------------------------------------------
+
+
+def test_tls_needs_the_ca_and_works_with_it() -> None:
+    server = DevServer(tls=True).start()
+    try:
+        base = f"openbaos://127.0.0.1:{server.port}/secret?prefix=tls"
+        env = {"BAO_TOKEN": server.token}
+        with OpenBaoStore.from_url(base, environ=env) as store, pytest.raises(
+            StoreUnavailable, match=r"TLS handshake.*\?ca="
+        ):
+            store.list_secrets()
+        with OpenBaoStore.from_url(f"{base}&ca={server.ca_file}", environ=env) as store:
+            store.put_version(REF, generate("hex-32"))
+        with OpenBaoStore.from_url(base, environ={**env, "BAO_CACERT": str(server.ca_file)}) as s:
+            assert [v.number for v in s.list_versions(REF)] == [1]
+    finally:
+        server.stop()
+
+
+def test_namespace_keeps_its_own_data(bao_dev: DevServer, bao_store_factory: Factory) -> None:
+    root = bao_store_factory()
+    namespace = f"ns-{root.prefix}"
+    bao_dev.api("POST", f"sys/namespaces/{namespace}")
+    resp = bao_dev.http.post(
+        f"{bao_dev.addr}/v1/sys/mounts/secret", json={"type": "kv", "options": {"version": "2"}},
+        headers={"X-Vault-Token": bao_dev.token, "X-Vault-Namespace": namespace}, timeout=10,
+    )
+    resp.raise_for_status()
+    url = _url(bao_dev, root, f"&namespace={namespace}")
+    with OpenBaoStore.from_url(url, environ={"BAO_TOKEN": bao_dev.token}) as store:
+        store.put_version(REF, generate("hex-32"))
+        assert store.list_secrets() == [REF]
+    assert root.list_secrets() == []
