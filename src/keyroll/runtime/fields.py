@@ -253,6 +253,8 @@ class FieldCipher:
         """
         # The hot path of every read: kept flat, with the constants of the format inlined
         # (5 = header, 17 = header + nonce, 33 = header + nonce + tag).
+        if type(ciphertext) is not bytes:  # memoryview (psycopg bytea), bytearray
+            ciphertext = bytes(ciphertext)
         if len(ciphertext) < 33 or ciphertext[0] != 1:
             return self._decrypt_legacy(ciphertext)
         source = self.source

@@ -161,6 +161,9 @@ class JWTKeyRing:
             ttl: lifetime; required unless ``claims`` has ``exp`` already.
             headers: extra JOSE header fields (``kid`` and ``alg`` are always the key's).
             now: override the clock (epoch seconds or aware datetime).
+
+        Raises:
+            UsageError: a claim the ring requires on verify (``exp`` by default) is missing.
         """
         ring = self._ring_for(self.source.snapshot())
         key = ring.current
@@ -169,7 +172,14 @@ class JWTKeyRing:
         payload.setdefault("iat", int(moment))
         if ttl is not None:
             payload["exp"] = int(moment + ttl.total_seconds())
+        missing = [c for c in self.require if payload.get(c) is None]
+        if missing:
+            raise UsageError(
+                f"cannot sign a token without {', '.join(missing)}: this ring refuses such "
+                "tokens on verify; pass ttl= or the claim"
+            )
         header = dict(headers or {})
+        header.pop("alg", None)  # PyJWT lets a header "alg" override the pinned algorithm
         header["kid"] = key.kid_hex
         return pyjwt.encode(payload, key.sign_key, algorithm=key.alg_name, headers=header)
 

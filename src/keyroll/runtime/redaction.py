@@ -206,10 +206,15 @@ class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         """Rewrite ``record`` in place; never drops it."""
         redact = self.redactor.redact
-        message = record.getMessage()
-        clean = redact(message)
-        if clean != message:
-            record.msg, record.args = clean, None
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001  (bad %-args: logging's error report would print them)
+            record.msg = redact(f"{record.msg} (arguments withheld: {record.args!r})")
+            record.args = None
+        else:
+            clean = redact(message)
+            if clean != message:
+                record.msg, record.args = clean, None
         if record.exc_info and not record.exc_text:
             record.exc_text = self._formatter.formatException(record.exc_info)
         if record.exc_text:

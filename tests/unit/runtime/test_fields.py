@@ -165,3 +165,10 @@ def test_cipher_follows_store_rotation(store: Store, clock: FakeClock) -> None:
     assert cipher.current_kid == v2.kid
     assert cipher.kid_of(blob) == v1.kid
     assert cipher.decrypt(blob) == b"x"
+
+
+def test_memoryview_and_bytearray_inputs() -> None:
+    cipher = FieldCipher(StaticKeySource.of(A))
+    blob = cipher.encrypt(b"x", context="c")
+    assert cipher.decrypt(memoryview(blob), context="c") == b"x"
+    assert cipher.decrypt(bytearray(blob), context="c") == b"x"

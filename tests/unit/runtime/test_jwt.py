@@ -232,3 +232,12 @@ def test_access_and_refresh_rings_do_not_cross(store: Store) -> None:
     refresh = JWTKeyRing(StoreKeySource(store, refresh_ref))
     with pytest.raises(InvalidToken):
         access.verify(refresh.sign({"sub": "u"}, ttl=HOUR))
+
+
+def test_signing_without_exp_is_refused_and_alg_header_cannot_override() -> None:
+    r = ring(A)
+    with pytest.raises(UsageError, match="without exp"):
+        r.sign({"sub": "u"})
+    token = r.sign({"sub": "u"}, ttl=HOUR, headers={"alg": "none", "typ": "JWT"})
+    assert pyjwt.get_unverified_header(token)["alg"] == "HS256"
+    assert r.verify(token)["sub"] == "u"

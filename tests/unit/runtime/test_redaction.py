@@ -132,3 +132,14 @@ def test_structlog_processor() -> None:
     logger.info("rotated", token=value.reveal(), nested={"keys": [value.reveal()]})
     assert "rotated" in out.getvalue()
     assert_no_leak([out.getvalue()], [value.reveal()])
+
+
+def test_bad_format_arguments_do_not_crash_nor_leak(
+    logged: tuple[logging.Logger, io.StringIO, list[RedactingFilter]],
+) -> None:
+    logger, out, filters = logged
+    value = generate("base64-48")
+    attach(logger, Redactor(values=[value]), filters)
+    logger.info("two %s %s but one", value.reveal(), extra={"extra_field": "-"})
+    assert "arguments withheld" in out.getvalue()
+    assert_no_leak([out.getvalue()], [value.reveal()])
