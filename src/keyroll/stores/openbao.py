@@ -41,8 +41,9 @@ updates have no check-and-set, so nothing that must move atomically lives there.
 
 All value documents carry their own environment, name and number, and are checked against the
 fingerprint on read, so a document copied elsewhere raises `StoreCorrupted`. Every secret's
-``max_versions`` is raised (KV's default keeps only 10) and ``cas_required`` is set, so any
-writer that forgets the check-and-set is refused by the server itself.
+``max_versions`` is raised (KV's default keeps only 10; the index and lock documents keep the
+last 50 as a history) and ``cas_required`` is set on them, so any writer that forgets the
+check-and-set is refused by the server itself.
 
 Availability: the store URL may list several addresses (a raft cluster); when one is
 unreachable, sealed or a standby without a leader, the call moves to the next, retrying for up
@@ -92,6 +93,8 @@ _CAS_ATTEMPTS = 50
 _MAX_ATTEMPTS_PER_ADDRESS = 100
 #: KV's default keeps 10 versions per document; a secret keeps every version.
 _MAX_VERSIONS = 2**31 - 1
+#: Label indexes and locks keep a short history (each move is a full copy of the document).
+_HISTORY_VERSIONS = 50
 _SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _KEY_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@=-]{0,127}$")
 _HTTP_SCHEMES = {"openbao": "http", "vault": "http", "openbaos": "https", "vaults": "https"}
@@ -658,13 +661,13 @@ class OpenBaoStore(Store):
             return None
         return int(resp["data"]["current_version"])
 
-    def _configure(self, path: str) -> None:
-        """Keep every version of ``path`` and make the server refuse writes without cas."""
+    def _configure(self, path: str, *, keep: int = _HISTORY_VERSIONS) -> None:
+        """Keep ``keep`` versions of ``path`` and make the server refuse writes without cas."""
         kv = self.mount
 
         def configure(client: hvac.Client) -> Any:
             return client.secrets.kv.v2.update_metadata(
-                path, max_versions=_MAX_VERSIONS, cas_required=True, mount_point=kv
+                path, max_versions=keep, cas_required=True, mount_point=kv
             )
 
         self._conn.call("configure", self._api("metadata", path), configure)
@@ -687,7 +690,7 @@ class OpenBaoStore(Store):
         for _ in range(_CAS_ATTEMPTS):
             current = self._current_version(path)
             if current is None:
-                self._configure(path)
+                self._configure(path, keep=_MAX_VERSIONS)
                 current = 0
             doc = {
                 "environment": ref.environment, "name": ref.name, "number": current + 1,
