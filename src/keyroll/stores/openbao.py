@@ -35,8 +35,9 @@ updates have no check-and-set, so nothing that must move atomically lives there.
   while a label points at it, so no label can land on it afterwards), then destroys the KV
   version. A crash in between leaves the value readable until ``destroy_version`` is rerun;
   it is idempotent.
-- the lock, rotation records and meta are documents written with ``cas``; a release writes an
-  empty lock (a KV delete has no check-and-set). Journal entry N is created with ``cas=0`` only
+- the lock and rotation records are documents written with ``cas``; a release writes an
+  empty lock (a KV delete has no check-and-set). Bookkeeping (meta) values are last writer
+  wins, as in the local store. Journal entry N is created with ``cas=0`` only
   after entry N-1 is seen to exist, so the journal stays gapless and a seq can be taken once.
 
 All value documents carry their own environment, name and number, and are checked against the
