@@ -38,7 +38,7 @@ from keyroll.runtime.jwt import JWTKeyRing
 from keyroll.runtime.keysource import Key, StaticKeySource
 from keyroll.runtime.redaction import RedactingFilter, Redactor
 
-ROUNDS = 5
+ROUNDS = 7
 ROUND_SECONDS = 0.25
 
 Case = tuple[str, str, Callable[[], object]]  # group, label, one operation
