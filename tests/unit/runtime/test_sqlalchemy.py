@@ -51,3 +51,18 @@ def test_wrong_column_context_is_rejected() -> None:
     column_type = EncryptedText(cipher, context=("users", "phone"))
     with pytest.raises(InvalidToken):
         column_type.process_result_value(token, create_engine("sqlite://").dialect)
+
+
+def test_missing_extra_names_the_install_command() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['sqlalchemy'] = None\n"
+        "try:\n    import keyroll.runtime.sqlalchemy\n"
+        "except ImportError as exc:\n    print(exc)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "pip install 'keyroll[sqlalchemy]'" in done.stdout
