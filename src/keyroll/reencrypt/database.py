@@ -1,0 +1,197 @@
+"""The contract a database adapter fulfils for re-encryption, and opening one from a DSN.
+
+An adapter knows one dialect's SQL (`keyroll.reencrypt.postgres`, `keyroll.reencrypt.sqlite`);
+the job (`keyroll.reencrypt.job`) knows none. Every query an adapter runs is short: a keyset
+window of at most ``limit`` rows, or one compare-and-set UPDATE of one batch in one
+transaction, or one aggregate for counts.
+
+DSNs come from the application's environment (``DATABASE_URL`` by default) and may hold a
+password: no message ever repeats a DSN, and driver messages are cut to their first line with
+the password removed.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from keyroll.errors import UsageError
+from keyroll.model import format_kid
+from keyroll.reencrypt.headers import MALFORMED, HeaderMatch, kid_of_text_head
+
+__all__ = [
+    "NULL",
+    "Column",
+    "Database",
+    "Form",
+    "KeyValue",
+    "Update",
+    "Window",
+    "open_database",
+    "scrub",
+]
+
+#: A row's key as the driver returns it (int, str, uuid.UUID, bytes …).
+KeyValue = object
+#: How a column stores ciphertexts: ``bytea``/BLOB, text, or (SQLite) either, row by row.
+Form = Literal["binary", "text", "mixed"]
+#: Census bucket of NULL values.
+NULL = "null"
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """A ciphertext column, checked against the database's catalog.
+
+    Attributes:
+        table: the table as named in the inventory (``schema.table`` allowed on PostgreSQL).
+        key: the unique key column that orders the scan.
+        column: the ciphertext column.
+        form: how values are stored (decides the header predicate).
+        key_array: PostgreSQL: the array type of the key column (schema, name), for casts.
+        value_array: PostgreSQL: the array type of the ciphertext column (schema, name).
+    """
+
+    table: str
+    key: str
+    column: str
+    form: Form
+    key_array: tuple[str, str] | None = None
+    value_array: tuple[str, str] | None = None
+
+    @property
+    def label(self) -> str:
+        """``table.column``, for messages and checkpoints."""
+        return f"{self.table}.{self.column}"
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """One keyset window of a scan.
+
+    Attributes:
+        stale: the rows not under the current key, with their ciphertexts, in key order.
+        last_key: the largest key in the window (where the next window starts), or None when
+            the window was empty (the scan is over).
+        scanned: how many rows the window covered (stale or not).
+    """
+
+    stale: list[tuple[KeyValue, bytes | str | object]]
+    last_key: KeyValue | None
+    scanned: int
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    """One compare-and-set: write ``new`` where the row still holds ``old``."""
+
+    key: KeyValue
+    old: bytes | str
+    new: bytes | str
+
+
+class Database(ABC):
+    """One connection to an application database, speaking its dialect."""
+
+    @abstractmethod
+    def resolve(self, table: str, key: str, column: str) -> Column:
+        """Check that the table and columns exist and suit; return the checked column.
+
+        Raises:
+            UsageError: unknown table or column, a key that is not unique, a column type that
+                cannot hold ciphertexts (one line, exit 2).
+        """
+
+    @abstractmethod
+    def scan(self, column: Column, after: KeyValue | None, limit: int,
+             current: HeaderMatch) -> Window:
+        """The next ``limit`` rows by key after ``after`` (from the start if None)."""
+
+    @abstractmethod
+    def compare_and_set(self, column: Column, updates: Sequence[Update]) -> int:
+        """Apply the updates in one short transaction; return how many rows changed.
+
+        A row whose value is no longer ``old`` (the application wrote it meanwhile) is left
+        as it is: that is the point, it is never overwritten with stale data.
+        """
+
+    @abstractmethod
+    def count_stale(self, column: Column, current: HeaderMatch) -> int:
+        """Rows whose non-NULL value is not under ``current`` (older kids, Fernet, junk)."""
+
+    @abstractmethod
+    def _census_raw(self, column: Column) -> Iterable[tuple[str, int]]:
+        """Raw groups: ``b:<hex of 5 header bytes>``, ``t:<first 11 chars>``, `LEGACY`,
+        `MALFORMED` or `NULL`, each with its row count."""
+
+    def census(self, column: Column) -> dict[str, int]:
+        """Rows per kid (8 hex digits), plus `LEGACY`, `MALFORMED` and `NULL` buckets."""
+        counts: dict[str, int] = {}
+        for raw, count in self._census_raw(column):
+            bucket = raw
+            if raw.startswith("b:"):
+                header = bytes.fromhex(raw[2:])
+                bucket = format_kid(int.from_bytes(header[1:5], "big"))
+            elif raw.startswith("t:"):
+                kid = kid_of_text_head(raw[2:])
+                bucket = MALFORMED if kid is None else format_kid(kid)
+            counts[bucket] = counts.get(bucket, 0) + count
+        return counts
+
+    def close(self) -> None:  # noqa: B027  (optional: adapters holding nothing skip it)
+        """Close the connection."""
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_PASSWORD_IN_URL = re.compile(r"(//[^:/@\s]*:)[^@\s]*@")
+_PASSWORD_IN_CONNINFO = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+
+
+def scrub(message: str, secrets: Iterable[str] = ()) -> str:
+    """A driver message cut to its first line, without passwords or the given secrets."""
+    text = (message.strip().splitlines() or [""])[0][:300]
+    for secret in sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True):
+        text = text.replace(secret, "[redacted]")
+    text = _PASSWORD_IN_URL.sub(r"\1[redacted]@", text)
+    return _PASSWORD_IN_CONNINFO.sub(r"\1[redacted]", text)
+
+
+def open_database(dsn: str, *, env_var: str) -> Database:
+    """Connect to the database a DSN names.
+
+    ``postgresql://``/``postgres://`` URLs (also SQLAlchemy's ``postgresql+psycopg://``) and
+    libpq ``key=value`` strings open PostgreSQL; ``sqlite:///relative.db``,
+    ``sqlite:////absolute.db`` (SQLAlchemy's spelling) and ``sqlite:path.db`` open SQLite.
+
+    Args:
+        dsn: the connection string (never repeated in a message).
+        env_var: the variable it came from, for messages.
+
+    Raises:
+        UsageError: a scheme keyroll cannot re-encrypt, or psycopg missing.
+        TargetError: the database cannot be reached or refused the login.
+    """
+    scheme = dsn.split(":", 1)[0].lower() if "://" in dsn or dsn.startswith("sqlite:") else ""
+    if scheme == "sqlite" or scheme.startswith("sqlite+"):
+        from keyroll.reencrypt.sqlite import SQLiteDatabase
+
+        return SQLiteDatabase.connect(dsn, env_var=env_var)
+    if scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+") or (
+        not scheme and "=" in dsn
+    ):
+        from keyroll.reencrypt.postgres import PostgresDatabase
+
+        return PostgresDatabase.connect(dsn, env_var=env_var)
+    raise UsageError(
+        f"{env_var} names a database keyroll cannot re-encrypt (scheme {scheme or 'unknown'!r}): "
+        "use a postgresql:// or sqlite:/// URL"
+    )
+

@@ -1,0 +1,394 @@
+"""The re-encryption job: rewrite every row not under the current key, resumably, online.
+
+For each column of an ``encryption-key`` class (``columns`` in keyroll.toml):
+
+1. *Resolve* every column against its database first (unknown table or column: one-line
+   `UsageError`, nothing written anywhere).
+2. *Scan* in key order, one keyset window of ``batch_size`` rows at a time; the database
+   returns ciphertexts only for rows whose header is not the current kid's
+   (`keyroll.reencrypt.headers`), so up-to-date rows cost a key each.
+3. *Rewrite* each stale value: decrypt under any retained key (or a legacy Fernet key),
+   encrypt under the current one, same form (binary or ``kr1.`` text), same AAD context.
+   A value no key opens is reported by its row key (never its content) and skipped.
+4. *Compare-and-set* the batch in one short transaction: ``WHERE key = ? AND col = old``.
+   A row the application wrote in between is left alone (its new value is the truth; if it
+   is still stale, the next pass takes it).
+5. *Checkpoint* after every batch in the store (``reencrypt:{env}/{class}:{table}.{column}``):
+   a killed job resumes after the last committed batch. Replaying a batch is harmless: its
+   rows are current now, so the scan skips them.
+6. When a pass ends, *count* what is still stale. Rows can appear behind the cursor (an
+   application process that has not refreshed its keys yet wrote under the old key, or a
+   compare-and-set lost), so another full pass runs, up to ``max_passes``.
+
+The job pins its key set for the whole run (a promotion in the middle is picked up by the next
+run). The core reports progress through a callback; the CLI draws the progress bar.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from keyroll.errors import InvalidToken, UsageError
+from keyroll.inventory import EncryptionColumn
+from keyroll.model import SecretRef
+from keyroll.reencrypt.database import Column, Database, KeyValue, Update, open_database
+from keyroll.reencrypt.headers import HeaderMatch
+from keyroll.runtime.fields import Context, FieldCipher
+from keyroll.stores.base import Store
+
+__all__ = [
+    "MAX_REPORTED_KEYS",
+    "ColumnResult",
+    "Progress",
+    "ProgressCallback",
+    "ReencryptReport",
+    "Reencryptor",
+    "checkpoint_key",
+    "row_context",
+]
+
+#: At most this many failing row keys are listed per column (the count is always exact).
+MAX_REPORTED_KEYS = 1000
+_KEY_PLACEHOLDER = "{key}"
+
+
+def checkpoint_key(ref: SecretRef, table: str, column: str) -> str:
+    """The store's bookkeeping key of one column's checkpoint."""
+    return f"reencrypt:{ref}:{table}.{column}"
+
+
+def row_context(template: str | None, key: KeyValue) -> Context:
+    """The AAD context of one row, from the column's ``context`` setting.
+
+    ``context`` lists the parts the application passes to `FieldCipher` (its ``context=``),
+    separated by commas; a part ``{key}`` is the row's key (``"users,email,{key}"`` is the
+    application's ``context=("users", "email", user.id)``; an int and its decimal text encode
+    the same). Without commas the whole string is one part (``"users.phone"``); unset means
+    no context.
+    """
+    if template is None:
+        return None
+    parts: list[str | bytes | int] = []
+    for raw in template.split(","):
+        part = raw.strip()
+        if part == _KEY_PLACEHOLDER:
+            if isinstance(key, (int, bytes)) and not isinstance(key, bool):
+                parts.append(key)
+            else:
+                parts.append(str(key))
+        else:
+            parts.append(part.replace(_KEY_PLACEHOLDER, str(key)))
+    return parts[0] if len(parts) == 1 else tuple(parts)
+
+
+def _key_text(key: KeyValue) -> str:
+    """How a row key is shown in reports (its value, never the row's content)."""
+    return key.hex() if isinstance(key, bytes) else str(key)
+
+
+def _dump_key(key: KeyValue) -> dict[str, Any]:
+    if isinstance(key, bool):
+        return {"str": str(key)}
+    if isinstance(key, int):
+        return {"int": key}
+    if isinstance(key, bytes):
+        return {"hex": key.hex()}
+    return {"str": str(key)}  # text, uuid.UUID, dates: the database casts it back
+
+
+def _load_key(doc: Mapping[str, Any]) -> KeyValue:
+    if "int" in doc:
+        return int(doc["int"])
+    if "hex" in doc:
+        return bytes.fromhex(str(doc["hex"]))
+    return str(doc["str"])
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """A progress report, after each batch.
+
+    Attributes:
+        column: ``table.column``.
+        done: stale rows handled so far in this run (rewritten, lost to the app, failed).
+        total: stale rows counted when the column started (grows if more appear).
+        rewritten: rows now under the current key.
+        failed: rows no retained key opens.
+        conflicts: rows the application changed meanwhile (left alone).
+        passes: the pass under way (1-based).
+    """
+
+    column: str
+    done: int
+    total: int
+    rewritten: int
+    failed: int
+    conflicts: int
+    passes: int
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+@dataclass
+class ColumnResult:
+    """What the job did to one column (no values in it: counts and row keys only).
+
+    Attributes:
+        table, key, column: from the inventory.
+        form: ``binary``, ``text`` or ``mixed`` (SQLite).
+        census: rows per kid (8 hex digits), ``legacy-fernet``, ``malformed``, ``null``.
+        stale_before: rows not under the current key when the column started.
+        rewritten: rows rewritten under the current key by this run.
+        conflicts: compare-and-sets lost to an application write (never overwritten).
+        failed: rows no retained key opens (after the last pass).
+        failed_keys: their row keys (at most `MAX_REPORTED_KEYS`).
+        remaining: rows still not under the current key at the end.
+        passes: scans run.
+        resumed_after: the checkpoint's row key this run resumed after, if any.
+        seconds: wall time spent on the column.
+        longest_batch_ms: the longest compare-and-set transaction, as the client saw it.
+    """
+
+    table: str
+    key: str
+    column: str
+    form: str = "unknown"
+    census: dict[str, int] = field(default_factory=dict)
+    stale_before: int = 0
+    rewritten: int = 0
+    conflicts: int = 0
+    failed: int = 0
+    failed_keys: list[str] = field(default_factory=list)
+    remaining: int = 0
+    passes: int = 0
+    resumed_after: str | None = None
+    seconds: float = 0.0
+    longest_batch_ms: float = 0.0
+
+    @property
+    def label(self) -> str:
+        """``table.column``."""
+        return f"{self.table}.{self.column}"
+
+    @property
+    def rows_per_second(self) -> float:
+        """Rewritten rows per second of this run."""
+        return self.rewritten / self.seconds if self.seconds > 0 else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready summary."""
+        return {
+            "table": self.table, "key": self.key, "column": self.column, "form": self.form,
+            "census": self.census, "stale_before": self.stale_before,
+            "rewritten": self.rewritten, "conflicts": self.conflicts, "failed": self.failed,
+            "failed_keys": self.failed_keys, "remaining": self.remaining, "passes": self.passes,
+            "resumed_after": self.resumed_after, "seconds": round(self.seconds, 3),
+            "rows_per_second": round(self.rows_per_second, 1),
+            "longest_batch_ms": round(self.longest_batch_ms, 1),
+        }
+
+
+@dataclass
+class ReencryptReport:
+    """The job's outcome.
+
+    Attributes:
+        secret: ``environment/class``.
+        current_kid: the kid every row is rewritten under (8 hex digits).
+        dry_run: counts only, nothing written.
+        columns: one result per column.
+    """
+
+    secret: str
+    current_kid: str
+    dry_run: bool
+    columns: list[ColumnResult] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing failed and (unless a dry run) nothing is left to rewrite."""
+        if self.dry_run:
+            return True
+        return all(c.failed == 0 and c.remaining == 0 for c in self.columns)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready summary (``--json``)."""
+        return {
+            "secret": self.secret, "current_kid": self.current_kid, "dry_run": self.dry_run,
+            "ok": self.ok, "columns": [c.to_json() for c in self.columns],
+            "rewritten": sum(c.rewritten for c in self.columns),
+            "failed": sum(c.failed for c in self.columns),
+            "remaining": sum(c.remaining for c in self.columns),
+        }
+
+
+class Reencryptor:
+    """Rewrites an encryption-key class's columns under its current key.
+
+    Args:
+        cipher: the class's `FieldCipher` (current + retained keys, optional legacy Fernet
+            keys); its key set is read once and used for the whole run.
+        store: where checkpoints live (`Store.put_meta`).
+        ref: the secret (environment, class), for checkpoint names and the report.
+        batch_size: rows per keyset window and per transaction.
+        max_passes: full scans at most per column (see the module docstring, step 6).
+        pause: seconds to sleep between batches, to leave room for the application.
+        progress: called after every batch.
+        environ: where DSNs are read (default ``os.environ``).
+        clock: monotonic seconds (timings in the report).
+        sleep: how to pause.
+    """
+
+    def __init__(
+        self,
+        cipher: FieldCipher,
+        *,
+        store: Store,
+        ref: SecretRef,
+        batch_size: int = 1000,
+        max_passes: int = 3,
+        pause: float = 0.0,
+        progress: ProgressCallback | None = None,
+        environ: Mapping[str, str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if not 1 <= batch_size <= 100_000:
+            raise UsageError("--batch-size must be between 1 and 100000 rows")
+        if not 1 <= max_passes <= 100:
+            raise UsageError("max passes must be between 1 and 100")
+        if pause < 0:
+            raise UsageError("the pause between batches cannot be negative")
+        self.cipher = cipher
+        self.store = store
+        self.ref = ref
+        self.batch_size = batch_size
+        self.max_passes = max_passes
+        self.pause = pause
+        self.progress = progress
+        self.environ = os.environ if environ is None else environ
+        self.clock = clock
+        self.sleep = sleep
+        self.current = HeaderMatch.for_kid(cipher.current_kid)
+
+    def run(self, columns: Sequence[EncryptionColumn], *, dry_run: bool = False) -> ReencryptReport:
+        """Re-encrypt (or with ``dry_run``, count) every column.
+
+        Raises:
+            UsageError: a DSN variable is unset, a table or column is unknown or unsuitable
+                (raised before anything is written).
+            TargetError: a database failed mid-way (committed batches stay committed and the
+                checkpoint says where to resume).
+        """
+        report = ReencryptReport(str(self.ref), self.current.kid_hex, dry_run)
+        databases: dict[str, Database] = {}
+        try:
+            resolved: list[tuple[EncryptionColumn, Database, Column]] = []
+            for spec in columns:
+                db = databases.get(spec.database_env)
+                if db is None:
+                    dsn = self.environ.get(spec.database_env)
+                    if not dsn:
+                        raise UsageError(
+                            f"{spec.table}.{spec.column}: {spec.database_env} is not set; export "
+                            "the application's database URL in it"
+                        )
+                    db = databases[spec.database_env] = open_database(dsn, env_var=spec.database_env)
+                resolved.append((spec, db, db.resolve(spec.table, spec.key, spec.column)))
+            for spec, db, column in resolved:
+                result = ColumnResult(spec.table, spec.key, spec.column, column.form)
+                report.columns.append(result)
+                started = self.clock()
+                result.census = db.census(column)
+                result.stale_before = db.count_stale(column, self.current)
+                if dry_run:
+                    result.remaining = result.stale_before
+                else:
+                    self._rewrite(spec, db, column, result)
+                result.seconds = self.clock() - started
+        finally:
+            for db in databases.values():
+                db.close()
+        return report
+
+    # --- one column -----------------------------------------------------------------------
+
+    def _load_checkpoint(self, name: str) -> KeyValue | None:
+        text = self.store.get_meta(name)
+        if not text:
+            return None
+        try:
+            doc = json.loads(text)
+            if doc.get("kid") != self.current.kid_hex:
+                return None  # written for another current key: rows before it are stale
+            return _load_key(doc["after"])
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None  # unreadable bookkeeping: start over (always safe)
+
+    def _rewrite(self, spec: EncryptionColumn, db: Database, column: Column,
+                 result: ColumnResult) -> None:
+        name = checkpoint_key(self.ref, spec.table, spec.column)
+        after = self._load_checkpoint(name)
+        if after is not None:
+            result.resumed_after = _key_text(after)
+        failed: dict[str, None] = {}
+        total = result.stale_before
+        for pass_number in range(1, self.max_passes + 1):
+            result.passes = pass_number
+            failed_this_pass = 0
+            for _batch in range(10**9):  # bounded by the table: keys strictly increase
+                window = db.scan(column, after, self.batch_size, self.current)
+                if window.last_key is None:
+                    break
+                updates: list[Update] = []
+                for key, value in window.stale:
+                    new = self._reencrypt(value, row_context(spec.context, key))
+                    if new is None:
+                        failed_this_pass += 1
+                        failed.setdefault(_key_text(key))
+                        continue
+                    assert isinstance(value, (bytes, str))
+                    updates.append(Update(key, value, new))
+                began = self.clock()
+                changed = db.compare_and_set(column, updates)
+                result.longest_batch_ms = max(result.longest_batch_ms,
+                                              (self.clock() - began) * 1000)
+                result.rewritten += changed
+                result.conflicts += len(updates) - changed
+                after = window.last_key
+                self.store.put_meta(name, json.dumps({
+                    "kid": self.current.kid_hex, "after": _dump_key(after), "pass": pass_number,
+                }))
+                if self.progress is not None:
+                    done = result.rewritten + result.conflicts + failed_this_pass
+                    total = max(total, done)
+                    self.progress(Progress(column.label, done, total, result.rewritten,
+                                           len(failed), result.conflicts, pass_number))
+                if self.pause:
+                    self.sleep(self.pause)
+            self.store.put_meta(name, None)  # pass complete
+            resumed = pass_number == 1 and result.resumed_after is not None
+            after = None
+            result.remaining = db.count_stale(column, self.current)
+            if result.remaining == 0:
+                failed.clear()
+                break
+            if not resumed and result.remaining <= failed_this_pass:
+                break  # only rows no key opens are left: another pass cannot help
+        result.failed = min(len(failed), result.remaining) if failed else 0
+        result.failed_keys = list(failed)[:MAX_REPORTED_KEYS]
+
+    def _reencrypt(self, value: object, context: Context) -> bytes | str | None:
+        """The value under the current key, or None if no retained key opens it."""
+        if not isinstance(value, (bytes, str)):
+            return None  # a number or a date in a ciphertext column: nothing to decrypt
+        try:
+            return self.cipher.reencrypt(value, context=context)
+        except InvalidToken:
+            return None

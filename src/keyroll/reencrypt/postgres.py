@@ -1,0 +1,246 @@
+"""Re-encryption on PostgreSQL (psycopg 3, extra ``keyroll[postgres]``).
+
+Every identifier goes through `psycopg.sql.Identifier`; values through parameters. The
+connection is in autocommit mode, so each statement is its own short transaction:
+
+- a scan window reads at most ``limit`` keys in key order (the primary key index) and returns
+  ciphertexts only for the rows whose header is not the current one;
+- a batch is written by one ``UPDATE … FROM unnest(keys, olds, news) … WHERE t.key = v.key AND
+  t.col = v.old``: compare-and-set, so a row the application changed meanwhile is left alone.
+  Arrays are cast to the columns' own array types (read from the catalog, quoted as
+  identifiers), so the key index is used whatever the key's type (int, bigint, uuid, text).
+
+``lock_timeout`` bounds how long a batch waits behind an application transaction holding a
+row: on timeout the batch is skipped (its rows are found again by the next pass).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from keyroll.errors import TargetError, UsageError
+from keyroll.reencrypt.database import NULL, Column, Database, KeyValue, Update, Window, scrub
+from keyroll.reencrypt.headers import (
+    FERNET_PREFIX,
+    LEGACY,
+    MALFORMED,
+    MIN_BINARY_LENGTH,
+    MIN_TEXT_LENGTH,
+    TEXT_HEAD,
+    HeaderMatch,
+)
+
+try:
+    import psycopg
+    from psycopg import sql
+    from psycopg.conninfo import conninfo_to_dict
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise UsageError(
+        f"re-encrypting PostgreSQL needs psycopg ({exc.name} is missing): "
+        "pip install 'keyroll[postgres]'"
+    ) from None
+
+__all__ = ["PostgresDatabase"]
+
+_TEXT_TYPES = frozenset({"text", "varchar", "citext"})
+_LOCK_TIMEOUT = "2s"
+_STATEMENT_TIMEOUT = "120s"
+
+
+def _conninfo(dsn: str) -> str:
+    """SQLAlchemy spells ``postgresql+psycopg://``; libpq wants ``postgresql://``."""
+    head, sep, rest = dsn.partition("://")
+    if sep and head.lower().startswith("postgresql+"):
+        return "postgresql://" + rest
+    return dsn
+
+
+def _password(dsn: str) -> list[str]:
+    try:
+        params = conninfo_to_dict(dsn)
+    except psycopg.Error:
+        return []
+    password = params.get("password")
+    return [str(password)] if password else []
+
+
+class PostgresDatabase(Database):
+    """A psycopg connection (autocommit) to the application's database."""
+
+    def __init__(self, conn: psycopg.Connection[Any], env_var: str) -> None:
+        self.conn = conn
+        self.env_var = env_var
+
+    @classmethod
+    def connect(cls, dsn: str, *, env_var: str) -> PostgresDatabase:
+        """Connect with the DSN in ``env_var``.
+
+        Raises:
+            UsageError: the DSN is malformed.
+            TargetError: connecting failed (the message never holds the password).
+        """
+        conninfo = _conninfo(dsn)
+        secrets = _password(conninfo)
+        try:
+            conninfo_to_dict(conninfo)
+        except psycopg.Error:
+            raise UsageError(f"{env_var} is not a valid PostgreSQL URL or conninfo string") from None
+        try:
+            conn = psycopg.connect(conninfo, autocommit=True, connect_timeout=10,
+                                   application_name="keyroll-reencrypt")
+        except psycopg.Error as exc:
+            raise TargetError(
+                f"PostgreSQL: cannot connect to the database in {env_var}: "
+                f"{scrub(str(exc), secrets)}; check the server and the credentials"
+            ) from None
+        conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(_LOCK_TIMEOUT)))
+        conn.execute(sql.SQL("SET statement_timeout = {}").format(sql.Literal(_STATEMENT_TIMEOUT)))
+        return cls(conn, env_var)
+
+    # --- catalog --------------------------------------------------------------------------
+
+    def _table(self, table: str) -> sql.Identifier:
+        return sql.Identifier(*table.split(".", 1))
+
+    def resolve(self, table: str, key: str, column: str) -> Column:
+        """See `Database.resolve`."""
+        label = f"{table}.{column}"
+        regclass = self._table(table).as_string(self.conn)
+        row = self.conn.execute("SELECT to_regclass(%s)::oid", (regclass,)).fetchone()
+        if row is None or row[0] is None:
+            raise UsageError(f"{label}: no table {table!r} in the database of {self.env_var}; "
+                             "check columns in keyroll.toml")
+        oid = row[0]
+        attrs = {
+            name: (attnum, typnsp, typname, arrnsp, arrname)
+            for name, attnum, typnsp, typname, arrnsp, arrname in self.conn.execute(
+                "SELECT a.attname, a.attnum, tn.nspname, t.typname, an.nspname, at.typname "
+                "FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
+                "JOIN pg_namespace tn ON tn.oid = t.typnamespace "
+                "LEFT JOIN pg_type at ON at.oid = t.typarray "
+                "LEFT JOIN pg_namespace an ON an.oid = at.typnamespace "
+                "WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped "
+                "AND a.attname = ANY(%s::text[])",
+                (oid, [key, column]),
+            ).fetchall()
+        }
+        for name, what in ((key, "key column"), (column, "column")):
+            if name not in attrs:
+                raise UsageError(f"{label}: table {table!r} has no {what} {name!r}; check "
+                                 "columns in keyroll.toml")
+        key_num, _, _, key_arr_nsp, key_arr = attrs[key]
+        _, _, value_type, value_arr_nsp, value_arr = attrs[column]
+        unique = self.conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = %s AND i.indisunique "
+            "AND i.indnkeyatts = 1 AND i.indkey[0] = %s AND i.indpred IS NULL)",
+            (oid, key_num),
+        ).fetchone()
+        if unique is None or not unique[0]:
+            raise UsageError(f"{label}: key column {key!r} is not unique (no unique index on it "
+                             "alone): re-encryption pages by a primary or unique key")
+        if value_type == "bytea":
+            form = "binary"
+        elif value_type in _TEXT_TYPES:
+            form = "text"
+        else:
+            raise UsageError(f"{label}: column type {value_type!r} cannot hold keyroll "
+                             "ciphertexts: use bytea (binary form) or text (kr1. form)")
+        if key_arr is None or value_arr is None:
+            raise UsageError(f"{label}: the key or column type has no array type")
+        return Column(table, key, column, form,  # type: ignore[arg-type]
+                      (key_arr_nsp, key_arr), (value_arr_nsp, value_arr))
+
+    # --- predicates -----------------------------------------------------------------------
+
+    def _stale(self, column: Column, current: HeaderMatch) -> tuple[sql.Composed, list[Any]]:
+        col = sql.Identifier(column.column)
+        if column.form == "binary":
+            return sql.SQL("substring({} from 1 for 5) <> %s").format(col), [current.binary]
+        return sql.SQL("left({}, %s) NOT IN (%s, %s, %s, %s)").format(col), [
+            TEXT_HEAD, *current.text
+        ]
+
+    # --- the job's queries ----------------------------------------------------------------
+
+    def scan(self, column: Column, after: KeyValue | None, limit: int,
+             current: HeaderMatch) -> Window:
+        """See `Database.scan`."""
+        key, col = sql.Identifier(column.key), sql.Identifier(column.column)
+        stale, params = self._stale(column, current)
+        where = sql.SQL("WHERE {} > %s ").format(key) if after is not None else sql.SQL("")
+        query = sql.SQL(
+            "WITH w AS (SELECT {key}, {col} FROM {table} {where}ORDER BY {key} LIMIT %s) "
+            "SELECT {key}, CASE WHEN {col} IS NOT NULL AND {stale} THEN {col} END "
+            "FROM w ORDER BY {key}"
+        ).format(key=key, col=col, table=self._table(column.table), where=where, stale=stale)
+        args: list[Any] = ([after] if after is not None else []) + [limit] + params
+        rows = self._run(column, "scan", query, args).fetchall()
+        return Window([(k, v) for k, v in rows if v is not None],
+                      rows[-1][0] if rows else None, len(rows))
+
+    def compare_and_set(self, column: Column, updates: Sequence[Update]) -> int:
+        """See `Database.compare_and_set`."""
+        if not updates:
+            return 0
+        assert column.key_array is not None
+        assert column.value_array is not None
+        key, col = sql.Identifier(column.key), sql.Identifier(column.column)
+        karr, varr = sql.Identifier(*column.key_array), sql.Identifier(*column.value_array)
+        query = sql.SQL(
+            "UPDATE {table} AS t SET {col} = v.new "
+            "FROM unnest(%s::{karr}, %s::{varr}, %s::{varr}) AS v(key, old, new) "
+            "WHERE t.{key} = v.key AND t.{col} = v.old"
+        ).format(table=self._table(column.table), col=col, key=key, karr=karr, varr=varr)
+        keys = [u.key if isinstance(u.key, (int, bytes)) else str(u.key) for u in updates]
+        try:
+            cursor = self.conn.execute(
+                query, ([*keys], [u.old for u in updates], [u.new for u in updates]))
+        except psycopg.errors.LockNotAvailable:
+            return 0  # an application transaction holds rows: the next pass finds them
+        except psycopg.Error as exc:
+            raise self._error(column, "update", exc) from None
+        return max(cursor.rowcount, 0)
+
+    def count_stale(self, column: Column, current: HeaderMatch) -> int:
+        """See `Database.count_stale`."""
+        stale, params = self._stale(column, current)
+        query = sql.SQL("SELECT count(*) FROM {table} WHERE {col} IS NOT NULL AND {stale}").format(
+            table=self._table(column.table), col=sql.Identifier(column.column), stale=stale)
+        row = self._run(column, "count", query, params).fetchone()
+        return int(row[0]) if row else 0
+
+    def _census_raw(self, column: Column) -> Iterable[tuple[str, int]]:
+        col = sql.Identifier(column.column)
+        if column.form == "binary":
+            bucket = sql.SQL(
+                "CASE WHEN {c} IS NULL THEN %s "
+                "WHEN substring({c} from 1 for 1) = '\\x01'::bytea AND length({c}) >= %s "
+                "THEN 'b:' || encode(substring({c} from 1 for 5), 'hex') "
+                "WHEN substring({c} from 1 for 6) = %s THEN %s ELSE %s END"
+            ).format(c=col)
+            params: list[Any] = [NULL, MIN_BINARY_LENGTH, FERNET_PREFIX.encode(), LEGACY, MALFORMED]
+        else:
+            bucket = sql.SQL(
+                "CASE WHEN {c} IS NULL THEN %s "
+                "WHEN left({c}, 4) = 'kr1.' AND length({c}) >= %s THEN 't:' || left({c}, %s) "
+                "WHEN left({c}, 6) = %s THEN %s ELSE %s END"
+            ).format(c=col)
+            params = [NULL, MIN_TEXT_LENGTH, TEXT_HEAD, FERNET_PREFIX, LEGACY, MALFORMED]
+        query = sql.SQL("SELECT {b} AS bucket, count(*) FROM {table} GROUP BY 1").format(
+            b=bucket, table=self._table(column.table))
+        return [(str(b), int(n)) for b, n in self._run(column, "count", query, params).fetchall()]
+
+    def _run(self, column: Column, what: str, query: sql.Composed,
+             params: Sequence[Any]) -> psycopg.Cursor[Any]:
+        try:
+            return self.conn.execute(query, params)
+        except psycopg.Error as exc:
+            raise self._error(column, what, exc) from None
+
+    def _error(self, column: Column, what: str, exc: psycopg.Error) -> TargetError:
+        return TargetError(f"PostgreSQL: {what} of {column.label} failed: {scrub(str(exc))}")
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.conn.close()
