@@ -1,0 +1,453 @@
+"""PostgreSQL passwords rotated by alternating two login roles (seed 004 §5), with PgBouncer.
+
+PostgreSQL keeps one password per role, so a password cannot be changed under running clients
+without failing their next login. A ``NOLOGIN`` group role holds the privileges; two ``LOGIN``
+roles inherit them; the store's value is the password of the *active* one, and the version's
+``meta["role"]`` names it (``render`` builds ``DATABASE_URL`` from ``options.app_dsn``). Each
+rotation gives the *idle* role a fresh password:
+
+============ ==================================================================================
+plan         log in with the current credential, directly and through PgBouncer (refuse
+             otherwise: nothing is changed), create what is missing of the layout, and take the
+             verified ``pg_dump -Fc`` backup when ``backup_dir`` is set (seed 000 §3.1)
+apply        a fresh SCRAM verifier on the idle role; PgBouncer's auth_file gets it, RELOAD
+test         log in as the idle role (directly and through PgBouncer) and run the probe
+overlap      the deadline, then no session of the old role for ``overlap.settle`` (PgBouncer's
+             client list when PgBouncer is configured, else ``pg_stat_activity``)
+retire       PgBouncer forgets the old role first, then PostgreSQL resets it (``break-glass``:
+             random unstored password; ``nologin``; ``drop``), then its pooled server
+             sessions are ended
+incident     no overlap; retire as above, then every backend of the old role is terminated
+rollback     the idle role is reset and leaves PgBouncer's auth_file; the active role is never
+             touched
+============ ==================================================================================
+
+Admin credentials come from environment variables named in the options, never from the
+inventory. Options (``[classes.<name>].options``)::
+
+    admin_dsn_env           env var: conninfo/URL of a role that manages the app's roles,
+                            connected to the app's database (required)
+    admin_password_env      env var: the admin password, if not in that DSN
+    group_role              the NOLOGIN role holding the privileges (required)
+    login_roles             the two login roles (default <group_role>_a, <group_role>_b)
+    probe_table             table the new role must be able to SELECT from (schema.table)
+    retire                  break-glass (default) | nologin | drop
+    backup_dir              folder for the preflight pg_dump (relative to keyroll.toml)
+    pg_dump                 path of pg_dump (default: PATH)
+    app_dsn                 the DSN apps read, with {role} and {password} (render only)
+    pgbouncer_auth_file     PgBouncer's auth_file (userlist.txt), relative to keyroll.toml
+    pgbouncer_admin_url_env env var: postgresql://ADMIN:PASSWORD@HOST:PORT/pgbouncer
+    pgbouncer_dbname        database name clients use through PgBouncer (default: the
+                            admin DSN's)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from keyroll.errors import RotationRefused, StepFailed, TargetError, UsageError
+from keyroll.inventory import SecretClass
+from keyroll.model import Kind, SecretValue, Version
+from keyroll.rotation.strategies._settle import forget_quiet, settled
+from keyroll.rotation.strategies.base import StepContext, Strategy, Verdict
+from keyroll.targets.pgbouncer import PgBouncerTarget
+from keyroll.targets.postgres import AdoptResult, PostgresTarget, RetireMode, RoleLayout, backup
+
+__all__ = ["PostgresRoleOptions", "PostgresRoleStrategy", "adopt_role", "role_options"]
+
+_ENV_VAR = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+_MAX_IDENTIFIER_BYTES = 63
+_KNOWN = (
+    "admin_dsn_env", "admin_password_env", "group_role", "login_roles", "probe_table", "retire",
+    "backup_dir", "pg_dump", "app_dsn", "pgbouncer_auth_file", "pgbouncer_admin_url_env",
+    "pgbouncer_dbname",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PostgresRoleOptions:
+    """A ``postgres-role`` class's options, checked (see the module docstring for each)."""
+
+    admin_dsn_env: str
+    admin_password_env: str | None
+    layout: RoleLayout
+    probe_table: str | None
+    retire: RetireMode
+    backup_dir: str | None
+    pg_dump: str | None
+    pgbouncer_auth_file: str | None
+    pgbouncer_admin_url_env: str | None
+    pgbouncer_dbname: str | None
+
+
+def _bad(cls: SecretClass, name: str, problem: str) -> UsageError:
+    return UsageError(f"class {cls.name!r}: options.{name}: {problem}")
+
+
+def _text(cls: SecretClass, name: str, *, required: bool = False) -> str | None:
+    value = cls.options.get(name)
+    if value is None:
+        if required:
+            raise _bad(cls, name, "required for kind postgres-role")
+        return None
+    if not isinstance(value, str) or not value:
+        raise _bad(cls, name, "must be a non-empty string")
+    return value
+
+
+def _env_name(cls: SecretClass, name: str, *, required: bool = False) -> str | None:
+    value = _text(cls, name, required=required)
+    if value is not None and not _ENV_VAR.match(value):
+        raise _bad(cls, name, f"{value!r} is not an env var name (A-Z, 0-9, _): name the "
+                   "variable that holds it, never the value itself")
+    return value
+
+
+def _identifier(cls: SecretClass, name: str, value: object) -> str:
+    if not isinstance(value, str) or not value or "\x00" in value:
+        raise _bad(cls, name, "role names must be non-empty strings without NUL")
+    if len(value.encode()) > _MAX_IDENTIFIER_BYTES:
+        raise _bad(cls, name, f"{value!r} is longer than {_MAX_IDENTIFIER_BYTES} bytes "
+                   "(PostgreSQL would truncate it)")
+    return value
+
+
+def role_options(cls: SecretClass) -> PostgresRoleOptions:
+    """The class's options, checked.
+
+    Raises:
+        UsageError: one line naming the class and the field.
+    """
+    unknown = sorted(set(cls.options) - set(_KNOWN))
+    if unknown:
+        raise _bad(cls, unknown[0], f"unknown option (known: {', '.join(_KNOWN)})")
+    admin_env = _env_name(cls, "admin_dsn_env", required=True)
+    assert admin_env is not None
+    group = _identifier(cls, "group_role", _text(cls, "group_role", required=True))
+    logins = cls.options.get("login_roles")
+    if logins is None:
+        pair = (f"{group}_a", f"{group}_b")
+    elif isinstance(logins, list) and len(logins) == 2:
+        pair = (_identifier(cls, "login_roles", logins[0]),
+                _identifier(cls, "login_roles", logins[1]))
+    else:
+        raise _bad(cls, "login_roles", "give exactly two role names, e.g. "
+                   '["goodgo_app_a", "goodgo_app_b"]')
+    for name in pair:
+        _identifier(cls, "login_roles", name)
+    if len({group, *pair}) != 3:
+        raise _bad(cls, "login_roles", "the group role and the two login roles must differ")
+    retire = _text(cls, "retire") or RetireMode.BREAK_GLASS.value
+    try:
+        mode = RetireMode(retire)
+    except ValueError:
+        raise _bad(cls, "retire", f"{retire!r}: use one of "
+                   f"{', '.join(m.value for m in RetireMode)}") from None
+    probe = _text(cls, "probe_table")
+    if probe is not None and probe.count(".") > 1:
+        raise _bad(cls, "probe_table", "give 'table' or 'schema.table'")
+    auth_file = _text(cls, "pgbouncer_auth_file")
+    bouncer_env = _env_name(cls, "pgbouncer_admin_url_env")
+    if (auth_file is None) != (bouncer_env is None):
+        raise _bad(cls, "pgbouncer_auth_file" if auth_file is None else "pgbouncer_admin_url_env",
+                   "PgBouncer needs both pgbouncer_auth_file and pgbouncer_admin_url_env")
+    template = _text(cls, "app_dsn")
+    if template is not None and "{password}" not in template:
+        raise _bad(cls, "app_dsn", "must contain {password} (and {role})")
+    return PostgresRoleOptions(
+        admin_dsn_env=admin_env,
+        admin_password_env=_env_name(cls, "admin_password_env"),
+        layout=RoleLayout(group, pair),
+        probe_table=probe,
+        retire=mode,
+        backup_dir=_text(cls, "backup_dir"),
+        pg_dump=_text(cls, "pg_dump"),
+        pgbouncer_auth_file=auth_file,
+        pgbouncer_admin_url_env=bouncer_env,
+        pgbouncer_dbname=_text(cls, "pgbouncer_dbname"),
+    )
+
+
+# connections (from env vars, at each step) -----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Targets:
+    pg: PostgresTarget
+    admin_dsn: str
+    admin_password: SecretValue | None
+    bouncer: PgBouncerTarget | None
+    bouncer_dbname: str
+
+
+def _env(environ: Mapping[str, str], var: str, what: str, ref: object) -> str:
+    value = environ.get(var)
+    if not value:
+        raise RotationRefused(f"{ref}: env var {var} ({what}) is not set: export it where "
+                              "keyroll runs (it is read from the environment, never the inventory)")
+    return value
+
+
+def _dbname(dsn: str) -> str:
+    try:
+        from psycopg.conninfo import conninfo_to_dict
+    except ImportError:  # pragma: no cover - without the postgres extra
+        raise TargetError("PostgreSQL targets need psycopg: pip install 'keyroll[postgres]'") \
+            from None
+    try:
+        return str(conninfo_to_dict(dsn).get("dbname") or "postgres")
+    except Exception:  # noqa: BLE001 - a malformed DSN must not leak through its message
+        raise TargetError("PostgreSQL: the admin DSN is neither conninfo nor a postgresql:// "
+                          "URL (its text is not shown: it may hold a password)") from None
+
+
+def _admin(opts: PostgresRoleOptions, environ: Mapping[str, str], ref: object
+           ) -> tuple[PostgresTarget, str, SecretValue | None]:
+    dsn = _env(environ, opts.admin_dsn_env, "options.admin_dsn_env", ref)
+    password = None
+    if opts.admin_password_env is not None:
+        password = SecretValue(_env(environ, opts.admin_password_env,
+                                    "options.admin_password_env", ref))
+    return PostgresTarget(dsn, password=password), dsn, password
+
+
+def _bouncer(opts: PostgresRoleOptions, environ: Mapping[str, str], workdir: Path,
+             ref: object) -> PgBouncerTarget | None:
+    if opts.pgbouncer_auth_file is None or opts.pgbouncer_admin_url_env is None:
+        return None
+    var = opts.pgbouncer_admin_url_env
+    url = _env(environ, var, "options.pgbouncer_admin_url_env", ref)
+    shape = "postgresql://ADMIN:PASSWORD@HOST:PORT/pgbouncer"
+    try:
+        parts = urlsplit(url)
+        port = parts.port or 6432
+    except ValueError:
+        raise RotationRefused(f"{ref}: env var {var} must be {shape} (its text is not shown)") \
+            from None
+    if parts.scheme not in ("postgresql", "postgres") or not parts.hostname \
+            or not parts.username or parts.password is None:
+        raise RotationRefused(f"{ref}: env var {var} must be {shape} (its text is not shown)")
+    auth_file = Path(opts.pgbouncer_auth_file)
+    return PgBouncerTarget(
+        auth_file if auth_file.is_absolute() else workdir / auth_file,
+        host=parts.hostname, port=port, admin_user=unquote(parts.username),
+        admin_password=SecretValue(unquote(parts.password)),
+    )
+
+
+def _targets(ctx: StepContext, opts: PostgresRoleOptions) -> _Targets:
+    pg, dsn, password = _admin(opts, os.environ, ctx.ref)
+    bouncer = _bouncer(opts, os.environ, ctx.workdir, ctx.ref)
+    dbname = opts.pgbouncer_dbname or (_dbname(dsn) if bouncer is not None else "")
+    return _Targets(pg, dsn, password, bouncer, dbname)
+
+
+def _role_of(version: Version | None, opts: PostgresRoleOptions, ref: object) -> str:
+    """The login role a version's password belongs to (``meta["role"]``; else the first)."""
+    role = version.meta.get("role") if version is not None else None
+    name = str(role) if role else opts.layout.logins[0]
+    if name not in opts.layout.logins:
+        raise RotationRefused(
+            f"{ref}: the current password belongs to role {name!r}, which is not one of "
+            f"options.login_roles {list(opts.layout.logins)!r}: bring it into the alternation "
+            "with `keyroll adopt`, or fix login_roles"
+        )
+    return name
+
+
+# the strategy ------------------------------------------------------------------------------
+
+
+class PostgresRoleStrategy(Strategy):
+    """Alternating login roles under a group role, with PgBouncer's auth_file kept in step."""
+
+    kind = Kind.POSTGRES_ROLE
+
+    def validate(self, cls: SecretClass) -> None:
+        role_options(cls)
+
+    def _roles(self, ctx: StepContext, opts: PostgresRoleOptions) -> tuple[str, str]:
+        """(old, new): the active role and the idle one that receives the new password."""
+        old = _role_of(ctx.old, opts, ctx.ref)
+        new = ctx.new.meta.get("role") if ctx.new is not None else None
+        new_role = str(new) if new else opts.layout.other(old)
+        if new_role == old or new_role not in opts.layout.logins:
+            raise StepFailed(f"{ctx.ref}: the new version names role {new_role!r}, but the "
+                             f"idle role is {opts.layout.other(old)!r}; refusing to touch the "
+                             "active role")
+        return old, new_role
+
+    def plan(self, ctx: StepContext) -> None:
+        opts = role_options(ctx.cls)
+        targets = _targets(ctx, opts)
+        role = _role_of(ctx.old, opts, ctx.ref)
+        password = ctx.value(ctx.old)
+        targets.pg.check_admin()
+        number = ctx.old.number if ctx.old is not None else "?"
+        try:
+            targets.pg.check_login(targets.admin_dsn, role, password,
+                                   probe_table=opts.probe_table)
+            if targets.bouncer is not None:
+                targets.bouncer.check_login(targets.bouncer_dbname, role, password)
+        except TargetError as exc:
+            raise RotationRefused(
+                f"{ctx.ref}: the current password (version {number}, role {role!r}) does not "
+                f"log in, so the rotation did not start and nothing was changed: {exc}"
+            ) from None
+        layout = targets.pg.ensure_layout(opts.layout.group, opts.layout.logins)
+        ctx.evidence["login"] = {
+            "role": role, "direct": "ok", "probe_table": opts.probe_table,
+            "pgbouncer": "ok" if targets.bouncer is not None else "not configured",
+        }
+        ctx.evidence["layout"] = {"group": layout.group, "logins": list(layout.logins)}
+        if opts.backup_dir is not None:
+            folder = Path(opts.backup_dir)
+            folder = folder if folder.is_absolute() else ctx.workdir / folder
+            path = folder / f"{ctx.ref.environment}-{ctx.ref.name}-{ctx.rotation}.dump"
+            ctx.emit(f"pg_dump -Fc to {path}…")
+            result = backup(targets.admin_dsn, path, password=targets.admin_password,
+                            pg_dump=opts.pg_dump)
+            ctx.state["backup"] = {"path": str(result.path), "sha256": result.sha256}
+            ctx.evidence["backup"] = {
+                "path": str(result.path), "sha256": result.sha256, "size": result.size,
+                "entries": result.entries, "verified": "pg_restore --list",
+            }
+
+    def version_meta(self, ctx: StepContext) -> dict[str, Any]:
+        opts = role_options(ctx.cls)
+        return {"role": opts.layout.other(_role_of(ctx.old, opts, ctx.ref))}
+
+    def apply(self, ctx: StepContext) -> None:
+        opts = role_options(ctx.cls)
+        targets = _targets(ctx, opts)
+        _, role = self._roles(ctx, opts)
+        verifier = targets.pg.set_password(role, ctx.value(ctx.new))
+        if targets.bouncer is not None:
+            targets.bouncer.publish({role: verifier})
+        ctx.state["applied_role"] = role
+        ctx.evidence["applied"] = {
+            "role": role, "password": "SCRAM-SHA-256 verifier (computed by keyroll)",
+            "pgbouncer": "auth_file written, RELOAD" if targets.bouncer else "not configured",
+        }
+
+    def test(self, ctx: StepContext) -> None:
+        opts = role_options(ctx.cls)
+        targets = _targets(ctx, opts)
+        _, role = self._roles(ctx, opts)
+        password = ctx.value(ctx.new)
+        targets.pg.check_login(targets.admin_dsn, role, password, probe_table=opts.probe_table)
+        if targets.bouncer is not None:
+            targets.bouncer.check_login(targets.bouncer_dbname, role, password)
+        ctx.evidence["checked"] = {
+            "role": role, "direct": "ok", "probe_table": opts.probe_table,
+            "pgbouncer": "ok" if targets.bouncer is not None else "not configured",
+        }
+
+    def overlap_done(self, ctx: StepContext, started: datetime) -> Verdict:
+        if ctx.incident:
+            return Verdict(True, "incident: no overlap (the old role's sessions are ended at "
+                           "retire)")
+        by_time = super().overlap_done(ctx, started)
+        if not by_time.done or not ctx.cls.overlap.until_unused:
+            return by_time
+        opts = role_options(ctx.cls)
+        targets = _targets(ctx, opts)
+        old, _ = self._roles(ctx, opts)
+        if targets.bouncer is not None:
+            count = targets.bouncer.client_count(old)
+            what = f"role {old!r} (PgBouncer clients)"
+        else:
+            count = targets.pg.session_count(old)
+            what = f"role {old!r}"
+        return settled(ctx, what=what, count=count, started=started)
+
+    def retire(self, ctx: StepContext) -> None:
+        opts = role_options(ctx.cls)
+        targets = _targets(ctx, opts)
+        old, _ = self._roles(ctx, opts)
+        # PgBouncer first: it checks clients against its own auth_file and would keep letting
+        # the old password in over pooled server connections.
+        if targets.bouncer is not None:
+            targets.bouncer.publish({}, remove=[old])
+        end_sessions = targets.bouncer is not None or ctx.incident
+        if opts.retire is RetireMode.DROP:
+            # no new logins, end the sessions while they still carry the role's name, then drop
+            targets.pg.retire(old, RetireMode.NOLOGIN)
+            terminated = targets.pg.terminate_sessions(old) if end_sessions else 0
+            result = targets.pg.retire(old, RetireMode.DROP, reassign_to=opts.layout.group)
+        else:
+            result = targets.pg.retire(old, opts.retire)
+            terminated = targets.pg.terminate_sessions(old) if end_sessions else 0
+        forget_quiet(ctx)
+        ctx.evidence["retired_role"] = {
+            "role": old, "mode": result.mode.value,
+            "break_glass_fingerprint": result.break_glass_fingerprint,
+            "sessions_terminated": terminated,
+            "pgbouncer": "removed from auth_file, RELOAD" if targets.bouncer else "not configured",
+        }
+
+    def revoke(self, ctx: StepContext) -> None:
+        opts = role_options(ctx.cls)
+        targets = _targets(ctx, opts)
+        old, _ = self._roles(ctx, opts)
+        if opts.retire is RetireMode.DROP:
+            ctx.evidence["terminated"] = {"role": old, "sessions": "ended before the drop"}
+            return
+        ctx.evidence["terminated"] = {"role": old,
+                                      "sessions": targets.pg.terminate_sessions(old)}
+
+    def rollback(self, ctx: StepContext) -> None:
+        if ctx.new is None:
+            return  # nothing reached the target: apply comes after create
+        opts = role_options(ctx.cls)
+        old, role = self._roles(ctx, opts)
+        forget_quiet(ctx)
+        targets = _targets(ctx, opts)
+        if targets.bouncer is not None:
+            targets.bouncer.publish({}, remove=[role])
+        mode = RetireMode.NOLOGIN if opts.retire is RetireMode.DROP else opts.retire
+        try:
+            targets.pg.retire(role, mode)
+        except TargetError as exc:
+            if "the role does not exist" not in str(exc):
+                raise
+        ctx.evidence["reset_role"] = {"role": role, "active_role_untouched": old}
+
+
+def adopt_role(
+    cls: SecretClass, *, role: str | None = None, environ: Mapping[str, str] | None = None
+) -> AdoptResult:
+    """``keyroll adopt``: bring the single role apps use today into the class's alternation.
+
+    The role keeps its name, password and sessions; its grants move to ``group_role``; the
+    other login role is created ``NOLOGIN`` (the first rotation gives it a password).
+    Privileges are compared before and after, and the whole change is one transaction.
+
+    Args:
+        cls: a ``postgres-role`` class.
+        role: the existing role; default: the first of ``login_roles``.
+        environ: where the admin DSN env var is read (default ``os.environ``).
+
+    Raises:
+        UsageError: the class is not ``postgres-role``, or ``role`` is not a login role of it.
+        RotationRefused: the admin DSN env var is not set.
+        TargetError: the database refused (nothing was changed).
+    """
+    if cls.kind is not Kind.POSTGRES_ROLE:
+        raise UsageError(f"class {cls.name!r} is {cls.kind.value}: adopt works on postgres-role "
+                         "classes")
+    opts = role_options(cls)
+    chosen = role or opts.layout.logins[0]
+    if chosen not in opts.layout.logins:
+        raise UsageError(f"--role {chosen!r} is not one of class {cls.name!r}'s "
+                         f"options.login_roles {list(opts.layout.logins)!r}: set login_roles "
+                         "to the role apps use today and the name of its alternate")
+    pg, _, _ = _admin(opts, os.environ if environ is None else environ, cls.name)
+    return pg.adopt(chosen, group=opts.layout.group, alternate=opts.layout.other(chosen))

@@ -1,0 +1,439 @@
+"""The ``postgres-role`` strategy driven by the engine against real PostgreSQL and PgBouncer.
+
+Every test starts from the store's ``current`` (a password of one login role), lets the engine
+run plan … retire, and checks the server: who logs in, who no longer does, what PgBouncer
+accepts, what the journal says, and that no planted password reached any output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import psycopg
+import pytest
+from psycopg import sql
+
+import tests.crash as crash
+from keyroll.audit import Journal
+from keyroll.errors import TargetError
+from keyroll.generate import generate
+from keyroll.inventory import Inventory, parse_inventory
+from keyroll.model import Label, SecretRef, SecretValue
+from keyroll.reports import drill_report
+from keyroll.rotation.events import Event
+from keyroll.stores.sqlite import SQLiteStore
+from keyroll.targets.pgbouncer import PgBouncerTarget
+from keyroll.targets.postgres import PostgresTarget, RoleLayout
+from tests.integration.conftest import FreshDatabase
+from tests.integration.rotation_world import EngineWorld, class_toml, inventory_text
+from tests.leaks import assert_no_leak
+from tests.servers import PgBouncerServer, PostgresServer
+
+pytestmark = pytest.mark.integration
+
+ADMIN_ENV = "KR_TEST_PG_ADMIN_DSN"
+BOUNCER_ENV = "KR_TEST_PGBOUNCER_ADMIN_URL"
+OVERLAP = {"min": "1h", "settle": "10m", "max": "2d"}
+
+
+def bouncer_target(server: PgBouncerServer) -> PgBouncerTarget:
+    return PgBouncerTarget(server.auth_file, host="127.0.0.1", port=server.port,
+                           admin_user=server.admin_user,
+                           admin_password=SecretValue(server.admin_password))
+
+
+def bouncer_url(server: PgBouncerServer) -> str:
+    return (f"postgresql://{server.admin_user}:{quote(server.admin_password, safe='')}"
+            f"@127.0.0.1:{server.port}/pgbouncer")
+
+
+def db_options(group: str, logins: tuple[str, str] | None = None,
+               bouncer: PgBouncerServer | None = None, **extra: Any) -> dict[str, Any]:
+    options: dict[str, Any] = {"admin_dsn_env": ADMIN_ENV, "group_role": group,
+                               "probe_table": "public.orders"}
+    if logins is not None:
+        options["login_roles"] = list(logins)
+    if bouncer is not None:
+        options["pgbouncer_auth_file"] = str(bouncer.auth_file)
+        options["pgbouncer_admin_url_env"] = BOUNCER_ENV
+    options.update(extra)
+    return options
+
+
+def prepare_layout(dsn: str, group: str, logins: tuple[str, str] | None = None,
+                   bouncer: PgBouncerTarget | None = None) -> tuple[RoleLayout, SecretValue]:
+    """The database side before keyroll's first rotation: layout, grant, a first password."""
+    pg = PostgresTarget(dsn)
+    layout = pg.ensure_layout(group, logins)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("GRANT SELECT ON public.orders TO {}").format(
+            sql.Identifier(layout.group)))
+    first = generate("password-32")
+    verifier = pg.set_password(layout.logins[0], first)
+    if bouncer is not None:
+        bouncer.publish({layout.logins[0]: verifier})
+    return layout, first
+
+
+def logs_in(dsn: str, role: str, password: SecretValue) -> bool:
+    try:
+        PostgresTarget(dsn).check_login(dsn, role, password, probe_table="public.orders")
+    except TargetError:
+        return False
+    return True
+
+
+def logs_in_via(bouncer: PgBouncerTarget, dbname: str, role: str, password: SecretValue) -> bool:
+    try:
+        bouncer.check_login(dbname, role, password)
+    except TargetError:
+        return False
+    return True
+
+
+def can_login(dsn: str, role: str) -> bool | None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute("SELECT rolcanlogin FROM pg_roles WHERE rolname = %s",
+                           (role,)).fetchone()
+    return None if row is None else bool(row[0])
+
+
+@dataclass
+class DbRig:
+    world: EngineWorld
+    db: FreshDatabase
+    layout: RoleLayout
+    first: SecretValue
+    bouncer: PgBouncerTarget | None
+    ref: SecretRef
+
+
+@pytest.fixture
+def make_rig(
+    tmp_path: Path, fresh_db: FreshDatabase, monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Callable[..., DbRig]]:
+    worlds: list[EngineWorld] = []
+    monkeypatch.setenv(ADMIN_ENV, fresh_db.dsn)
+
+    def make(*, bouncer: PgBouncerServer | None = None, logins: tuple[str, str] | None = None,
+             group: str | None = None, store_password: SecretValue | None = None,
+             overlap: dict[str, Any] | None = None, **extra: Any) -> DbRig:
+        group = group or f"{fresh_db.prefix}_app"
+        target = bouncer_target(bouncer) if bouncer is not None else None
+        if bouncer is not None:
+            monkeypatch.setenv(BOUNCER_ENV, bouncer_url(bouncer))
+        layout, first = prepare_layout(fresh_db.dsn, group, logins, target)
+        options = db_options(group, logins, bouncer, **extra)
+        text = inventory_text(class_toml("database", "postgres-role", "DATABASE_URL", options,
+                                         overlap or OVERLAP))
+        folder = tmp_path / f"world{len(worlds)}"
+        folder.mkdir()
+        world = EngineWorld.create(folder, text)
+        worlds.append(world)
+        ref = world.seed("database", store_password or first, role=layout.logins[0])
+        return DbRig(world, fresh_db, layout, first, target, ref)
+
+    yield make
+    for world in worlds:
+        world.close()
+
+
+def _secrets_of(rig: DbRig, *more: SecretValue) -> list[str]:
+    values = [v.reveal() for v in (rig.first, *more)]
+    for version in rig.world.store.list_versions(rig.ref):
+        if not version.destroyed:
+            values.append(rig.world.store.read_value(rig.ref, version.number).reveal())
+    return values
+
+
+@pytest.mark.parametrize("via", ["direct", "pgbouncer"])
+def test_two_rotations_alternate_the_login_roles(
+    via: str, make_rig: Callable[..., DbRig], pgbouncer_server: PgBouncerServer,
+    postgres_server: PostgresServer, capfd: pytest.CaptureFixture[str],
+) -> None:
+    bouncer = pgbouncer_server if via == "pgbouncer" else None
+    rig = make_rig(bouncer=bouncer, backup_dir="backups")
+    a, b = rig.layout.logins
+    base = rig.db.base_dsn
+    planted = [rig.first]
+
+    first = rig.world.rotate("database")
+    assert first.state == "done", first.body.get("error")
+    role, second_pw = rig.world.current("database")
+    planted.append(second_pw)
+    assert role == b
+    assert logs_in(base, b, second_pw)
+    assert not logs_in(base, a, rig.first), "the old password still logs in after retire"
+    assert can_login(rig.db.dsn, a) is True  # break-glass: LOGIN with a password nobody holds
+    if rig.bouncer is not None:
+        assert logs_in_via(rig.bouncer, rig.db.name, b, second_pw)
+        assert not logs_in_via(rig.bouncer, rig.db.name, a, rig.first)
+        assert a not in rig.bouncer.users_in_auth_file()
+
+    plan = next(s for s in first.body["steps"] if s["step"] == "plan")
+    backup = plan["evidence"]["backup"]
+    archive = Path(backup["path"])
+    assert archive.is_file() and archive.parent == rig.world.path / "backups"
+    assert backup["sha256"] == hashlib.sha256(archive.read_bytes()).hexdigest()
+    assert backup["entries"] > 0
+    retired = next(s for s in first.body["steps"] if s["step"] == "retire")["evidence"]
+    assert retired["retired_role"]["role"] == a
+    assert retired["retired_role"]["mode"] == "break-glass"
+
+    second = rig.world.rotate("database")
+    assert second.state == "done", second.body.get("error")
+    role, third_pw = rig.world.current("database")
+    planted.append(third_pw)
+    assert role == a
+    assert logs_in(base, a, third_pw)
+    assert not logs_in(base, b, second_pw)
+    if rig.bouncer is not None:
+        assert logs_in_via(rig.bouncer, rig.db.name, a, third_pw)
+        assert not logs_in_via(rig.bouncer, rig.db.name, b, second_pw)
+
+    journal = Journal(rig.world.store)
+    assert journal.verify().ok
+    report = drill_report(rig.world.store, rig.world.inventory, journal, second.id)
+    assert "checked" in report
+    captured = capfd.readouterr()
+    outputs = [captured.out, captured.err, rig.world.journal_text(), rig.world.records_text(),
+               report, postgres_server.log_text(), pgbouncer_server.log_text(),
+               *(str(e) for e in rig.world.events)]
+    assert_no_leak(outputs, [p.reveal() for p in planted], where="outputs and server logs")
+
+
+def test_wrong_current_password_refuses_and_changes_nothing(
+    make_rig: Callable[..., DbRig], pgbouncer_server: PgBouncerServer,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    wrong = generate("password-32")
+    rig = make_rig(bouncer=pgbouncer_server, store_password=wrong)
+    a, b = rig.layout.logins
+    auth_before = pgbouncer_server.auth_file.read_text()
+    labels_before = rig.world.store.get_labels(rig.ref)
+
+    record = rig.world.rotate("database")
+
+    assert record.state == "rolled-back"
+    assert record.body["error"]["step"] == "plan"
+    assert "does not log in" in record.body["error"]["message"]
+    assert "nothing was changed" in record.body["error"]["message"]
+    assert rig.world.store.get_labels(rig.ref) == labels_before
+    assert [v.number for v in rig.world.store.list_versions(rig.ref)] == [1]  # no new value
+    assert can_login(rig.db.dsn, b) is False  # the idle role was not touched
+    assert logs_in(rig.db.base_dsn, a, rig.first)  # nor the active one
+    assert pgbouncer_server.auth_file.read_text() == auth_before
+    captured = capfd.readouterr()
+    assert_no_leak([captured.out, captured.err, rig.world.journal_text(),
+                    rig.world.records_text()], [wrong.reveal(), rig.first.reveal()])
+
+
+def test_role_names_with_quotes_and_semicolons_are_quoted(
+    make_rig: Callable[..., DbRig], fresh_db: FreshDatabase, pgbouncer_server: PgBouncerServer,
+) -> None:
+    canary = f"{fresh_db.prefix}_canary"
+    with psycopg.connect(fresh_db.dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(canary)))
+    group = f'{fresh_db.prefix}"; DROP ROLE {canary}; --'
+    logins = (f"{fresh_db.prefix}_a'; DROP TABLE public.orders; --",
+              f'{fresh_db.prefix}_b" LOGIN SUPERUSER --')
+    rig = make_rig(bouncer=pgbouncer_server, group=group, logins=logins)
+
+    for expected in (logins[1], logins[0]):
+        record = rig.world.rotate("database")
+        assert record.state == "done", record.body.get("error")
+        role, password = rig.world.current("database")
+        assert role == expected
+        assert logs_in(rig.db.base_dsn, expected, password)
+        assert rig.bouncer is not None
+        assert logs_in_via(rig.bouncer, rig.db.name, expected, password)
+
+    with psycopg.connect(fresh_db.dsn, autocommit=True) as conn:
+        roles = {r for (r,) in conn.execute(
+            "SELECT rolname FROM pg_roles WHERE starts_with(rolname, %s) AND NOT rolsuper",
+            (fresh_db.prefix,)).fetchall()}
+        assert conn.execute("SELECT count(*) FROM public.orders").fetchone() == (1,)
+    assert {canary, group, *logins} <= roles
+
+
+def test_target_down_at_apply_rolls_back_with_the_store_unchanged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str],
+) -> None:
+    server = PostgresServer().start()  # this test stops it mid-rotation
+    try:
+        with psycopg.connect(server.superuser_dsn, autocommit=True) as conn:
+            conn.execute("CREATE TABLE public.orders (id int)")
+        monkeypatch.setenv(ADMIN_ENV, server.superuser_dsn)
+        layout, first = prepare_layout(server.superuser_dsn, "kr_down_app")
+        text = inventory_text(class_toml("database", "postgres-role", "DATABASE_URL",
+                                         db_options("kr_down_app"), OVERLAP))
+        world = EngineWorld.create(tmp_path, text)
+        ref = world.seed("database", first, role=layout.logins[0])
+        before = world.store.get_labels(ref)
+
+        def stop_at_apply(event: Event) -> None:
+            if event.kind == "step.started" and event.step == "apply":
+                server.stop()
+
+        engine = world.engine(observers=[stop_at_apply])
+        record = engine.run(engine.start("database", "dev").id)
+
+        assert record.state == "rolled-back"
+        assert record.body["error"]["step"] == "apply"
+        assert "could not connect" in record.body["error"]["message"]
+        assert world.store.get_labels(ref) == before
+        assert world.store.read(ref)[1].reveal() == first.reveal()
+        created = [v for v in world.store.list_versions(ref) if v.number != before[Label.CURRENT]]
+        assert created and all(v.destroyed for v in created)  # the new value is gone
+        assert "target_rollback_error" in record.body["rollback"]  # the server was down
+        assert Journal(world.store).verify().ok
+        captured = capfd.readouterr()
+        assert_no_leak([captured.out, captured.err, world.journal_text(), world.records_text()],
+                       [first.reveal(), server.password])
+        world.close()
+    finally:
+        server.stop()
+
+
+def test_overlap_waits_until_the_old_role_has_no_session(
+    make_rig: Callable[..., DbRig],
+) -> None:
+    rig = make_rig()
+    a, _ = rig.layout.logins
+    held = psycopg.connect(rig.db.base_dsn, user=a, password=rig.first.reveal(), autocommit=True)
+    try:
+        engine = rig.world.engine()
+        record = engine.run(engine.start("database", "dev").id)
+        assert record.state == "overlap"
+        rig.world.clock.tick(timedelta(hours=2))  # past overlap.min
+        record = engine.run(record.id)
+        assert record.state == "overlap"
+        assert "still has open connections" in record.body["waiting"]
+        rig.world.clock.tick(timedelta(days=1))
+        assert engine.run(record.id).state == "overlap"  # still open: no retire, however long
+    finally:
+        held.close()
+    record = engine.run(record.id)
+    assert record.state == "overlap" and "waiting" in record.body["waiting"]  # settling
+    rig.world.clock.tick(timedelta(minutes=11))
+    record = engine.run(record.id)
+    assert record.state == "done", record.body.get("error")
+    overlap = next(s for s in record.body["steps"] if s["step"] == "overlap")["evidence"]
+    assert overlap["open_connections"] == 0 and overlap["settle_seconds"] == 600
+
+
+def test_incident_terminates_the_old_roles_sessions(
+    make_rig: Callable[..., DbRig],
+) -> None:
+    rig = make_rig(retire="nologin")
+    a, b = rig.layout.logins
+    held = psycopg.connect(rig.db.base_dsn, user=a, password=rig.first.reveal(), autocommit=True)
+    try:
+        record = rig.world.rotate("database", incident=True)
+        assert record.state == "done", record.body.get("error")
+        with pytest.raises(psycopg.OperationalError):
+            held.execute("SELECT 1").fetchone()
+    finally:
+        held.close()
+    assert can_login(rig.db.dsn, a) is False
+    retired = next(s for s in record.body["steps"] if s["step"] == "retire")["evidence"]
+    assert retired["retired_role"]["sessions_terminated"] >= 1
+    assert retired["retired_role"]["mode"] == "nologin"
+    _, password = rig.world.current("database")
+    assert logs_in(rig.db.base_dsn, b, password)
+
+
+def test_drop_retire_and_the_next_rotation_recreates_the_role(
+    make_rig: Callable[..., DbRig],
+) -> None:
+    rig = make_rig(retire="drop")
+    a, b = rig.layout.logins
+    assert rig.world.rotate("database").state == "done"
+    assert can_login(rig.db.dsn, a) is None  # dropped
+    record = rig.world.rotate("database")
+    assert record.state == "done", record.body.get("error")
+    role, password = rig.world.current("database")
+    assert role == a and logs_in(rig.db.base_dsn, a, password)
+    assert can_login(rig.db.dsn, b) is None
+
+
+def test_bad_options_are_refused_naming_class_and_field(
+    make_rig: Callable[..., DbRig], fresh_db: FreshDatabase,
+) -> None:
+    rig = make_rig()
+    from keyroll.errors import UsageError
+    from keyroll.rotation.strategies.postgres_role import role_options
+
+    cls = rig.world.inventory.classes["database"]
+    for change, field in (
+        ({"retire": "breakglass"}, "options.retire"),
+        ({"admin_dsn_env": "postgresql://x:y@h/db"}, "options.admin_dsn_env"),
+        ({"login_roles": ["only_one"]}, "options.login_roles"),
+        ({"pgbouncer_auth_file": "/x"}, "options.pgbouncer_admin_url_env"),
+        ({"grup_role": "typo"}, "options.grup_role"),
+        ({"login_roles": [f"{fresh_db.prefix}_app", "x"]}, "options.login_roles"),
+    ):
+        broken = cls.model_copy(update={"options": {**cls.options, **change}})
+        with pytest.raises(UsageError) as info:
+            role_options(broken)
+        assert str(info.value).startswith("class 'database': " + field), str(info.value)
+
+
+# crash matrix ----------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_sigkill_at_every_step_boundary_resumes_and_the_target_accepts_current(
+    tmp_path_factory: pytest.TempPathFactory, fresh_db: FreshDatabase,
+    pgbouncer_server: PgBouncerServer, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv(ADMIN_ENV, fresh_db.dsn)
+    monkeypatch.setenv(BOUNCER_ENV, bouncer_url(pgbouncer_server))
+    bouncer = bouncer_target(pgbouncer_server)
+    counter = itertools.count()
+
+    def make_world() -> tuple[Path, Inventory]:
+        folder = tmp_path_factory.mktemp("pg-crash")
+        group = f"{fresh_db.prefix}_c{next(counter)}"
+        text = inventory_text(class_toml("database", "postgres-role", "DATABASE_URL",
+                                         db_options(group, bouncer=pgbouncer_server), OVERLAP))
+        (folder / "keyroll.toml").write_text(text)
+        PostgresTarget(fresh_db.dsn).ensure_layout(group)
+        with psycopg.connect(fresh_db.dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("GRANT SELECT ON public.orders TO {}").format(
+                sql.Identifier(group)))
+        return folder, parse_inventory(text, folder / "keyroll.toml")
+
+    original_seed = crash.seed
+
+    def seed(store: SQLiteStore, inventory: Inventory, name: str, env: str) -> SecretRef:
+        """The matrix's seed, then the same password on the first login role (no meta role:
+        the strategy must fall back to the first login role)."""
+        ref = original_seed(store, inventory, name, env)
+        group = inventory.classes[name].options["group_role"]
+        verifier = PostgresTarget(fresh_db.dsn).set_password(f"{group}_a", store.read(ref)[1])
+        bouncer.publish({f"{group}_a": verifier})
+        return ref
+
+    def check_target(store: SQLiteStore, ref: SecretRef) -> None:
+        version, value = store.read(ref)
+        text = (store.path.parent / "keyroll.toml").read_text()
+        group = parse_inventory(text).classes["database"].options["group_role"]
+        role = str(version.meta.get("role") or f"{group}_a")
+        assert logs_in(fresh_db.base_dsn, role, value), "the target refuses the current value"
+        assert logs_in_via(bouncer, fresh_db.name, role, value), "PgBouncer refuses it"
+
+    monkeypatch.setattr(crash, "seed", seed)
+    points = crash.run_crash_matrix(make_world, "database", "dev", check_target=check_target)
+    with capsys.disabled():
+        print("\n" + crash.format_table("postgres-role (with PgBouncer)", points))
+    assert len(points) >= 20
+    assert all(p.final == "done" for p in points), [p for p in points if p.final != "done"]
