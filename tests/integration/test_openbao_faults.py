@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +20,7 @@ from keyroll.generate import generate
 from keyroll.model import Label, SecretRef
 from keyroll.stores.base import AuditEntry, RotationRecord
 from keyroll.stores.openbao import OpenBaoStore
+from tests.openbao_engine import INVENTORY, VERIFY_HOOK, EngineWorld, finish_overlap
 from tests.openbao_server import RaftCluster
 from tests.stores.contract import REF, T0
 
@@ -141,3 +143,41 @@ def test_server_killed_during_a_stream_of_writes_leaves_a_consistent_store(
     assert seqs == list(range(1, len(seqs) + 1))
     assert len(seqs) >= ITERATIONS_BEFORE_KILL
     store.close()
+
+
+def test_engine_rotation_pauses_when_openbao_dies_mid_step_and_resumes(
+    bao_single: RaftCluster, tmp_path: Path
+) -> None:
+    """OpenBao is killed (SIGKILL) from inside a rotation step: the verify hook kills it, once.
+
+    The engine stops with `StoreUnavailable` (a pause, not a rollback); once OpenBao is back
+    the same engine resumes the rotation from its last saved step and completes it.
+    """
+    node = bao_single.nodes[0]
+    assert node.process.proc is not None
+    kill_once = (
+        'hooks.verify = [{ run = "test -e killed || { touch killed; kill -KILL '
+        f'{node.process.proc.pid}; sleep 1; }}", shell = true, environments = ["dev"] }}]'
+    )
+    assert VERIFY_HOOK in INVENTORY
+    with _store(bao_single, "engine-pause") as store:
+        world = EngineWorld.make(store, tmp_path, INVENTORY.replace(VERIFY_HOOK, kill_once))
+        ref = world.seed()
+        engine = world.engine()
+        started = engine.start("jwt-access", "dev")
+        with pytest.raises(StoreUnavailable, match="OpenBao is unavailable") as caught:
+            engine.run(started.id)
+        assert "Start or unseal" in str(caught.value)
+        assert (tmp_path / "killed").exists()  # it died inside the step, as planned
+
+        bao_single.stop_node(node)  # reap the killed process
+        bao_single.start_node(node)
+        bao_single.active()
+        paused = store.get_rotation(started.id)
+        # paused inside the step that runs the verify hook (promote, today), not rolled back
+        assert paused.state not in ("rolled-back", "rolling-back", "done")
+        assert "error" not in paused.body
+        assert engine.run(started.id).state == "overlap"
+        assert finish_overlap(world, engine, started.id) == "done"
+        assert store.get_labels(ref) == {Label.CURRENT: 2}
+        assert engine.journal.check().ok

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +20,7 @@ from keyroll.generate import generate
 from keyroll.model import Label, SecretValue
 from keyroll.stores.base import AuditEntry, RotationRecord
 from keyroll.stores.openbao import OpenBaoStore
+from tests.openbao_engine import EngineWorld, finish_overlap
 from tests.openbao_server import RaftCluster
 from tests.stores.contract import REF, T0
 
@@ -116,3 +118,31 @@ def test_a_handle_on_a_standby_reads_its_own_writes(bao_cluster: RaftCluster) ->
             labels = store.set_labels(ref, expected={}, new={Label.CURRENT: number})
             assert store.get_labels(ref) == labels == {Label.CURRENT: number}
             assert store.list_versions(ref)[-1].number == number
+
+
+def test_engine_rotation_completes_while_the_leader_is_stopped(
+    bao_cluster: RaftCluster, tmp_path: Path
+) -> None:
+    """The engine, unchanged, runs a whole JWT rotation across a leader stop."""
+    leader = bao_cluster.active()
+    others = [n for n in bao_cluster.nodes if n is not leader]
+    hosts = ",".join(a.removeprefix("http://") for a in [leader.addr, *(n.addr for n in others)])
+    store = OpenBaoStore.from_url(
+        f"openbao://{hosts}/secret?prefix=engine&retry=90", environ={"BAO_TOKEN": bao_cluster.token}
+    )
+    with store:
+        world = EngineWorld.make(store, tmp_path)
+        ref = world.seed()
+        engine = world.engine()
+        started = engine.start("jwt-access", "dev")
+        bao_cluster.stop_node(leader)
+        try:
+            assert engine.run(started.id).state == "overlap"
+            assert store.get_labels(ref) == {Label.CURRENT: 2, Label.PREVIOUS: 1}
+            assert finish_overlap(world, engine, started.id) == "done"
+        finally:
+            bao_cluster.start_node(leader)
+        assert store.get_labels(ref) == {Label.CURRENT: 2}
+        assert store.list_versions(ref)[0].destroyed
+        assert store.get_lock(ref, now=world.clock()) is None
+        assert engine.journal.check().ok
