@@ -82,8 +82,11 @@ def drive(store: SQLiteStore, inventory: Inventory, workdir: Path, name: str, en
     """Start (or resume) the rotation of ``name`` and push it to its end, like an operator
     would: confirm pauses, let time pass over the overlap. Bounded."""
     clock = _Clock()
+    def sleep(seconds: float) -> None:
+        clock.now += timedelta(seconds=seconds)
+
     engine = Engine(store, inventory, journal=Journal(store, actor="ops", clock=clock),
-                    clock=clock, workdir=workdir)
+                    clock=clock, workdir=workdir, sleep=sleep)
     ref = SecretRef(env, name)
     active = [r for r in store.list_rotations(ref) if r.state in ACTIVE]
     if active:

@@ -147,6 +147,9 @@ class Overlap(_Strict):
         until_unused: also wait until nothing uses the old value, where that is measurable.
         settle: databases: how long no session of the old role must be seen.
         max: give up waiting for "unused" after this long and retire anyway (recorded).
+        propagation: how long running apps take to pick up a new pending key (their key
+            source's refresh interval, 5 s by default, plus a margin). Promote waits this long
+            after create, so no instance sees a token signed with a key it has not loaded.
     """
 
     min: Duration = timedelta(0)
@@ -155,6 +158,7 @@ class Overlap(_Strict):
     until_unused: bool = True
     settle: Duration = timedelta(seconds=30)
     max: Duration = timedelta(days=45)
+    propagation: Duration = timedelta(seconds=6)
 
     def deadline(self) -> timedelta:
         """The time-based part of the overlap: ``max(min, token_ttl + margin)``."""

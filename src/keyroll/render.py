@@ -2,7 +2,9 @@
 
 During an overlap the previous value is rendered too, as ``<VAR>_PREVIOUS`` (seed 004 §3.1:
 ``JWT_SECRET`` + ``JWT_SECRET_PREVIOUS``), so apps on the env-var key source keep verifying old
-tokens. Files are written atomically with mode 0600 (`write_private`).
+tokens. Key kinds also get ``<VAR>_KID`` (and ``<VAR>_PREVIOUS_KID``): the version's random key
+id, so every instance of an env-var app puts the same ``kid`` in its tokens and ciphertexts and
+none has to derive one. Files are written atomically with mode 0600 (`write_private`).
 """
 
 from __future__ import annotations
@@ -64,12 +66,18 @@ def collect(store: Store, inventory: Inventory, environment: str) -> list[EnvEnt
             continue
         value = _value_for(cls, store, ref, labels[Label.CURRENT])
         entries.extend(EnvEntry(var, value) for var in cls.env_vars)
-        if cls.kind in _KEEP_PREVIOUS and Label.PREVIOUS in labels:
+        if cls.kind not in _KEEP_PREVIOUS:
+            continue
+        kid = SecretValue(store.get_version(ref, labels[Label.CURRENT]).kid_hex)
+        entries.extend(EnvEntry(f"{var}_KID", kid) for var in cls.env_vars)
+        if Label.PREVIOUS in labels:
             try:
                 previous = _value_for(cls, store, ref, labels[Label.PREVIOUS])
             except NotFound:
                 continue
+            old_kid = SecretValue(store.get_version(ref, labels[Label.PREVIOUS]).kid_hex)
             entries.extend(EnvEntry(var, previous) for var in cls.previous_env_vars)
+            entries.extend(EnvEntry(f"{var}_KID", old_kid) for var in cls.previous_env_vars)
     return sorted(entries, key=lambda e: e.name)
 
 

@@ -119,7 +119,8 @@ class World:
     def engine(self, actor: str = "alice") -> Engine:
         journal = Journal(self.store, actor=actor, clock=self.clock)
         return Engine(self.store, self.inventory, journal=journal, clock=self.clock,
-                      observers=[self.events.append], workdir=self.path)
+                      observers=[self.events.append], workdir=self.path,
+                      sleep=lambda seconds: self.clock.tick(timedelta(seconds=seconds)))
 
     def seed(self, name: str, env: str = "dev", value: str | None = None) -> SecretRef:
         cls = self.inventory.classes[name]

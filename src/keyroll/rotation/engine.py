@@ -19,6 +19,7 @@ The engine emits `Event`s to observers; it imports no typer, rich or FastAPI.
 from __future__ import annotations
 
 import secrets
+import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -67,6 +68,7 @@ TERMINAL = frozenset({"done", "rolled-back"})
 ACTIVE = frozenset({*STEPS, AWAITING_APPROVAL, AWAITING_CONFIRMATION, ROLLING_BACK})
 _ROLLBACKABLE = frozenset({*STEPS[:6], AWAITING_APPROVAL, AWAITING_CONFIRMATION})
 LOCK_TTL = timedelta(days=2)
+_MAX_SLEEP = 120.0
 _MAX_TRANSITIONS = 40
 
 
@@ -103,6 +105,8 @@ class Engine:
         observers: called with every `Event`.
         workdir: folder hooks run in (the inventory's).
         strategies: override the strategy per kind (tests).
+        sleep: how the engine waits out short delays (the propagation of a pending key);
+            tests pass one that moves their clock.
     """
 
     def __init__(
@@ -115,6 +119,7 @@ class Engine:
         observers: Sequence[Observer] = (),
         workdir: Path | None = None,
         strategies: Mapping[str, Strategy] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.store = store
         self.inventory = inventory
@@ -123,6 +128,7 @@ class Engine:
         self.observers = list(observers)
         self.workdir = workdir or (inventory.path.parent if inventory.path else Path.cwd())
         self._strategies = dict(strategies or {})
+        self.sleep = sleep
 
     @property
     def actor(self) -> str:
@@ -493,6 +499,8 @@ class Engine:
                 return False
             ctx.evidence.update(verdict.evidence)
             ctx.evidence["overlap"] = verdict.reason
+        if step == "promote" and not ctx.incident and not self._propagated(record, ctx, strategy):
+            return False
         # the step is recorded before its side effect
         steps = [*record.body["steps"], {"step": step, "started_at": _iso(ctx.now)}]
         record = self._save(record, step, {**record.body, "steps": steps})
@@ -525,6 +533,24 @@ class Engine:
             self._audit(record, "rotation.done")
             self._emit(record, "done", None, f"rotation {record.id} of {record.ref} is done")
         return True
+
+    def _propagated(self, record: RotationRecord, ctx: StepContext, strategy: Strategy) -> bool:
+        """Wait until running apps have loaded the pending key (short waits: sleep; long: later)."""
+        since = record.body.get("pending_since")
+        if since is None:
+            return True
+        ready = datetime.fromisoformat(since) + strategy.propagation(ctx)
+        left = (ready - ctx.now).total_seconds()
+        if left <= 0:
+            return True
+        if left <= _MAX_SLEEP:
+            self._emit(record, "waiting", "promote", f"waiting {left:.0f}s for running apps to "
+                       "load the new key before it signs anything")
+            self.sleep(left)
+            ctx.now = self.clock()
+            return True
+        self._emit(record, "waiting", "promote", f"apps load the new key until {ready:%H:%M:%S}")
+        return False
 
     def _failed(self, record: RotationRecord, step: str, ctx: StepContext, exc: Exception) -> None:
         message = str(exc) if isinstance(exc, KeyrollError) else (
@@ -588,7 +614,8 @@ class Engine:
                 new={Label.PENDING: version.number},
             )
         ctx.new = version
-        body = {**record.body, "new_version": version.number}
+        body = {**record.body, "new_version": version.number,
+                "pending_since": record.body.get("pending_since") or _iso(ctx.now)}
         self._save(record, record.state, body)
         ctx.evidence["new"] = {"version": version.number, "fingerprint": version.fingerprint,
                                "kid": version.kid_hex}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -284,3 +284,27 @@ def test_step_failure_at_overlap_is_reported_not_rolled_back(world: World) -> No
     waiting = engine.run(record.id)
     assert waiting.state == "overlap"
     assert "must print the number" in waiting.body["waiting"]
+
+
+def test_promote_waits_for_apps_to_load_the_pending_key(world: World) -> None:
+    ref = world.seed("jwt-access")
+    engine = world.engine()
+    record = engine.run(engine.start("jwt-access", "dev").id)
+    steps = {s["step"]: s for s in record.body["steps"]}
+    created = datetime.fromisoformat(record.body["pending_since"])
+    promoted = datetime.fromisoformat(steps["promote"]["started_at"])
+    assert promoted - created >= world.inventory.classes["jwt-access"].overlap.propagation
+    assert any("load the new key" in e.message for e in world.events)
+    # env-var apps get the versions' random kids beside the values
+    env = dict(line.split("=", 1) for line in (world.path / "app.env").read_text().splitlines())
+    versions = world.store.list_versions(ref)
+    assert env["JWT_SECRET_KID"] == versions[1].kid_hex
+    assert env["JWT_SECRET_PREVIOUS_KID"] == versions[0].kid_hex
+
+
+def test_incident_does_not_wait_for_propagation(world: World) -> None:
+    world.seed("jwt-access")
+    engine = world.engine()
+    record = engine.run(engine.start("jwt-access", "dev", incident=True).id)
+    assert record.state == "done"
+    assert record.created_at == world.clock()

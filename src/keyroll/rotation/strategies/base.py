@@ -125,6 +125,13 @@ class Strategy(ABC):
     def promote(self, ctx: StepContext) -> None:  # noqa: B027  (optional)
         """Target-side work after the labels moved (the engine runs deploy hooks)."""
 
+    def propagation(self, ctx: StepContext) -> timedelta:
+        """How long promote waits after create for running apps to load the pending key.
+
+        Zero unless apps *read* pending keys (key rings do: see `keyroll.runtime.keysource`).
+        """
+        return timedelta(0)
+
     def overlap_deadline(self, ctx: StepContext) -> timedelta:
         """How long the overlap lasts at least (incident mode: zero)."""
         return timedelta(0) if ctx.incident else ctx.cls.overlap.deadline()

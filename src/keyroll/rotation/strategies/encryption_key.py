@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 import secrets
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from keyroll.errors import HookFailed, StepFailed
 from keyroll.model import Kind, Label, format_kid
@@ -67,6 +67,9 @@ class EncryptionKeyStrategy(Strategy):
 
     def __init__(self, counters: list[RemainingCounter] | None = None) -> None:
         self.counters = counters if counters is not None else [count_by_hooks, count_by_columns]
+
+    def propagation(self, ctx: StepContext) -> timedelta:
+        return ctx.cls.overlap.propagation
 
     def test(self, ctx: StepContext) -> None:
         assert ctx.new is not None

@@ -34,6 +34,9 @@ def _ring_keys(ctx: StepContext) -> list[Key]:
 
 
 class _RingStrategy(Strategy):
+    def propagation(self, ctx: StepContext) -> timedelta:
+        return ctx.cls.overlap.propagation
+
     def overlap_done(self, ctx: StepContext, started: datetime) -> Verdict:
         by_time = super().overlap_done(ctx, started)
         if not by_time.done or ctx.incident:
