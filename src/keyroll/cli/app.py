@@ -15,6 +15,7 @@ import typer
 from typer.exceptions import TyperException
 
 from keyroll.cli import (
+    adopt_cmd,
     audit_cmd,
     init_cmd,
     inventory_cmd,
@@ -61,6 +62,7 @@ status_cmd.register(app)
 secrets_cmd.register(app)
 rotate_cmd.register(app)
 notify_cmd.register(app)
+adopt_cmd.register(app)
 app.add_typer(report_cmd.app, name="report")
 app.add_typer(inventory_cmd.app, name="inventory")
 app.add_typer(audit_cmd.app, name="audit")
