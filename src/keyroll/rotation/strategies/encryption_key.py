@@ -19,8 +19,9 @@ from datetime import datetime, timedelta
 from keyroll.errors import HookFailed, StepFailed
 from keyroll.model import Kind, Label, format_kid
 from keyroll.rotation.strategies.base import StepContext, Strategy, Verdict
+from keyroll.rotation.strategies.signing_key import pending_round_trip
 from keyroll.runtime.fields import FieldCipher
-from keyroll.runtime.keysource import Key, StaticKeySource
+from keyroll.runtime.keysource import StoreKeySource
 from keyroll.targets.hooks import run_hook
 
 __all__ = ["EncryptionKeyStrategy", "RemainingCounter"]
@@ -72,25 +73,17 @@ class EncryptionKeyStrategy(Strategy):
         return ctx.cls.overlap.propagation
 
     def test(self, ctx: StepContext) -> None:
-        assert ctx.new is not None
-        keys = [Key(ctx.new.kid, ctx.value(ctx.new), Label.CURRENT, ctx.new.number)]
+        kid = pending_round_trip(ctx)
         if ctx.old is not None and not ctx.old.destroyed:
-            keys.append(Key(ctx.old.kid, ctx.value(ctx.old), Label.PREVIOUS, ctx.old.number))
-        cipher = FieldCipher(StaticKeySource(keys, name=str(ctx.ref)))
-        plain = secrets.token_bytes(24)
-        context = ("keyroll", "rotation-test", ctx.rotation)
-        sealed = cipher.encrypt(plain, context=context)
-        if cipher.decrypt(sealed, context=context) != plain or sealed[1:5] != ctx.new.kid.to_bytes(
-            4, "big"
-        ):
-            raise StepFailed(f"{ctx.ref}: the new key did not encrypt and decrypt a test field")
-        if ctx.old is not None and not ctx.old.destroyed:
-            old_key = Key(ctx.old.kid, ctx.value(ctx.old), Label.CURRENT, ctx.old.number)
-            old_only = FieldCipher(StaticKeySource([old_key], name=str(ctx.ref)))
-            old_sealed = old_only.encrypt(plain, context=context)
-            if cipher.decrypt(old_sealed, context=context) != plain:
-                raise StepFailed(f"{ctx.ref}: data under the old key would not decrypt")
-        ctx.evidence["round_trip"] = {"kid": ctx.new.kid_hex, "old_still_decrypts": True}
+            # what the apps hold now encrypts; the ring they will hold decrypts it
+            now = FieldCipher(StoreKeySource(ctx.store, ctx.ref, accept=(), refresh_interval=0))
+            after = FieldCipher(StoreKeySource(ctx.store, ctx.ref, primary=Label.PENDING,
+                                               accept=(Label.CURRENT,), refresh_interval=0))
+            probe = secrets.token_bytes(16)
+            context = ("keyroll", "rotation-test", ctx.rotation)
+            if after.decrypt(now.encrypt(probe, context=context), context=context) != probe:
+                raise StepFailed(f"{ctx.ref}: data under the current key would not decrypt")
+        ctx.evidence["round_trip"] = {"kid": format_kid(kid), "old_still_decrypts": True}
 
     def remaining(self, ctx: StepContext) -> int | None:
         """Records still under the old kid, summed over every counter; None if none can count."""
