@@ -169,8 +169,13 @@ class DevServer:
         return self.token_file.read_text().strip()
 
     def start(self) -> DevServer:
-        self.process.start()
-        _wait_for("the dev server to be active", self._active, self.process)
+        """Start it and wait (bounded) until it is active; on failure stop it and raise."""
+        try:
+            self.process.start()
+            _wait_for("the dev server to be active", self._active, self.process)
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def _active(self) -> bool:
@@ -274,6 +279,14 @@ class RaftCluster:
         return resp.json() if resp.status_code == 200 else None  # type: ignore[no-any-return]
 
     def start(self) -> RaftCluster:
+        """Start, initialise and unseal every node; on failure stop them all and raise."""
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> RaftCluster:
         for node in self.nodes:
             node.process.start()
         first = self.nodes[0]
