@@ -412,7 +412,6 @@ class OpenBaoStore(Store):
         self.mount = mount
         self.prefix = prefix
         self.url = url or _default_url(addresses, mount, prefix)
-        self._kv_lock = threading.RLock()
         self._conn = _Connection(
             addresses, token=token, approle=approle, approle_mount=approle_mount,
             namespace=namespace, verify=verify, cert=cert, timeout=timeout,
