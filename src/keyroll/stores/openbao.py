@@ -294,6 +294,12 @@ class _Connection:
                     ) from None
                 except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
                     reason = f"{address} unreachable ({exc.__class__.__name__})"
+                except requests.RequestException as exc:
+                    raise StoreUnavailable(
+                        f"OpenBao at {address} gave an unusable answer while trying to {what} "
+                        f"{api_path} ({exc.__class__.__name__}): is the address an OpenBao or "
+                        "Vault API (not a proxy or UI page)?"
+                    ) from None
                 except _TRANSIENT_HTTP as exc:
                     status = (
                         "sealed or no active node"
