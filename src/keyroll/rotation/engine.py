@@ -31,7 +31,6 @@ from keyroll.audit import Journal
 from keyroll.durations import format_duration
 from keyroll.errors import (
     Conflict,
-    HookFailed,
     KeyrollError,
     LockHeld,
     NotFound,
@@ -39,15 +38,13 @@ from keyroll.errors import (
     StepFailed,
     UsageError,
 )
-from keyroll.inventory import Hook, Inventory, SecretClass
+from keyroll.inventory import Inventory, SecretClass
 from keyroll.model import Label, SecretRef, SecretValue, Version, utcnow
-from keyroll.render import collect, render, write_private
+from keyroll.rotation.deploy import HookRunner
 from keyroll.rotation.events import Event, Observer
 from keyroll.rotation.strategies import ManualStep, StepContext, Strategy, strategy_for
-from keyroll.runtime.redaction import Redactor
 from keyroll.status import State, statuses
 from keyroll.stores.base import RotationRecord, Store
-from keyroll.targets.hooks import run_hook
 
 __all__ = [
     "ACTIVE",
@@ -129,6 +126,7 @@ class Engine:
         self.workdir = workdir or (inventory.path.parent if inventory.path else Path.cwd())
         self._strategies = dict(strategies or {})
         self.sleep = sleep
+        self._hooks = HookRunner(store, inventory, self.workdir)
 
     @property
     def actor(self) -> str:
@@ -724,52 +722,13 @@ class Engine:
 
     # --- hooks ----------------------------------------------------------------------------
 
-    def redactor(self, ref: SecretRef) -> Redactor:
-        """Masks every live value of the environment's secrets (hook output is evidence)."""
-        values: list[SecretValue] = []
-        for _cls, other in self.inventory.secrets(ref.environment):
-            for version in self.store.list_versions(other):
-                if not version.destroyed:
-                    try:
-                        values.append(self.store.read_value(other, version.number))
-                    except NotFound:
-                        continue
-        return Redactor(values=values)
-
     def _run_hooks(
         self, record: RotationRecord, ctx: StepContext, which: str, *, check: bool = True
     ) -> list[dict[str, object]]:
-        hooks: list[Hook] = [h for h in getattr(ctx.cls.hooks, which)
-                             if h.applies_to(record.ref.environment)]
-        if not hooks:
-            return []
-        redactor = self.redactor(record.ref)
-        env = {
-            "KEYROLL_ROTATION": record.id, "KEYROLL_ENVIRONMENT": record.ref.environment,
-            "KEYROLL_SECRET": record.ref.name, "KEYROLL_STEP": record.state,
-            "KEYROLL_NEW_FINGERPRINT": ctx.new.fingerprint if ctx.new else "",
-            "KEYROLL_OLD_FINGERPRINT": ctx.old.fingerprint if ctx.old else "",
-        }
-
-        def dotenv() -> str:
-            return render(collect(self.store, self.inventory, record.ref.environment), "dotenv")
-
-        results = []
-        for hook in hooks:
-            try:
-                result = run_hook(
-                    hook, cwd=self.workdir, env=env, redact=redactor.redact,
-                    stdin=dotenv() if hook.stdin_dotenv else None,
-                    write_dotenv=lambda path: write_private(path, dotenv()), check=False,
-                )
-            except OSError as exc:
-                raise HookFailed(f"hook {hook.label!r}: {exc.strerror or exc}") from None
-            results.append(result.evidence())
-            self._emit(record, "hook", record.state, f"{which}: {result.label}: {result.detail}")
-            if check and not result.ok:
-                ctx.evidence[f"{which}_failed"] = results
-                raise HookFailed(f"{which} hook {result.label!r} failed: {result.detail}")
-        return results
+        return self._hooks.run(
+            ctx, which, step=record.state, check=check,
+            report=lambda line: self._emit(record, "hook", record.state, line),
+        )
 
     # --- the cron tick --------------------------------------------------------------------
 

@@ -1,0 +1,99 @@
+"""Run a class's inventory hooks for one rotation step, with every value masked in the output.
+
+Hooks get the rotation's context in their environment (ids, step, fingerprints: never values);
+a hook that needs the new values gets the environment's rendered .env on stdin or as a 0600
+file. Their output becomes audit evidence only after the `Redactor` has masked every live value
+of the environment's secrets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from keyroll.errors import HookFailed, NotFound
+from keyroll.inventory import Hook, Inventory
+from keyroll.model import SecretValue
+from keyroll.render import collect, render, write_private
+from keyroll.rotation.strategies.base import StepContext
+from keyroll.runtime.redaction import Redactor
+from keyroll.stores.base import Store
+from keyroll.targets.hooks import run_hook
+
+__all__ = ["HookRunner", "environment_redactor"]
+
+
+def environment_redactor(store: Store, inventory: Inventory, environment: str) -> Redactor:
+    """A redactor that masks every live value of every secret of an environment."""
+    values: list[SecretValue] = []
+    for _cls, ref in inventory.secrets(environment):
+        for version in store.list_versions(ref):
+            if version.destroyed:
+                continue
+            try:
+                values.append(store.read_value(ref, version.number))
+            except NotFound:
+                continue
+    return Redactor(values=values)
+
+
+class HookRunner:
+    """Runs hooks for the engine.
+
+    Args:
+        store, inventory: where values and classes come from.
+        workdir: the folder commands run in and relative paths resolve against.
+    """
+
+    def __init__(self, store: Store, inventory: Inventory, workdir: Path) -> None:
+        self.store = store
+        self.inventory = inventory
+        self.workdir = workdir
+
+    def run(
+        self,
+        ctx: StepContext,
+        which: str,
+        *,
+        step: str,
+        report: Callable[[str], None],
+        check: bool = True,
+    ) -> list[dict[str, object]]:
+        """Run the class's ``which`` hooks (``on_promote``, ``verify``, ``revoke``) that apply to
+        the environment; return their redacted results.
+
+        Raises:
+            HookFailed: a hook failed and ``check`` is set (the results so far are in
+                ``ctx.evidence[f"{which}_failed"]``).
+        """
+        environment = ctx.ref.environment
+        hooks: list[Hook] = [h for h in getattr(ctx.cls.hooks, which) if h.applies_to(environment)]
+        if not hooks:
+            return []
+        redactor = environment_redactor(self.store, self.inventory, environment)
+        env = {
+            "KEYROLL_ROTATION": ctx.rotation, "KEYROLL_ENVIRONMENT": environment,
+            "KEYROLL_SECRET": ctx.ref.name, "KEYROLL_STEP": step,
+            "KEYROLL_NEW_FINGERPRINT": ctx.new.fingerprint if ctx.new else "",
+            "KEYROLL_OLD_FINGERPRINT": ctx.old.fingerprint if ctx.old else "",
+        }
+
+        def dotenv() -> str:
+            return render(collect(self.store, self.inventory, environment), "dotenv")
+
+        results: list[dict[str, object]] = []
+        for hook in hooks:
+            try:
+                result = run_hook(
+                    hook, cwd=self.workdir, env=env, redact=redactor.redact,
+                    stdin=dotenv() if hook.stdin_dotenv else None,
+                    write_dotenv=lambda path: write_private(path, dotenv()), check=False,
+                )
+            except OSError as exc:
+                raise HookFailed(f"hook {hook.label!r}: {exc.strerror or exc}") from None
+            results.append(result.evidence())
+            report(f"{which}: {result.label}: {result.detail}")
+            if check and not result.ok:
+                ctx.evidence[f"{which}_failed"] = results
+                raise HookFailed(f"{which} hook {result.label!r} failed: {result.detail}")
+        return results
