@@ -243,6 +243,7 @@ class Reencryptor:
         environ: where DSNs are read (default ``os.environ``).
         clock: monotonic seconds (timings in the report).
         sleep: how to pause.
+        connect: opens a database from ``(dsn, env_var)`` (`open_database`; tests wrap it).
     """
 
     def __init__(
@@ -258,6 +259,7 @@ class Reencryptor:
         environ: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        connect: Callable[[str, str], Database] | None = None,
     ) -> None:
         if not 1 <= batch_size <= 100_000:
             raise UsageError("--batch-size must be between 1 and 100000 rows")
@@ -275,6 +277,7 @@ class Reencryptor:
         self.environ = os.environ if environ is None else environ
         self.clock = clock
         self.sleep = sleep
+        self.connect = connect or (lambda dsn, env_var: open_database(dsn, env_var=env_var))
         self.current = HeaderMatch.for_kid(cipher.current_kid)
 
     def run(self, columns: Sequence[EncryptionColumn], *, dry_run: bool = False) -> ReencryptReport:
@@ -299,7 +302,7 @@ class Reencryptor:
                             f"{spec.table}.{spec.column}: {spec.database_env} is not set; export "
                             "the application's database URL in it"
                         )
-                    db = databases[spec.database_env] = open_database(dsn, env_var=spec.database_env)
+                    db = databases[spec.database_env] = self.connect(dsn, spec.database_env)
                 resolved.append((spec, db, db.resolve(spec.table, spec.key, spec.column)))
             for spec, db, column in resolved:
                 result = ColumnResult(spec.table, spec.key, spec.column, column.form)
