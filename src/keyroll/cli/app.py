@@ -20,6 +20,7 @@ from keyroll.cli import (
     init_cmd,
     inventory_cmd,
     notify_cmd,
+    reencrypt_cmd,
     report_cmd,
     rotate_cmd,
     secrets_cmd,
@@ -63,6 +64,7 @@ secrets_cmd.register(app)
 rotate_cmd.register(app)
 notify_cmd.register(app)
 adopt_cmd.register(app)
+reencrypt_cmd.register(app)
 app.add_typer(report_cmd.app, name="report")
 app.add_typer(inventory_cmd.app, name="inventory")
 app.add_typer(audit_cmd.app, name="audit")
