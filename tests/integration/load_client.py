@@ -1,0 +1,119 @@
+"""One application process for the rotation load tests and the bench: a NEW connection and a
+query every ~20 ms, with the credential it reads through the runtime key source.
+
+    python -m tests.integration.load_client --store PATH --secret ENV/NAME --kind postgres \\
+        --host 127.0.0.1 --port N --dbname DB --stop-file PATH --ready-file PATH
+
+The store's master key comes in ``KEYROLL_MASTER_KEY`` (base64), never on argv. The client
+reads ``current`` (value + ``meta["role"]``) from `StoreKeySource` every ``--refresh``
+seconds, as an app would, and makes exactly one attempt per iteration: no retry on failure.
+At the end it prints one JSON line of counts; error lines hold the driver's first line, which
+names the role but never a password. Bounded: ``--max-iterations`` and ``--max-seconds``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from keyroll.model import SecretRef
+from keyroll.runtime.keysource import StoreKeySource
+from keyroll.stores.sqlite import SQLiteStore
+
+
+def _postgres_attempt(args: argparse.Namespace, role: str, password: str) -> str | None:
+    """One login + query; None if both worked, else ``login: …`` / ``query: …``."""
+    import psycopg
+
+    try:
+        conn = psycopg.connect(host=args.host, port=args.port, dbname=args.dbname, user=role,
+                               password=password, autocommit=True, connect_timeout=10,
+                               application_name=args.app)
+    except psycopg.Error as exc:
+        return "login: " + (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    try:
+        conn.execute("SELECT count(*) FROM public.orders").fetchone()
+    except psycopg.Error as exc:
+        return "query: " + (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    finally:
+        conn.close()
+    return None
+
+
+def _redis_attempt(args: argparse.Namespace, user: str, password: str) -> str | None:
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    # no credentials on the client: AUTH below is the login, made once (no retry)
+    client = redis.Redis(host=args.host, port=args.port, socket_timeout=10, protocol=2,
+                         retry=Retry(NoBackoff(), 0))
+    try:
+        try:
+            client.execute_command("AUTH", user, password)
+        except redis.exceptions.RedisError as exc:
+            return "login: " + str(exc).splitlines()[0]
+        try:
+            client.execute_command("GET", "kr:load")
+        except redis.exceptions.RedisError as exc:
+            return "query: " + str(exc).splitlines()[0]
+    finally:
+        client.close()
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--store", required=True)
+    parser.add_argument("--secret", required=True, help="ENV/NAME")
+    parser.add_argument("--kind", choices=["postgres", "redis"], default="postgres")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--dbname", default="postgres")
+    parser.add_argument("--app", default="kr-load")
+    parser.add_argument("--refresh", type=float, default=0.25)
+    parser.add_argument("--interval", type=float, default=0.02)
+    parser.add_argument("--stop-file", required=True)
+    parser.add_argument("--ready-file", required=True)
+    parser.add_argument("--max-iterations", type=int, default=50_000)
+    parser.add_argument("--max-seconds", type=float, default=300.0)
+    args = parser.parse_args(argv)
+
+    key = base64.b64decode(os.environ["KEYROLL_MASTER_KEY"])
+    env, name = args.secret.split("/", 1)
+    attempt = _postgres_attempt if args.kind == "postgres" else _redis_attempt
+    counts = {"attempts": 0, "failed_logins": 0, "failed_queries": 0, "credential_changes": 0}
+    errors: list[str] = []
+    stop, ready = Path(args.stop_file), Path(args.ready_file)
+    deadline = time.monotonic() + args.max_seconds
+    with SQLiteStore(Path(args.store), key) as store:
+        source = StoreKeySource(store, SecretRef(env, name), refresh_interval=args.refresh)
+        last_version = None
+        for _ in range(args.max_iterations):
+            if stop.exists() or time.monotonic() > deadline:
+                break
+            current = source.snapshot().current
+            if current.version != last_version:
+                counts["credential_changes"] += 1
+                last_version = current.version
+            role = str(current.meta.get("role") or "")
+            counts["attempts"] += 1
+            problem = attempt(args, role, current.value.reveal())
+            if problem is not None:
+                counts["failed_logins" if problem.startswith("login") else "failed_queries"] += 1
+                if len(errors) < 20:
+                    errors.append(f"{role}: {problem}")
+            elif not ready.exists():
+                ready.touch()
+            time.sleep(args.interval)
+    print(json.dumps({**counts, "errors": errors}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
