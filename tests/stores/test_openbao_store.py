@@ -9,6 +9,7 @@ that neither the token nor a value ends up in a message or repr.
 
 from __future__ import annotations
 
+import http.server
 import pickle
 import re
 import threading
@@ -377,3 +378,20 @@ def test_namespace_keeps_its_own_data(bao_dev: DevServer, bao_store_factory: Fac
         store.put_version(REF, generate("hex-32"))
         assert store.list_secrets() == [REF]
     assert root.list_secrets() == []
+
+
+def test_an_address_that_is_not_openbao_is_refused() -> None:
+    """A web server answering 404 to everything must not look like an empty store."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        url = f"openbao://127.0.0.1:{server.server_address[1]}/secret"
+        with OpenBaoStore.from_url(url, environ={"BAO_TOKEN": "t"}) as store, pytest.raises(
+            UsageError, match="does not answer like OpenBao"
+        ):
+            store.list_versions(REF)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)

@@ -185,6 +185,7 @@ class _Connection:
         self._retry_seconds = retry_seconds
         self._active = 0
         self._probe = len(self.addresses) > 1
+        self._identified: set[str] = set()
         self._timeout = timeout
         self._index: tuple[str, int] | None = None
         self._mutex = threading.RLock()
@@ -249,6 +250,27 @@ class _Connection:
         self._session.headers["X-Vault-Index"] = header
         self._session.headers["X-Vault-Inconsistent"] = "forward-active-node"
 
+    def _identify(self, address: str) -> None:
+        """Refuse an address that is not an OpenBao/Vault API (a web server answering 404
+        to everything would otherwise look like an empty store). Checked once per address;
+        an unreachable address is left to the normal retry path."""
+        if address in self._identified:
+            return
+        try:
+            resp = self._session.get(f"{address}/v1/sys/seal-status", timeout=self._timeout)
+        except requests.RequestException:
+            return
+        try:
+            status = resp.json()
+        except ValueError:
+            status = None
+        if not isinstance(status, dict) or "sealed" not in status:
+            raise UsageError(
+                f"{address} does not answer like OpenBao or Vault (GET /v1/sys/seal-status gave "
+                f"HTTP {resp.status_code}): check the host and port in the store URL"
+            )
+        self._identified.add(address)
+
     def _pick_active(self) -> None:
         """Point at the active node if one answers (standbys may serve stale reads)."""
         for number, address in enumerate(self.addresses):
@@ -284,6 +306,7 @@ class _Connection:
                     self._pick_active()
                 address = self.addresses[self._active]
                 client = self._clients[self._active]
+                self._identify(address)
                 try:
                     return fn(client)
                 except requests.exceptions.SSLError:
