@@ -1,0 +1,72 @@
+"""``keyroll dashboard``: serve the read-only dashboard and ``/metrics`` with uvicorn.
+
+Binds to 127.0.0.1 by default: the dashboard has no login of its own (it shows fingerprints,
+never values, but still names every secret and its history), so expose it only behind a proxy
+that authenticates. The store is opened per request with the same URL every command uses
+(``--store``, ``KEYROLL_STORE`` or ``[store] url``), and checked once before the port opens so
+a missing master key is a one-line error, not a failing page.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from typing import Annotated
+
+import typer
+
+from keyroll.cli.context import AppContext
+from keyroll.cli.output import err
+from keyroll.stores import Store, open_store
+
+__all__ = ["register"]
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def dashboard(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option("--host", help="Address to bind (default loopback only).")]
+    = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", "-p", min=1, max=65535, help="TCP port.")] = 8080,
+    root_path: Annotated[
+        str, typer.Option("--root-path", help="URL prefix when served behind a proxy (/keyroll).")
+    ] = "",
+    access_log: Annotated[bool, typer.Option(help="Log every request (paths only).")] = True,
+) -> None:
+    """Serve the dashboard: secrets, rotations, audit journal, JSON API, /healthz, /metrics."""
+    from keyroll.dashboard import create_app, require_web
+
+    try:
+        import uvicorn
+    except ImportError as exc:
+        raise require_web(exc) from None
+    app: AppContext = ctx.obj
+    inventory = app.inventory
+    base = app.inventory_path.parent
+    url = app.store_url or os.environ.get("KEYROLL_STORE") or inventory.store.url
+    app.store.audit_tail()  # fail now (master key, path, server) rather than on every page
+
+    def store_factory() -> Store:
+        return open_store(url, base=base)
+
+    web = create_app(store_factory, inventory, clock=app.clock)
+    if not _is_loopback(host):
+        err().print(f"warning: binding {host}: the dashboard has no login; put it behind a proxy "
+                    "that authenticates", markup=False)
+    err().print(f"keyroll dashboard on http://{host}:{port}{root_path}/ (metrics at /metrics)",
+                markup=False)
+    uvicorn.run(web, host=host, port=port, root_path=root_path, access_log=access_log,
+                log_level="info", server_header=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``keyroll dashboard`` to the CLI."""
+    app.command()(dashboard)

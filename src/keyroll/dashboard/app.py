@@ -1,0 +1,280 @@
+"""The dashboard's FastAPI application: HTML pages, a JSON API, ``/healthz`` and ``/metrics``.
+
+Read-only by construction: every route is a GET, every route reads through `views` (which
+never calls `Store.read_value`), and the app holds no state of its own besides its arguments.
+Each request opens the store with the factory it was given and closes it afterwards, so the
+app needs no globals and two apps in one process do not share anything.
+
+Errors never show a traceback: unknown secrets, environments and rotations are 404, bad query
+parameters 422, a store that cannot be reached 503, each with one line (JSON ``{"error": …}``
+under ``/api/``, a small HTML page elsewhere). Templates are autoescaped; the markdown reports
+are rendered with raw HTML disabled.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import jinja2
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from markdown_it import MarkdownIt
+from markupsafe import Markup
+from prometheus_client.exposition import choose_encoder
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from keyroll.audit import Journal
+from keyroll.dashboard import views
+from keyroll.dashboard.metrics import metrics_registry
+from keyroll.errors import KeyrollError, NotFound, StoreError, UnknownSecret, UsageError
+from keyroll.inventory import Inventory
+from keyroll.model import utcnow
+from keyroll.stores.base import Store
+
+__all__ = ["StoreFactory", "build_app"]
+
+StoreFactory = Callable[[], AbstractContextManager[Store]]
+
+_TEMPLATES = Path(__file__).parent / "templates"
+_MAX_LIMIT = 1000
+_JSON_PREFIXES = ("/api/", "/healthz", "/metrics")
+_HEADERS = [
+    (b"content-security-policy",
+     b"default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; base-uri 'none'; "
+     b"form-action 'self'; frame-ancestors 'none'"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+    (b"cache-control", b"no-store"),
+]
+
+
+class _SecurityHeaders:
+    """Adds the headers above to every response (pure ASGI: no body buffering)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *_HEADERS]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())[:500]
+
+
+def _when(value: object) -> str:
+    """ISO text or datetime → ``2026-11-22 02:00 UTC`` (anything else shown as is)."""
+    moment = value
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    if isinstance(moment, datetime):
+        return f"{moment:%Y-%m-%d %H:%M} UTC"
+    return "–" if value is None else str(value)
+
+
+def _pretty(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, indent=2, sort_keys=True, default=str, ensure_ascii=False)
+
+
+def _environment(markdown: MarkdownIt) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(_TEMPLATES),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["when"] = _when
+    env.filters["pretty"] = _pretty
+    # html=False: raw HTML in a report (an actor name, hook output) is escaped, not rendered
+    env.filters["markdown"] = lambda text: Markup(markdown.render(str(text)))  # noqa: S704
+    return env
+
+
+def build_app(
+    store_factory: StoreFactory,
+    inventory: Inventory,
+    *,
+    clock: Callable[[], datetime] = utcnow,
+    title: str | None = None,
+) -> FastAPI:
+    """The dashboard app (see the module docstring; `keyroll.dashboard.create_app` wraps it).
+
+    Args:
+        store_factory: opens the store for one request, as a context manager closed after it
+            (``lambda: open_store(url)``; tests pass ``lambda: nullcontext(store)``).
+        inventory: the secret classes.
+        clock: the time source for ages and due dates (frozen in tests).
+        title: shown in the page header (default: the inventory's project name).
+    """
+    name = title or f"keyroll · {inventory.project}"
+    markdown = MarkdownIt("commonmark", {"html": False})
+    templates = _environment(markdown)
+    registry = metrics_registry(store_factory, inventory, clock)
+    app = FastAPI(title=name, docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
+    app.add_middleware(_SecurityHeaders)
+
+    def journal(store: Store) -> Journal:
+        return Journal(store, actor=views.JOURNAL_ACTOR, clock=clock)
+
+    def wants_json(request: Request) -> bool:
+        root = str(request.scope.get("root_path", ""))
+        path = str(request.scope.get("path", ""))
+        if root and path.startswith(root):
+            path = path[len(root):]
+        return path.startswith(_JSON_PREFIXES)
+
+    def page(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+        html = templates.get_template(template).render(
+            root=request.scope.get("root_path", ""), title=name, now=clock().isoformat(),
+            **context)
+        return HTMLResponse(html, status_code=status_code)
+
+    def error(request: Request, status: int, message: str) -> Response:
+        message = _one_line(message)
+        if wants_json(request):
+            return JSONResponse({"error": message}, status_code=status)
+        return page(request, "error.html", status, status=status, message=message)
+
+    # --- errors ---------------------------------------------------------------------------
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        text = exc.detail if isinstance(exc.detail, str) else "error"
+        if exc.status_code == 404 and text == "Not Found":
+            text = f"no page at {request.url.path}: start at /"
+        return error(request, exc.status_code, text)
+
+    @app.exception_handler(RequestValidationError)
+    async def _bad_request(request: Request, exc: RequestValidationError) -> Response:
+        problems = exc.errors()
+        first = problems[0] if problems else {"loc": (), "msg": "invalid request"}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("query", "path"))
+        more = f" ({len(problems) - 1} more problems)" if len(problems) > 1 else ""
+        return error(request, 422, f"{where}: {first.get('msg', 'invalid')}{more}")
+
+    @app.exception_handler(KeyrollError)
+    async def _keyroll_error(request: Request, exc: KeyrollError) -> Response:
+        if isinstance(exc, NotFound | UnknownSecret):
+            return error(request, 404, str(exc))
+        if isinstance(exc, UsageError):
+            return error(request, 422, str(exc))
+        if isinstance(exc, StoreError):
+            return error(request, 503, f"the store did not answer: {exc}")
+        return error(request, 500, str(exc))
+
+    # --- HTML -----------------------------------------------------------------------------
+
+    EnvQuery = Annotated[str | None, Query(max_length=63, description="Only this environment.")]
+    Limit = Annotated[int, Query(ge=1, le=_MAX_LIMIT, description="How many records.")]
+    Filter = Annotated[str | None, Query(max_length=100)]
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def overview_page(request: Request, env: EnvQuery = None) -> Response:
+        with store_factory() as store:
+            data = views.overview(store, inventory, clock(), environment=env)
+            health = views.journal_health(journal(store))
+        return page(request, "overview.html", data=data, journal=health)
+
+    @app.get("/secrets/{environment}/{secret}", response_class=HTMLResponse,
+             include_in_schema=False)
+    def secret_page(request: Request, environment: str, secret: str) -> Response:
+        with store_factory() as store:
+            data = views.secret_detail(store, inventory, journal(store), clock(), environment,
+                                       secret)
+        return page(request, "secret.html", data=data)
+
+    @app.get("/rotations", response_class=HTMLResponse, include_in_schema=False)
+    def rotations_html(request: Request, active: bool = False) -> Response:
+        with store_factory() as store:
+            data = views.rotations_page(store, active_only=active)
+        return page(request, "rotations.html", data=data)
+
+    @app.get("/rotations/{rotation_id}", response_class=HTMLResponse, include_in_schema=False)
+    def rotation_page(request: Request, rotation_id: str) -> Response:
+        with store_factory() as store:
+            data = views.rotation_detail(store, inventory, journal(store), clock(), rotation_id)
+        return page(request, "rotation.html", data=data)
+
+    @app.get("/audit", response_class=HTMLResponse, include_in_schema=False)
+    def audit_html(
+        request: Request, limit: Limit = 100, environment: Filter = None, secret: Filter = None,
+        rotation: Filter = None, action: Filter = None,
+    ) -> Response:
+        with store_factory() as store:
+            data = views.audit_page(journal(store), limit=limit, environment=environment,
+                                    secret=secret, rotation=rotation, action=action)
+        return page(request, "audit.html", data=data)
+
+    # --- JSON -----------------------------------------------------------------------------
+
+    @app.get("/api/status", summary="Every secret: age, due date, days left, state")
+    def api_status(env: EnvQuery = None) -> dict[str, Any]:
+        with store_factory() as store:
+            return views.overview(store, inventory, clock(), environment=env)
+
+    @app.get("/api/secrets/{environment}/{secret}", summary="One secret: versions, history")
+    def api_secret(environment: str, secret: str) -> dict[str, Any]:
+        with store_factory() as store:
+            return views.secret_detail(store, inventory, journal(store), clock(), environment,
+                                       secret)
+
+    @app.get("/api/rotations", summary="Rotations (in flight first)")
+    def api_rotations(active: bool = False) -> dict[str, Any]:
+        with store_factory() as store:
+            return views.rotations_page(store, active_only=active)
+
+    @app.get("/api/rotations/{rotation_id}", summary="One rotation: timeline, evidence, reports")
+    def api_rotation(rotation_id: str) -> dict[str, Any]:
+        with store_factory() as store:
+            return views.rotation_detail(store, inventory, journal(store), clock(), rotation_id)
+
+    @app.get("/api/audit", summary="The newest journal records and the chain's verification")
+    def api_audit(
+        limit: Limit = 100, environment: Filter = None, secret: Filter = None,
+        rotation: Filter = None, action: Filter = None,
+    ) -> dict[str, Any]:
+        with store_factory() as store:
+            return views.audit_page(journal(store), limit=limit, environment=environment,
+                                    secret=secret, rotation=rotation, action=action)
+
+    # --- probes ---------------------------------------------------------------------------
+
+    @app.get("/healthz", summary="200 when the store answers, 503 otherwise")
+    def healthz() -> Response:
+        try:
+            with store_factory() as store:
+                store.audit_tail()
+        except KeyrollError as exc:
+            return JSONResponse({"status": "unavailable", "error": _one_line(exc)},
+                                status_code=503)
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/metrics", summary="Prometheus metrics (read at scrape time)")
+    def metrics(request: Request) -> Response:
+        encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+        return Response(encoder(registry), media_type=content_type)
+
+    return app

@@ -1,0 +1,321 @@
+"""What the dashboard shows, as plain data: one function per page, shared by HTML and JSON.
+
+Nothing here imports FastAPI or jinja2, so the pages' content is testable on its own and the
+JSON API says exactly what the HTML says. Every function only reads the store: it lists
+versions (metadata and fingerprints), labels, rotation records and the journal, and never
+calls `Store.read_value`. A value cannot reach a page because no code path here holds one.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from keyroll.audit import AuditRecord, Journal
+from keyroll.durations import format_duration
+from keyroll.errors import KeyrollError, NotFound
+from keyroll.inventory import Inventory
+from keyroll.model import Label
+from keyroll.reports import checklist, drill_report
+from keyroll.rotation.engine import ACTIVE, STEPS, TERMINAL
+from keyroll.status import SecretStatus, State, statuses
+from keyroll.stores.base import RotationRecord, Store
+
+__all__ = [
+    "JOURNAL_ACTOR",
+    "audit_page",
+    "journal_health",
+    "overview",
+    "rotation_detail",
+    "rotations_page",
+    "secret_detail",
+    "valid_rotation_id",
+]
+
+#: The actor name of the dashboard's read-only `Journal` (it never appends).
+JOURNAL_ACTOR = "keyroll-dashboard"
+_ROTATION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_STATE_ORDER = {State.OVERDUE: 0, State.MISSING: 1, State.DUE: 2, State.OK: 3}
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def _parse(text: object) -> datetime | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def valid_rotation_id(text: str) -> bool:
+    """Whether ``text`` looks like a rotation id (checked before any store lookup)."""
+    return bool(_ROTATION_ID.match(text))
+
+
+def _record_json(record: AuditRecord) -> dict[str, Any]:
+    return {
+        "seq": record.seq,
+        "time": record.time.isoformat(),
+        "actor": record.actor,
+        "action": record.action,
+        "environment": record.environment,
+        "secret": record.secret,
+        "version": record.version,
+        "fingerprints": list(record.fingerprints),
+        "evidence": dict(record.evidence),
+        "outcome": record.outcome,
+        "rotation": record.rotation,
+    }
+
+
+def _status_json(row: SecretStatus, now: datetime) -> dict[str, Any]:
+    doc = row.to_json(now)
+    age = row.age_at(now)
+    doc.update({
+        "description": row.cls.description,
+        "blast_radius": row.cls.blast_radius,
+        "cadence_days": row.cls.cadence_days,
+        "age_seconds": age.total_seconds() if age is not None else None,
+        "age": format_duration(age) if age is not None else None,
+    })
+    return doc
+
+
+def _rotation_summary(record: RotationRecord) -> dict[str, Any]:
+    body = record.body
+    return {
+        "id": record.id,
+        "environment": record.ref.environment,
+        "class": record.ref.name,
+        "state": record.state,
+        "active": record.state in ACTIVE,
+        "kind": body.get("kind"),
+        "incident": bool(body.get("incident")),
+        "drill": bool(body.get("drill")),
+        "requested_by": body.get("requested_by"),
+        "created_at": record.created_at.isoformat(),
+        "updated_at": record.updated_at.isoformat(),
+        "duration": format_duration(record.updated_at - record.created_at),
+        "old_version": body.get("old_version"),
+        "new_version": body.get("new_version"),
+        "waiting": body.get("waiting"),
+        "awaiting": body.get("awaiting"),
+        "error": (body.get("error") or {}).get("message"),
+    }
+
+
+def journal_health(journal: Journal) -> dict[str, Any]:
+    """The journal's verification: record count, head hash, and every break found."""
+    report = journal.verify()
+    return {"ok": report.ok, "count": report.count, "head": report.head,
+            "problems": list(report.problems)}
+
+
+def overview(
+    store: Store, inventory: Inventory, now: datetime, *, environment: str | None = None
+) -> dict[str, Any]:
+    """Every secret (optionally of one environment), worst state first, with counts by state.
+
+    Raises:
+        UnknownSecret: ``environment`` is not in the inventory.
+    """
+    if environment is not None:
+        inventory.policy(environment)
+    rows = statuses(store, inventory, now, environment=environment)
+    rows.sort(key=lambda r: (_STATE_ORDER[r.state], r.days_left if r.days_left is not None else 0,
+                             r.ref.environment, r.ref.name))
+    counts = {state.value: 0 for state in State}
+    for row in rows:
+        counts[row.state.value] += 1
+    in_flight = [_rotation_summary(r) for r in store.list_rotations() if r.state in ACTIVE]
+    return {
+        "project": inventory.project,
+        "now": now.isoformat(),
+        "environment": environment,
+        "environments": sorted(inventory.environments),
+        "counts": counts,
+        "secrets": [_status_json(row, now) for row in rows],
+        "in_flight": in_flight,
+    }
+
+
+def secret_detail(
+    store: Store, inventory: Inventory, journal: Journal, now: datetime, environment: str, name: str
+) -> dict[str, Any]:
+    """One secret: its class, status, versions (fingerprints, kids), labels, lock, rotations
+    and the journal records about it (newest first).
+
+    Raises:
+        UnknownSecret: no such class, environment, or class in that environment.
+    """
+    cls, ref = inventory.resolve(name, environment)
+    statuses_ = [s for s in statuses(store, inventory, now, environment=environment)
+                 if s.ref == ref]
+    status = statuses_[0]
+    labels = store.get_labels(ref)
+    by_version: dict[int, list[str]] = {}
+    for label, number in labels.items():
+        by_version.setdefault(number, []).append(label.value)
+    versions = [
+        {
+            "number": v.number,
+            "kid": v.kid_hex,
+            "fingerprint": v.fingerprint,
+            "created_at": v.created_at.isoformat(),
+            "age": format_duration(now - v.created_at),
+            "destroyed": v.destroyed,
+            "labels": sorted(by_version.get(v.number, [])),
+            "meta": {str(k): v.meta[k] for k in sorted(v.meta)},
+        }
+        for v in reversed(store.list_versions(ref))
+    ]
+    lock = store.get_lock(ref, now=now)
+    rotations = [_rotation_summary(r) for r in reversed(store.list_rotations(ref))]
+    records = [_record_json(r) for r in journal.records()
+               if r.environment == ref.environment and r.secret == ref.name]
+    records.reverse()
+    return {
+        "class": {
+            "name": cls.name,
+            "kind": cls.kind.value,
+            "description": cls.description,
+            "tier": cls.tier.value,
+            "owner": cls.owner,
+            "blast_radius": cls.blast_radius,
+            "cadence_days": cls.cadence_days,
+            "env_vars": list(cls.env_vars),
+            "environments": list(cls.environments),
+            "overlap": format_duration(cls.overlap.deadline()),
+        },
+        "environment": ref.environment,
+        "status": _status_json(status, now),
+        "labels": {label.value: labels[label] for label in Label if label in labels},
+        "versions": versions,
+        "lock": ({"owner": lock.owner, "expires_at": lock.expires_at.isoformat()}
+                 if lock is not None else None),
+        "rotations": rotations,
+        "journal": records,
+    }
+
+
+def rotations_page(store: Store, *, active_only: bool = False) -> dict[str, Any]:
+    """Every rotation (or only those in flight), in flight first, then newest first."""
+    records = [r for r in store.list_rotations() if not active_only or r.state in ACTIVE]
+    records.sort(key=lambda r: (r.state in TERMINAL, -r.created_at.timestamp(), r.id))
+    return {"active_only": active_only, "rotations": [_rotation_summary(r) for r in records]}
+
+
+def _timeline(record: RotationRecord) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    previous_end: datetime | None = record.created_at
+    for step in record.body.get("steps") or []:
+        if not isinstance(step, Mapping):
+            continue
+        started = _parse(step.get("started_at"))
+        finished = _parse(step.get("finished_at"))
+        took = finished - started if started and finished else None
+        waited = started - previous_end if started and previous_end else None
+        rows.append({
+            "step": step.get("step"),
+            "started_at": _iso(started),
+            "finished_at": _iso(finished),
+            "duration": format_duration(took) if took is not None else None,
+            "duration_seconds": took.total_seconds() if took is not None else None,
+            "waited_before": format_duration(waited) if waited and waited.total_seconds() >= 1
+            else None,
+            "outcome": step.get("outcome") or ("running" if finished is None else None),
+            "evidence": dict(step.get("evidence") or {}),
+        })
+        previous_end = finished or started
+    return rows
+
+
+def _markdown_or_none(make: Any, *args: Any) -> str | None:
+    try:
+        text = make(*args)
+    except KeyrollError:  # the class left the inventory, or the record is incomplete
+        return None
+    return str(text)
+
+
+def rotation_detail(
+    store: Store, inventory: Inventory, journal: Journal, now: datetime, rotation_id: str
+) -> dict[str, Any]:
+    """One rotation: summary, step timeline with durations and evidence, approvals and
+    confirmations, the error if any, its journal records, and the checklist and drill report
+    (markdown) built from the journal.
+
+    Raises:
+        NotFound: no rotation with that id.
+    """
+    if not valid_rotation_id(rotation_id):
+        raise NotFound(f"no rotation {rotation_id!r}: see /rotations for the ids")
+    record = store.get_rotation(rotation_id)
+    body = record.body
+    summary = _rotation_summary(record)
+    overlap_end = None
+    started = _parse(body.get("overlap_started"))
+    cls = inventory.classes.get(record.ref.name)
+    if started is not None and cls is not None:
+        overlap_end = started if body.get("incident") else started + cls.overlap.deadline()
+    position = None
+    if record.state in STEPS:
+        position = record.state
+    elif record.state == "awaiting-confirmation":
+        position = body.get("resume_state")
+    records = [_record_json(r) for r in journal.records() if r.rotation == record.id]
+    return {
+        "rotation": summary,
+        "now": now.isoformat(),
+        "steps_planned": list(STEPS),
+        "next_step": position,
+        "approvals_required": body.get("approvals_required"),
+        "approvals": list(body.get("approvals") or []),
+        "confirmations": list(body.get("confirmations") or []),
+        "overlap_started": _iso(started),
+        "overlap_ends_no_earlier_than": _iso(overlap_end),
+        "error_detail": dict(body.get("error") or {}),
+        "rollback": dict(body.get("rollback") or {}),
+        "timeline": _timeline(record),
+        "journal": records,
+        "drill_report": _markdown_or_none(drill_report, store, inventory, journal, record.id),
+        "checklist": _markdown_or_none(checklist, store, inventory, journal, record.ref.name,
+                                       record.ref.environment, record.id),
+    }
+
+
+def audit_page(
+    journal: Journal,
+    *,
+    limit: int,
+    environment: str | None = None,
+    secret: str | None = None,
+    rotation: str | None = None,
+    action: str | None = None,
+) -> dict[str, Any]:
+    """The last ``limit`` journal records (newest first) matching the filters, and the chain's
+    verification."""
+    def matches(record: AuditRecord) -> bool:
+        return ((environment is None or record.environment == environment)
+                and (secret is None or record.secret == secret)
+                and (rotation is None or record.rotation == rotation)
+                and (action is None or record.action == action or
+                     record.action.startswith(action + ".")))
+
+    last: Iterable[AuditRecord] = deque((r for r in journal.records() if matches(r)), maxlen=limit)
+    records = [_record_json(r) for r in last]
+    records.reverse()
+    return {
+        "verification": journal_health(journal),
+        "limit": limit,
+        "filters": {"environment": environment, "secret": secret, "rotation": rotation,
+                    "action": action},
+        "records": records,
+    }
