@@ -55,11 +55,11 @@ def _redis_attempt(args: argparse.Namespace, user: str, password: str) -> str | 
                          retry=Retry(NoBackoff(), 0))
     try:
         try:
-            client.execute_command("AUTH", user, password)
+            client.execute_command("AUTH", user, password)  # type: ignore[no-untyped-call]
         except redis.exceptions.RedisError as exc:
             return "login: " + str(exc).splitlines()[0]
         try:
-            client.execute_command("GET", "kr:load")
+            client.execute_command("GET", "kr:load")  # type: ignore[no-untyped-call]
         except redis.exceptions.RedisError as exc:
             return "query: " + str(exc).splitlines()[0]
     finally:

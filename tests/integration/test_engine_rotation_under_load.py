@@ -110,7 +110,8 @@ def _stop(clients: list[tuple[Path_, subprocess.Popen[str], Path]], tmp: Path
             proc.kill()
             out, err = proc.communicate(timeout=10)
         lines = out.strip().splitlines()
-        result = json.loads(lines[-1]) if lines else {"errors": [f"no result: {err[-500:]}"]}
+        result: dict[str, Any] = (json.loads(lines[-1]) if lines
+                                  else {"errors": [f"no result: {err[-500:]}"]})
         total = totals.setdefault(path.name, {"attempts": 0, "failed_logins": 0,
                                               "failed_queries": 0, "credential_changes": [],
                                               "errors": [], "output": ""})

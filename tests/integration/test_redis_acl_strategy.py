@@ -185,7 +185,9 @@ def test_wrong_current_password_refuses(make_rig: Callable[..., RedisRig],
     info = redis.Redis(host="127.0.0.1", port=redis_server.port, username="default",
                        password=redis_server.password)
     try:
-        hashes = info.acl_getuser(rig.user)["passwords"]
+        user_info = info.acl_getuser(rig.user)
+        assert user_info is not None
+        hashes = user_info["passwords"]
     finally:
         info.close()
     assert hashes == [_sha(rig.first)]
@@ -199,7 +201,7 @@ def test_incident_closes_the_users_connections(make_rig: Callable[..., RedisRig]
         record = rig.world.rotate("cache", incident=True)
         assert record.state == "done", record.body.get("error")
         with pytest.raises(redis.exceptions.ConnectionError):
-            held.execute_command("PING")
+            held.execute_command("PING")  # type: ignore[no-untyped-call]
     finally:
         held.close()
     assert not logs_in(redis_server, rig.user, rig.first)
@@ -217,7 +219,8 @@ def test_sigkill_at_every_step_boundary_resumes_and_redis_accepts_current(
 
     def make_world() -> tuple[Path, Inventory]:
         folder = tmp_path_factory.mktemp("redis-crash")
-        options = {"admin_url_env": ADMIN_ENV, "mode": mode, "user": f"{prefix}{next(counter)}"}
+        options: dict[str, Any] = {"admin_url_env": ADMIN_ENV, "mode": mode,
+                                   "user": f"{prefix}{next(counter)}"}
         if mode == "alternating-users":
             options["rules"] = RULES
         text = inventory_text(class_toml("cache", "redis-acl", "REDIS_PASSWORD", options,

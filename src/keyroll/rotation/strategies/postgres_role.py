@@ -105,8 +105,9 @@ def _text(cls: SecretClass, name: str, *, required: bool = False) -> str | None:
 def _env_name(cls: SecretClass, name: str, *, required: bool = False) -> str | None:
     value = _text(cls, name, required=required)
     if value is not None and not _ENV_VAR.match(value):
-        raise _bad(cls, name, f"{value!r} is not an env var name (A-Z, 0-9, _): name the "
-                   "variable that holds it, never the value itself")
+        # not echoed: a DSN pasted here by mistake may hold a password
+        raise _bad(cls, name, "is not an env var name (A-Z, 0-9, _; its text is not shown): "
+                   "name the variable that holds it, never the value itself")
     return value
 
 
