@@ -21,7 +21,6 @@ target (a new file, or a new OpenBao prefix) and run it again.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from keyroll.errors import StoreCorrupted, UsageError
@@ -29,7 +28,7 @@ from keyroll.generate import generate
 from keyroll.model import SecretRef, Version
 from keyroll.stores.base import RotationRecord, Store
 
-__all__ = ["MIGRATED_FROM_FINGERPRINT", "MigrationReport", "meta_keys", "migrate_store"]
+__all__ = ["MIGRATED_FROM_FINGERPRINT", "MigrationReport", "migrate_store"]
 
 #: Meta key added to a destroyed version copied by `migrate_store` (its original fingerprint).
 MIGRATED_FROM_FINGERPRINT = "migrated_from_fingerprint"
@@ -66,28 +65,6 @@ class MigrationReport:
     fingerprints: dict[str, list[str]] = field(default_factory=dict)
 
 
-def meta_keys(store: Store) -> list[str]:
-    """Every bookkeeping key a store holds, sorted.
-
-    The `Store` contract has ``get_meta``/``put_meta`` but no listing yet, so this asks the
-    backend: ``store.list_meta()`` where it exists (`OpenBaoStore`), the ``meta`` table for
-    `SQLiteStore`.
-
-    Raises:
-        UsageError: the backend cannot list its bookkeeping keys.
-    """
-    lister: Callable[[], list[str]] | None = getattr(store, "list_meta", None)
-    if lister is not None:
-        return sorted(lister())
-    from keyroll.stores.sqlite import SQLiteStore
-
-    if isinstance(store, SQLiteStore):
-        return sorted(str(row[0]) for row in store._query("SELECT key FROM meta"))
-    raise UsageError(
-        f"the store {store.url} cannot list its bookkeeping keys, so it cannot be migrated"
-    )
-
-
 def _refuse_non_empty(target: Store) -> None:
     held = []
     if secrets := target.list_secrets():
@@ -96,7 +73,7 @@ def _refuse_non_empty(target: Store) -> None:
         held.append(f"{len(rotations)} rotation record(s)")
     if target.audit_tail() is not None:
         held.append("an audit journal")
-    if keys := meta_keys(target):
+    if keys := target.list_meta():
         held.append(f"{len(keys)} bookkeeping value(s)")
     if held:
         raise UsageError(
@@ -194,7 +171,7 @@ def _verify(source: Store, target: Store, refs: list[SecretRef]) -> int:
         raise differ("the rotation records")
     if list(source.audit_entries()) != list(target.audit_entries()):
         raise differ("the audit journal")
-    for key in meta_keys(source):
+    for key in source.list_meta():
         if source.get_meta(key) != target.get_meta(key):
             raise differ(f"bookkeeping value {key!r}")
     return checked
@@ -237,7 +214,7 @@ def migrate_store(source: Store, target: Store) -> MigrationReport:
     for entry in source.audit_entries():
         target.audit_append(entry)
         entries += 1
-    keys = meta_keys(source)
+    keys = source.list_meta()
     for key in keys:
         value = source.get_meta(key)
         if value is not None:

@@ -19,7 +19,7 @@ import pytest
 from keyroll.audit import Journal
 from keyroll.errors import UsageError
 from keyroll.generate import generate
-from keyroll.migrate import MIGRATED_FROM_FINGERPRINT, meta_keys, migrate_store
+from keyroll.migrate import MIGRATED_FROM_FINGERPRINT, migrate_store
 from keyroll.model import Label, SecretRef, SecretValue
 from keyroll.stores.base import RotationRecord, Store
 from keyroll.stores.openbao import OpenBaoStore
@@ -87,7 +87,7 @@ def _dump(store: Store) -> tuple[Any, ...]:
         secrets_[str(ref)] = (versions, store.get_labels(ref))
     return (
         secrets_, store.list_rotations(), list(store.audit_entries()),
-        {key: store.get_meta(key) for key in meta_keys(store)},
+        {key: store.get_meta(key) for key in store.list_meta()},
     )
 
 

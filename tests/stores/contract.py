@@ -227,5 +227,8 @@ class StoreContract:
         assert store.get_meta("notify:2026-11-22") == '{"sent": ["prod/jwt-access"]}'
         store.put_meta("notify:2026-11-22", "{}")
         assert store.get_meta("notify:2026-11-22") == "{}"
+        store.put_meta("usage:prod/jwt-access", "{}")
+        assert store.list_meta() == ["notify:2026-11-22", "usage:prod/jwt-access"]
         store.put_meta("notify:2026-11-22", None)
         assert store.get_meta("notify:2026-11-22") is None
+        assert store.list_meta() == ["usage:prod/jwt-access"]

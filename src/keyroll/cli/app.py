@@ -25,6 +25,7 @@ from keyroll.cli import (
     rotate_cmd,
     secrets_cmd,
     status_cmd,
+    store_cmd,
 )
 from keyroll.cli.context import AppContext
 from keyroll.cli.output import err
@@ -63,6 +64,7 @@ status_cmd.register(app)
 secrets_cmd.register(app)
 rotate_cmd.register(app)
 notify_cmd.register(app)
+store_cmd.register(app)
 adopt_cmd.register(app)
 reencrypt_cmd.register(app)
 app.add_typer(report_cmd.app, name="report")

@@ -36,6 +36,8 @@ from keyroll.errors import (
     NotFound,
     RotationRefused,
     StepFailed,
+    StoreForbidden,
+    StoreUnavailable,
     UsageError,
 )
 from keyroll.inventory import Inventory, SecretClass
@@ -505,6 +507,11 @@ class Engine:
         self._emit(record, "step.started", step, f"{step}…")
         try:
             getattr(self, f"_do_{step}")(record, ctx, strategy)
+        except (StoreUnavailable, StoreForbidden):
+            # the store itself is out of reach: pause, and rerun this step when it is back.
+            # Rolling back now would act on a state we cannot read.
+            self._emit(record, "step.failed", step, "the store is unavailable: paused")
+            raise
         except Exception as exc:  # noqa: BLE001  (every failure is recorded, then handled)
             self._failed(self.get(record.id), step, ctx, exc)
             return True

@@ -214,6 +214,10 @@ class Store(ABC):
     def put_meta(self, key: str, value: str | None) -> None:
         """Set (or with None, delete) a bookkeeping value."""
 
+    @abstractmethod
+    def list_meta(self) -> list[str]:
+        """Every bookkeeping key, sorted (migration copies them all)."""
+
     # --- lifecycle ------------------------------------------------------------------------
 
     def close(self) -> None:  # noqa: B027  (optional hook: most backends hold nothing)

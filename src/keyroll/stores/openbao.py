@@ -1059,7 +1059,7 @@ class OpenBaoStore(Store):
         return None if stored is None else str(stored[0]["value"])
 
     def list_meta(self) -> list[str]:
-        """Every bookkeeping key, sorted (used by `keyroll.migrate`; not yet in the contract)."""
+        """Every bookkeeping key, sorted."""
         keys = []
         for name in self._list(self._path("_meta") + "/"):
             if name.endswith("/"):

@@ -398,6 +398,9 @@ class SQLiteStore(Store):
         rows = self._query("SELECT value FROM meta WHERE key=?", (key,))
         return str(rows[0][0]) if rows else None
 
+    def list_meta(self) -> list[str]:
+        return [str(key) for (key,) in self._query("SELECT key FROM meta ORDER BY key")]
+
     def put_meta(self, key: str, value: str | None) -> None:
         with self._write() as db:
             if value is None:

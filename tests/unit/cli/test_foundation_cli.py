@@ -167,3 +167,28 @@ def test_bad_inventory_via_the_real_command(initialised: Keyroll, project: Path,
     assert expected in done.stderr
     assert "Traceback" not in done.stderr
     assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1
+
+
+def test_migrate_store_between_local_stores(initialised: Keyroll, project: Path) -> None:
+    assert initialised("generate", "jwt-access", "--env", "dev").code == 0
+    assert initialised("generate", "payment-webhook", "--env", "dev").code == 0
+    (project / "copy").mkdir()
+    key = (project / ".keyroll" / "master.key").read_bytes()
+    (project / "copy" / "master.key").write_bytes(key)
+    os.chmod(project / "copy" / "master.key", 0o600)
+    before = initialised("audit", "log", "--json", "-n", "0").out
+    status = json.loads(initialised("status", "--env", "dev", "--json").out)["secrets"]
+
+    moved = initialised("migrate-store", "--from", "sqlite:.keyroll/store.db",
+                        "--to", "sqlite:copy/store.db", "--json")
+    assert moved.code == 0, moved.err
+    summary = json.loads(moved.out)
+    assert summary["secrets"] == 2 and summary["verified_values"] == 2
+    assert initialised("audit", "log", "--json", "-n", "0").out == before  # source unchanged
+    copied = json.loads(initialised("--store", "sqlite:copy/store.db", "status", "--env", "dev",
+                                    "--json").out)["secrets"]
+    assert [r["fingerprint"] for r in copied] == [r["fingerprint"] for r in status]
+    assert initialised("--store", "sqlite:copy/store.db", "audit", "verify").code == 0
+    again = initialised("migrate-store", "--from", "sqlite:.keyroll/store.db",
+                        "--to", "sqlite:copy/store.db")
+    assert again.code == 2 and "nothing was copied" in again.err

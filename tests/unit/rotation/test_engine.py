@@ -308,3 +308,31 @@ def test_incident_does_not_wait_for_propagation(world: World) -> None:
     record = engine.run(engine.start("jwt-access", "dev", incident=True).id)
     assert record.state == "done"
     assert record.created_at == world.clock()
+
+
+def test_store_outage_in_a_step_pauses_instead_of_rolling_back(world: World) -> None:
+    from keyroll.errors import StoreUnavailable
+    from keyroll.stores.sqlite import SQLiteStore
+
+    class FlakyStore(SQLiteStore):
+        down = False
+
+        def set_labels(self, *args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+            if self.down:
+                raise StoreUnavailable("store down (test)")
+            return super().set_labels(*args, **kwargs)  # type: ignore[arg-type]
+
+    ref = world.seed("api")
+    flaky = FlakyStore(world.path / ".keyroll" / "store.db", world.key)
+    world.store = flaky
+    engine = world.engine()
+    record = engine.start("api", "dev")
+    flaky.down = True
+    with pytest.raises(StoreUnavailable):
+        engine.run(record.id)
+    paused = engine.get(record.id)
+    assert paused.state == "create"
+    assert world.store.get_labels(ref) == {Label.CURRENT: 1}
+    flaky.down = False
+    assert engine.run(record.id).state == "overlap"
+    flaky.close()
