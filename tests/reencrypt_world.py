@@ -44,8 +44,7 @@ environments = ["dev"]
 overlap = {{ min = "1h" }}
 options = {{ legacy_fernet_env = ["SECRET_KEY", "OLD_SECRET_KEYS"] }}
 columns = [
-  {{ table = "{table}", key = "id", column = "{email}", context = "users,email,{{key}}",
-     database_env = "{env}" }},
+  {{ table = "{table}", column = "{email}", context = "users,email,{{key}}", database_env = "{env}" }},
   {{ table = "{table}", key = "id", column = "doc_enc", context = "users.doc", database_env = "{env}" }},
 ]
 """

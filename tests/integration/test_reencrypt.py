@@ -436,3 +436,46 @@ def test_missing_dsn_and_wrong_kind_are_usage_errors(world: World, cli: CLI,
     assert code == 2 and "cannot re-encrypt" in err and "hunter2" not in err
     code, _, err = cli("reencrypt", "nosuch", "--env", "dev")
     assert code == 2
+    monkeypatch.setenv(DSN_ENV, world.db.dsn)
+    monkeypatch.delenv("SECRET_KEY")
+    code, _, err = cli("reencrypt", "field", "--env", "dev")
+    assert code == 2 and "legacy Fernet keys" in err and "SECRET_KEY is not set" in err
+
+
+# --- key types (PostgreSQL casts the batch arrays to the key's own type) ---------------------
+
+
+@pytest.mark.parametrize("key_type", ["uuid", "text", "varchar(40)", "integer"])
+def test_postgres_key_types(fresh_db: Any, tmp_path: Path, key_type: str) -> None:
+    import uuid
+
+    import psycopg
+
+    db = AppDatabase("postgres", fresh_db.dsn)
+    world = make_world(tmp_path, db, table="unused")
+    try:
+        world.rotate()
+        old = world.cipher_of(Label.PREVIOUS)
+        keys: list[Any] = (
+            [uuid.uuid4() for _ in range(60)] if key_type == "uuid"
+            else list(range(1, 61)) if key_type == "integer"
+            else [f"user-{secrets.token_hex(4)}" for _ in range(60)]
+        )
+        with psycopg.connect(fresh_db.dsn, autocommit=True) as conn:
+            conn.execute(f"CREATE TABLE users (id {key_type} PRIMARY KEY, email_enc text, doc_enc bytea)")
+            with conn.cursor() as cur:
+                cur.executemany("INSERT INTO users VALUES (%s, %s, %s)", [
+                    (k, old.encrypt_text(f"planted-{k}", context=("users", "email", str(k))),
+                     old.encrypt(str(k).encode(), context=DOC_CONTEXT)) for k in keys])
+        cls = world.inventory.classes["field"]
+        report = Reencryptor(cipher_for_class(world.store, world.ref, cls, environ=world.env),
+                             store=world.store, ref=world.ref, batch_size=16,
+                             environ={DSN_ENV: fresh_db.dsn}).run(cls.columns)
+        assert report.ok and [c.rewritten for c in report.columns] == [60, 60]
+        current = world.cipher_of(Label.CURRENT)
+        with psycopg.connect(fresh_db.dsn, autocommit=True) as conn:
+            for k, email, doc in conn.execute("SELECT id, email_enc, doc_enc FROM users"):
+                assert current.decrypt_text(email, context=("users", "email", str(k))) == f"planted-{k}"
+                assert current.decrypt(doc, context=DOC_CONTEXT) == str(k).encode()
+    finally:
+        world.store.close()

@@ -26,6 +26,7 @@ run). The core reports progress through a callback; the CLI draws the progress b
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -73,6 +74,8 @@ def row_context(template: str | None, key: KeyValue) -> Context:
     """
     if template is None:
         return None
+    if _KEY_PLACEHOLDER not in template:
+        return _fixed_context(template)
     parts: list[str | bytes | int] = []
     for raw in template.split(","):
         part = raw.strip()
@@ -84,6 +87,13 @@ def row_context(template: str | None, key: KeyValue) -> Context:
         else:
             parts.append(part.replace(_KEY_PLACEHOLDER, str(key)))
     return parts[0] if len(parts) == 1 else tuple(parts)
+
+
+@functools.lru_cache(maxsize=64)
+def _fixed_context(template: str) -> Context:
+    """A context without ``{key}``: the same for every row, parsed once."""
+    parts = tuple(part.strip() for part in template.split(","))
+    return parts[0] if len(parts) == 1 else parts
 
 
 def _key_text(key: KeyValue) -> str:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from keyroll.errors import UsageError
+from keyroll.errors import SecretRejected, UsageError
 from keyroll.inventory import SecretClass
 from keyroll.model import Kind, SecretRef
 from keyroll.runtime.fields import FieldCipher
@@ -71,6 +71,13 @@ def cipher_for_class(store: Store, ref: SecretRef, cls: SecretClass, *,
     names = legacy_env_vars(cls)
     legacy = None
     if names is not None:
-        legacy = EnvKeySource(names[0], names[1], separator=",", environ=environ,
-                              refresh_interval=float("inf"))
+        try:
+            legacy = EnvKeySource(names[0], names[1], separator=",", environ=environ,
+                                  refresh_interval=float("inf"))
+        except SecretRejected as exc:
+            raise SecretRejected(
+                f"class {cls.name!r}: legacy Fernet keys (options.{LEGACY_OPTION}): {exc}; "
+                "set them, or remove the option once `keyroll reencrypt --dry-run` shows no "
+                "legacy-fernet rows"
+            ) from None
     return FieldCipher(source, legacy=legacy)

@@ -1,0 +1,287 @@
+"""Re-encryption benchmark: keyroll's job against seed 001's naive script, on real PostgreSQL.
+
+    .venv/bin/python bench/reencrypt.py [--rows 1000000] [--naive-rows 100000] [--batch-size 1000]
+
+It starts its own PostgreSQL (`tests.servers.PostgresServer`: fsync off, loopback), loads
+``--rows`` rows whose ``bytea`` ciphertext is under key 1, promotes key 2, then in one run:
+
+1. a concurrent reader alone (primary-key lookups of random rows, paced, in its own process)
+   gives the *baseline* latency;
+2. the naive script of seed 001 (select every row, then one autocommit UPDATE per row) runs on
+   a copy of the first ``--naive-rows`` rows (the same data; a sample, because on a 2-core
+   machine the naive script over 1M rows takes many minutes; ``--naive-rows 0`` uses all);
+3. ``keyroll``'s `Reencryptor` (keyset windows, compare-and-set batches, a checkpoint in a real
+   SQLite store after every batch) runs on the full table.
+
+The reader runs during both jobs. "Longest transaction" is the longest single statement each
+job sent (every statement is its own autocommit transaction), as its client timed it: for the
+naive script that is its select-all. Both use the same `FieldCipher`, so the difference is the
+database access pattern. Nothing is asserted: numbers are for a person to read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import random
+import secrets
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT))
+
+import psycopg  # noqa: E402
+from psycopg import sql  # noqa: E402
+from tests.servers import PostgresServer  # noqa: E402
+
+from keyroll.generate import generate  # noqa: E402
+from keyroll.inventory import EncryptionColumn  # noqa: E402
+from keyroll.model import Label, SecretRef  # noqa: E402
+from keyroll.reencrypt import Reencryptor  # noqa: E402
+from keyroll.reencrypt.database import Column, Database, Update, Window, open_database  # noqa: E402
+from keyroll.reencrypt.headers import HeaderMatch  # noqa: E402
+from keyroll.runtime.fields import FieldCipher  # noqa: E402
+from keyroll.runtime.keysource import Key, StaticKeySource, StoreKeySource  # noqa: E402
+from keyroll.stores.sqlite import SQLiteStore  # noqa: E402
+
+CONTEXT = "datasources.password"
+DSN_ENV = "BENCH_DATABASE_URL"
+READER_INTERVAL = 0.002  # the reader asks ~500 times a second at most (an app, not a flood)
+BASELINE_SECONDS = 10.0
+
+
+# --- the concurrent reader (own process: no shared GIL with the job) ----------------------
+
+
+def _reader(dsn: str, table: str, rows: int, stop: Any, out: Any) -> None:
+    latencies: list[float] = []
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        query = sql.SQL("SELECT payload FROM {} WHERE id = %s").format(sql.Identifier(table))
+        conn.execute(query, (1,), prepare=True)
+        deadline = time.monotonic() + 3600
+        while not stop.is_set() and time.monotonic() < deadline:
+            key = random.randint(1, rows)
+            began = time.perf_counter()
+            conn.execute(query, (key,), prepare=True).fetchone()
+            latencies.append(time.perf_counter() - began)
+            time.sleep(READER_INTERVAL)
+    out.put(latencies)
+
+
+class Reader:
+    """Starts the reader process; `stop` returns its latencies (seconds)."""
+
+    def __init__(self, dsn: str, table: str, rows: int) -> None:
+        ctx = mp.get_context("spawn")
+        self.stop_event = ctx.Event()
+        self.queue: Any = ctx.Queue()
+        self.proc = ctx.Process(target=_reader, args=(dsn, table, rows, self.stop_event, self.queue))
+        self.proc.start()
+
+    def stop(self) -> list[float]:
+        self.stop_event.set()
+        latencies: list[float] = self.queue.get(timeout=120)
+        self.proc.join(timeout=60)
+        return latencies
+
+
+def _pct(values: Sequence[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p))] * 1000 if ordered else 0.0
+
+
+# --- data -----------------------------------------------------------------------------------
+
+
+def _load(conn: psycopg.Connection[Any], table: str, rows: int, cipher: FieldCipher) -> None:
+    conn.execute(sql.SQL("CREATE TABLE {} (id bigint PRIMARY KEY, name text NOT NULL, "
+                         "payload bytea)").format(sql.Identifier(table)))
+    with conn.cursor() as cur, cur.copy(
+        sql.SQL("COPY {} (id, name, payload) FROM STDIN").format(sql.Identifier(table))
+    ) as copy:
+        for i in range(1, rows + 1):
+            password = f"ds-password-{i}-{secrets.token_hex(8)}".encode()
+            copy.write_row((i, f"datasource-{i}", cipher.encrypt(password, context=CONTEXT)))
+    conn.execute(sql.SQL("VACUUM ANALYZE {}").format(sql.Identifier(table)))
+
+
+def _clone(conn: psycopg.Connection[Any], source: str, target: str, rows: int) -> None:
+    conn.execute(sql.SQL("CREATE TABLE {} AS SELECT * FROM {} WHERE id <= %s").format(
+        sql.Identifier(target), sql.Identifier(source)), (rows,))
+    conn.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (id)").format(sql.Identifier(target)))
+    conn.execute(sql.SQL("VACUUM ANALYZE {}").format(sql.Identifier(target)))
+
+
+# --- the two jobs --------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    rows: int
+    seconds: float
+    longest_ms: float
+    reader: list[float]
+
+    @property
+    def rate(self) -> float:
+        return self.rows / self.seconds if self.seconds else 0.0
+
+
+def naive(dsn: str, table: str, cipher: FieldCipher) -> tuple[int, float, float]:
+    """Seed 001's script: read every row, decrypt with the old key, encrypt, UPDATE each."""
+    longest = 0.0
+    started = time.perf_counter()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        began = time.perf_counter()
+        rows = conn.execute(sql.SQL("SELECT id, payload FROM {}").format(
+            sql.Identifier(table))).fetchall()
+        longest = time.perf_counter() - began
+        update = sql.SQL("UPDATE {} SET payload = %s WHERE id = %s").format(sql.Identifier(table))
+        for key, payload in rows:
+            new = cipher.encrypt(cipher.decrypt(payload, context=CONTEXT), context=CONTEXT)
+            began = time.perf_counter()
+            conn.execute(update, (new, key))
+            longest = max(longest, time.perf_counter() - began)
+    return len(rows), time.perf_counter() - started, longest * 1000
+
+
+class TimedDatabase(Database):
+    """The real adapter; times every statement (each one is a whole transaction)."""
+
+    def __init__(self, inner: Database) -> None:
+        self.inner = inner
+        self.longest = 0.0
+
+    def _timed(self, call: Callable[[], Any]) -> Any:
+        began = time.perf_counter()
+        try:
+            return call()
+        finally:
+            self.longest = max(self.longest, time.perf_counter() - began)
+
+    def resolve(self, table: str, key: str, column: str) -> Column:
+        return self.inner.resolve(table, key, column)
+
+    def scan(self, column: Column, after: Any, limit: int, current: HeaderMatch) -> Window:
+        result: Window = self._timed(lambda: self.inner.scan(column, after, limit, current))
+        return result
+
+    def compare_and_set(self, column: Column, updates: Sequence[Update]) -> int:
+        result: int = self._timed(lambda: self.inner.compare_and_set(column, updates))
+        return result
+
+    def count_stale(self, column: Column, current: HeaderMatch) -> int:
+        return self.inner.count_stale(column, current)  # whole-table counts: reported apart
+
+    def _census_raw(self, column: Column) -> Any:
+        return self.inner._census_raw(column)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--naive-rows", type=int, default=100_000)
+    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--pause-ms", type=int, default=0)
+    args = parser.parse_args()
+    naive_rows = args.naive_rows or args.rows
+
+    server = PostgresServer().start()
+    tmp = Path(tempfile.mkdtemp(prefix="keyroll-bench-"))
+    try:
+        with psycopg.connect(server.superuser_dsn, autocommit=True) as admin:
+            admin.execute("CREATE DATABASE bench")
+            # the test server logs every statement; a benchmark must not measure its logging
+            admin.execute("ALTER DATABASE bench SET log_statement = 'none'")
+        dsn = server.dsn("bench")
+
+        store = SQLiteStore(tmp / "store.db", secrets.token_bytes(32))
+        ref = SecretRef("prod", "field-encryption")
+        old = store.put_version(ref, generate("key-32"))
+        new = store.put_version(ref, generate("key-32"))
+        store.set_labels(ref, expected={}, new={Label.CURRENT: new.number,
+                                                Label.PREVIOUS: old.number})
+        old_only = FieldCipher(StaticKeySource([Key(old.kid, store.read_value(ref, old.number))]))
+        cipher = FieldCipher(StoreKeySource(store, ref, refresh_interval=float("inf")))
+
+        t0 = time.perf_counter()
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            _load(conn, "datasources", args.rows, old_only)
+            _clone(conn, "datasources", "datasources_naive", naive_rows)
+        print(f"loaded {args.rows:,} rows (+{naive_rows:,} for the naive script) in "
+              f"{time.perf_counter() - t0:.0f} s", flush=True)
+
+        reader = Reader(dsn, "datasources", args.rows)
+        time.sleep(BASELINE_SECONDS)
+        baseline = reader.stop()
+
+        reader = Reader(dsn, "datasources_naive", naive_rows)
+        time.sleep(1.0)
+        n_rows, n_seconds, n_longest = naive(dsn, "datasources_naive", cipher)
+        naive_out = Outcome(n_rows, n_seconds, n_longest, reader.stop())
+        print(f"naive: {n_rows:,} rows in {n_seconds:.1f} s", flush=True)
+
+        timed: list[TimedDatabase] = []
+
+        def connect(dsn_: str, env_var: str) -> Database:
+            timed.append(TimedDatabase(open_database(dsn_, env_var=env_var)))
+            return timed[-1]
+
+        column = EncryptionColumn(table="datasources", column="payload", context=CONTEXT,
+                                  database_env=DSN_ENV)
+        job = Reencryptor(cipher, store=store, ref=ref, batch_size=args.batch_size,
+                          pause=args.pause_ms / 1000, environ={DSN_ENV: dsn}, connect=connect)
+        reader = Reader(dsn, "datasources", args.rows)
+        time.sleep(1.0)
+        began = time.perf_counter()
+        report = job.run([column])
+        k_seconds = time.perf_counter() - began
+        ours = Outcome(report.columns[0].rewritten, k_seconds, timed[0].longest * 1000,
+                       reader.stop())
+        result = report.columns[0]
+        print(f"keyroll: {ours.rows:,} rows in {k_seconds:.1f} s, remaining {result.remaining}, "
+              f"failed {result.failed}, passes {result.passes}", flush=True)
+
+        base_p50, base_p99 = _pct(baseline, 0.5), _pct(baseline, 0.99)
+        print()
+        print(f"PostgreSQL {server.bin_dir.parent.name}, {os.cpu_count()} cores, batch "
+              f"{args.batch_size}, pause {args.pause_ms} ms, bytea column, context AAD")
+        print()
+        print("| job | rows | seconds | rows/s | vs naive | longest transaction | "
+              "reader p50 | reader p99 | p99 vs baseline |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        print(f"| reader alone (baseline) | | {BASELINE_SECONDS:.0f} | | | | {base_p50:.2f} ms | "
+              f"{base_p99:.2f} ms | 1.00x |")
+        for name, out in ((f"naive (seed 001), sample of {naive_rows:,}", naive_out),
+                          ("keyroll reencrypt", ours)):
+            p99 = _pct(out.reader, 0.99)
+            print(f"| {name} | {out.rows:,} | {out.seconds:.1f} | {out.rate:,.0f} | "
+                  f"{out.rate / naive_out.rate:.2f}x | {out.longest_ms:.1f} ms | "
+                  f"{_pct(out.reader, 0.5):.2f} ms | {p99:.2f} ms | "
+                  f"{p99 / base_p99 if base_p99 else 0:.2f}x |")
+        print()
+        print(f"reader samples: baseline {len(baseline):,}, naive {len(naive_out.reader):,}, "
+              f"keyroll {len(ours.reader):,}; keyroll's longest compare-and-set "
+              f"{result.longest_batch_ms:.1f} ms; its time includes two whole-table counts "
+              "(before and after) and a checkpoint write per batch")
+        store.close()
+    finally:
+        server.stop()
+        for path in tmp.glob("*"):
+            path.unlink()
+        tmp.rmdir()
+
+
+if __name__ == "__main__":
+    main()
