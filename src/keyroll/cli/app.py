@@ -17,6 +17,7 @@ from typer.exceptions import TyperException
 from keyroll.cli import (
     adopt_cmd,
     audit_cmd,
+    dashboard_cmd,
     init_cmd,
     inventory_cmd,
     notify_cmd,
@@ -67,6 +68,7 @@ notify_cmd.register(app)
 store_cmd.register(app)
 adopt_cmd.register(app)
 reencrypt_cmd.register(app)
+dashboard_cmd.register(app)
 app.add_typer(report_cmd.app, name="report")
 app.add_typer(inventory_cmd.app, name="inventory")
 app.add_typer(audit_cmd.app, name="audit")
