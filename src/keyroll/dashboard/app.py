@@ -44,6 +44,10 @@ StoreFactory = Callable[[], AbstractContextManager[Store]]
 
 _TEMPLATES = Path(__file__).parent / "templates"
 _MAX_LIMIT = 1000
+# module level: FastAPI resolves these annotations by name (``from __future__ import annotations``)
+EnvQuery = Annotated[str | None, Query(max_length=63, description="Only this environment.")]
+Limit = Annotated[int, Query(ge=1, le=_MAX_LIMIT, description="How many records (newest first).")]
+Filter = Annotated[str | None, Query(max_length=100)]
 _JSON_PREFIXES = ("/api/", "/healthz", "/metrics")
 _HEADERS = [
     (b"content-security-policy",
@@ -80,7 +84,7 @@ def _one_line(text: object) -> str:
 
 
 def _when(value: object) -> str:
-    """ISO text or datetime → ``2026-11-22 02:00 UTC`` (anything else shown as is)."""
+    """ISO text or datetime → ``2026-11-22 02:00:00 UTC`` (anything else shown as is)."""
     moment = value
     if isinstance(value, str):
         try:
@@ -88,7 +92,7 @@ def _when(value: object) -> str:
         except ValueError:
             return value
     if isinstance(moment, datetime):
-        return f"{moment:%Y-%m-%d %H:%M} UTC"
+        return f"{moment:%Y-%m-%d %H:%M:%S} UTC"
     return "–" if value is None else str(value)
 
 
@@ -130,7 +134,7 @@ def build_app(
         title: shown in the page header (default: the inventory's project name).
     """
     name = title or f"keyroll · {inventory.project}"
-    markdown = MarkdownIt("commonmark", {"html": False})
+    markdown = MarkdownIt("commonmark", {"html": False, "breaks": True})
     templates = _environment(markdown)
     registry = metrics_registry(store_factory, inventory, clock)
     app = FastAPI(title=name, docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
@@ -186,10 +190,6 @@ def build_app(
         return error(request, 500, str(exc))
 
     # --- HTML -----------------------------------------------------------------------------
-
-    EnvQuery = Annotated[str | None, Query(max_length=63, description="Only this environment.")]
-    Limit = Annotated[int, Query(ge=1, le=_MAX_LIMIT, description="How many records.")]
-    Filter = Annotated[str | None, Query(max_length=100)]
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def overview_page(request: Request, env: EnvQuery = None) -> Response:

@@ -22,8 +22,8 @@ Metrics (secret labels: ``class``, ``environment``, ``kind``, ``tier``):
 ``keyroll_rotations_in_flight{state}``                rotations in each unfinished state
 ``keyroll_rotation_last_success_timestamp_seconds``   when the last rotation of the secret
                                                       finished (``done``)
-``keyroll_rotations_total{class, environment,         finished rotations by outcome
-state}``
+``keyroll_rotations_total{class, environment,         finished rotations by outcome (done,
+outcome}``                                             rolled-back)
 ``keyroll_audit_journal_ok``                          1 when the hash chain verifies
 ``keyroll_audit_records_total``                       records in the journal
 ``keyroll_audit_last_record_timestamp_seconds``       time of the newest record
@@ -168,7 +168,7 @@ class KeyrollCollector:
         for name, count in in_flight.items():
             flying.add_metric([name], count)
         totals = CounterMetricFamily("keyroll_rotations", "Finished rotations by outcome.",
-                                     labels=["class", "environment", "state"])
+                                     labels=["class", "environment", "outcome"])
         for (name, env, outcome), count in sorted(finished.items()):
             totals.add_metric([name, env, outcome], count)
 
