@@ -2,9 +2,10 @@
 
 During an overlap the previous value is rendered too, as ``<VAR>_PREVIOUS`` (seed 004 §3.1:
 ``JWT_SECRET`` + ``JWT_SECRET_PREVIOUS``), so apps on the env-var key source keep verifying old
-tokens. Key kinds also get ``<VAR>_KID`` (and ``<VAR>_PREVIOUS_KID``): the version's random key
-id, so every instance of an env-var app puts the same ``kid`` in its tokens and ciphertexts and
-none has to derive one. Files are written atomically with mode 0600 (`write_private`).
+tokens; while a rotation stages a new key (between create and promote) it is rendered as
+``<VAR>_NEXT``, accepted but not yet signing. Key kinds also get ``<VAR>_KID`` (and
+``<VAR>_PREVIOUS_KID``, ``<VAR>_NEXT_KID``): the version's random key id, so every instance of
+an env-var app puts the same ``kid`` in its tokens and ciphertexts and none has to derive one. Files are written atomically with mode 0600 (`write_private`).
 """
 
 from __future__ import annotations
@@ -70,6 +71,11 @@ def collect(store: Store, inventory: Inventory, environment: str) -> list[EnvEnt
             continue
         kid = SecretValue(store.get_version(ref, labels[Label.CURRENT]).kid_hex)
         entries.extend(EnvEntry(f"{var}_KID", kid) for var in cls.env_vars)
+        if Label.PENDING in labels:
+            pending = _value_for(cls, store, ref, labels[Label.PENDING])
+            new_kid = SecretValue(store.get_version(ref, labels[Label.PENDING]).kid_hex)
+            entries.extend(EnvEntry(f"{var}_NEXT", pending) for var in cls.env_vars)
+            entries.extend(EnvEntry(f"{var}_NEXT_KID", new_kid) for var in cls.env_vars)
         if Label.PREVIOUS in labels:
             try:
                 previous = _value_for(cls, store, ref, labels[Label.PREVIOUS])

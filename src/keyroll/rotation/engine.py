@@ -627,6 +627,10 @@ class Engine:
 
     def _do_apply(self, record: RotationRecord, ctx: StepContext, strategy: Strategy) -> None:
         strategy.apply(ctx)
+        if strategy.propagation(ctx) > timedelta(0) and not ctx.incident:
+            # stage the new key (<VAR>_NEXT, accepted, not signing) with the same deploy that
+            # promote uses: every instance accepts it before any instance signs with it
+            ctx.evidence["staged"] = self._run_hooks(record, ctx, "on_promote")
 
     def _do_test(self, record: RotationRecord, ctx: StepContext, strategy: Strategy) -> None:
         strategy.test(ctx)
@@ -704,7 +708,7 @@ class Engine:
         new = record.body.get("new_version")
         labels = self.store.get_labels(record.ref)
         # from the history, not the labels: a rerun after a crash must still redeploy
-        promoted = any(s["step"] == "promote" for s in record.body.get("steps", []))
+        deployed = any(s["step"] in ("apply", "promote") for s in record.body.get("steps", []))
         if new is not None and new in (labels.get(Label.CURRENT), labels.get(Label.PENDING)):
             self.store.set_labels(
                 record.ref,
@@ -715,7 +719,7 @@ class Engine:
             mine = version.meta.get("rotation") == record.id and not version.destroyed
             if mine and version.number not in self.store.get_labels(record.ref).values():
                 self.store.destroy_version(record.ref, version.number)
-        if promoted:
+        if deployed:
             evidence["hooks"] = self._run_hooks(record, ctx, "on_promote", check=False)
         restored = self.store.get_labels(record.ref)
         evidence["labels"] = {k.value: v for k, v in restored.items()}

@@ -430,6 +430,10 @@ class EnvKeySource(KeySource):
     Args:
         current_var: the variable holding the signing/encryption key (required).
         previous_var: the variable holding the key(s) still accepted (optional, may be unset).
+        next_var: the variable holding the key about to become current (optional, may be
+            unset): accepted, never used to sign. keyroll's deploy hooks stage it before the
+            promote deploy, so instances not yet restarted already accept what restarted ones
+            sign (``JWT_SECRET_NEXT``).
         separator: if given, ``previous_var`` holds a list split on it (seed 001's
             ``OLD_SECRET_KEYS`` uses ``,``); blanks and duplicates of other keys are dropped.
         environ: the environment (default: ``os.environ``, re-read on every refresh).
@@ -448,6 +452,7 @@ class EnvKeySource(KeySource):
         current_var: str,
         previous_var: str | None = None,
         *,
+        next_var: str | None = None,
         separator: str | None = None,
         environ: Mapping[str, str] | None = None,
         derive_kids: bool = True,
@@ -459,6 +464,7 @@ class EnvKeySource(KeySource):
         super().__init__(name=name, refresh_interval=refresh_interval, clock=clock)
         self.current_var = current_var
         self.previous_var = previous_var
+        self.next_var = next_var
         self.separator = separator
         self._environ = environ
         self.derive_kids = derive_kids
@@ -467,7 +473,9 @@ class EnvKeySource(KeySource):
 
     @classmethod
     def jwt_secret(cls, name: str = "JWT_SECRET", **kwargs: Any) -> EnvKeySource:
-        """Seed 004: ``JWT_SECRET`` + ``JWT_SECRET_PREVIOUS`` (also ``JWT_REFRESH_SECRET``)."""
+        """Seed 004: ``JWT_SECRET`` + ``JWT_SECRET_PREVIOUS`` (also ``JWT_REFRESH_SECRET``), and
+        ``JWT_SECRET_NEXT`` while keyroll stages a new key."""
+        kwargs.setdefault("next_var", f"{name}_NEXT")
         return cls(name, f"{name}_PREVIOUS", **kwargs)
 
     @classmethod
@@ -514,6 +522,9 @@ class EnvKeySource(KeySource):
                         kid_text = kids[i] if i < len(kids) else None
                         var = f"{self.previous_var}[{i}]"
                         entries.append((var, v, kid_text, Label.PREVIOUS))
+        if self.next_var and env.get(self.next_var, "").strip():
+            entries.append((self.next_var, env[self.next_var], env.get(f"{self.next_var}_KID"),
+                            Label.PENDING))
         keys: list[Key] = []
         seen: set[str] = set()
         for var, text, kid_text, label in entries:

@@ -76,10 +76,10 @@ def test_two_person_rule_on_the_cli(initialised: Keyroll, monkeypatch: pytest.Mo
     monkeypatch.setenv("KEYROLL_ACTOR", "bob")
     approved = initialised("approve", rid)
     # bob's approval runs it; the example's prod deploy hook (kubectl rollout restart) cannot
-    # work here, so the rotation rolls back and the secret is untouched
+    # work here, so staging the new key fails at apply, the rotation rolls back and the secret is untouched
     assert "approved by bob" in approved.out
     assert approved.code == 1
-    assert "rolled back at promote" in approved.err
+    assert "rolled back at apply" in approved.err
     state = json.loads(initialised("rotations", "--all", "--json").out)[0]["state"]
     assert state == "rolled-back"
     after = json.loads(initialised("get", "jwt-access", "--env", "prod", "--json").out)

@@ -336,3 +336,34 @@ def test_store_outage_in_a_step_pauses_instead_of_rolling_back(world: World) -> 
     flaky.down = False
     assert engine.run(record.id).state == "overlap"
     flaky.close()
+
+
+def test_env_var_apps_accept_the_new_key_before_it_signs(world: World) -> None:
+    """Two deploys: apply stages JWT_SECRET_NEXT, promote flips; an instance still on the staged
+    .env verifies what a promoted instance signs."""
+    from keyroll.runtime.keysource import EnvKeySource
+
+    world.seed("jwt-access")
+    snapshots: list[dict[str, str]] = []
+
+    def capture(event: object) -> None:
+        if getattr(event, "kind", "") == "step.finished" and getattr(event, "step", "") == "apply":
+            text = (world.path / "app.env").read_text()
+            snapshots.append(dict(line.split("=", 1) for line in text.splitlines()))
+
+    engine = world.engine()
+    engine.observers.append(capture)
+    engine.run(engine.start("jwt-access", "dev").id)
+    (staged,) = snapshots
+    assert "JWT_SECRET_NEXT" in staged and "JWT_SECRET_PREVIOUS" not in staged
+    promoted = dict(line.split("=", 1) for line in (world.path / "app.env").read_text().splitlines())
+    assert promoted["JWT_SECRET"] == staged["JWT_SECRET_NEXT"]
+    assert promoted["JWT_SECRET_PREVIOUS"] == staged["JWT_SECRET"]
+
+    clock = lambda: world.clock().timestamp()  # noqa: E731
+    old_instance = JWTKeyRing(EnvKeySource.jwt_secret(environ=staged), clock=clock)
+    new_instance = JWTKeyRing(EnvKeySource.jwt_secret(environ=promoted), clock=clock)
+    token = new_instance.sign({"sub": "u"}, ttl=timedelta(minutes=5))
+    assert old_instance.verify(token)["sub"] == "u"
+    legacy = old_instance.sign({"sub": "v"}, ttl=timedelta(minutes=5))
+    assert new_instance.verify(legacy)["sub"] == "v"
