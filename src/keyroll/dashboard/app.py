@@ -36,6 +36,7 @@ from keyroll.dashboard.metrics import metrics_registry
 from keyroll.errors import KeyrollError, NotFound, StoreError, UnknownSecret, UsageError
 from keyroll.inventory import Inventory
 from keyroll.model import utcnow
+from keyroll.status import State
 from keyroll.stores.base import Store
 
 __all__ = ["StoreFactory", "build_app"]
@@ -48,6 +49,7 @@ _MAX_LIMIT = 1000
 EnvQuery = Annotated[str | None, Query(max_length=63, description="Only this environment.")]
 Limit = Annotated[int, Query(ge=1, le=_MAX_LIMIT, description="How many records (newest first).")]
 Filter = Annotated[str | None, Query(max_length=100)]
+StateQuery = Annotated[State | None, Query(description="Only secrets in this state.")]
 _JSON_PREFIXES = ("/api/", "/healthz", "/metrics")
 _HEADERS = [
     (b"content-security-policy",
@@ -168,7 +170,7 @@ def build_app(
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         text = exc.detail if isinstance(exc.detail, str) else "error"
         if exc.status_code == 404 and text == "Not Found":
-            text = f"no page at {request.url.path}: start at /"
+            text = f"no page at {request.url.path}: start at {request.scope.get('root_path', '')}/"
         return error(request, exc.status_code, text)
 
     @app.exception_handler(RequestValidationError)
@@ -192,9 +194,9 @@ def build_app(
     # --- HTML -----------------------------------------------------------------------------
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def overview_page(request: Request, env: EnvQuery = None) -> Response:
+    def overview_page(request: Request, env: EnvQuery = None, state: StateQuery = None) -> Response:
         with store_factory() as store:
-            data = views.overview(store, inventory, clock(), environment=env)
+            data = views.overview(store, inventory, clock(), environment=env, state=state)
             health = views.journal_health(journal(store))
         return page(request, "overview.html", data=data, journal=health)
 
@@ -231,9 +233,9 @@ def build_app(
     # --- JSON -----------------------------------------------------------------------------
 
     @app.get("/api/status", summary="Every secret: age, due date, days left, state")
-    def api_status(env: EnvQuery = None) -> dict[str, Any]:
+    def api_status(env: EnvQuery = None, state: StateQuery = None) -> dict[str, Any]:
         with store_factory() as store:
-            return views.overview(store, inventory, clock(), environment=env)
+            return views.overview(store, inventory, clock(), environment=env, state=state)
 
     @app.get("/api/secrets/{environment}/{secret}", summary="One secret: versions, history")
     def api_secret(environment: str, secret: str) -> dict[str, Any]:

@@ -119,9 +119,15 @@ def journal_health(journal: Journal) -> dict[str, Any]:
 
 
 def overview(
-    store: Store, inventory: Inventory, now: datetime, *, environment: str | None = None
+    store: Store,
+    inventory: Inventory,
+    now: datetime,
+    *,
+    environment: str | None = None,
+    state: State | None = None,
 ) -> dict[str, Any]:
-    """Every secret (optionally of one environment), worst state first, with counts by state.
+    """Every secret (optionally of one environment), worst state first, with counts by state
+    (counted before the ``state`` filter, so the page can offer every state).
 
     Raises:
         UnknownSecret: ``environment`` is not in the inventory.
@@ -139,9 +145,10 @@ def overview(
         "project": inventory.project,
         "now": now.isoformat(),
         "environment": environment,
+        "state": state.value if state is not None else None,
         "environments": sorted(inventory.environments),
         "counts": counts,
-        "secrets": [_status_json(row, now) for row in rows],
+        "secrets": [_status_json(row, now) for row in rows if state is None or row.state is state],
         "in_flight": in_flight,
     }
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+from contextlib import nullcontext
 from datetime import timedelta
 from html import unescape
 
 import pytest
 
+from keyroll.dashboard import create_app
 from tests.unit.conftest import T0
 from tests.unit.dashboard.conftest import NOW, History, TestClient
 
@@ -189,3 +191,25 @@ def test_nothing_but_get(client: TestClient, method: str) -> None:
     for path in ("/", "/api/status", "/metrics", "/healthz"):
         response = getattr(client, method)(path)
         assert response.status_code == 405, (method, path)
+
+
+def test_state_filter(client: TestClient) -> None:
+    overdue = client.get("/api/status?state=overdue").json()
+    assert [(r["environment"], r["class"]) for r in overdue["secrets"]] == [("dev", "api")]
+    assert overdue["counts"]["ok"] == 5  # counts stay whole: the page links every state
+    missing = client.get("/api/status?state=missing&env=prod").json()["secrets"]
+    assert {r["class"] for r in missing} == {"jwt-access", "vnpay"}
+    html = client.get("/?state=due").text
+    assert ">field</a>" in html and ">api</a>" not in html
+    assert client.get("/api/status?state=late").status_code == 422
+
+
+def test_links_follow_the_root_path_behind_a_proxy(history: History) -> None:
+    world = history.world
+    app = create_app(lambda: nullcontext(world.store), world.inventory, clock=world.clock)
+    with TestClient(app, root_path="/keyroll") as client:
+        html = client.get("/keyroll/").text
+        links = re.findall(r'href="([^"]+)"', html)
+        assert links and all(link.startswith("/keyroll/") for link in links)
+        missing = client.get("/keyroll/api/nope")
+        assert missing.json() == {"error": "no page at /keyroll/api/nope: start at /keyroll/"}
