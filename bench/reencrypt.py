@@ -194,6 +194,8 @@ def main() -> None:
     parser.add_argument("--naive-rows", type=int, default=100_000)
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--pause-ms", type=int, default=0)
+    parser.add_argument("--nice", type=int, default=0,
+                        help="run keyroll's job at this CPU niceness (the reader keeps 0)")
     args = parser.parse_args()
     naive_rows = args.naive_rows or args.rows
 
@@ -244,6 +246,8 @@ def main() -> None:
                           pause=args.pause_ms / 1000, environ={DSN_ENV: dsn}, connect=connect)
         reader = Reader(dsn, "datasources", args.rows)
         time.sleep(1.0)
+        if args.nice:
+            os.nice(args.nice)  # this process only: the reader (spawned already) keeps 0
         began = time.perf_counter()
         report = job.run([column])
         k_seconds = time.perf_counter() - began
@@ -256,7 +260,8 @@ def main() -> None:
         base_p50, base_p99 = _pct(baseline, 0.5), _pct(baseline, 0.99)
         print()
         print(f"PostgreSQL {server.bin_dir.parent.name}, {os.cpu_count()} cores, batch "
-              f"{args.batch_size}, pause {args.pause_ms} ms, bytea column, context AAD")
+              f"{args.batch_size}, pause {args.pause_ms} ms, job niceness {args.nice}, "
+              "bytea column, context AAD")
         print()
         print("| job | rows | seconds | rows/s | vs naive | longest transaction | "
               "reader p50 | reader p99 | p99 vs baseline |")
