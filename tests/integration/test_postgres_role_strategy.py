@@ -364,6 +364,35 @@ def test_drop_retire_and_the_next_rotation_recreates_the_role(
     assert can_login(rig.db.dsn, b) is None
 
 
+@pytest.mark.parametrize("mode", ["break-glass", "nologin", "drop"])
+def test_retire_run_again_after_it_finished_is_a_no_op(
+    mode: str, make_rig: Callable[..., DbRig], pgbouncer_server: PgBouncerServer,
+) -> None:
+    """What a crash right after retire's side effects leaves: the step runs a second time."""
+    from keyroll.rotation.strategies.base import StepContext
+    from keyroll.rotation.strategies.postgres_role import PostgresRoleStrategy
+
+    rig = make_rig(bouncer=pgbouncer_server, retire=mode)
+    a, b = rig.layout.logins
+    record = rig.world.rotate("database")
+    assert record.state == "done", record.body.get("error")
+    cls, ref = rig.world.inventory.resolve("database", "dev")
+    versions = {v.number: v for v in rig.world.store.list_versions(ref)}
+    ctx = StepContext(
+        rotation=record.id, ref=ref, cls=cls, policy=rig.world.inventory.policy("dev"),
+        inventory=rig.world.inventory, store=rig.world.store, now=rig.world.clock(),
+        incident=False, old=versions[record.body["old_version"]],
+        new=versions[record.body["new_version"]], state={}, evidence={}, workdir=rig.world.path,
+    )
+    PostgresRoleStrategy().retire(ctx)
+    assert ctx.evidence["retired_role"]["role"] == a
+    _, password = rig.world.current("database")
+    assert logs_in(rig.db.base_dsn, b, password)
+    assert rig.bouncer is not None and logs_in_via(rig.bouncer, rig.db.name, b, password)
+    assert not logs_in(rig.db.base_dsn, a, rig.first)
+    assert can_login(rig.db.dsn, a) is {"break-glass": True, "nologin": False, "drop": None}[mode]
+
+
 # crash matrix ----------------------------------------------------------------------------------
 
 

@@ -380,7 +380,7 @@ class PostgresRoleStrategy(Strategy):
         end_sessions = targets.bouncer is not None or ctx.incident
         if opts.retire is RetireMode.DROP:
             # no new logins, end the sessions while they still carry the role's name, then drop
-            targets.pg.retire(old, RetireMode.NOLOGIN)
+            _retire_if_present(targets.pg, old, RetireMode.NOLOGIN)
             terminated = targets.pg.terminate_sessions(old) if end_sessions else 0
             result = targets.pg.retire(old, RetireMode.DROP, reassign_to=opts.layout.group)
         else:
@@ -414,12 +414,18 @@ class PostgresRoleStrategy(Strategy):
         if targets.bouncer is not None:
             targets.bouncer.publish({}, remove=[role])
         mode = RetireMode.NOLOGIN if opts.retire is RetireMode.DROP else opts.retire
-        try:
-            targets.pg.retire(role, mode)
-        except TargetError as exc:
-            if "the role does not exist" not in str(exc):
-                raise
+        _retire_if_present(targets.pg, role, mode)
         ctx.evidence["reset_role"] = {"role": role, "active_role_untouched": old}
+
+
+def _retire_if_present(pg: PostgresTarget, role: str, mode: RetireMode) -> None:
+    """`PostgresTarget.retire`, but a role that is already gone counts as retired (a rerun after
+    a crash in ``drop`` mode; a rollback before the layout existed)."""
+    try:
+        pg.retire(role, mode)
+    except TargetError as exc:
+        if "the role does not exist" not in str(exc):
+            raise
 
 
 def adopt_role(
