@@ -479,3 +479,16 @@ def test_postgres_key_types(fresh_db: Any, tmp_path: Path, key_type: str) -> Non
                 assert current.decrypt(doc, context=DOC_CONTEXT) == str(k).encode()
     finally:
         world.store.close()
+
+
+def test_postgres_login_failure_never_echoes_the_password(postgres_server: PostgresServer) -> None:
+    from keyroll.errors import TargetError
+
+    password = "planted-wrong-password-" + secrets.token_hex(6)
+    for dsn in (postgres_server.dsn(user="postgres", password=password),
+                f"postgresql+psycopg://postgres:{password}@127.0.0.1:{postgres_server.port}/postgres"):
+        with pytest.raises(TargetError) as info:
+            open_database(dsn, env_var=DSN_ENV)
+        message = str(info.value)
+        assert "cannot connect" in message and DSN_ENV in message
+        assert_no_leak([message], [password])
