@@ -265,3 +265,37 @@ def test_sigkill_at_every_step_boundary_resumes_and_redis_accepts_current(
         print("\n" + crash.format_table(f"redis-acl ({mode}), ends {outcome}", points))
     assert len(points) >= 20
     assert all(p.final == outcome for p in points), [p for p in points if p.final != outcome]
+
+
+def test_acl_save_only_where_an_acl_file_is_used(
+    tmp_path: Path, redis_server: RedisServer, redis_server_no_aclfile: RedisServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for number, (server, saved) in enumerate(((redis_server, True),
+                                              (redis_server_no_aclfile, False))):
+        monkeypatch.setenv(ADMIN_ENV, admin_url(server))
+        user = f"krsave{secrets.token_hex(3)}"
+        first = generate("password-32")
+        _setup_user(server, user, first)
+        folder = tmp_path / str(number)
+        folder.mkdir()
+        world = EngineWorld.create(folder, inventory_text(class_toml(
+            "cache", "redis-acl", "REDIS_PASSWORD", {"admin_url_env": ADMIN_ENV, "user": user},
+            OVERLAP)))
+        try:
+            world.seed("cache", first, role=user)
+            record = world.rotate("cache")
+            assert record.state == "done", record.body.get("error")
+            steps = {s["step"]: s["evidence"] for s in record.body["steps"]}
+            assert steps["apply"]["applied"]["acl_file_saved"] is saved
+            assert steps["retire"]["retired_user"]["acl_file_saved"] is saved
+            _, new = world.current("cache")
+            assert logs_in(server, user, new) and not logs_in(server, user, first)
+        finally:
+            world.close()
+            client = redis.Redis(host="127.0.0.1", port=server.port, username="default",
+                                 password=server.password)
+            try:
+                client.acl_deluser(user)
+            finally:
+                client.close()

@@ -275,7 +275,7 @@ class RedisAclStrategy(Strategy):
             target.disable_user(old)
             what = "user disabled (no password, off)"
         forget_quiet(ctx)
-        ctx.evidence["retired"] = {"user": old, "action": what,
+        ctx.evidence["retired_user"] = {"user": old, "action": what,
                                    "acl_file_saved": target.persist()}
 
     def revoke(self, ctx: StepContext) -> None:
