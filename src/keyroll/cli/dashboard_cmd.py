@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 from typing import Annotated
 
 import typer
 
 from keyroll.cli.context import AppContext
 from keyroll.cli.output import err
+from keyroll.errors import UsageError
 from keyroll.stores import Store, open_store
 
 __all__ = ["register"]
@@ -29,6 +31,20 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """Bind the port before serving, so a taken port or a bad address is one clear line."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise UsageError(f"cannot listen on {host} port {port}: {exc.strerror or exc}; choose "
+                         "another --port or --host") from None
+    return sock
 
 
 def dashboard(
@@ -58,13 +74,17 @@ def dashboard(
         return open_store(url, base=base)
 
     web = create_app(store_factory, inventory, clock=app.clock)
+    sock = _listen(host, port)
     if not _is_loopback(host):
-        err().print(f"warning: binding {host}: the dashboard has no login; put it behind a proxy "
-                    "that authenticates", markup=False)
-    err().print(f"keyroll dashboard on http://{host}:{port}{root_path}/ (metrics at /metrics)",
+        err().print(f"warning: listening on {host}: the dashboard has no login; put it behind a "
+                    "proxy that authenticates", markup=False)
+    shown = f"[{host}]" if ":" in host else host
+    err().print(f"keyroll dashboard on http://{shown}:{port}{root_path}/ (metrics at /metrics)",
                 markup=False)
-    uvicorn.run(web, host=host, port=port, root_path=root_path, access_log=access_log,
-                log_level="info", server_header=False)
+    config = uvicorn.Config(web, host=host, port=port, root_path=root_path,
+                            access_log=access_log, log_level="info", server_header=False)
+    with sock:
+        uvicorn.Server(config).run(sockets=[sock])
 
 
 def register(app: typer.Typer) -> None:

@@ -26,6 +26,7 @@ from keyroll.stores.base import RotationRecord, Store
 
 __all__ = [
     "JOURNAL_ACTOR",
+    "SECRET_JOURNAL_LIMIT",
     "audit_page",
     "journal_health",
     "overview",
@@ -37,6 +38,8 @@ __all__ = [
 
 #: The actor name of the dashboard's read-only `Journal` (it never appends).
 JOURNAL_ACTOR = "keyroll-dashboard"
+#: How many journal records a secret's page shows (newest first; the rest on /audit).
+SECRET_JOURNAL_LIMIT = 200
 _ROTATION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _STATE_ORDER = {State.OVERDUE: 0, State.MISSING: 1, State.DUE: 2, State.OK: 3}
 
@@ -157,7 +160,7 @@ def secret_detail(
     store: Store, inventory: Inventory, journal: Journal, now: datetime, environment: str, name: str
 ) -> dict[str, Any]:
     """One secret: its class, status, versions (fingerprints, kids), labels, lock, rotations
-    and the journal records about it (newest first).
+    and the newest `SECRET_JOURNAL_LIMIT` journal records about it (``journal_total``: all).
 
     Raises:
         UnknownSecret: no such class, environment, or class in that environment.
@@ -185,9 +188,13 @@ def secret_detail(
     ]
     lock = store.get_lock(ref, now=now)
     rotations = [_rotation_summary(r) for r in reversed(store.list_rotations(ref))]
-    records = [_record_json(r) for r in journal.records()
-               if r.environment == ref.environment and r.secret == ref.name]
-    records.reverse()
+    total = 0
+    newest: deque[AuditRecord] = deque(maxlen=SECRET_JOURNAL_LIMIT)
+    for record in journal.records():
+        if record.environment == ref.environment and record.secret == ref.name:
+            total += 1
+            newest.append(record)
+    records = [_record_json(r) for r in reversed(newest)]
     return {
         "class": {
             "name": cls.name,
@@ -209,6 +216,7 @@ def secret_detail(
                  if lock is not None else None),
         "rotations": rotations,
         "journal": records,
+        "journal_total": total,
     }
 
 

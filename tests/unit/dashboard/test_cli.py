@@ -119,6 +119,24 @@ def test_a_missing_master_key_is_one_line_before_the_port_opens(
     assert err.startswith("error: no master key") and err.count("\n") == 1
 
 
+def test_a_taken_port_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env, _ = _project(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    for var, value in env.items():
+        if var.startswith("KEYROLL_"):
+            monkeypatch.setenv(var, value)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert run(["dashboard", "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: cannot listen on 127.0.0.1 port {port}: Address already in use; "
+                   "choose another --port or --host\n")
+
+
 @pytest.mark.parametrize("port", ["0", "70000", "http"])
 def test_a_bad_port_is_a_usage_error(port: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["dashboard", "--port", port]) == 2

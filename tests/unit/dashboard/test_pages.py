@@ -9,7 +9,7 @@ from html import unescape
 
 import pytest
 
-from keyroll.dashboard import create_app
+from keyroll.dashboard import create_app, views
 from tests.unit.conftest import T0
 from tests.unit.dashboard.conftest import NOW, History, TestClient
 
@@ -213,3 +213,16 @@ def test_links_follow_the_root_path_behind_a_proxy(history: History) -> None:
         assert links and all(link.startswith("/keyroll/") for link in links)
         missing = client.get("/keyroll/api/nope")
         assert missing.json() == {"error": "no page at /keyroll/api/nope: start at /keyroll/"}
+
+
+def test_a_long_journal_is_cut_on_the_secret_page(
+    client: TestClient, history: History, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    total = client.get("/api/secrets/dev/jwt-access").json()["journal_total"]
+    monkeypatch.setattr(views, "SECRET_JOURNAL_LIMIT", 3)
+    doc = client.get("/api/secrets/dev/jwt-access").json()
+    assert (len(doc["journal"]), doc["journal_total"]) == (3, total)
+    assert doc["journal"][0]["action"] == "rotation.done"
+    html = client.get("/secrets/dev/jwt-access").text
+    assert f"the newest 3 of {total} records" in html
+    assert "/audit?environment=dev&amp;secret=jwt-access&amp;limit=1000" in html
