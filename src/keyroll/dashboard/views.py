@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections import deque
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from keyroll.audit import AuditRecord, Journal
@@ -57,6 +57,19 @@ def _parse(text: object) -> datetime | None:
         return None
 
 
+def _age(delta: timedelta) -> str:
+    """A human age: ``101d``, ``3d 4h``, ``21h 59m``, ``5m``, ``12s`` (two units at most)."""
+    seconds = max(0, int(delta.total_seconds()))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if days:
+        return f"{days}d" + (f" {hours}h" if hours and days < 10 else "")
+    if hours:
+        return f"{hours}h" + (f" {minutes}m" if minutes else "")
+    return f"{minutes}m" if minutes else f"{seconds}s"
+
+
 def valid_rotation_id(text: str) -> bool:
     """Whether ``text`` looks like a rotation id (checked before any store lookup)."""
     return bool(_ROTATION_ID.match(text))
@@ -86,7 +99,7 @@ def _status_json(row: SecretStatus, now: datetime) -> dict[str, Any]:
         "blast_radius": row.cls.blast_radius,
         "cadence_days": row.cls.cadence_days,
         "age_seconds": age.total_seconds() if age is not None else None,
-        "age": format_duration(age) if age is not None else None,
+        "age": _age(age) if age is not None else None,
     })
     return doc
 
@@ -179,7 +192,7 @@ def secret_detail(
             "kid": v.kid_hex,
             "fingerprint": v.fingerprint,
             "created_at": v.created_at.isoformat(),
-            "age": format_duration(now - v.created_at),
+            "age": _age(now - v.created_at),
             "destroyed": v.destroyed,
             "labels": sorted(by_version.get(v.number, [])),
             "meta": {str(k): v.meta[k] for k in sorted(v.meta)},

@@ -151,3 +151,19 @@ def test_the_history_fixture_is_reproducible(world: World) -> None:
         for version in world.store.list_versions(ref):
             if not version.destroyed:
                 assert world.store.read_value(ref, version.number).reveal() in history.values
+
+
+def test_no_route_reads_a_value(
+    client: TestClient, history: History, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[object] = []
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        calls.append(args)
+        raise AssertionError("the dashboard read a secret value")
+
+    monkeypatch.setattr(history.world.store, "read_value", refuse)
+    monkeypatch.setattr(history.world.store, "read", refuse)
+    pages = _crawl(client, [*_paths(history), "/api/audit?limit=1000"])
+    assert all(not body.startswith("Internal") for _, _, body in pages)
+    assert calls == []
