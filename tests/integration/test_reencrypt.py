@@ -492,3 +492,48 @@ def test_postgres_login_failure_never_echoes_the_password(postgres_server: Postg
         message = str(info.value)
         assert "cannot connect" in message and DSN_ENV in message
         assert_no_leak([message], [password])
+
+
+def test_postgres_batch_behind_an_application_lock_is_retried_not_waited_for(
+    fresh_db: Any, tmp_path: Path
+) -> None:
+    import psycopg
+
+    db = AppDatabase("postgres", fresh_db.dsn)
+    world = make_world(tmp_path, db)
+    try:
+        world.populate(100, legacy_every=1000, null_every=1000)
+        world.rotate()
+        held = threading.Event()
+        release = threading.Event()
+
+        def application_transaction() -> None:
+            with psycopg.connect(fresh_db.dsn) as conn:  # a transaction holding row 50's lock
+                conn.execute("SELECT 1 FROM users WHERE id = 50 FOR UPDATE")
+                held.set()
+                release.wait(timeout=30)
+
+        thread = threading.Thread(target=application_transaction)
+        thread.start()
+        try:
+            assert held.wait(timeout=30)
+            passes: list[int] = []
+
+            def progress(update: Any) -> None:
+                passes.append(update.passes)
+                release.set()  # the application commits after the job's first batch gave up
+
+            cls = world.inventory.classes["field"]
+            report = Reencryptor(cipher_for_class(world.store, world.ref, cls, environ=world.env),
+                                 store=world.store, ref=world.ref, batch_size=100,
+                                 environ={DSN_ENV: fresh_db.dsn}, progress=progress,
+                                 ).run(cls.columns[:1])
+        finally:
+            release.set()
+            thread.join(timeout=30)
+        email = report.columns[0]
+        assert email.conflicts == 100  # the locked batch was skipped after lock_timeout (2 s)
+        assert email.passes == 2 and passes == [1, 2] and report.ok
+        assert email.longest_batch_ms < 30_000
+    finally:
+        world.store.close()
