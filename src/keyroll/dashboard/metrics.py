@@ -19,6 +19,8 @@ Metrics (secret labels: ``class``, ``environment``, ``kind``, ``tier``):
 ``keyroll_secret_state{…, state}``                    1 for the secret's state (ok, due,
                                                       overdue, missing), 0 for the others
 ``keyroll_secret_rotation_in_flight``                 1 while a rotation of the secret runs
+``keyroll_key_last_used_timestamp_seconds{…, label}`` when apps last used the version that
+                                                      ``current``/``previous``/``pending`` points at
 ``keyroll_rotations_in_flight{state}``                rotations in each unfinished state
 ``keyroll_rotation_last_success_timestamp_seconds``   when the last rotation of the secret
                                                       finished (``done``)
@@ -48,6 +50,7 @@ from keyroll.audit import AuditRecord, Journal
 from keyroll.errors import KeyrollError
 from keyroll.inventory import Inventory
 from keyroll.rotation.engine import ACTIVE, TERMINAL
+from keyroll.runtime.usage import read_usage
 from keyroll.status import State, statuses
 from keyroll.stores.base import RotationRecord, Store
 
@@ -132,6 +135,10 @@ class KeyrollCollector:
                             "1 while a rotation of the secret is unfinished.")
         last_ok = gauge("keyroll_rotation_last_success_timestamp_seconds",
                         "When the secret's last successful rotation finished (Unix time).")
+        last_used = gauge("keyroll_key_last_used_timestamp_seconds",
+                          "When apps last reported using the version a label points at "
+                          "(Unix time; apps report with StoreKeySource(report_usage=True)).",
+                          ("label",))
 
         last_done: dict[tuple[str, str], float] = {}
         finished: dict[tuple[str, str, str], int] = defaultdict(int)
@@ -159,6 +166,14 @@ class KeyrollCollector:
                 due.add_metric(labels, row.due_at.timestamp())
                 if row.days_left is not None:
                     days_left.add_metric(labels, row.days_left)
+            if row.version is not None:
+                usage = read_usage(store, row.ref)
+                labelled = store.get_labels(row.ref)
+                kids = {v.number: v.kid for v in store.list_versions(row.ref)}
+                for label, number in sorted(labelled.items()):
+                    seen = usage.get(kids.get(number, -1))
+                    if seen is not None and seen.last_seen is not None:
+                        last_used.add_metric([*labels, label.value], seen.last_seen.timestamp())
             done_at = last_done.get((row.ref.environment, row.cls.name))
             if done_at is not None:
                 last_ok.add_metric(labels, done_at)
@@ -179,7 +194,8 @@ class KeyrollCollector:
         records = CounterMetricFamily("keyroll_audit_records", "Records in the audit journal.")
         records.add_metric([], report.count)
         families: list[Metric] = [info, version, created, age, due, days_left, cadence, state,
-                                  secret_busy, last_ok, flying, totals, journal_ok, records]
+                                  secret_busy, last_ok, last_used, flying, totals, journal_ok,
+                                  records]
         tail = store.audit_tail()
         if tail is not None:
             newest = GaugeMetricFamily("keyroll_audit_last_record_timestamp_seconds",

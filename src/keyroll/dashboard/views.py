@@ -21,6 +21,7 @@ from keyroll.inventory import Inventory
 from keyroll.model import Label
 from keyroll.reports import checklist, drill_report
 from keyroll.rotation.engine import ACTIVE, STEPS, TERMINAL
+from keyroll.runtime.usage import read_usage
 from keyroll.status import SecretStatus, State, statuses
 from keyroll.stores.base import RotationRecord, Store
 
@@ -172,7 +173,8 @@ def overview(
 def secret_detail(
     store: Store, inventory: Inventory, journal: Journal, now: datetime, environment: str, name: str
 ) -> dict[str, Any]:
-    """One secret: its class, status, versions (fingerprints, kids), labels, lock, rotations
+    """One secret: its class, status, versions (fingerprints, kids, usage reported by apps),
+    labels, lock, rotations
     and the newest `SECRET_JOURNAL_LIMIT` journal records about it (``journal_total``: all).
 
     Raises:
@@ -186,6 +188,7 @@ def secret_detail(
     by_version: dict[int, list[str]] = {}
     for label, number in labels.items():
         by_version.setdefault(number, []).append(label.value)
+    usage = read_usage(store, ref)
     versions = [
         {
             "number": v.number,
@@ -196,6 +199,7 @@ def secret_detail(
             "destroyed": v.destroyed,
             "labels": sorted(by_version.get(v.number, [])),
             "meta": {str(k): v.meta[k] for k in sorted(v.meta)},
+            "usage": usage[v.kid].to_json() if v.kid in usage else None,
         }
         for v in reversed(store.list_versions(ref))
     ]

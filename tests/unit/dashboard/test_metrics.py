@@ -11,7 +11,9 @@ from prometheus_client.samples import Sample
 
 from keyroll.dashboard import create_app
 from keyroll.errors import StoreUnavailable
+from keyroll.model import SecretRef
 from keyroll.rotation.engine import ACTIVE
+from keyroll.runtime.usage import KidUsage, merge_usage
 from keyroll.stores.base import Store
 from tests.unit.conftest import T0, World
 from tests.unit.dashboard.conftest import NOW, History, TestClient
@@ -144,3 +146,25 @@ def test_openmetrics_on_request(client: TestClient) -> None:
     response = client.get("/metrics", headers={"accept": "application/openmetrics-text"})
     assert response.headers["content-type"].startswith("application/openmetrics-text")
     assert response.text.rstrip().endswith("# EOF")
+
+
+def test_key_usage_reported_by_apps(client: TestClient, history: History) -> None:
+    store = history.world.store
+    ref = SecretRef("dev", "webhook")
+    old, new = store.list_versions(ref)
+    merge_usage(store, ref, {old.kid: KidUsage(3, 1, NOW - timedelta(minutes=5)),
+                             new.kid: KidUsage(7, 0, NOW - timedelta(minutes=1))})
+    m = _scrape(client)
+    webhook = _secret("dev", "webhook")
+    assert _one(m, "keyroll_key_last_used_timestamp_seconds", **webhook, label="previous") == (
+        (NOW - timedelta(minutes=5)).timestamp())
+    assert _one(m, "keyroll_key_last_used_timestamp_seconds", **webhook, label="current") == (
+        (NOW - timedelta(minutes=1)).timestamp())
+    assert not [s for s in m["keyroll_key_last_used_timestamp_seconds"]
+                if s.labels["class"] != "webhook"]  # nothing reported for the others
+    doc = client.get("/api/secrets/dev/webhook").json()
+    usage = {v["number"]: v["usage"] for v in doc["versions"]}
+    assert usage[1] == {"count": 3, "legacy": 1, "last_seen": (NOW - timedelta(minutes=5)).isoformat()}
+    assert usage[2]["count"] == 7
+    html = client.get("/secrets/dev/webhook").text
+    assert "3× (1 legacy), last 2026-11-02 01:55:00 UTC" in html

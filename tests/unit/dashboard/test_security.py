@@ -11,7 +11,7 @@ import pytest
 
 from keyroll.dashboard import create_app
 from keyroll.inventory import parse_inventory
-from keyroll.model import SecretRef
+from keyroll.runtime.usage import usage_key
 from tests.leaks import assert_no_leak
 from tests.unit.conftest import INVENTORY, World
 from tests.unit.dashboard.conftest import History, TestClient, make_history
@@ -131,7 +131,7 @@ def test_the_dashboard_changes_nothing(history: History) -> None:
             [(r.id, r.state, r.revision) for r in store.list_rotations()],
             [e.hash for e in store.audit_entries()],
             [store.get_lock(r, now=history.world.clock()) for r in refs],
-            store.get_meta("usage/" + str(SecretRef("dev", "jwt-access"))),
+            [store.get_meta(usage_key(r)) for r in refs],
         )
 
     before = snapshot()
