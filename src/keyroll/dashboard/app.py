@@ -143,7 +143,7 @@ def build_app(
     app.add_middleware(_SecurityHeaders)
 
     def journal(store: Store) -> Journal:
-        return Journal(store, actor=views.JOURNAL_ACTOR, clock=clock)
+        return views.ReadOnlyJournal(store, clock=clock)
 
     def wants_json(request: Request) -> bool:
         root = str(request.scope.get("root_path", ""))

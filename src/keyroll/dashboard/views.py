@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,6 +28,7 @@ from keyroll.stores.base import RotationRecord, Store
 __all__ = [
     "JOURNAL_ACTOR",
     "SECRET_JOURNAL_LIMIT",
+    "ReadOnlyJournal",
     "audit_page",
     "journal_health",
     "overview",
@@ -43,6 +44,30 @@ JOURNAL_ACTOR = "keyroll-dashboard"
 SECRET_JOURNAL_LIMIT = 200
 _ROTATION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _STATE_ORDER = {State.OVERDUE: 0, State.MISSING: 1, State.DUE: 2, State.OK: 3}
+
+
+class ReadOnlyJournal(Journal):
+    """The journal as one request sees it: records parsed once and kept (a rotation page reads
+    them for its own list, the drill report and the checklist), and no way to append.
+
+    Args:
+        store: where the entries live.
+        clock: the time source (unused for reading; kept for `Journal`'s contract).
+    """
+
+    def __init__(self, store: Store, *, clock: Callable[[], datetime]) -> None:
+        super().__init__(store, actor=JOURNAL_ACTOR, clock=clock)
+        self._records: list[AuditRecord] | None = None
+
+    def records(self) -> Iterator[AuditRecord]:
+        """Every record in stored order, read from the store on the first call only."""
+        if self._records is None:
+            self._records = list(super().records())
+        return iter(self._records)
+
+    def append(self, action: str, **kwargs: Any) -> AuditRecord:
+        """Refused: the dashboard changes nothing, not even the journal."""
+        raise RuntimeError(f"the dashboard never writes to the journal (tried {action!r})")
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -10,6 +10,7 @@ from html import unescape
 import pytest
 
 from keyroll.dashboard import create_app
+from keyroll.dashboard.views import ReadOnlyJournal
 from keyroll.inventory import parse_inventory
 from keyroll.runtime.usage import usage_key
 from tests.leaks import assert_no_leak
@@ -167,3 +168,10 @@ def test_no_route_reads_a_value(
     pages = _crawl(client, [*_paths(history), "/api/audit?limit=1000"])
     assert all(not body.startswith("Internal") for _, _, body in pages)
     assert calls == []
+
+
+def test_the_dashboards_journal_cannot_append(world: World) -> None:
+    journal = ReadOnlyJournal(world.store, clock=world.clock)
+    with pytest.raises(RuntimeError, match="never writes"):
+        journal.append("secret.get")
+    assert world.store.audit_tail() is None
