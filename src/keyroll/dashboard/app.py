@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -32,7 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keyroll.audit import Journal
 from keyroll.dashboard import views
-from keyroll.dashboard.metrics import metrics_registry
+from keyroll.dashboard.metrics import StoreFactory, metrics_registry
 from keyroll.errors import KeyrollError, NotFound, StoreError, UnknownSecret, UsageError
 from keyroll.inventory import Inventory
 from keyroll.model import utcnow
@@ -41,15 +40,13 @@ from keyroll.stores.base import Store
 
 __all__ = ["StoreFactory", "build_app"]
 
-StoreFactory = Callable[[], AbstractContextManager[Store]]
-
 _TEMPLATES = Path(__file__).parent / "templates"
 _MAX_LIMIT = 1000
 # module level: FastAPI resolves these annotations by name (``from __future__ import annotations``)
-EnvQuery = Annotated[str | None, Query(max_length=63, description="Only this environment.")]
-Limit = Annotated[int, Query(ge=1, le=_MAX_LIMIT, description="How many records (newest first).")]
-Filter = Annotated[str | None, Query(max_length=100)]
-StateQuery = Annotated[State | None, Query(description="Only secrets in this state.")]
+_EnvQuery = Annotated[str | None, Query(max_length=63, description="Only this environment.")]
+_Limit = Annotated[int, Query(ge=1, le=_MAX_LIMIT, description="How many records (newest first).")]
+_Filter = Annotated[str | None, Query(max_length=100)]
+_StateQuery = Annotated[State | None, Query(description="Only secrets in this state.")]
 _JSON_PREFIXES = ("/api/", "/healthz", "/metrics")
 _HEADERS = [
     (b"content-security-policy",
@@ -194,7 +191,7 @@ def build_app(
     # --- HTML -----------------------------------------------------------------------------
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def overview_page(request: Request, env: EnvQuery = None, state: StateQuery = None) -> Response:
+    def overview_page(request: Request, env: _EnvQuery = None, state: _StateQuery = None) -> Response:
         with store_factory() as store:
             data = views.overview(store, inventory, clock(), environment=env, state=state)
             health = views.journal_health(journal(store))
@@ -222,8 +219,8 @@ def build_app(
 
     @app.get("/audit", response_class=HTMLResponse, include_in_schema=False)
     def audit_html(
-        request: Request, limit: Limit = 100, environment: Filter = None, secret: Filter = None,
-        rotation: Filter = None, action: Filter = None,
+        request: Request, limit: _Limit = 100, environment: _Filter = None, secret: _Filter = None,
+        rotation: _Filter = None, action: _Filter = None,
     ) -> Response:
         with store_factory() as store:
             data = views.audit_page(journal(store), limit=limit, environment=environment,
@@ -233,7 +230,7 @@ def build_app(
     # --- JSON -----------------------------------------------------------------------------
 
     @app.get("/api/status", summary="Every secret: age, due date, days left, state")
-    def api_status(env: EnvQuery = None, state: StateQuery = None) -> dict[str, Any]:
+    def api_status(env: _EnvQuery = None, state: _StateQuery = None) -> dict[str, Any]:
         with store_factory() as store:
             return views.overview(store, inventory, clock(), environment=env, state=state)
 
@@ -255,8 +252,8 @@ def build_app(
 
     @app.get("/api/audit", summary="The newest journal records and the chain's verification")
     def api_audit(
-        limit: Limit = 100, environment: Filter = None, secret: Filter = None,
-        rotation: Filter = None, action: Filter = None,
+        limit: _Limit = 100, environment: _Filter = None, secret: _Filter = None,
+        rotation: _Filter = None, action: _Filter = None,
     ) -> dict[str, Any]:
         with store_factory() as store:
             return views.audit_page(journal(store), limit=limit, environment=environment,

@@ -54,7 +54,7 @@ from keyroll.runtime.usage import read_usage
 from keyroll.status import State, statuses
 from keyroll.stores.base import RotationRecord, Store
 
-__all__ = ["SECRET_LABELS", "KeyrollCollector", "metrics_registry"]
+__all__ = ["SECRET_LABELS", "KeyrollCollector", "StoreFactory", "metrics_registry"]
 
 #: The labels every per-secret metric carries.
 SECRET_LABELS = ("class", "environment", "kind", "tier")
