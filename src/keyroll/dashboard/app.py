@@ -60,7 +60,8 @@ _HEADERS = [
 
 
 class _SecurityHeaders:
-    """Adds the headers above to every response (pure ASGI: no body buffering)."""
+    """Adds the headers above to every response, and answers HEAD like GET without a body
+    (uptime checkers use it). Pure ASGI: no body buffering."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -69,10 +70,15 @@ class _SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        head = scope["method"] == "HEAD"
+        if head:
+            scope = {**scope, "method": "GET"}
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message = {**message, "headers": [*message.get("headers", []), *_HEADERS]}
+            elif head and message["type"] == "http.response.body":
+                message = {**message, "body": b""}
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

@@ -186,6 +186,13 @@ def test_healthz(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
 
 
+def test_head_answers_like_get_without_a_body(client: TestClient) -> None:
+    for path in ("/", "/healthz", "/metrics", "/api/status", "/nope"):
+        got, head = client.get(path), client.head(path)
+        assert head.status_code == got.status_code, path
+        assert head.content == b"" and head.headers["content-type"] == got.headers["content-type"]
+
+
 @pytest.mark.parametrize("method", ["post", "put", "delete", "patch"])
 def test_nothing_but_get(client: TestClient, method: str) -> None:
     for path in ("/", "/api/status", "/metrics", "/healthz"):
