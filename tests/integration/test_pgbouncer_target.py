@@ -139,3 +139,26 @@ def test_retire_behind_pgbouncer_needs_the_auth_file_updated_too(
         bouncer.check_login(fresh_db.name, old_role, old)
     assert pg.terminate_sessions(old_role) == 1
     assert pg.session_count(old_role) == 0
+
+
+def test_server_pids_tell_pooled_connections_from_direct_sessions(
+    pgbouncer_server: PgBouncerServer, bouncer: PgBouncerTarget, fresh_db: FreshDatabase
+) -> None:
+    pg = PostgresTarget(fresh_db.dsn)
+    layout = pg.ensure_layout(f"{fresh_db.prefix}_app")
+    role = layout.logins[0]
+    password = generate("password-32")
+    bouncer.publish({role: pg.set_password(role, password)})
+    bouncer.check_login(fresh_db.name, role, password)  # leaves an idle pooled server connection
+    direct = psycopg.connect(fresh_db.base_dsn, user=role, password=password.reveal(),
+                             autocommit=True)
+    try:
+        direct_pid = direct.info.backend_pid
+        sessions = pg.session_pids(role)
+        pooled = bouncer.server_pids(role)
+        assert direct_pid in sessions and direct_pid not in pooled
+        assert pooled and pooled <= set(sessions)  # pooled, yet listed by pg_stat_activity
+        assert bouncer.client_count(role) == 0
+        assert bouncer.server_pids("nobody-has-this-name") == set()
+    finally:
+        direct.close()

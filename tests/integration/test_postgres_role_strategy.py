@@ -302,12 +302,19 @@ def test_target_down_at_apply_rolls_back_with_the_store_unchanged(
         server.stop()
 
 
+@pytest.mark.parametrize(("config", "held_via"), [
+    ("direct", "direct"),
+    ("pgbouncer", "direct"),  # a job that bypasses PgBouncer still counts
+    ("pgbouncer", "pgbouncer"),
+])
 def test_overlap_waits_until_the_old_role_has_no_session(
-    make_rig: Callable[..., DbRig],
+    config: str, held_via: str, make_rig: Callable[..., DbRig],
+    pgbouncer_server: PgBouncerServer,
 ) -> None:
-    rig = make_rig()
+    rig = make_rig(bouncer=pgbouncer_server if config == "pgbouncer" else None)
     a, _ = rig.layout.logins
-    held = psycopg.connect(rig.db.base_dsn, user=a, password=rig.first.reveal(), autocommit=True)
+    dsn = rig.db.base_dsn if held_via == "direct" else pgbouncer_server.base_dsn(rig.db.name)
+    held = psycopg.connect(dsn, user=a, password=rig.first.reveal(), autocommit=True)
     try:
         engine = rig.world.engine()
         record = engine.run(engine.start("database", "dev").id)
@@ -327,6 +334,9 @@ def test_overlap_waits_until_the_old_role_has_no_session(
     assert record.state == "done", record.body.get("error")
     overlap = next(s for s in record.body["steps"] if s["step"] == "overlap")["evidence"]
     assert overlap["open_connections"] == 0 and overlap["settle_seconds"] == 600
+    if config == "pgbouncer":
+        # PgBouncer's idle pooled server connections of the old role did not hold it up
+        assert overlap["pooled_server_connections"] >= 1, overlap
 
 
 def test_incident_terminates_the_old_roles_sessions(

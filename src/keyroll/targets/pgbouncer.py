@@ -250,6 +250,21 @@ class PgBouncerTarget:
             col = names.index("user")
             return sum(1 for row in cur.fetchall() if row[col] == user)
 
+    def server_pids(self, user: str | None = None) -> set[int]:
+        """Backend PIDs of PgBouncer's server connections (``SHOW SERVERS``, ``remote_pid``),
+        of one user or all.
+
+        ``PostgresTarget.session_pids(role)`` minus these are the role's sessions that do not
+        come from this PgBouncer (apps or jobs connecting directly): with `client_count`, what
+        the overlap waits for behind PgBouncer.
+        """
+        with self._console("SHOW SERVERS") as conn:
+            cur = conn.execute("SHOW SERVERS")
+            names = [d.name for d in cur.description or []]
+            user_col, pid_col = names.index("user"), names.index("remote_pid")
+            return {int(row[pid_col]) for row in cur.fetchall()
+                    if (user is None or row[user_col] == user) and row[pid_col]}
+
     def publish(
         self, verifiers: Mapping[str, ScramVerifier], *, remove: Iterable[str] = ()
     ) -> None:

@@ -275,6 +275,13 @@ WHERE usename = %s AND pid <> pg_backend_pid()
   AND coalesce(backend_type, 'client backend') = 'client backend'
 """
 
+_SESSION_PIDS_SQL = """
+SELECT pid FROM pg_stat_activity
+WHERE usename = %s AND pid <> pg_backend_pid()
+  AND coalesce(backend_type, 'client backend') = 'client backend'
+ORDER BY pid
+"""
+
 _TERMINATE_SQL = """
 SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, %s)) FROM pg_stat_activity
 WHERE usename = %s AND pid <> pg_backend_pid()
@@ -577,6 +584,17 @@ class PostgresTarget:
         with self._admin(f"count sessions of role {role!r}") as conn:
             row = conn.execute(_SESSIONS_SQL, (role,)).fetchone()
         return int(row[0]) if row else 0
+
+    def session_pids(self, role: str) -> list[int]:
+        """Backend PIDs of ``role``'s client sessions (as `session_count` counts them).
+
+        Behind PgBouncer, subtract ``PgBouncerTarget.server_pids`` to get the sessions opened
+        directly, not through the pool.
+        """
+        _check_identifier(role, "role")
+        with self._admin(f"list sessions of role {role!r}") as conn:
+            rows = conn.execute(_SESSION_PIDS_SQL, (role,)).fetchall()
+        return [int(pid) for (pid,) in rows]
 
     def terminate_sessions(self, role: str, *, wait_ms: int = 5000) -> int:
         """Terminate every backend of ``role`` (incident mode); return how many.

@@ -12,8 +12,9 @@ plan         log in with the current credential, directly and through PgBouncer 
              verified ``pg_dump -Fc`` backup when ``backup_dir`` is set (seed 000 §3.1)
 apply        a fresh SCRAM verifier on the idle role; PgBouncer's auth_file gets it, RELOAD
 test         log in as the idle role (directly and through PgBouncer) and run the probe
-overlap      the deadline, then no session of the old role for ``overlap.settle`` (PgBouncer's
-             client list when PgBouncer is configured, else ``pg_stat_activity``)
+overlap      the deadline, then no session of the old role for ``overlap.settle``
+             (``pg_stat_activity``; behind PgBouncer: its clients of the old role plus the
+             sessions that are not PgBouncer's pooled server connections)
 retire       PgBouncer forgets the old role first, then PostgreSQL resets it (``break-glass``:
              random unstored password; ``nologin``; ``drop``), then its pooled server
              sessions are ended
@@ -361,13 +362,22 @@ class PostgresRoleStrategy(Strategy):
         opts = role_options(ctx.cls)
         targets = _targets(ctx, opts)
         old, _ = self._roles(ctx, opts)
-        if targets.bouncer is not None:
-            count = targets.bouncer.client_count(old)
-            what = f"role {old!r} (PgBouncer clients)"
-        else:
-            count = targets.pg.session_count(old)
-            what = f"role {old!r}"
-        return settled(ctx, what=what, count=count, started=started)
+        if targets.bouncer is None:
+            return settled(ctx, what=f"role {old!r}", count=targets.pg.session_count(old),
+                           started=started)
+        # Behind PgBouncer, pg_stat_activity also lists the idle server connections PgBouncer
+        # keeps pooled: count PgBouncer's clients, plus the sessions PgBouncer does not own
+        # (apps or jobs connecting directly). Server PIDs are read after the session list, so
+        # a pooled connection can only be counted as direct (a longer wait), never missed.
+        sessions = targets.pg.session_pids(old)
+        pooled = targets.bouncer.server_pids(old)
+        direct = [pid for pid in sessions if pid not in pooled]
+        clients = targets.bouncer.client_count(old)
+        verdict = settled(ctx, what=f"role {old!r}", count=clients + len(direct),
+                          started=started)
+        evidence = {**verdict.evidence, "pgbouncer_clients": clients, "direct_sessions":
+                    len(direct), "pooled_server_connections": len(sessions) - len(direct)}
+        return Verdict(verdict.done, verdict.reason, evidence)
 
     def retire(self, ctx: StepContext) -> None:
         opts = role_options(ctx.cls)
