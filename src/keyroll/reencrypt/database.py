@@ -1,9 +1,9 @@
 """The contract a database adapter fulfils for re-encryption, and opening one from a DSN.
 
 An adapter knows one dialect's SQL (`keyroll.reencrypt.postgres`, `keyroll.reencrypt.sqlite`);
-the job (`keyroll.reencrypt.job`) knows none. Every query an adapter runs is short: a keyset
-window of at most ``limit`` rows, or one compare-and-set UPDATE of one batch in one
-transaction, or one aggregate for counts.
+the job (`keyroll.reencrypt.job`) knows none. Every statement an adapter runs is short (and
+is its own transaction): a keyset window of at most ``limit`` rows, one compare-and-set
+UPDATE of one batch, or an aggregate over at most `COUNT_WINDOW` rows.
 
 DSNs come from the application's environment (``DATABASE_URL`` by default) and may hold a
 password: no message ever repeats a DSN, and driver messages are cut to their first line with
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -23,6 +23,7 @@ from keyroll.model import format_kid
 from keyroll.reencrypt.headers import MALFORMED, HeaderMatch, kid_of_text_head
 
 __all__ = [
+    "COUNT_WINDOW",
     "NULL",
     "Column",
     "Database",
@@ -40,6 +41,8 @@ KeyValue = object
 Form = Literal["binary", "text", "mixed"]
 #: Census bucket of NULL values.
 NULL = "null"
+#: Rows per statement when counting (see `Database.count_stale`).
+COUNT_WINDOW = 50_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,26 +122,57 @@ class Database(ABC):
         """
 
     @abstractmethod
-    def count_stale(self, column: Column, current: HeaderMatch) -> int:
-        """Rows whose non-NULL value is not under ``current`` (older kids, Fernet, junk)."""
+    def _bound(self, column: Column, after: KeyValue | None, n: int) -> KeyValue | None:
+        """The ``n``-th key after ``after`` (from the start if None), or None if fewer remain."""
 
     @abstractmethod
-    def _census_raw(self, column: Column) -> Iterable[tuple[str, int]]:
-        """Raw groups: ``b:<hex of 5 header bytes>``, ``t:<first 11 chars>``, `LEGACY`,
-        `MALFORMED` or `NULL`, each with its row count."""
+    def _count_range(self, column: Column, lower: KeyValue | None, upper: KeyValue | None,
+                     current: HeaderMatch) -> int:
+        """Stale rows (see `count_stale`) with ``lower < key <= upper`` (None: unbounded)."""
+
+    @abstractmethod
+    def _census_range(self, column: Column, lower: KeyValue | None,
+                      upper: KeyValue | None) -> Iterable[tuple[str, int]]:
+        """Raw groups of the rows with ``lower < key <= upper``: ``b:<hex of 5 header
+        bytes>``, ``t:<first 11 chars>``, `LEGACY`, `MALFORMED` or `NULL`, with counts."""
+
+    def _ranges(self, column: Column) -> Iterator[tuple[KeyValue | None, KeyValue | None]]:
+        """Key ranges of `COUNT_WINDOW` rows covering the table, found one at a time."""
+        lower: KeyValue | None = None
+        for _ in range(10**9):  # bounded by the table: each range starts after the last
+            upper = self._bound(column, lower, COUNT_WINDOW)
+            yield lower, upper
+            if upper is None:
+                return
+            lower = upper
+
+    def count_stale(self, column: Column, current: HeaderMatch) -> int:
+        """Rows whose non-NULL value is not under ``current`` (older kids, Fernet, junk).
+
+        Counted `COUNT_WINDOW` rows per statement: on a large table no statement (and so no
+        transaction, no snapshot holding back vacuum) runs long. Not one snapshot, then:
+        rows the application changes meanwhile may count either way, as they would a moment
+        later anyway.
+        """
+        return sum(self._count_range(column, lower, upper, current)
+                   for lower, upper in self._ranges(column))
 
     def census(self, column: Column) -> dict[str, int]:
-        """Rows per kid (8 hex digits), plus `LEGACY`, `MALFORMED` and `NULL` buckets."""
+        """Rows per kid (8 hex digits), plus `LEGACY`, `MALFORMED` and `NULL` buckets.
+
+        Counted window by window, like `count_stale`.
+        """
         counts: dict[str, int] = {}
-        for raw, count in self._census_raw(column):
-            bucket = raw
-            if raw.startswith("b:"):
-                header = bytes.fromhex(raw[2:])
-                bucket = format_kid(int.from_bytes(header[1:5], "big"))
-            elif raw.startswith("t:"):
-                kid = kid_of_text_head(raw[2:])
-                bucket = MALFORMED if kid is None else format_kid(kid)
-            counts[bucket] = counts.get(bucket, 0) + count
+        for lower, upper in self._ranges(column):
+            for raw, count in self._census_range(column, lower, upper):
+                bucket = raw
+                if raw.startswith("b:"):
+                    header = bytes.fromhex(raw[2:])
+                    bucket = format_kid(int.from_bytes(header[1:5], "big"))
+                elif raw.startswith("t:"):
+                    kid = kid_of_text_head(raw[2:])
+                    bucket = MALFORMED if kid is None else format_kid(kid)
+                counts[bucket] = counts.get(bucket, 0) + count
         return counts
 
     def close(self) -> None:  # noqa: B027  (optional: adapters holding nothing skip it)

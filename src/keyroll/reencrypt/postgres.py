@@ -203,15 +203,40 @@ class PostgresDatabase(Database):
             raise self._error(column, "update", exc) from None
         return max(cursor.rowcount, 0)
 
-    def count_stale(self, column: Column, current: HeaderMatch) -> int:
-        """See `Database.count_stale`."""
-        stale, params = self._stale(column, current)
-        query = sql.SQL("SELECT count(*) FROM {table} WHERE {col} IS NOT NULL AND {stale}").format(
-            table=self._table(column.table), col=sql.Identifier(column.column), stale=stale)
-        row = self._run(column, "count", query, params).fetchone()
+    def _range(self, column: Column, lower: KeyValue | None,
+               upper: KeyValue | None) -> tuple[sql.Composed, list[Any]]:
+        key = sql.Identifier(column.key)
+        parts: list[sql.Composable] = [sql.SQL("TRUE")]
+        params: list[Any] = []
+        if lower is not None:
+            parts.append(sql.SQL("{} > %s").format(key))
+            params.append(lower)
+        if upper is not None:
+            parts.append(sql.SQL("{} <= %s").format(key))
+            params.append(upper)
+        return sql.SQL(" AND ").join(parts), params
+
+    def _bound(self, column: Column, after: KeyValue | None, n: int) -> KeyValue | None:
+        where, params = self._range(column, after, None)
+        query = sql.SQL("SELECT {key} FROM {table} WHERE {where} ORDER BY {key} "
+                        "OFFSET %s LIMIT 1").format(
+            key=sql.Identifier(column.key), table=self._table(column.table), where=where)
+        row = self._run(column, "count", query, [*params, n - 1]).fetchone()
+        return None if row is None else row[0]
+
+    def _count_range(self, column: Column, lower: KeyValue | None, upper: KeyValue | None,
+                     current: HeaderMatch) -> int:
+        stale, stale_params = self._stale(column, current)
+        where, params = self._range(column, lower, upper)
+        query = sql.SQL(
+            "SELECT count(*) FROM {table} WHERE {where} AND {col} IS NOT NULL AND {stale}"
+        ).format(table=self._table(column.table), where=where,
+                 col=sql.Identifier(column.column), stale=stale)
+        row = self._run(column, "count", query, [*params, *stale_params]).fetchone()
         return int(row[0]) if row else 0
 
-    def _census_raw(self, column: Column) -> Iterable[tuple[str, int]]:
+    def _census_range(self, column: Column, lower: KeyValue | None,
+                      upper: KeyValue | None) -> Iterable[tuple[str, int]]:
         col = sql.Identifier(column.column)
         if column.form == "binary":
             bucket = sql.SQL(
@@ -228,9 +253,12 @@ class PostgresDatabase(Database):
                 "WHEN left({c}, 6) = %s THEN %s ELSE %s END"
             ).format(c=col)
             params = [NULL, MIN_TEXT_LENGTH, TEXT_HEAD, FERNET_PREFIX, LEGACY, MALFORMED]
-        query = sql.SQL("SELECT {b} AS bucket, count(*) FROM {table} GROUP BY 1").format(
-            b=bucket, table=self._table(column.table))
-        return [(str(b), int(n)) for b, n in self._run(column, "count", query, params).fetchall()]
+        where, range_params = self._range(column, lower, upper)
+        query = sql.SQL("SELECT {b} AS bucket, count(*) FROM {table} WHERE {where} "
+                        "GROUP BY 1").format(b=bucket, table=self._table(column.table),
+                                             where=where)
+        rows = self._run(column, "count", query, [*params, *range_params]).fetchall()
+        return [(str(b), int(n)) for b, n in rows]
 
     def _run(self, column: Column, what: str, query: sql.Composed,
              params: Sequence[Any]) -> psycopg.Cursor[Any]:

@@ -158,14 +158,36 @@ class SQLiteDatabase(Database):
             raise TargetError(f"SQLite: update of {column.label} failed: {scrub(str(exc))}") from None
         return changed
 
-    def count_stale(self, column: Column, current: HeaderMatch) -> int:
-        """See `Database.count_stale`."""
-        stale, params = self._stale(quote_identifier(column.column), current)
-        query = f"SELECT count(*) FROM {quote_identifier(column.table)} WHERE {stale}"  # noqa: S608
-        rows = self._query(query, params, column.label)
-        return int(rows[0][0])
+    def _range(self, column: Column, lower: KeyValue | None,
+               upper: KeyValue | None) -> tuple[str, list[Any]]:
+        key = quote_identifier(column.key)
+        parts, params = ["1"], []
+        if lower is not None:
+            parts.append(f"{key} > ?")
+            params.append(lower)
+        if upper is not None:
+            parts.append(f"{key} <= ?")
+            params.append(upper)
+        return " AND ".join(parts), params
 
-    def _census_raw(self, column: Column) -> Iterable[tuple[str, int]]:
+    def _bound(self, column: Column, after: KeyValue | None, n: int) -> KeyValue | None:
+        key = quote_identifier(column.key)
+        where, params = self._range(column, after, None)
+        rows = self._query(
+            f"SELECT {key} FROM {quote_identifier(column.table)} WHERE {where} "  # noqa: S608
+            f"ORDER BY {key} LIMIT 1 OFFSET ?", (*params, n - 1), column.label)
+        return rows[0][0] if rows else None
+
+    def _count_range(self, column: Column, lower: KeyValue | None, upper: KeyValue | None,
+                     current: HeaderMatch) -> int:
+        stale, stale_params = self._stale(quote_identifier(column.column), current)
+        where, params = self._range(column, lower, upper)
+        query = (f"SELECT count(*) FROM {quote_identifier(column.table)} "  # noqa: S608
+                 f"WHERE {where} AND {stale}")
+        return int(self._query(query, (*params, *stale_params), column.label)[0][0])
+
+    def _census_range(self, column: Column, lower: KeyValue | None,
+                      upper: KeyValue | None) -> Iterable[tuple[str, int]]:
         c = quote_identifier(column.column)
         bucket = (
             f"CASE WHEN {c} IS NULL THEN ? "
@@ -176,9 +198,11 @@ class SQLiteDatabase(Database):
             f"WHEN typeof({c}) IN ('blob', 'text') AND substr({c}, 1, 6) IN (?, ?) THEN ? "
             "ELSE ? END"
         )
-        query = f"SELECT {bucket} AS b, count(*) FROM {quote_identifier(column.table)} GROUP BY b"  # noqa: S608
+        where, range_params = self._range(column, lower, upper)
+        query = (f"SELECT {bucket} AS b, count(*) FROM {quote_identifier(column.table)} "  # noqa: S608
+                 f"WHERE {where} GROUP BY b")
         params = (NULL, MIN_BINARY_LENGTH, MIN_TEXT_LENGTH, TEXT_HEAD, FERNET_PREFIX,
-                  FERNET_PREFIX.encode(), LEGACY, MALFORMED)
+                  FERNET_PREFIX.encode(), LEGACY, MALFORMED, *range_params)
         return [(str(b), int(n)) for b, n in self._query(query, params, column.label)]
 
     def _query(self, query: str, params: Sequence[Any], label: str) -> list[Any]:
