@@ -251,7 +251,7 @@ class RedisAclStrategy(Strategy):
 
     def overlap_done(self, ctx: StepContext, started: datetime) -> Verdict:
         if ctx.incident:
-            return Verdict(True, "incident: no overlap (connections are closed at retire)")
+            return Verdict(True, "incident: no overlap (the user's connections are closed after retire)")
         by_time = super().overlap_done(ctx, started)
         opts = acl_options(ctx.cls)
         if not by_time.done or opts.mode == DUAL_PASSWORD or not ctx.cls.overlap.until_unused:
@@ -276,7 +276,7 @@ class RedisAclStrategy(Strategy):
             what = "user disabled (no password, off)"
         forget_quiet(ctx)
         ctx.evidence["retired_user"] = {"user": old, "action": what,
-                                   "acl_file_saved": target.persist()}
+                                        "acl_file_saved": target.persist()}
 
     def revoke(self, ctx: StepContext) -> None:
         opts = acl_options(ctx.cls)
