@@ -5,7 +5,8 @@ During an overlap the previous value is rendered too, as ``<VAR>_PREVIOUS`` (see
 tokens; while a rotation stages a new key (between create and promote) it is rendered as
 ``<VAR>_NEXT``, accepted but not yet signing. Key kinds also get ``<VAR>_KID`` (and
 ``<VAR>_PREVIOUS_KID``, ``<VAR>_NEXT_KID``): the version's random key id, so every instance of
-an env-var app puts the same ``kid`` in its tokens and ciphertexts and none has to derive one. Files are written atomically with mode 0600 (`write_private`).
+an env-var app puts the same ``kid`` in its tokens and ciphertexts and none has to derive one.
+Files are written atomically with mode 0600 (`write_private`).
 """
 
 from __future__ import annotations

@@ -15,11 +15,11 @@ from keyroll.inventory import Inventory, SecretClass
 from keyroll.model import Label, SecretRef
 from keyroll.stores.base import Store
 
-__all__ = ["SecretStatus", "State", "secret_status", "statuses"]
+__all__ = ["ACTIVE_ROTATION_STATES", "SecretStatus", "State", "secret_status", "statuses"]
 
 ACTIVE_ROTATION_STATES = frozenset(
     {"plan", "create", "apply", "test", "promote", "overlap", "retire", "awaiting-approval",
-     "awaiting-confirmation"}
+     "awaiting-confirmation", "rolling-back"}
 )
 
 

@@ -45,7 +45,7 @@ from keyroll.model import Label, SecretRef, SecretValue, Version, utcnow
 from keyroll.rotation.deploy import HookRunner
 from keyroll.rotation.events import Event, Observer
 from keyroll.rotation.strategies import ManualStep, StepContext, Strategy, strategy_for
-from keyroll.status import State, statuses
+from keyroll.status import ACTIVE_ROTATION_STATES, State, statuses
 from keyroll.stores.base import RotationRecord, Store
 
 __all__ = [
@@ -65,6 +65,7 @@ AWAITING_CONFIRMATION = "awaiting-confirmation"
 ROLLING_BACK = "rolling-back"
 TERMINAL = frozenset({"done", "rolled-back"})
 ACTIVE = frozenset({*STEPS, AWAITING_APPROVAL, AWAITING_CONFIRMATION, ROLLING_BACK})
+assert ACTIVE == ACTIVE_ROTATION_STATES, "status.py must know every in-flight state"
 _ROLLBACKABLE = frozenset({*STEPS[:6], AWAITING_APPROVAL, AWAITING_CONFIRMATION})
 LOCK_TTL = timedelta(days=2)
 _MAX_SLEEP = 120.0
