@@ -64,8 +64,7 @@ AWAITING_APPROVAL = "awaiting-approval"
 AWAITING_CONFIRMATION = "awaiting-confirmation"
 ROLLING_BACK = "rolling-back"
 TERMINAL = frozenset({"done", "rolled-back"})
-ACTIVE = frozenset({*STEPS, AWAITING_APPROVAL, AWAITING_CONFIRMATION, ROLLING_BACK})
-assert ACTIVE == ACTIVE_ROTATION_STATES, "status.py must know every in-flight state"
+ACTIVE = ACTIVE_ROTATION_STATES  # defined in status.py, which `keyroll status` reads too
 _ROLLBACKABLE = frozenset({*STEPS[:6], AWAITING_APPROVAL, AWAITING_CONFIRMATION})
 LOCK_TTL = timedelta(days=2)
 _MAX_SLEEP = 120.0

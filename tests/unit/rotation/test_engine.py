@@ -367,3 +367,12 @@ def test_env_var_apps_accept_the_new_key_before_it_signs(world: World) -> None:
     assert old_instance.verify(token)["sub"] == "u"
     legacy = old_instance.sign({"sub": "v"}, ttl=timedelta(minutes=5))
     assert new_instance.verify(legacy)["sub"] == "v"
+
+
+def test_status_knows_every_in_flight_state() -> None:
+    from keyroll.rotation import engine
+
+    expected = {*engine.STEPS, engine.AWAITING_APPROVAL, engine.AWAITING_CONFIRMATION,
+                engine.ROLLING_BACK}
+    assert set(engine.ACTIVE) == expected
+    assert not engine.ACTIVE & engine.TERMINAL
