@@ -339,13 +339,16 @@ def test_overlap_waits_until_the_old_role_has_no_session(
         assert overlap["pooled_server_connections"] >= 1, overlap
 
 
+@pytest.mark.parametrize("via", ["direct", "pgbouncer"])
 def test_incident_terminates_the_old_roles_sessions(
-    make_rig: Callable[..., DbRig],
+    via: str, make_rig: Callable[..., DbRig], pgbouncer_server: PgBouncerServer,
 ) -> None:
-    rig = make_rig(retire="nologin")
+    rig = make_rig(retire="nologin", bouncer=pgbouncer_server if via == "pgbouncer" else None)
     a, b = rig.layout.logins
-    held = psycopg.connect(rig.db.base_dsn, user=a, password=rig.first.reveal(), autocommit=True)
+    dsn = rig.db.base_dsn if via == "direct" else pgbouncer_server.base_dsn(rig.db.name)
+    held = psycopg.connect(dsn, user=a, password=rig.first.reveal(), autocommit=True)
     try:
+        assert held.execute("SELECT 1").fetchone() == (1,)
         record = rig.world.rotate("database", incident=True)
         assert record.state == "done", record.body.get("error")
         with pytest.raises(psycopg.OperationalError):
@@ -353,6 +356,8 @@ def test_incident_terminates_the_old_roles_sessions(
     finally:
         held.close()
     assert can_login(rig.db.dsn, a) is False
+    if rig.bouncer is not None:
+        assert not logs_in_via(rig.bouncer, rig.db.name, a, rig.first)
     retired = next(s for s in record.body["steps"] if s["step"] == "retire")["evidence"]
     assert retired["retired_role"]["sessions_terminated"] >= 1
     assert retired["retired_role"]["mode"] == "nologin"
