@@ -1,6 +1,6 @@
 """Database password rotation under load: keyroll's alternating roles vs OpenBao's static role.
 
-    .venv/bin/python bench/db_rotation.py [--rotations 5] [--clients 4]      (about a minute)
+    .venv/bin/python bench/db_rotation.py [--rotations 5] [--clients 4]      (under a minute)
 
 Not a test: it prints a table for a person to read. One real PostgreSQL (from
 ``tests/servers.py``) and one real ``bao server -dev`` (from ``tests/openbao_server.py``, the
@@ -11,9 +11,10 @@ credential it holds and runs a query. It re-reads the credential from its source
 auth failure*, re-reads the credential at once and tries once more; if that fails too it
 counts a *final failure*.
 
-- **keyroll**: the ``postgres-role`` strategy through the engine (two login roles in a group
-  role; overlap at least 1 s, then until no session of the old role for 0.5 s); clients read
-  ``current`` through `StoreKeySource`.
+- **keyroll**, directly and through PgBouncer: the ``postgres-role`` strategy through the
+  engine (two login roles in a group role; overlap at least 1 s, then until no session of the
+  old role for 0.5 s; PgBouncer's auth_file + RELOAD); clients read ``current`` through
+  `StoreKeySource`.
 - **OpenBao**: the database secrets engine (``postgresql-database-plugin``), a static role on
   one database user, rotated with ``database/rotate-role/<name>``; clients read
   ``database/static-creds/<name>``. One password per user, changed in place: a client that
@@ -140,30 +141,31 @@ def client_main(args: argparse.Namespace) -> int:
 
 
 def _clients(system: str, n: int, port: int, dbname: str, tmp: Path, env: dict[str, str],
-             extra: list[str]) -> list[subprocess.Popen[str]]:
-    stop = tmp / f"stop-{system}"
+             extra: list[str], tag: str | None = None) -> list[subprocess.Popen[str]]:
+    tag = tag or system
+    stop = tmp / f"stop-{tag}"
     procs = []
     for i in range(n):
         procs.append(subprocess.Popen(
             [sys.executable, __file__, "client", "--system", system, "--port", str(port),
              "--dbname", dbname, "--stop-file", str(stop),
-             "--ready-file", str(tmp / f"ready-{system}-{i}"), *extra],
+             "--ready-file", str(tmp / f"ready-{tag}-{i}"), *extra],
             env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True, cwd=REPO,
         ))
     deadline = time.monotonic() + READY_TIMEOUT
     for _ in range(int(READY_TIMEOUT / 0.05)):
-        if all((tmp / f"ready-{system}-{i}").exists() for i in range(n)):
+        if all((tmp / f"ready-{tag}-{i}").exists() for i in range(n)):
             return procs
         if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
             break
         time.sleep(0.05)
-    _collect(system, procs, tmp)
-    raise SystemExit(f"{system} clients did not start")
+    _collect(tag, procs, tmp)
+    raise SystemExit(f"{tag} clients did not start")
 
 
-def _collect(system: str, procs: list[subprocess.Popen[str]], tmp: Path) -> dict[str, int]:
-    (tmp / f"stop-{system}").touch()
+def _collect(tag: str, procs: list[subprocess.Popen[str]], tmp: Path) -> dict[str, int]:
+    (tmp / f"stop-{tag}").touch()
     total: dict[str, int] = {}
     for proc in procs:
         try:
@@ -173,7 +175,7 @@ def _collect(system: str, procs: list[subprocess.Popen[str]], tmp: Path) -> dict
             out, err = proc.communicate(timeout=10)
         lines = out.strip().splitlines()
         if not lines:
-            print(f"{system} client failed: {err[-500:]}", file=sys.stderr)
+            print(f"{tag} client failed: {err[-500:]}", file=sys.stderr)
             continue
         for key, value in json.loads(lines[-1]).items():
             total[key] = total.get(key, 0) + int(value)
@@ -191,48 +193,69 @@ def _prepare_db(server: Any, dbname: str) -> None:
         conn.execute("INSERT INTO public.orders VALUES (1, 10.5)")
 
 
-def run_keyroll(server: Any, tmp: Path, rotations: int, clients: int) -> dict[str, int]:
+def run_keyroll(server: Any, tmp: Path, rotations: int, clients: int,
+                bouncer: Any | None = None) -> dict[str, int]:
+    """keyroll's rotation; with ``bouncer`` (a PgBouncerServer) the clients go through it."""
+    from urllib.parse import quote
+
     import psycopg
     from psycopg import sql
 
     from keyroll.audit import Journal
     from keyroll.generate import generate
     from keyroll.inventory import parse_inventory
-    from keyroll.model import Label, SecretRef
+    from keyroll.model import Label, SecretRef, SecretValue
     from keyroll.rotation.engine import Engine
     from keyroll.stores.sqlite import SQLiteStore
+    from keyroll.targets.pgbouncer import PgBouncerTarget
     from keyroll.targets.postgres import PostgresTarget
 
-    dbname = "bench_keyroll"
+    tag = "keyroll" if bouncer is None else "keyroll-pgbouncer"
+    dbname = "bench_keyroll" if bouncer is None else "bench_keyroll_pgb"
+    group = "bench_app" if bouncer is None else "bench_pgb"
+    work = tmp / tag
+    work.mkdir()
     _prepare_db(server, dbname)
     admin = server.dsn(dbname)
     pg = PostgresTarget(admin)
-    layout = pg.ensure_layout("bench_app")
+    layout = pg.ensure_layout(group)
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(sql.SQL("GRANT SELECT ON public.orders TO {}").format(
             sql.Identifier(layout.group)))
     first = generate("password-32")
-    pg.set_password(layout.logins[0], first)
+    verifier = pg.set_password(layout.logins[0], first)
     os.environ["BENCH_PG_ADMIN_DSN"] = admin
+    pgbouncer_options = ""
+    if bouncer is not None:
+        PgBouncerTarget(bouncer.auth_file, host="127.0.0.1", port=bouncer.port,
+                        admin_user=bouncer.admin_user,
+                        admin_password=SecretValue(bouncer.admin_password),
+                        ).publish({layout.logins[0]: verifier})
+        os.environ["BENCH_PGB_ADMIN_URL"] = (
+            f"postgresql://{bouncer.admin_user}:{quote(bouncer.admin_password, safe='')}"
+            f"@127.0.0.1:{bouncer.port}/pgbouncer")
+        pgbouncer_options = (f', pgbouncer_auth_file = "{bouncer.auth_file}", '
+                             'pgbouncer_admin_url_env = "BENCH_PGB_ADMIN_URL"')
     text = (
         'project = "bench"\n[environments.bench]\n[classes.database]\nkind = "postgres-role"\n'
         'env_vars = ["DATABASE_URL"]\ncadence_days = 30\ntier = "high"\nblast_radius = "db"\n'
         'owner = "bench"\nenvironments = ["bench"]\n'
         'overlap = { min = 1, settle = 0.5, max = "1h" }\n'
-        'options = { admin_dsn_env = "BENCH_PG_ADMIN_DSN", group_role = "bench_app", '
-        'probe_table = "public.orders" }\n'
+        f'options = {{ admin_dsn_env = "BENCH_PG_ADMIN_DSN", group_role = "{group}", '
+        f'probe_table = "public.orders"{pgbouncer_options} }}\n'
     )
-    (tmp / "keyroll.toml").write_text(text)
+    (work / "keyroll.toml").write_text(text)
     key = os.urandom(32)
-    store = SQLiteStore(tmp / "store.db", key)
-    inventory = parse_inventory(text, tmp / "keyroll.toml")
+    store = SQLiteStore(work / "store.db", key)
+    inventory = parse_inventory(text, work / "keyroll.toml")
     ref = SecretRef("bench", "database")
     version = store.put_version(ref, first, meta={"role": layout.logins[0]})
     store.set_labels(ref, expected={}, new={Label.CURRENT: version.number})
-    engine = Engine(store, inventory, journal=Journal(store, actor="bench"), workdir=tmp)
-    procs = _clients("keyroll", clients, server.port, dbname, tmp,
+    engine = Engine(store, inventory, journal=Journal(store, actor="bench"), workdir=work)
+    port = server.port if bouncer is None else bouncer.port
+    procs = _clients("keyroll", clients, port, dbname, tmp,
                      {"KEYROLL_MASTER_KEY": base64.b64encode(key).decode()},
-                     ["--store", str(tmp / "store.db")])
+                     ["--store", str(work / "store.db")], tag=tag)
     try:
         for _ in range(rotations):
             record = engine.start("database", "bench")
@@ -244,7 +267,7 @@ def run_keyroll(server: Any, tmp: Path, rotations: int, clients: int) -> dict[st
             if record.state != "done":
                 raise SystemExit(f"keyroll rotation ended {record.state}: {record.body.get('error')}")
     finally:
-        result = _collect("keyroll", procs, tmp)
+        result = _collect(tag, procs, tmp)
         store.close()
     return result
 
@@ -305,17 +328,22 @@ def main() -> int:
     if args.command == "client":
         return client_main(args)
 
-    from tests.servers import PostgresServer
+    from tests.servers import PgBouncerServer, PostgresServer
 
     server = PostgresServer().start()
+    bouncer = None
     try:
+        bouncer = PgBouncerServer(server).start()
         with tempfile.TemporaryDirectory(prefix="keyroll-bench-") as folder:
             tmp = Path(folder)
             started = time.monotonic()
             keyroll = run_keyroll(server, tmp, args.rotations, args.clients)
             spacing = (time.monotonic() - started) / (args.rotations + 1)
+            pooled = run_keyroll(server, tmp, args.rotations, args.clients, bouncer)
             openbao = run_openbao(server, tmp, args.rotations, args.clients, spacing)
     finally:
+        if bouncer is not None:
+            bouncer.stop()
         server.stop()
     head = (f"{'system':<34} {'rotations':>9} {'clients':>7} {'attempts':>8} "
             f"{'first-attempt auth failures':>27} {'final failures':>14}")
@@ -325,6 +353,7 @@ def main() -> int:
     print(head)
     print("-" * len(head))
     for name, row in (("keyroll postgres-role (alternating)", keyroll),
+                      ("keyroll postgres-role via PgBouncer", pooled),
                       ("OpenBao database static role", openbao)):
         print(f"{name:<34} {args.rotations:>9} {args.clients:>7} {row.get('attempts', 0):>8} "
               f"{row.get('first_attempt_auth_failures', 0):>27} "
