@@ -94,6 +94,10 @@ def _print(report: ReencryptReport) -> None:
             more = f" and {c.failed - _SHOWN_KEYS} more" if c.failed > _SHOWN_KEYS else ""
             err().print(f"error: {c.label}: {c.failed} rows no retained key opens (row keys: "
                         f"{shown}{more}); they were left as they are", markup=False)
+        elif c.remaining:
+            err().print(f"error: {c.label}: {c.remaining} rows are still not under the current "
+                        "key (written under an old key while the job ran?): run it again",
+                        markup=False)
 
 
 def reencrypt(
