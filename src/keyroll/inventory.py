@@ -167,13 +167,33 @@ class Overlap(_Strict):
 
 
 class EncryptionColumn(_Strict):
-    """A column holding field ciphertexts (for re-encryption and the retire gate)."""
+    """A column holding field ciphertexts (for re-encryption and the retire gate).
+
+    ``database_env`` names the env var with the database URL; it may hold ``{ENV}`` (the
+    environment's name upper-cased, ``-``/``.`` as ``_``) or ``{env}``, so each environment
+    counts its own database: ``DATABASE_URL_{ENV}`` reads ``DATABASE_URL_PROD`` for ``prod``.
+    """
 
     table: str
     key: str = "id"
     column: str
     context: str | None = None
     database_env: str = "DATABASE_URL"
+
+    @field_validator("database_env")
+    @classmethod
+    def _env_template(cls, text: str) -> str:
+        sample = text.replace("{ENV}", "PROD").replace("{env}", "PROD")
+        if not _ENV_VAR.match(sample):
+            raise ValueError(
+                f"{text!r}: use an env var name, optionally with {{ENV}} for the environment"
+            )
+        return text
+
+    def dsn_var(self, environment: str) -> str:
+        """The env var holding this column's database URL in ``environment``."""
+        upper = re.sub(r"[^A-Z0-9_]", "_", environment.upper())
+        return self.database_env.replace("{ENV}", upper).replace("{env}", upper)
 
 
 class EnvironmentPolicy(_Strict):

@@ -113,3 +113,14 @@ environments = ["prod"]
 """
     with pytest.raises(InventoryError, match="JWT_SECRET in prod is fed by both"):
         parse_inventory(text)
+
+
+def test_encryption_column_database_url_per_environment() -> None:
+    from keyroll.inventory import EncryptionColumn
+
+    column = EncryptionColumn(table="users", column="phone_enc", database_env="DATABASE_URL_{ENV}")
+    assert column.dsn_var("prod") == "DATABASE_URL_PROD"
+    assert column.dsn_var("eu-west.stg") == "DATABASE_URL_EU_WEST_STG"
+    assert EncryptionColumn(table="t", column="c").dsn_var("prod") == "DATABASE_URL"
+    with pytest.raises(ValueError, match="env var name"):
+        EncryptionColumn(table="t", column="c", database_env="database-url")

@@ -57,17 +57,18 @@ def count_remaining(ctx: StepContext, old_kid: int, *,
     if not columns:
         return None
     env = os.environ if environ is None else environ
-    if any(not env.get(spec.database_env) for spec in columns):
+    environment = ctx.ref.environment
+    if any(not env.get(spec.dsn_var(environment)) for spec in columns):
         return None
     current = HeaderMatch.for_kid(_current_kid(ctx))
     databases: dict[str, Database] = {}
     per_column: dict[str, int] = {}
     try:
         for spec in columns:
-            db = databases.get(spec.database_env)
+            var = spec.dsn_var(environment)
+            db = databases.get(var)
             if db is None:
-                db = databases[spec.database_env] = open_database(
-                    env[spec.database_env], env_var=spec.database_env)
+                db = databases[var] = open_database(env[var], env_var=var)
             column = db.resolve(spec.table, spec.key, spec.column)
             per_column[column.label] = db.count_stale(column, current)
     finally:

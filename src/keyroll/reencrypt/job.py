@@ -304,15 +304,16 @@ class Reencryptor:
         try:
             resolved: list[tuple[EncryptionColumn, Database, Column]] = []
             for spec in columns:
-                db = databases.get(spec.database_env)
+                var = spec.dsn_var(self.ref.environment)
+                db = databases.get(var)
                 if db is None:
-                    dsn = self.environ.get(spec.database_env)
+                    dsn = self.environ.get(var)
                     if not dsn:
                         raise UsageError(
-                            f"{spec.table}.{spec.column}: {spec.database_env} is not set; export "
+                            f"{spec.table}.{spec.column}: {var} is not set; export "
                             "the application's database URL in it"
                         )
-                    db = databases[spec.database_env] = self.connect(dsn, spec.database_env)
+                    db = databases[var] = self.connect(dsn, var)
                 resolved.append((spec, db, db.resolve(spec.table, spec.key, spec.column)))
             for spec, db, column in resolved:
                 result = ColumnResult(spec.table, spec.key, spec.column, column.form)

@@ -16,7 +16,7 @@ import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from keyroll.errors import HookFailed, StepFailed
+from keyroll.errors import HookFailed, KeyrollError, StepFailed
 from keyroll.model import Kind, Label, format_kid
 from keyroll.rotation.strategies.base import StepContext, Strategy, Verdict
 from keyroll.rotation.strategies.signing_key import pending_round_trip
@@ -102,7 +102,7 @@ class EncryptionKeyStrategy(Strategy):
                            "= false)", by_time.evidence)
         try:
             left = self.remaining(ctx)
-        except HookFailed as exc:
+        except KeyrollError as exc:  # a hook, a database down, a renamed column: keep waiting
             return Verdict(False, f"cannot count data under the old key: {exc}", {})
         evidence = {**by_time.evidence, "remaining_under_old_key": left}
         if left is None:
