@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint typecheck pytest bench system-deps venv clean
+.PHONY: demo test lint typecheck pytest bench bench-db bench-reencrypt bench-all system-deps venv clean
 
 venv: $(STAMP)
 
@@ -43,9 +43,18 @@ pytest: venv system-deps
 
 test: venv system-deps lint typecheck pytest
 
-# Benchmarks print ratios against what a user would otherwise use; they assert nothing.
+# Benchmarks print ratios against what a user would otherwise use, measured side by side in
+# one run; they assert nothing. `bench` is the runtime (seconds); the others start real servers.
 bench: venv
 	$(BIN)/python bench/bench_runtime.py
+
+bench-db: venv system-deps
+	$(BIN)/python bench/db_rotation.py
+
+bench-reencrypt: venv system-deps
+	$(BIN)/python bench/reencrypt.py
+
+bench-all: bench bench-db bench-reencrypt
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

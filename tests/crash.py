@@ -29,7 +29,7 @@ from keyroll.rotation.engine import ACTIVE, AWAITING_CONFIRMATION, TERMINAL, Eng
 from keyroll.stores.base import RotationRecord
 from keyroll.stores.sqlite import SQLiteStore
 
-__all__ = ["CrashPoint", "KillingStore", "drive", "run_crash_matrix"]
+__all__ = ["CrashPoint", "KillingStore", "drive", "run_crash_matrix", "seed_version"]
 
 _WRITES = (
     "put_version", "set_labels", "destroy_version", "acquire_lock", "release_lock",
@@ -116,7 +116,7 @@ class CrashPoint:
     final: str
 
 
-def seed(store: SQLiteStore, inventory: Inventory, name: str, env: str) -> SecretRef:
+def seed_version(store: SQLiteStore, inventory: Inventory, name: str, env: str) -> SecretRef:
     cls = inventory.classes[name]
     ref = SecretRef(env, name)
     value = generate(cls.generator.value if cls.generator else "base64-48", prefix=cls.prefix)
@@ -130,8 +130,15 @@ def run_crash_matrix(
     name: str,
     env: str = "dev",
     check_target: Callable[[SQLiteStore, SecretRef], None] | None = None,
+    seed: Callable[[SQLiteStore, Inventory, str, str], SecretRef] | None = None,
 ) -> list[CrashPoint]:
-    """Kill after every write of a full rotation, one fresh world per point; resume; check."""
+    """Kill after every write of a full rotation, one fresh world per point; resume; check.
+
+    Args:
+        seed: stores the first version (default `seed_version`); strategies with a target
+            wrap it to put the same credential on the target.
+    """
+    seed = seed or seed_version
     key = os.urandom(32)
     entered = "entered-from-portal-" + os.urandom(12).hex()
 

@@ -235,7 +235,7 @@ def test_sigkill_at_every_step_boundary_resumes_and_redis_accepts_current(
         user = str(inventory.classes["cache"].options["user"])
         return user if mode == "dual-password" else f"{user}_a"
 
-    original_seed = crash.seed
+    original_seed = crash.seed_version
 
     def seed(store: SQLiteStore, inventory: Inventory, name: str, env: str) -> SecretRef:
         ref = original_seed(store, inventory, name, env)
@@ -248,9 +248,9 @@ def test_sigkill_at_every_step_boundary_resumes_and_redis_accepts_current(
         user = str(version.meta.get("role") or first_user(inventory))
         assert logs_in(redis_server, user, value), "Redis refuses the current value"
 
-    monkeypatch.setattr(crash, "seed", seed)
     try:
-        points = crash.run_crash_matrix(make_world, "cache", "dev", check_target=check_target)
+        points = crash.run_crash_matrix(make_world, "cache", "dev", check_target=check_target,
+                                       seed=seed)
     finally:
         client = redis.Redis(host="127.0.0.1", port=redis_server.port, username="default",
                              password=redis_server.password)
