@@ -9,7 +9,6 @@ a missing master key is a one-line error, not a failing page.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import socket
 from typing import Annotated
@@ -19,18 +18,10 @@ import typer
 from keyroll.cli.context import AppContext
 from keyroll.cli.output import err
 from keyroll.errors import UsageError
+from keyroll.net import is_loopback
 from keyroll.stores import Store, open_store
 
 __all__ = ["register"]
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -75,7 +66,7 @@ def dashboard(
 
     web = create_app(store_factory, inventory, clock=app.clock)
     sock = _listen(host, port)
-    if not _is_loopback(host):
+    if not is_loopback(host):
         err().print(f"warning: listening on {host}: the dashboard has no login; put it behind a "
                     "proxy that authenticates", markup=False)
     shown = f"[{host}]" if ":" in host else host

@@ -40,7 +40,7 @@ from keyroll.errors import (
     StoreUnavailable,
     UsageError,
 )
-from keyroll.inventory import Inventory, SecretClass
+from keyroll.inventory import EnvironmentPolicy, Inventory, SecretClass
 from keyroll.model import Label, SecretRef, SecretValue, Version, utcnow
 from keyroll.rotation.deploy import HookRunner
 from keyroll.rotation.events import Event, Observer
@@ -207,16 +207,23 @@ class Engine:
                     f"with `keyroll advance` or undo it with `keyroll rollback {other.id}`"
                 )
 
-    def preview(self, name: str, environment: str, *, incident: bool = False) -> list[PlannedStep]:
-        """What ``rotate`` would do, without changing anything (``--dry-run``)."""
+    def _startable(
+        self, name: str, environment: str
+    ) -> tuple[SecretClass, SecretRef, Strategy, EnvironmentPolicy, dict[Label, int]]:
+        """Everything a new rotation needs, checked: class, options, a current version, no
+        other rotation in flight."""
         cls, ref = self.inventory.resolve(name, environment)
         strategy = self.strategy(cls)
         strategy.validate(cls)
-        policy = self.inventory.policy(environment)
         labels = self.store.get_labels(ref)
         if Label.CURRENT not in labels:
             raise RotationRefused(self._no_current(ref))
         self._refuse_if_busy(ref)
+        return cls, ref, strategy, self.inventory.policy(environment), labels
+
+    def preview(self, name: str, environment: str, *, incident: bool = False) -> list[PlannedStep]:
+        """What ``rotate`` would do, without changing anything (``--dry-run``)."""
+        cls, ref, strategy, policy, labels = self._startable(name, environment)
         current = self.store.get_version(ref, labels[Label.CURRENT])
 
         def hooks(kind: str) -> str:
@@ -282,14 +289,7 @@ class Engine:
             RotationRefused: no current version, or another rotation is in flight.
             LockHeld: another process holds the secret's lock.
         """
-        cls, ref = self.inventory.resolve(name, environment)
-        strategy = self.strategy(cls)
-        strategy.validate(cls)
-        policy = self.inventory.policy(environment)
-        labels = self.store.get_labels(ref)
-        if Label.CURRENT not in labels:
-            raise RotationRefused(self._no_current(ref))
-        self._refuse_if_busy(ref)
+        cls, ref, _strategy, policy, labels = self._startable(name, environment)
         now = self.clock()
         holder = self.store.get_lock(ref, now=now)
         if holder is not None and self._finished(holder.owner):

@@ -57,7 +57,6 @@ errors; nothing above this module sees one.
 from __future__ import annotations
 
 import base64
-import ipaddress
 import json
 import os
 import re
@@ -82,6 +81,7 @@ from keyroll.errors import (
     UsageError,
 )
 from keyroll.model import Label, SecretRef, SecretValue, Version, fingerprint, new_kid, utcnow
+from keyroll.net import is_loopback
 from keyroll.stores.base import AuditEntry, LockInfo, RotationRecord, Store
 
 __all__ = ["OpenBaoStore"]
@@ -145,15 +145,6 @@ def _env_first(environ: Mapping[str, str], names: Sequence[str]) -> str | None:
         if value:
             return value
     return None
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _server_errors(exc: hvac.exceptions.VaultError) -> str:
@@ -503,7 +494,7 @@ class OpenBaoStore(Store):
                 raise UsageError(f"store URL {url!r}: bad host:port {host!r}") from None
             if not hostname:
                 raise UsageError(f"store URL {url!r}: bad host:port {host!r}")
-            if http == "http" and not _is_loopback(hostname) and opt("plaintext") != "ok":
+            if http == "http" and not is_loopback(hostname) and opt("plaintext") != "ok":
                 raise UsageError(
                     f"store URL {url!r}: {parts.scheme}:// sends the token unencrypted to "
                     f"{hostname}; use {parts.scheme}s:// (TLS), or add plaintext=ok if the "

@@ -20,9 +20,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from keyroll.cli.app import run
-from keyroll.cli.dashboard_cmd import _is_loopback
 from keyroll.generate import generate
 from keyroll.model import Label, SecretRef
+from keyroll.net import is_loopback
 from keyroll.stores.sqlite import SQLiteStore
 from tests.leaks import assert_no_leak
 from tests.unit.conftest import INVENTORY
@@ -144,9 +144,9 @@ def test_a_bad_port_is_a_usage_error(port: str, capsys: pytest.CaptureFixture[st
 
 
 def test_loopback_detection() -> None:
-    assert all(_is_loopback(h) for h in ("127.0.0.1", "localhost", "::1", "127.0.0.2"))
+    assert all(is_loopback(h) for h in ("127.0.0.1", "localhost", "::1", "127.0.0.2"))
     wildcard = "0.0.0.0"  # noqa: S104 (a string under test, nothing binds it)
-    assert not any(_is_loopback(h) for h in (wildcard, "10.0.0.1", "example.org", "::"))
+    assert not any(is_loopback(h) for h in (wildcard, "10.0.0.1", "example.org", "::"))
 
 
 def _loaded(code: str) -> list[str]:
