@@ -7,6 +7,7 @@ print local variables, and a local variable may hold a secret.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -95,6 +96,16 @@ def run(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a bug, or a library error no adapter translated
+        if os.environ.get("KEYROLL_DEBUG"):
+            raise
+        # its text may quote a value (a driver echoing a statement): show only the type
+        err().print(
+            f"error: unexpected {exc.__class__.__name__} (message withheld: it may quote a "
+            "secret); rerun with KEYROLL_DEBUG=1 for the traceback, and please report it",
+            markup=False,
+        )
+        return 1
     return result if isinstance(result, int) else 0
 
 

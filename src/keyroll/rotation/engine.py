@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import secrets
 import time
-import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -558,13 +557,13 @@ class Engine:
         return False
 
     def _failed(self, record: RotationRecord, step: str, ctx: StepContext, exc: Exception) -> None:
+        # keyroll's own errors never carry a value; anything else may quote one (a driver's
+        # message with a statement in it), so only its type is kept
         message = str(exc) if isinstance(exc, KeyrollError) else (
-            f"{exc.__class__.__name__} in step {step}"
+            f"{exc.__class__.__name__} in step {step} (details withheld: they may quote a value)"
         )
         body = dict(record.body)
         body["error"] = {"step": step, "message": message, "at": _iso(self.clock())}
-        if not isinstance(exc, KeyrollError):
-            body["error"]["where"] = traceback.format_exception_only(type(exc), exc)[-1][:200]
         body["steps"] = [*body["steps"][:-1], {
             **body["steps"][-1], "finished_at": _iso(self.clock()), "outcome": "failed",
             "evidence": {**ctx.evidence, "error": message},

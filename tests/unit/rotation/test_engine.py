@@ -376,3 +376,20 @@ def test_status_knows_every_in_flight_state() -> None:
                 engine.ROLLING_BACK}
     assert set(engine.ACTIVE) == expected
     assert not engine.ACTIVE & engine.TERMINAL
+
+
+def test_a_foreign_exception_never_reaches_the_record_with_its_text(world: World) -> None:
+    ref = world.seed("api")
+    secret = world.store.read_value(ref, 1).reveal()
+    engine = world.engine()
+    strategy = engine.strategy(world.inventory.classes["api"])
+
+    def leaky_test(ctx: object) -> None:
+        raise RuntimeError(f"driver said: password {secret} rejected")
+
+    strategy.test = leaky_test  # type: ignore[method-assign]
+    record = engine.run(engine.start("api", "dev").id)
+    assert record.state == "rolled-back"
+    assert "RuntimeError in step test" in record.body["error"]["message"]
+    journal = json.dumps([r.to_json() for r in engine.journal.records()])
+    assert_no_leak([json.dumps(record.body), journal], [secret], where="record and journal")
