@@ -192,3 +192,21 @@ def test_migrate_store_between_local_stores(initialised: Keyroll, project: Path)
     again = initialised("migrate-store", "--from", "sqlite:.keyroll/store.db",
                         "--to", "sqlite:copy/store.db")
     assert again.code == 2 and "nothing was copied" in again.err
+
+
+def test_unexpected_error_is_one_line_without_its_text(
+    initialised: Keyroll, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from keyroll.cli import status_cmd
+
+    planted = secrets.token_urlsafe(32)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError(f"connection string postgresql://app:{planted}@db failed")
+
+    monkeypatch.setattr(status_cmd, "statuses", broken)
+    result = initialised("status")
+    assert result.code == 1
+    assert result.err.startswith("error: unexpected RuntimeError")
+    assert "Traceback" not in result.err and result.err.count("\n") == 1
+    assert_no_leak([result.out, result.err], [planted], where="CLI error")
