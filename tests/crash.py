@@ -78,9 +78,10 @@ class _Clock:
 
 
 def drive(store: SQLiteStore, inventory: Inventory, workdir: Path, name: str, env: str,
-          entered: str) -> RotationRecord:
+          entered: str, rollback_at: str | None = None) -> RotationRecord:
     """Start (or resume) the rotation of ``name`` and push it to its end, like an operator
-    would: confirm pauses, let time pass over the overlap. Bounded."""
+    would: confirm pauses, let time pass over the overlap, or (``rollback_at``) run
+    ``keyroll rollback`` once the rotation reaches that state. Bounded."""
     clock = _Clock()
     def sleep(seconds: float) -> None:
         clock.now += timedelta(seconds=seconds)
@@ -99,6 +100,9 @@ def drive(store: SQLiteStore, inventory: Inventory, workdir: Path, name: str, en
         record = engine.run(record.id)
         if record.state in TERMINAL:
             return record
+        if rollback_at is not None and record.state in (rollback_at, "rolling-back"):
+            record = engine.rollback(record.id, reason="operator")
+            continue
         if record.state == AWAITING_CONFIRMATION:
             step = str(record.body["awaiting"])
             value = SecretValue(entered) if step == "enter" else None
@@ -131,12 +135,14 @@ def run_crash_matrix(
     env: str = "dev",
     check_target: Callable[[SQLiteStore, SecretRef], None] | None = None,
     seed: Callable[[SQLiteStore, Inventory, str, str], SecretRef] | None = None,
+    rollback_at: str | None = None,
 ) -> list[CrashPoint]:
     """Kill after every write of a full rotation, one fresh world per point; resume; check.
 
     Args:
         seed: stores the first version (default `seed_version`); strategies with a target
             wrap it to put the same credential on the target.
+        rollback_at: the operator rolls the rotation back once it reaches this state.
     """
     seed = seed or seed_version
     key = os.urandom(32)
@@ -147,7 +153,7 @@ def run_crash_matrix(
     with KillingStore(folder / "store.db", key, None) as store:
         seed(store, inventory, name, env)
         baseline = len(store.writes)
-        drive(store, inventory, folder, name, env, entered)
+        drive(store, inventory, folder, name, env, entered, rollback_at)
         writes = store.writes[baseline:]
     points = []
     for n in range(1, len(writes) + 1):
@@ -159,7 +165,7 @@ def run_crash_matrix(
             try:
                 with KillingStore(folder / "store.db", key, baseline + n) as child:
                     child.writes = ["seed"] * baseline
-                    drive(child, inventory, folder, name, env, entered)
+                    drive(child, inventory, folder, name, env, entered, rollback_at)
             finally:
                 os._exit(3)
         _, status = os.waitpid(pid, 0)
@@ -169,7 +175,7 @@ def run_crash_matrix(
         with SQLiteStore(folder / "store.db", key) as store:
             crashed = store.list_rotations(ref)
             state_after = crashed[-1].state if crashed else "-"
-            final = drive(store, inventory, folder, name, env, entered)
+            final = drive(store, inventory, folder, name, env, entered, rollback_at)
             _check(store, ref, final, check_target)
         points.append(CrashPoint(n, writes[n - 1], state_after, final.state))
     return points

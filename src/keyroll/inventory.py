@@ -77,12 +77,16 @@ class Hook(_Strict):
     ``shell = true``; with ``stdin_dotenv = true`` they receive the environment's new
     ``KEY=value`` lines on stdin (never on argv or in their environment), e.g. for
     ``kubectl create secret generic api --from-env-file=/dev/stdin --dry-run=client -o yaml``.
+    Commands see only PATH, HOME, locale, proxy and docker/kubectl variables, the rotation's
+    ``KEYROLL_*`` context, and the variables named in ``pass_env`` (whose values are masked in
+    the hook's output like every secret).
     """
 
     name: str | None = None
     run: str | list[str] | None = None
     shell: bool = False
     stdin_dotenv: bool = False
+    pass_env: list[str] = []
     http: str | None = None
     status: int = Field(default=200, ge=100, le=599)
     write_dotenv: str | None = None

@@ -8,7 +8,8 @@ of the environment's secrets.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from keyroll.errors import HookFailed, NotFound
@@ -20,12 +21,23 @@ from keyroll.runtime.redaction import Redactor
 from keyroll.stores.base import Store
 from keyroll.targets.hooks import run_hook
 
-__all__ = ["HookRunner", "environment_redactor"]
+__all__ = ["SENSITIVE_ENV", "HookRunner", "environment_redactor"]
 
 
-def environment_redactor(store: Store, inventory: Inventory, environment: str) -> Redactor:
-    """A redactor that masks every live value of every secret of an environment."""
-    values: list[SecretValue] = []
+#: keyroll's own credentials, masked in hook output wherever they come from.
+SENSITIVE_ENV = ("KEYROLL_MASTER_KEY", "BAO_TOKEN", "VAULT_TOKEN", "BAO_SECRET_ID",
+                 "VAULT_SECRET_ID", "BAO_ROLE_ID", "VAULT_ROLE_ID")
+
+
+def environment_redactor(
+    store: Store, inventory: Inventory, environment: str, *, env_names: Iterable[str] = ()
+) -> Redactor:
+    """A redactor that masks every live value of every secret of an environment, keyroll's
+    own credentials, and the values of the env vars named in ``env_names``."""
+    values: list[SecretValue] = [
+        SecretValue(os.environ[name]) for name in (*SENSITIVE_ENV, *env_names)
+        if os.environ.get(name)
+    ]
     for _cls, ref in inventory.secrets(environment):
         for version in store.list_versions(ref):
             if version.destroyed:
@@ -70,7 +82,10 @@ class HookRunner:
         hooks: list[Hook] = [h for h in getattr(ctx.cls.hooks, which) if h.applies_to(environment)]
         if not hooks:
             return []
-        redactor = environment_redactor(self.store, self.inventory, environment)
+        # admin credentials the class names (options ending in _env) and what hooks pass on
+        named = [str(v) for k, v in ctx.cls.options.items() if k.endswith("_env")]
+        named += [name for hook in hooks for name in hook.pass_env]
+        redactor = environment_redactor(self.store, self.inventory, environment, env_names=named)
         env = {
             "KEYROLL_ROTATION": ctx.rotation, "KEYROLL_ENVIRONMENT": environment,
             "KEYROLL_SECRET": ctx.ref.name, "KEYROLL_STEP": step,

@@ -18,7 +18,9 @@ The engine emits `Event`s to observers; it imports no typer, rich or FastAPI.
 
 from __future__ import annotations
 
+import os
 import secrets
+import socket
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -65,7 +67,8 @@ ROLLING_BACK = "rolling-back"
 TERMINAL = frozenset({"done", "rolled-back"})
 ACTIVE = ACTIVE_ROTATION_STATES  # defined in status.py, which `keyroll status` reads too
 _ROLLBACKABLE = frozenset({*STEPS[:6], AWAITING_APPROVAL, AWAITING_CONFIRMATION})
-LOCK_TTL = timedelta(days=2)
+LOCK_TTL = timedelta(hours=1)  # renewed before every step; a crashed holder is detected
+APPROVAL_TTL = timedelta(days=7)  # an unapproved request expires (and stops blocking the secret)
 _MAX_SLEEP = 120.0
 _MAX_TRANSITIONS = 40
 
@@ -128,6 +131,8 @@ class Engine:
         self._strategies = dict(strategies or {})
         self.sleep = sleep
         self._hooks = HookRunner(store, inventory, self.workdir)
+        # who holds a lock: this process, on this host (a crashed holder is recognised by it)
+        self._token = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
     @property
     def actor(self) -> str:
@@ -165,7 +170,10 @@ class Engine:
     ) -> None:
         event = Event(record.id, record.ref, kind, step, message, self.clock(), dict(evidence or {}))
         for observer in self.observers:
-            observer(event)
+            try:
+                observer(event)
+            except Exception:  # noqa: BLE001, S112  (a display must never break a rotation)
+                continue
 
     def _audit(
         self,
@@ -265,11 +273,60 @@ class Engine:
             old=current, new=None, state={}, evidence={}, workdir=self.workdir,
         )
 
-    def _finished(self, rotation_id: str) -> bool:
+    def _lock(self, ref: SecretRef, rotation_id: str) -> None:
+        """Take the secret's lock for this process, taking it over from a holder that is
+        gone: a process of this host that no longer runs, or a rotation that has ended.
+
+        Raises:
+            LockHeld: a live process (here or on another machine) holds it.
+        """
+        owner = f"{rotation_id} {self._token}"
+        for _ in range(3):
+            try:
+                self.store.acquire_lock(ref, owner, ttl=LOCK_TTL, now=self.clock())
+            except LockHeld:
+                holder = self.store.get_lock(ref, now=self.clock())
+                if holder is None:
+                    continue  # expired in between
+                if not self._abandoned(holder.owner):
+                    until = f"{holder.expires_at:%Y-%m-%d %H:%M}"
+                    raise LockHeld(
+                        f"{ref} is locked by {holder.owner} until {until} UTC: another keyroll "
+                        "process is working on it; wait for it (`keyroll rotations`)"
+                    ) from None
+                self.store.release_lock(ref, holder.owner)
+            else:
+                return
+        raise LockHeld(f"{ref}: the lock kept changing hands; retry")
+
+    def _clear_abandoned(self, ref: SecretRef) -> None:
+        """Free a lock left by a crashed process or an ended rotation (nobody else needs it)."""
+        holder = self.store.get_lock(ref, now=self.clock())
+        if holder is not None and self._abandoned(holder.owner):
+            self.store.release_lock(ref, holder.owner)
+
+    def _unlock(self, ref: SecretRef, rotation_id: str) -> None:
+        self.store.release_lock(ref, f"{rotation_id} {self._token}")
+
+    def _abandoned(self, owner: str) -> bool:
+        """A lock owner that can no longer act: its rotation ended, or its process is dead."""
+        rotation_id, _, token = owner.partition(" ")
         try:
-            return self.store.get_rotation(rotation_id).state in TERMINAL
+            if self.store.get_rotation(rotation_id).state in TERMINAL:
+                return True
         except NotFound:
+            pass
+        host, _, rest = token.partition(":")
+        pid_text = rest.partition(":")[0]
+        if host != socket.gethostname() or not pid_text.isdigit():
+            return False  # another machine: only the expiry frees it
+        try:
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
             return False
+        return False
 
     @staticmethod
     def _no_current(ref: SecretRef) -> str:
@@ -290,44 +347,33 @@ class Engine:
         """
         cls, ref, _strategy, policy, labels = self._startable(name, environment)
         now = self.clock()
-        holder = self.store.get_lock(ref, now=now)
-        if holder is not None and self._finished(holder.owner):
-            self.store.release_lock(ref, holder.owner)  # left behind by a crash at the end
-            holder = None
-        if holder is not None:
-            until = f"{holder.expires_at:%Y-%m-%d %H:%M}"
-            raise LockHeld(f"{ref} is locked by {holder.owner} until {until} UTC: wait for it "
-                           "(`keyroll rotations`) or roll it back")
         rotation_id = f"r-{now:%Y%m%d}-{secrets.token_hex(3)}"
-        body: dict[str, Any] = {
-            "kind": cls.kind.value,
-            "incident": incident,
-            "drill": drill or policy.drill,
-            "requested_by": self.actor,
-            "approvals_required": policy.approvals,
-            "approvals": [],
-            "labels_before": {k.value: v for k, v in labels.items()},
-            "old_version": labels[Label.CURRENT],
-            "new_version": None,
-            "steps": [],
-            "confirmations": [],
-            "strategy": {},
-        }
-        state = AWAITING_APPROVAL if policy.approvals > 1 else "plan"
-        record = RotationRecord(rotation_id, ref, state, 0, now, now, body)
-        old = self.store.get_version(ref, labels[Label.CURRENT])
-        # journal first (intent), then the record, then the lock: a crash anywhere leaves
-        # either nothing to resume or a record that `run` resumes (and locks) by its id
-        self._audit(record, "rotation.requested", version=old.number,
-                    fingerprints=[old.fingerprint],
-                    evidence={"approvals_required": policy.approvals, "kind": cls.kind.value})
-        record = self.store.create_rotation(record)
+        self._lock(ref, rotation_id)  # serialises starters: the busy check below is exact
         try:
-            self.store.acquire_lock(ref, rotation_id, ttl=LOCK_TTL, now=now)
-        except LockHeld as exc:
-            lost = {**body, "error": {"step": "plan", "message": str(exc), "at": _iso(now)}}
-            self._save(record, "rolled-back", lost)
-            raise
+            self._refuse_if_busy(ref)
+            body: dict[str, Any] = {
+                "kind": cls.kind.value,
+                "incident": incident,
+                "drill": drill or policy.drill,
+                "requested_by": self.actor,
+                "approvals_required": policy.approvals,
+                "approvals": [],
+                "labels_before": {k.value: v for k, v in labels.items()},
+                "old_version": labels[Label.CURRENT],
+                "new_version": None,
+                "steps": [],
+                "confirmations": [],
+                "strategy": {},
+            }
+            state = AWAITING_APPROVAL if policy.approvals > 1 else "plan"
+            record = RotationRecord(rotation_id, ref, state, 0, now, now, body)
+            old = self.store.get_version(ref, labels[Label.CURRENT])
+            self._audit(record, "rotation.requested", version=old.number,
+                        fingerprints=[old.fingerprint],
+                        evidence={"approvals_required": policy.approvals, "kind": cls.kind.value})
+            record = self.store.create_rotation(record)
+        finally:
+            self._unlock(ref, rotation_id)
         self._emit(record, "requested", None, f"rotation {rotation_id} of {ref} requested"
                    + (" (incident)" if incident else "") + (" (drill)" if body["drill"] else ""))
         if state == AWAITING_APPROVAL:
@@ -422,25 +468,31 @@ class Engine:
         end has not come. A failure before retire rolls back (the returned record says
         ``rolled-back`` with ``body["error"]``); a failure at overlap or retire raises.
         """
-        for _ in range(_MAX_TRANSITIONS):
-            record = self.get(rotation_id)
-            if record.state in TERMINAL:
-                self.store.release_lock(record.ref, record.id)  # no-op unless a crash left it
-                return record
-            if record.state in (AWAITING_APPROVAL, AWAITING_CONFIRMATION):
-                return record
-            try:
-                self.store.acquire_lock(record.ref, record.id, ttl=LOCK_TTL, now=self.clock())
-                if record.state == ROLLING_BACK:
-                    self._rollback(record)
-                    continue
-                if not self._step(record):
-                    return self.get(rotation_id)
-            except Conflict as exc:
-                if isinstance(exc, LockHeld):
-                    raise
-                continue  # another process moved it: re-read and go on from there
-        return self.get(rotation_id)
+        record = self.get(rotation_id)
+        if record.state in TERMINAL or record.state in (AWAITING_APPROVAL,
+                                                        AWAITING_CONFIRMATION):
+            self._clear_abandoned(record.ref)
+            return record
+        self._lock(record.ref, record.id)
+        try:
+            for _ in range(_MAX_TRANSITIONS):
+                record = self.get(rotation_id)
+                if record.state in TERMINAL or record.state in (AWAITING_APPROVAL,
+                                                                AWAITING_CONFIRMATION):
+                    return record
+                self._lock(record.ref, record.id)  # renew before every step
+                try:
+                    if record.state == ROLLING_BACK:
+                        self._rollback(record)
+                    elif not self._step(record):
+                        return self.get(rotation_id)
+                except Conflict as exc:
+                    if isinstance(exc, LockHeld):
+                        raise
+                    continue  # the record moved under us (a person acted): re-read, go on
+            return self.get(rotation_id)
+        finally:
+            self._unlock(record.ref, record.id)
 
     def _context(self, record: RotationRecord, cls: SecretClass) -> StepContext:
         body = record.body
@@ -525,15 +577,15 @@ class Engine:
         following = "done" if step == "retire" else STEPS[STEPS.index(step) + 1]
         if step == "promote":
             body["overlap_started"] = _iso(self.clock())
-        record = self._save(record, following, body)
         new = ctx.new or (self.store.get_version(record.ref, body["new_version"])
                           if body.get("new_version") else None)
+        # journal before the state: a crash between them repeats the entry, never loses it
         self._audit(record, f"rotation.{step}", evidence=ctx.evidence,
                     version=new.number if new else None,
                     fingerprints=[new.fingerprint] if new and step in ("create", "promote") else [])
+        record = self._save(record, following, body)
         self._emit(record, "step.finished", step, "done", ctx.evidence)
         if following == "done":
-            self.store.release_lock(record.ref, record.id)
             self._audit(record, "rotation.done")
             self._emit(record, "done", None, f"rotation {record.id} of {record.ref} is done")
         return True
@@ -659,15 +711,22 @@ class Engine:
         if labels.get(Label.PREVIOUS) == old:
             self.store.set_labels(record.ref, expected={Label.PREVIOUS: old},
                                   new={Label.PREVIOUS: None})
-        if ctx.old is not None and not ctx.old.destroyed:
-            self.store.destroy_version(record.ref, ctx.old.number)
         ctx.evidence["retired"] = {"version": old,
                                    "fingerprint": ctx.old.fingerprint if ctx.old else None}
         if ctx.incident:
             strategy.revoke(ctx)
             ctx.evidence["revoke"] = self._run_hooks(record, ctx, "revoke", check=False)
-        # deployments must stop carrying the previous value (*_PREVIOUS vars)
+        # deployments must stop carrying the previous value (*_PREVIOUS vars); the hooks run
+        # before the value is destroyed, so their output is still masked with it
         ctx.evidence["hooks"] = self._run_hooks(record, ctx, "on_promote", check=False)
+        # destroy even if the index says destroyed: a crash may have cut a backend's two-part
+        # destroy in half (destroying again is a no-op); also values entered but not used
+        labelled = set(self.store.get_labels(record.ref).values())
+        for version in self.store.list_versions(record.ref):
+            if version.number in labelled:
+                continue
+            if version.number == old or version.meta.get("rotation") == record.id:
+                self.store.destroy_version(record.ref, version.number)
 
     # --- rollback -------------------------------------------------------------------------
 
@@ -678,52 +737,76 @@ class Engine:
             RotationRefused: the rotation is done, rolled back, or retiring already.
         """
         record = self.get(rotation_id)
-        if record.state == ROLLING_BACK:
-            return self._rollback(record)
-        if record.state not in _ROLLBACKABLE:
+        if record.state not in _ROLLBACKABLE and record.state != ROLLING_BACK:
             raise RotationRefused(
                 f"rotation {rotation_id} is {record.state}: too late to roll back (the old value "
                 "is retired or retiring); rotate forward instead"
             )
-        self.store.acquire_lock(record.ref, record.id, ttl=LOCK_TTL, now=self.clock())
-        body = {**record.body, "error": record.body.get("error") or {
-            "step": record.state, "message": f"rolled back: {reason} by {self.actor}",
-            "at": _iso(self.clock())}}
-        record = self._save(record, ROLLING_BACK, body)
-        return self._rollback(record)
+        self._lock(record.ref, record.id)
+        try:
+            record = self.get(rotation_id)  # again, under the lock
+            if record.state != ROLLING_BACK:
+                body = {**record.body, "error": record.body.get("error") or {
+                    "step": record.state, "message": f"rolled back: {reason} by {self.actor}",
+                    "at": _iso(self.clock())}}
+                record = self._save(record, ROLLING_BACK, body)
+            return self._rollback(record)
+        finally:
+            self._unlock(record.ref, record.id)
 
     def _rollback(self, record: RotationRecord) -> RotationRecord:
-        """Restore target and labels. Idempotent: safe to rerun after a crash."""
+        """Restore labels, deployments, then the target. Idempotent: safe to rerun.
+
+        The order keeps the invariant: the labels go back first (the old value is still
+        accepted by the target, which only ever *gained* a credential), the deployments follow,
+        apps get the propagation time to reload, and only then does the target stop accepting
+        the new value. If the target cannot be reset, the rotation stays ``rolling-back`` and
+        the next ``keyroll advance`` tries again.
+
+        Raises:
+            StepFailed: the target could not be reset (labels and deployments are restored).
+        """
         cls = self._class_of(record)
         strategy = self.strategy(cls)
         ctx = self._context(record, cls)
         self._emit(record, "step.started", "rollback", "rolling back…")
         evidence: dict[str, Any] = {}
-        try:
-            strategy.rollback(ctx)
-        except KeyrollError as exc:
-            evidence["target_rollback_error"] = str(exc)
         before = {Label(k): int(v) for k, v in record.body.get("labels_before", {}).items()}
-        new = record.body.get("new_version")
+        mine = {v.number for v in self.store.list_versions(record.ref)
+                if v.meta.get("rotation") == record.id}
         labels = self.store.get_labels(record.ref)
-        # from the history, not the labels: a rerun after a crash must still redeploy
-        deployed = any(s["step"] in ("apply", "promote") for s in record.body.get("steps", []))
-        if new is not None and new in (labels.get(Label.CURRENT), labels.get(Label.PENDING)):
+        if mine & set(labels.values()):  # found by meta: a crash may have lost new_version
             self.store.set_labels(
                 record.ref,
                 expected={label: labels.get(label) for label in Label},
                 new={label: before.get(label) for label in Label},
             )
-        for version in self.store.list_versions(record.ref):
-            mine = version.meta.get("rotation") == record.id and not version.destroyed
-            if mine and version.number not in self.store.get_labels(record.ref).values():
-                self.store.destroy_version(record.ref, version.number)
-        if deployed:
+        # from the history, not the labels: a rerun after a crash must still redeploy
+        steps = record.body.get("steps", [])
+        if any(s["step"] in ("apply", "promote") for s in steps):
             evidence["hooks"] = self._run_hooks(record, ctx, "on_promote", check=False)
+        resets_target = type(strategy).rollback is not Strategy.rollback
+        if resets_target and any(s["step"] == "promote" for s in steps):
+            # apps reload the old credential before the new one stops working
+            self.sleep(min(cls.overlap.propagation.total_seconds(), _MAX_SLEEP))
+        try:
+            strategy.rollback(ctx)
+        except KeyrollError as exc:
+            failed = {**record.body, "rollback": {**evidence, "target_error": str(exc)}}
+            self._save(record, ROLLING_BACK, failed)
+            self._audit(record, "rotation.rollback", outcome="failed",
+                        evidence={"target_error": str(exc)})
+            raise StepFailed(
+                f"rotation {record.id}: labels and deployments are restored, but the target "
+                f"could not be reset: {exc}; fix it and run `keyroll advance` to finish the "
+                "rollback"
+            ) from None
+        for number in sorted(mine):
+            if number not in self.store.get_labels(record.ref).values():
+                self.store.destroy_version(record.ref, number)
         restored = self.store.get_labels(record.ref)
         evidence["labels"] = {k.value: v for k, v in restored.items()}
         record = self._save(record, "rolled-back", {**record.body, "rollback": evidence})
-        self.store.release_lock(record.ref, record.id)
         self._audit(record, "rotation.rollback", outcome="rolled-back",
                     evidence={**evidence, "error": record.body.get("error")})
         self._emit(record, "rolled-back", "rollback", "rolled back: labels and target restored",

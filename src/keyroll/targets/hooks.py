@@ -1,10 +1,13 @@
 """Run the inventory's hooks: commands (with a timeout) and HTTP checks.
 
 Commands run without a shell unless the hook says ``shell = true``, in the inventory's folder,
-in their own process group (killed whole on timeout). A hook that needs the new values gets
+in their own process group (killed whole on timeout), with a small environment: `BASE_ENV`
+(PATH, HOME, locale, proxies, the docker/kubectl settings), the rotation's ``KEYROLL_*``
+context and the names the hook lists in ``pass_env``, and nothing else: keyroll's own
+environment holds the master key and admin credentials. A hook that needs the new values gets
 them on stdin (``stdin_dotenv``), never on argv or in its environment, where ``ps`` and
-``/proc`` would show them. Output is passed through the caller's redactor and truncated before
-it becomes audit evidence.
+``/proc`` would show them. Output is passed through the caller's redactor, then truncated,
+before it becomes audit evidence.
 """
 
 from __future__ import annotations
@@ -22,7 +25,25 @@ from pathlib import Path
 from keyroll.errors import HookFailed
 from keyroll.inventory import Hook
 
-__all__ = ["HookResult", "run_hook"]
+__all__ = ["BASE_ENV", "HookResult", "hook_environment", "run_hook"]
+
+#: Variables every command hook inherits (when set): what deploy tools need to run at all.
+BASE_ENV = (
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM",
+    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+    "SSL_CERT_FILE", "SSL_CERT_DIR", "KUBECONFIG", "DOCKER_HOST", "DOCKER_CONTEXT",
+    "DOCKER_CONFIG", "COMPOSE_FILE", "COMPOSE_PROJECT_NAME",
+)
+
+
+def hook_environment(hook: Hook, context: Mapping[str, str],
+                     environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment a command hook runs with: `BASE_ENV`, locale, ``pass_env``, context."""
+    source = os.environ if environ is None else environ
+    wanted = set(BASE_ENV) | set(hook.pass_env)
+    env = {k: v for k, v in source.items() if k in wanted or k.startswith("LC_")}
+    env.update(context)
+    return env
 
 _MAX_OUTPUT = 2000
 
@@ -56,7 +77,7 @@ def _run_command(
     timeout = hook.timeout.total_seconds()
     try:
         proc = subprocess.Popen(
-            argv, cwd=cwd, env={**os.environ, **env}, shell=hook.shell,
+            argv, cwd=cwd, env=hook_environment(hook, env), shell=hook.shell,
             stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
         )
@@ -123,7 +144,8 @@ def run_hook(
         ok, detail, output = _run_http(hook)
     else:
         ok, detail, output = _run_command(hook, cwd, env, stdin if hook.stdin_dotenv else None)
-    result = HookResult(hook.label, ok, detail, redact(_tail(output)), time.monotonic() - started)
+    # redact the whole output first: a cut could split a value and hide it from the matcher
+    result = HookResult(hook.label, ok, detail, _tail(redact(output)), time.monotonic() - started)
     if check and not ok:
         raise HookFailed(f"hook {hook.label!r} failed: {detail}")
     return result

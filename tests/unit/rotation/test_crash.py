@@ -52,3 +52,13 @@ def test_sigkill_during_a_rollback_resumes_the_rollback(
     with capsys.disabled():
         print("\n" + format_table("jwt-access, verify fails → rollback", points))
     assert all(p.final == "rolled-back" for p in points), points
+
+
+@pytest.mark.slow
+def test_sigkill_during_an_operator_rollback_in_the_overlap(
+    make_world: Callable[[], tuple[Path, Inventory]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    points = run_crash_matrix(make_world, "jwt-access", rollback_at="overlap")
+    with capsys.disabled():
+        print("\n" + format_table("jwt-access, rolled back by the operator in the overlap", points))
+    assert all(p.final == "rolled-back" for p in points), points

@@ -393,3 +393,89 @@ def test_a_foreign_exception_never_reaches_the_record_with_its_text(world: World
     assert "RuntimeError in step test" in record.body["error"]["message"]
     journal = json.dumps([r.to_json() for r in engine.journal.records()])
     assert_no_leak([json.dumps(record.body), journal], [secret], where="record and journal")
+
+
+def test_two_processes_never_drive_one_rotation_at_once(world: World) -> None:
+    world.seed("api")
+    first, second = world.engine(), world.engine()
+    record = first.start("api", "dev")
+    first._lock(record.ref, record.id)  # first is mid-step (a live process holds the lock)
+    with pytest.raises(LockHeld, match="another keyroll process is working on it"):
+        second.run(record.id)
+    with pytest.raises(LockHeld):
+        second.rollback(record.id)
+    assert second.get(record.id).state == "plan"
+    first._unlock(record.ref, record.id)
+    assert second.run(record.id).state == "overlap"
+
+
+def test_a_target_that_cannot_be_reset_keeps_the_rollback_open(world: World) -> None:
+    from keyroll.errors import TargetError
+
+    ref = world.seed("api")
+    engine = world.engine()
+    strategy = engine.strategy(world.inventory.classes["api"])
+    calls: list[str] = []
+
+    def reset(ctx: object) -> None:
+        calls.append("reset")
+        if len(calls) == 1:
+            raise TargetError("target down (test)")
+
+    strategy.rollback = reset  # type: ignore[method-assign]
+    record = engine.run(engine.start("api", "dev").id)
+    assert record.state == "overlap"
+    with pytest.raises(StepFailed, match="could not be reset"):
+        engine.rollback(record.id)
+    stuck = engine.get(record.id)
+    assert stuck.state == "rolling-back"
+    assert world.store.get_labels(ref) == {Label.CURRENT: 1}  # labels first: still consistent
+    assert engine.run(record.id).state == "rolled-back"
+    assert calls == ["reset", "reset"]
+    assert world.store.list_versions(ref)[1].destroyed
+
+
+HOOK_ENV_INVENTORY = """
+[environments.dev]
+[classes.api]
+kind = "api-key"
+env_vars = ["API_KEY"]
+cadence_days = 90
+tier = "medium"
+blast_radius = "x"
+owner = "y"
+environments = ["dev"]
+hooks.on_promote = [
+  { run = "env", name = "print env" },
+  { run = "sh -c 'echo passed=$DEPLOY_TOKEN'", pass_env = ["DEPLOY_TOKEN"] },
+  { run = "sh -c 'head -c 5000 /dev/zero | tr \\"\\\\0\\" x; cat'", stdin_dotenv = true },
+]
+"""
+
+
+def test_hooks_get_a_small_environment_and_masked_output(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from keyroll.inventory import parse_inventory
+
+    master = "master-key-material-" + "q" * 24
+    deploy_token = "deploy-token-" + "z" * 24
+    monkeypatch.setenv("KEYROLL_MASTER_KEY", master)
+    monkeypatch.setenv("SOME_ADMIN_PASSWORD", "admin-password-" + "w" * 20)
+    monkeypatch.setenv("DEPLOY_TOKEN", deploy_token)
+    world.inventory = parse_inventory(HOOK_ENV_INVENTORY, world.path / "keyroll.toml")
+    ref = world.seed("api")
+    old = world.store.read_value(ref, 1).reveal()
+    engine = world.engine()
+    record = engine.run(engine.start("api", "dev").id)
+    assert record.state == "done", record.body.get("error")
+    promote = next(s for s in record.body["steps"] if s["step"] == "promote")
+    env_dump, passed, long_output = (h["output"] for h in promote["evidence"]["hooks"])
+    assert "KEYROLL_ROTATION=" in env_dump and "PATH=" in env_dump
+    assert "KEYROLL_MASTER_KEY" not in env_dump and "SOME_ADMIN_PASSWORD" not in env_dump
+    assert passed.startswith("passed=") and deploy_token not in passed  # passed on, masked
+    assert long_output.startswith("…") and "API_KEY=" in long_output
+    new = world.store.read_value(ref, 2).reveal()
+    journal = json.dumps([r.to_json() for r in engine.journal.records()])
+    assert_no_leak([json.dumps(record.body), journal], [old, new, master, deploy_token],
+                   where="hook evidence")
