@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from keyroll.audit import Journal
 from keyroll.cli.context import AppContext
 from keyroll.cli.output import err, out, print_json
 from keyroll.errors import UsageError
@@ -42,7 +43,9 @@ class EventPrinter:
             return
         mark = _MARK.get(event.kind, "•")
         step = f"[bold]{event.step}[/] " if event.step and event.kind != "hook" else ""
-        self.console.print(f"{mark} {step}{event.message}", highlight=False)
+        # the message is plain text (it may hold "[redacted]" or a path with brackets)
+        self.console.print(f"{mark} {step}", end="", highlight=False)
+        self.console.print(event.message, markup=False, highlight=False)
 
 
 def _engine(app: AppContext, *, quiet: bool = False) -> Engine:
@@ -97,22 +100,38 @@ def rotate(
 
 def advance(
     ctx: typer.Context,
-    now: Annotated[str | None, typer.Option("--now", help="Pretend it is this time (ISO "
-                                                             "8601): demos and drills.")] = None,
+    env: Annotated[str | None, typer.Option("--env", "-e", help="Only this environment.")] = None,
+    now: Annotated[str | None, typer.Option(
+        "--now", help="Pretend it is this time (ISO 8601), for demos and drills: never applied "
+        "to production environments, and the journal keeps the real time.")] = None,
     start_due: Annotated[bool, typer.Option("--start-due/--no-start-due",
                                             help="Start due rotations where auto = true.")] = True,
 ) -> None:
     """The cron tick: move every rotation whose wait is over; start due ones (auto)."""
     app: AppContext = ctx.obj
+    inventory = app.inventory
+    environments = set(inventory.environments) if env is None else {env}
+    if env is not None:
+        inventory.policy(env)
     if now is not None:
         try:
             fixed = datetime.fromisoformat(now.replace("Z", "+00:00"))
         except ValueError:
             raise UsageError(f"--now {now!r} is not an ISO time: e.g. 2026-12-24T02:00:00Z") from None
         fixed = fixed if fixed.tzinfo else fixed.replace(tzinfo=UTC)
-        app.clock = lambda: fixed
-        app.journal.clock = app.clock
-    report = _engine(app).advance(start_due=start_due)
+        production = {e for e in environments if inventory.policy(e).production}
+        if env is not None and production:
+            raise UsageError(f"--now cannot be used on {env}: it is a production environment")
+        environments -= production
+        if production:
+            err().print(f"--now: skipping production environments ({', '.join(sorted(production))})",
+                        markup=False)
+        app.clock = lambda: fixed  # the engine's clock; the journal keeps real time
+    engine = Engine(
+        app.store, inventory, journal=Journal(app.store), clock=app.clock,
+        observers=[EventPrinter()], workdir=app.inventory_path.parent,
+    )
+    report = engine.advance(start_due=start_due, environments=environments)
     console = out()
     console.print(f"advance: {len(report.moved)} moved, {len(report.started)} started, "
                   f"{len(report.waiting)} waiting, {len(report.failed)} failed")

@@ -22,7 +22,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -39,7 +39,6 @@ from keyroll.errors import (
     StepFailed,
     StoreForbidden,
     StoreUnavailable,
-    UsageError,
 )
 from keyroll.inventory import EnvironmentPolicy, Inventory, SecretClass
 from keyroll.model import Label, SecretRef, SecretValue, Version, utcnow
@@ -825,23 +824,38 @@ class Engine:
 
     # --- the cron tick --------------------------------------------------------------------
 
-    def advance(self, *, start_due: bool = True) -> AdvanceReport:
-        """Move every in-flight rotation whose wait is over; start due ones where ``auto``."""
+    def advance(
+        self, *, start_due: bool = True, environments: Collection[str] | None = None
+    ) -> AdvanceReport:
+        """Move every in-flight rotation whose wait is over; start due ones where ``auto``;
+        expire approval requests older than `APPROVAL_TTL`.
+
+        Args:
+            start_due: also start rotations that are due (where the inventory says ``auto``).
+            environments: only these environments (default: all).
+        """
         moved: list[str] = []
         started: list[str] = []
         waiting: list[str] = []
         failed: list[tuple[str, str]] = []
+        now = self.clock()
         for record in self.in_flight():
+            if environments is not None and record.ref.environment not in environments:
+                continue
             before = record.state
             try:
-                after = self.run(record.id)
+                if before == AWAITING_APPROVAL and now - record.created_at > APPROVAL_TTL:
+                    after = self.rollback(record.id, reason="approval request expired")
+                else:
+                    after = self.run(record.id)
             except KeyrollError as exc:
                 failed.append((record.id, str(exc)))
                 continue
             (moved if after.state != before else waiting).append(record.id)
         if start_due:
-            now = self.clock()
             for row in statuses(self.store, self.inventory, now):
+                if environments is not None and row.ref.environment not in environments:
+                    continue
                 auto = row.cls.auto if row.cls.auto is not None else (
                     self.inventory.policy(row.ref.environment).auto)
                 if not auto or row.state not in (State.DUE, State.OVERDUE) or row.rotation:
@@ -849,7 +863,7 @@ class Engine:
                 try:
                     record = self.start(row.cls.name, row.ref.environment)
                     self.run(record.id)
-                except (KeyrollError, UsageError) as exc:
+                except KeyrollError as exc:
                     failed.append((str(row.ref), str(exc)))
                     continue
                 started.append(record.id)

@@ -148,3 +148,11 @@ def test_confirm_of_a_rotation_not_paused(initialised: Keyroll) -> None:
     assert rolled.code == 0
     again = initialised("rollback", rid)
     assert again.code == 2 and "too late to roll back" in again.err
+
+
+def test_now_never_applies_to_production(initialised: Keyroll) -> None:
+    assert initialised("generate", "jwt-access", "--env", "prod").code == 0
+    refused = initialised("advance", "--env", "prod", "--now", "2030-01-01T00:00:00Z")
+    assert refused.code == 2 and "production environment" in refused.err
+    skipped = initialised("advance", "--now", "2030-01-01T00:00:00Z")
+    assert skipped.code == 0 and "skipping production environments (prod)" in skipped.err

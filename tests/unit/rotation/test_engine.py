@@ -479,3 +479,19 @@ def test_hooks_get_a_small_environment_and_masked_output(
     journal = json.dumps([r.to_json() for r in engine.journal.records()])
     assert_no_leak([json.dumps(record.body), journal], [old, new, master, deploy_token],
                    where="hook evidence")
+
+
+def test_an_unapproved_request_expires_and_frees_the_secret(world: World) -> None:
+    from keyroll.rotation.engine import APPROVAL_TTL
+
+    world.seed("jwt-access", "prod")
+    engine = world.engine("alice")
+    record = engine.start("jwt-access", "prod")
+    engine.advance(start_due=False)
+    assert engine.get(record.id).state == "awaiting-approval"
+    world.clock.tick(APPROVAL_TTL + timedelta(minutes=1))
+    engine.advance(start_due=False)
+    expired = engine.get(record.id)
+    assert expired.state == "rolled-back"
+    assert "approval request expired" in expired.body["error"]["message"]
+    assert engine.start("jwt-access", "prod").state == "awaiting-approval"
