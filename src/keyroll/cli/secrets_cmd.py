@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import getpass
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -49,10 +50,21 @@ def parse_dotenv(text: str) -> dict[str, str]:
     return result
 
 
-def _store_first_version(
+@dataclass(frozen=True)
+class _Import:
+    """One value to import, checked: what will happen, before anything is written."""
+
+    cls: SecretClass
+    ref: SecretRef
+    value: SecretValue
+    meta: dict[str, str]
+    unchanged: bool
+
+
+def _check_import(
     app: AppContext, cls: SecretClass, ref: SecretRef, value: SecretValue, source: str
-) -> str:
-    """Store an imported value as version 1 (or report it as already there)."""
+) -> _Import:
+    """Validate one imported value (nothing is written). Raises `UsageError` with the fix."""
     meta: dict[str, str] = {"source": source}
     if cls.kind in (Kind.POSTGRES_ROLE, Kind.REDIS_ACL):
         parts = split_dsn(value.reveal())
@@ -62,23 +74,43 @@ def _store_first_version(
             if user:
                 meta["role"] = user
     if len(value) == 0:
-        raise UsageError(f"{ref}: the value is empty; nothing imported")
+        raise UsageError(f"{ref}: the value is empty; nothing was imported")
     labels = app.store.get_labels(ref)
     if Label.CURRENT in labels:
         current = app.store.get_version(ref, labels[Label.CURRENT])
         if current.fingerprint == value.fingerprint:
-            return "unchanged"
+            return _Import(cls, ref, value, meta, unchanged=True)
         raise UsageError(
             f"{ref} already has a current version ({current.fingerprint}); change it with "
-            f"`keyroll rotate {ref.name} --env {ref.environment}`, not import"
+            f"`keyroll rotate {ref.name} --env {ref.environment}`, not import; nothing was imported"
         )
-    version = app.store.put_version(ref, value, created_at=app.clock(), meta=meta)
-    app.store.set_labels(ref, expected={Label.CURRENT: None}, new={Label.CURRENT: version.number})
+    return _Import(cls, ref, value, meta, unchanged=False)
+
+
+def _apply_import(app: AppContext, item: _Import) -> str:
+    if item.unchanged:
+        return "unchanged"
+    version = app.store.put_version(item.ref, item.value, created_at=app.clock(), meta=item.meta)
+    app.store.set_labels(item.ref, expected={Label.CURRENT: None},
+                         new={Label.CURRENT: version.number})
     app.journal.append(
-        "secret.import", ref=ref, version=version.number, fingerprints=[version.fingerprint],
-        evidence={"source": source},
+        "secret.import", ref=item.ref, version=version.number,
+        fingerprints=[version.fingerprint], evidence={"source": item.meta["source"]},
     )
     return f"imported as version {version.number} ({version.fingerprint})"
+
+
+def _read_text(file: Path) -> str:
+    try:
+        return sys.stdin.read() if str(file) == "-" else file.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"{file} is not UTF-8 text; convert it (a .env file is text)") from None
+    except IsADirectoryError:
+        raise UsageError(f"{file} is a directory: pass the .env file itself") from None
+    except FileNotFoundError:
+        raise UsageError(f"{file} does not exist: check the path") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {file}: {exc.strerror or exc.__class__.__name__}") from None
 
 
 def import_(
@@ -105,22 +137,31 @@ def import_(
             text = getpass.getpass(f"value for {ref} (not echoed): ")
         else:
             text = sys.stdin.readline().rstrip("\r\n")
-        console.print(f"{ref}: {_store_first_version(app, cls, ref, SecretValue(text), 'stdin')}")
+        item = _check_import(app, cls, ref, SecretValue(text), "stdin")
+        console.print(f"{ref}: {_apply_import(app, item)}")
         return
     if file is None:
         raise UsageError("nothing to import: pass --file .env (or '-' for stdin), or a CLASS")
-    text = sys.stdin.read() if str(file) == "-" else file.read_text(encoding="utf-8")
-    pairs = parse_dotenv(text)
+    pairs = parse_dotenv(_read_text(file))
     source = "stdin" if str(file) == "-" else f"file:{file.name}"
     skipped: list[str] = []
-    for var, raw in pairs.items():
+    checked: list[tuple[str, _Import]] = []
+    for var, raw in pairs.items():  # check everything first: a bad line imports nothing
         owner = inventory.class_for_env_var(var, env)
         if owner is None:
             skipped.append(var)
             continue
         ref = SecretRef(env, owner.name)
-        result = _store_first_version(app, owner, ref, SecretValue(raw), source)
-        console.print(f"{var} → {ref}: {result}")
+        item = _check_import(app, owner, ref, SecretValue(raw), source)
+        twin = next((other for _, other in checked if other.ref == ref), None)
+        if twin is not None:
+            if twin.value != item.value:
+                raise UsageError(f"{var} and another variable of {ref} differ; one class holds "
+                                 "one value: fix the file; nothing was imported")
+            continue
+        checked.append((var, item))
+    for var, item in checked:
+        console.print(f"{var} → {item.ref}: {_apply_import(app, item)}")
     if skipped:
         err().print(
             f"not in the inventory for {env}, skipped: {', '.join(sorted(skipped))}", markup=False

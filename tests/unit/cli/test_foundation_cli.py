@@ -210,3 +210,19 @@ def test_unexpected_error_is_one_line_without_its_text(
     assert result.err.startswith("error: unexpected RuntimeError")
     assert "Traceback" not in result.err and result.err.count("\n") == 1
     assert_no_leak([result.out, result.err], [planted], where="CLI error")
+
+
+def test_import_checks_every_line_before_writing_any(initialised: Keyroll, project: Path) -> None:
+    good = secrets.token_urlsafe(48)
+    dotenv = project / "mixed.env"
+    dotenv.write_text(f"JWT_SECRET={good}\nJWT_REFRESH_SECRET=\n")
+    result = initialised("import", "--env", "dev", "--file", str(dotenv))
+    assert result.code == 2 and "the value is empty" in result.err
+    assert json.loads(initialised("audit", "log", "--json", "-n", "0").out)[-1]["action"] == "store.init"
+    for bad, message in [(project / "nope.env", "does not exist"), (project, "is a directory")]:
+        failed = initialised("import", "--env", "dev", "--file", str(bad))
+        assert failed.code == 2 and message in failed.err
+    binary = project / "latin1.env"
+    binary.write_bytes(b"JWT_SECRET=caf\xe9\n")
+    failed = initialised("import", "--env", "dev", "--file", str(binary))
+    assert failed.code == 2 and "not UTF-8" in failed.err
