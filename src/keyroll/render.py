@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import string
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,15 @@ from keyroll.inventory import Inventory, SecretClass
 from keyroll.model import Kind, Label, SecretRef, SecretValue
 from keyroll.stores.base import Store
 
-__all__ = ["FORMATS", "EnvEntry", "collect", "render", "split_dsn", "write_private"]
+__all__ = [
+    "FORMATS",
+    "EnvEntry",
+    "check_template",
+    "collect",
+    "render",
+    "split_dsn",
+    "write_private",
+]
 
 FORMATS = ("dotenv", "json", "k8s")
 _KEEP_PREVIOUS = {Kind.JWT_SIGNING, Kind.ENCRYPTION_KEY, Kind.WEBHOOK_HMAC}
@@ -46,10 +55,35 @@ def split_dsn(text: str) -> tuple[str | None, str] | None:
     return None
 
 
+_TEMPLATE_FIELDS = frozenset({"role", "password"})
+
+
+def check_template(template: object) -> str | None:
+    """What is wrong with an ``app_dsn``/``app_url`` template, or None if it is usable.
+
+    A template is text with ``{password}`` and optionally ``{role}``, nothing else in braces.
+    """
+    if not isinstance(template, str):
+        return "must be a string"
+    try:
+        fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError:
+        return "has unbalanced braces (write {{ and }} for literal ones)"
+    unknown = sorted(fields - _TEMPLATE_FIELDS)
+    if unknown:
+        return f"unknown placeholder {{{unknown[0]}}}: use {{role}} and {{password}}"
+    if "password" not in fields:
+        return "must contain {password} (and usually {role})"
+    return None
+
+
 def _value_for(cls: SecretClass, store: Store, ref: SecretRef, number: int) -> SecretValue:
     value = store.read_value(ref, number)
     template = cls.options.get("app_dsn") or cls.options.get("app_url")
     if template and cls.kind in (Kind.POSTGRES_ROLE, Kind.REDIS_ACL):
+        problem = check_template(template)
+        if problem is not None:
+            raise UsageError(f"class {cls.name!r}: options.app_dsn/app_url {problem}")
         version = store.get_version(ref, number)
         role = str(version.meta.get("role") or cls.options.get("user") or "")
         return SecretValue(

@@ -150,6 +150,8 @@ BROKEN = {
     "unknown kind": ('kind = "jwt-signing"', 'kind = "jwt"', "Input should be"),
     "duplicate class": ("[classes.jwt-refresh]", "[classes.jwt-access]", "Cannot declare"),
     "bad cadence": ("cadence_days = 90", "cadence_days = -1", "greater than or equal to 1"),
+    "bad dsn template": ("postgresql://{role}:", "postgresql://{user}:",
+                         "unknown placeholder {user}"),
 }
 
 

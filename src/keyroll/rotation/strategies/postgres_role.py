@@ -56,6 +56,7 @@ from urllib.parse import unquote, urlsplit
 from keyroll.errors import RotationRefused, StepFailed, TargetError, UsageError
 from keyroll.inventory import SecretClass
 from keyroll.model import Kind, SecretValue, Version
+from keyroll.render import check_template
 from keyroll.rotation.strategies._settle import forget_quiet, settled
 from keyroll.rotation.strategies.base import StepContext, Strategy, Verdict
 from keyroll.targets.pgbouncer import PgBouncerTarget
@@ -161,8 +162,9 @@ def role_options(cls: SecretClass) -> PostgresRoleOptions:
         raise _bad(cls, "pgbouncer_auth_file" if auth_file is None else "pgbouncer_admin_url_env",
                    "PgBouncer needs both pgbouncer_auth_file and pgbouncer_admin_url_env")
     template = _text(cls, "app_dsn")
-    if template is not None and "{password}" not in template:
-        raise _bad(cls, "app_dsn", "must contain {password} (and {role})")
+    problem = check_template(template) if template is not None else None
+    if problem is not None:
+        raise _bad(cls, "app_dsn", problem)
     return PostgresRoleOptions(
         admin_dsn_env=admin_env,
         admin_password_env=_env_name(cls, "admin_password_env"),

@@ -46,6 +46,7 @@ from urllib.parse import unquote, urlsplit
 from keyroll.errors import RotationRefused, StepFailed, TargetError, UsageError
 from keyroll.inventory import SecretClass
 from keyroll.model import Kind, SecretValue, Version
+from keyroll.render import check_template
 from keyroll.rotation.strategies._settle import forget_quiet, settled
 from keyroll.rotation.strategies.base import StepContext, Strategy, Verdict
 from keyroll.targets.redis import RedisTarget
@@ -131,9 +132,9 @@ def acl_options(cls: SecretClass) -> RedisAclOptions:
                    f"only for mode {ALTERNATING_USERS}")
     for name in ("app_url", "app_dsn"):
         template = opts.get(name)
-        if template is not None and (not isinstance(template, str)
-                                     or "{password}" not in template):
-            raise _bad(cls, name, "must be a string containing {password}")
+        problem = check_template(template) if template is not None else None
+        if problem is not None:
+            raise _bad(cls, name, problem)
     return RedisAclOptions(env, mode, user, users, rules)
 
 
