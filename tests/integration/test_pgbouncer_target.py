@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -78,7 +80,7 @@ def test_auth_file_is_replaced_atomically_with_mode_0600_and_owner_kept(
     assert (after.st_uid, after.st_gid) == (before.st_uid, before.st_gid)
     assert after.st_ino != before.st_ino  # renamed into place, not rewritten in place
     leftovers = [p for p in os.listdir(pgbouncer_server.dir) if p.startswith(".userlist")]
-    assert leftovers == []
+    assert leftovers == [".userlist.txt.keyroll-lock"]  # the lock file stays, no temp file does
     text = pgbouncer_server.auth_file.read_text()
     assert format_auth_line("kr_atomic_user", verifier) in text
     bouncer.write_auth_file({}, remove=["kr_atomic_user"])
@@ -162,3 +164,24 @@ def test_server_pids_tell_pooled_connections_from_direct_sessions(
         assert bouncer.server_pids("nobody-has-this-name") == set()
     finally:
         direct.close()
+
+
+def test_two_writers_of_one_auth_file_never_lose_a_line(tmp_path: Path) -> None:
+    """Two classes sharing one userlist rotate at once: every user written stays."""
+    auth_file = tmp_path / "userlist.txt"
+    auth_file.write_text('"keep" "SCRAM-SHA-256$4096:c2FsdA==$a:b"\n')
+
+    def writer(prefix: str) -> None:
+        target = PgBouncerTarget(auth_file, host="127.0.0.1", port=1, admin_user="a",
+                                 admin_password=SecretValue("unused-password-123"))
+        for n in range(25):
+            target.write_auth_file({f"{prefix}{n}": scram_sha256_verifier(
+                SecretValue(f"pw-{prefix}-{n}-0123456789"), iterations=16)})
+
+    threads = [threading.Thread(target=writer, args=(p,)) for p in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    users = {user for user, _ in parse_auth_file(auth_file.read_text()) if user}
+    assert users == {"keep"} | {f"{p}{n}" for p in "ab" for n in range(25)}

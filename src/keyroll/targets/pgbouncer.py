@@ -24,6 +24,7 @@ kept as they are.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
@@ -137,6 +138,20 @@ class PgBouncerTarget:
             TargetError: the file or its folder cannot be read or written.
         """
         step = "write auth_file"
+        try:
+            # several classes may share one auth_file: their read-modify-writes take turns
+            with os.fdopen(os.open(self._lock_path(), os.O_RDWR | os.O_CREAT, 0o600)) as lock:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+                self._write_auth_file(verifiers, remove, step)
+        except OSError as exc:
+            raise self._file_error(step, exc) from None
+
+    def _lock_path(self) -> Path:
+        return self.auth_file.with_name(f".{self.auth_file.name}.keyroll-lock")
+
+    def _write_auth_file(
+        self, verifiers: Mapping[str, ScramVerifier], remove: Iterable[str], step: str
+    ) -> None:
         lines_for = {user: format_auth_line(user, v) for user, v in verifiers.items()}
         dropped = set(remove) - set(lines_for)
         try:
