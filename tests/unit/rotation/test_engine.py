@@ -13,7 +13,7 @@ from keyroll.runtime.jwt import JWTKeyRing
 from keyroll.runtime.keysource import StoreKeySource
 from keyroll.runtime.usage import KidUsage, merge_usage
 from tests.leaks import assert_no_leak
-from tests.unit.conftest import World
+from tests.unit.conftest import INVENTORY, World
 
 
 def _ring(world: World, ref: SecretRef) -> JWTKeyRing:
@@ -495,3 +495,22 @@ def test_an_unapproved_request_expires_and_frees_the_secret(world: World) -> Non
     assert expired.state == "rolled-back"
     assert "approval request expired" in expired.body["error"]["message"]
     assert engine.start("jwt-access", "prod").state == "awaiting-approval"
+
+
+def test_the_jwt_algorithm_travels_with_the_key(world: World) -> None:
+    import jwt as pyjwt
+
+    text = INVENTORY.replace('overlap = { token_ttl = "15m", margin = "1h", settle = "10m", '
+                             'max = "1d" }',
+                             'overlap = { token_ttl = "15m", margin = "1h", settle = "10m", '
+                             'max = "1d" }\noptions = { algorithm = "HS512" }', 1)
+    from keyroll.inventory import parse_inventory
+
+    world.inventory = parse_inventory(text, world.path / "keyroll.toml")
+    ref = world.seed("jwt-access")
+    engine = world.engine()
+    engine.run(engine.start("jwt-access", "dev").id)
+    assert world.store.list_versions(ref)[1].meta["alg"] == "HS512"
+    ring = _ring(world, ref)  # the app's ring defaults to HS256; the key says HS512
+    token = ring.sign({"sub": "u"}, ttl=timedelta(minutes=5))
+    assert pyjwt.get_unverified_header(token)["alg"] == "HS512"

@@ -10,6 +10,7 @@ retire: the previous version leaves the ring.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from keyroll.errors import StepFailed, UsageError
 from keyroll.inventory import SecretClass
@@ -72,6 +73,10 @@ class JWTSigningStrategy(_RingStrategy):
                 f"class {cls.name!r}: set overlap.token_ttl (the longest token lifetime) so old "
                 "tokens keep verifying until they expire"
             )
+
+    def version_meta(self, ctx: StepContext) -> dict[str, Any]:
+        """The algorithm travels with the key: apps' key rings pin ``alg`` per key from it."""
+        return {"alg": str(ctx.options.get("algorithm", "HS256"))}
 
     def test(self, ctx: StepContext) -> None:
         alg = str(ctx.options.get("algorithm", "HS256"))
