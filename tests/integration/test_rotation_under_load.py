@@ -29,10 +29,8 @@ from tests.servers import PgBouncerServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-ROTATIONS = 5
 CLIENTS_PER_PATH = 2
 MAX_CLIENT_ITERATIONS = 20_000
-SETTLE_SAMPLES = 3
 REFRESH = 0.2  # seconds between two reads of the current credential by a client
 MIN_OVERLAP = REFRESH * 3
 DIRECT_APP = "kr-load-direct"
@@ -94,17 +92,6 @@ def _client(dsn: str, current: Current, stop: threading.Event, counts: Counts,
         finally:
             conn.close()
         time.sleep(0.02)
-
-
-def _settle(*measures: Callable[[], int]) -> None:
-    """Wait (bounded) until every measure reads 0 on SETTLE_SAMPLES consecutive samples."""
-    quiet = 0
-    for _ in range(300):
-        quiet = quiet + 1 if all(m() == 0 for m in measures) else 0
-        if quiet >= SETTLE_SAMPLES:
-            return
-        time.sleep(0.1)
-    raise AssertionError("the old role still has sessions after 30 s")
 
 
 @dataclass
@@ -185,13 +172,3 @@ def test_control_in_place_password_change_fails_clients_until_they_refresh(
     direct, pooled = _run_clients(fresh_db, pgbouncer_server, rig.current, rotate)
     assert direct.failed_logins > 0
     assert pooled.failed_logins > 0
-
-
-def _direct_sessions(fresh_db: FreshDatabase, role: str) -> int:
-    """Sessions of ``role`` opened by the direct clients (not through PgBouncer)."""
-    with psycopg.connect(fresh_db.dsn, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE usename = %s AND application_name = %s",
-            (role, DIRECT_APP),
-        ).fetchone()
-    return int(row[0]) if row else 0
