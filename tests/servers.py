@@ -245,17 +245,7 @@ class PostgresServer(_Server):
         self._give_to_service_user(self.data / "postgresql.auto.conf")
         for attempt in range(3):
             self.port = free_port()
-            self._spawn([
-                str(self.postgres), "-D", str(self.data), "-p", str(self.port),
-                "-c", "listen_addresses=127.0.0.1",
-                "-c", f"unix_socket_directories={self.dir}",
-                "-c", "fsync=off", "-c", "synchronous_commit=off",
-                "-c", "full_page_writes=off",
-                "-c", "max_connections=200", "-c", "shared_buffers=32MB",
-                "-c", "log_statement=all", "-c", "log_connections=on",
-                "-c", "log_min_error_statement=error",
-                "-c", "logging_collector=off",
-            ])
+            self._spawn(self._argv())
             try:
                 self._wait_ready()
             except ServerUnavailable:
@@ -265,6 +255,33 @@ class PostgresServer(_Server):
             else:
                 return self
         raise AssertionError("unreachable")
+
+    def pause(self) -> None:
+        """Stop the postmaster (fast shutdown) but keep the cluster, for `resume`."""
+        _stop_process(self.proc, signal.SIGINT)
+        self.proc = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def resume(self) -> PostgresServer:
+        """Start the paused cluster again on the same port."""
+        self._spawn(self._argv())
+        self._wait_ready()
+        return self
+
+    def _argv(self) -> list[str]:
+        return [
+            str(self.postgres), "-D", str(self.data), "-p", str(self.port),
+            "-c", "listen_addresses=127.0.0.1",
+            "-c", f"unix_socket_directories={self.dir}",
+            "-c", "fsync=off", "-c", "synchronous_commit=off",
+            "-c", "full_page_writes=off",
+            "-c", "max_connections=200", "-c", "shared_buffers=32MB",
+            "-c", "log_statement=all", "-c", "log_connections=on",
+            "-c", "log_min_error_statement=error",
+            "-c", "logging_collector=off",
+        ]
 
     def _wait_ready(self) -> None:
         assert self.proc is not None
