@@ -771,8 +771,12 @@ class Engine:
         self._emit(record, "step.started", "rollback", "rolling back…")
         evidence: dict[str, Any] = {}
         before = {Label(k): int(v) for k, v in record.body.get("labels_before", {}).items()}
-        mine = {v.number for v in self.store.list_versions(record.ref)
-                if v.meta.get("rotation") == record.id}
+        versions = [v for v in self.store.list_versions(record.ref)
+                    if v.meta.get("rotation") == record.id]
+        mine = {v.number for v in versions}
+        # values are destroyed only after the target was reset: if one is gone, a run before
+        # a crash already reset the target (and the strategy could no longer read the value)
+        target_reset = any(v.destroyed for v in versions)
         labels = self.store.get_labels(record.ref)
         if mine & set(labels.values()):  # found by meta: a crash may have lost new_version
             self.store.set_labels(
@@ -789,7 +793,8 @@ class Engine:
             # apps reload the old credential before the new one stops working
             self.sleep(min(cls.overlap.propagation.total_seconds(), _MAX_SLEEP))
         try:
-            strategy.rollback(ctx)
+            if not target_reset:
+                strategy.rollback(ctx)
         except KeyrollError as exc:
             failed = {**record.body, "rollback": {**evidence, "target_error": str(exc)}}
             self._save(record, ROLLING_BACK, failed)
