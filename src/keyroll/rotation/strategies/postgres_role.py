@@ -45,7 +45,6 @@ inventory. Options (``[classes.<name>].options``)::
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -57,6 +56,7 @@ from keyroll.errors import RotationRefused, StepFailed, TargetError, UsageError
 from keyroll.inventory import SecretClass
 from keyroll.model import Kind, SecretValue, Version
 from keyroll.render import check_template
+from keyroll.rotation.strategies._options import env_name_option, option_error, text_option
 from keyroll.rotation.strategies._settle import forget_quiet, settled
 from keyroll.rotation.strategies.base import StepContext, Strategy, Verdict
 from keyroll.targets.pgbouncer import PgBouncerTarget
@@ -64,7 +64,6 @@ from keyroll.targets.postgres import AdoptResult, PostgresTarget, RetireMode, Ro
 
 __all__ = ["PostgresRoleOptions", "PostgresRoleStrategy", "adopt_role", "role_options"]
 
-_ENV_VAR = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 _MAX_IDENTIFIER_BYTES = 63
 _KNOWN = (
     "admin_dsn_env", "admin_password_env", "group_role", "login_roles", "probe_table", "retire",
@@ -89,35 +88,11 @@ class PostgresRoleOptions:
     pgbouncer_dbname: str | None
 
 
-def _bad(cls: SecretClass, name: str, problem: str) -> UsageError:
-    return UsageError(f"class {cls.name!r}: options.{name}: {problem}")
-
-
-def _text(cls: SecretClass, name: str, *, required: bool = False) -> str | None:
-    value = cls.options.get(name)
-    if value is None:
-        if required:
-            raise _bad(cls, name, "required for kind postgres-role")
-        return None
-    if not isinstance(value, str) or not value:
-        raise _bad(cls, name, "must be a non-empty string")
-    return value
-
-
-def _env_name(cls: SecretClass, name: str, *, required: bool = False) -> str | None:
-    value = _text(cls, name, required=required)
-    if value is not None and not _ENV_VAR.match(value):
-        # not echoed: a DSN pasted here by mistake may hold a password
-        raise _bad(cls, name, "is not an env var name (A-Z, 0-9, _; its text is not shown): "
-                   "name the variable that holds it, never the value itself")
-    return value
-
-
 def _identifier(cls: SecretClass, name: str, value: object) -> str:
     if not isinstance(value, str) or not value or "\x00" in value:
-        raise _bad(cls, name, "role names must be non-empty strings without NUL")
+        raise option_error(cls, name, "role names must be non-empty strings without NUL")
     if len(value.encode()) > _MAX_IDENTIFIER_BYTES:
-        raise _bad(cls, name, f"{value!r} is longer than {_MAX_IDENTIFIER_BYTES} bytes "
+        raise option_error(cls, name, f"{value!r} is longer than {_MAX_IDENTIFIER_BYTES} bytes "
                    "(PostgreSQL would truncate it)")
     return value
 
@@ -130,10 +105,10 @@ def role_options(cls: SecretClass) -> PostgresRoleOptions:
     """
     unknown = sorted(set(cls.options) - set(_KNOWN))
     if unknown:
-        raise _bad(cls, unknown[0], f"unknown option (known: {', '.join(_KNOWN)})")
-    admin_env = _env_name(cls, "admin_dsn_env", required=True)
+        raise option_error(cls, unknown[0], f"unknown option (known: {', '.join(_KNOWN)})")
+    admin_env = env_name_option(cls, "admin_dsn_env", required=True)
     assert admin_env is not None
-    group = _identifier(cls, "group_role", _text(cls, "group_role", required=True))
+    group = _identifier(cls, "group_role", text_option(cls, "group_role", required=True))
     logins = cls.options.get("login_roles")
     if logins is None:
         pair = (f"{group}_a", f"{group}_b")
@@ -141,41 +116,41 @@ def role_options(cls: SecretClass) -> PostgresRoleOptions:
         pair = (_identifier(cls, "login_roles", logins[0]),
                 _identifier(cls, "login_roles", logins[1]))
     else:
-        raise _bad(cls, "login_roles", "give exactly two role names, e.g. "
+        raise option_error(cls, "login_roles", "give exactly two role names, e.g. "
                    '["goodgo_app_a", "goodgo_app_b"]')
     for name in pair:
         _identifier(cls, "login_roles", name)
     if len({group, *pair}) != 3:
-        raise _bad(cls, "login_roles", "the group role and the two login roles must differ")
-    retire = _text(cls, "retire") or RetireMode.BREAK_GLASS.value
+        raise option_error(cls, "login_roles", "the group role and the two login roles must differ")
+    retire = text_option(cls, "retire") or RetireMode.BREAK_GLASS.value
     try:
         mode = RetireMode(retire)
     except ValueError:
-        raise _bad(cls, "retire", f"{retire!r}: use one of "
+        raise option_error(cls, "retire", f"{retire!r}: use one of "
                    f"{', '.join(m.value for m in RetireMode)}") from None
-    probe = _text(cls, "probe_table")
+    probe = text_option(cls, "probe_table")
     if probe is not None and probe.count(".") > 1:
-        raise _bad(cls, "probe_table", "give 'table' or 'schema.table'")
-    auth_file = _text(cls, "pgbouncer_auth_file")
-    bouncer_env = _env_name(cls, "pgbouncer_admin_url_env")
+        raise option_error(cls, "probe_table", "give 'table' or 'schema.table'")
+    auth_file = text_option(cls, "pgbouncer_auth_file")
+    bouncer_env = env_name_option(cls, "pgbouncer_admin_url_env")
     if (auth_file is None) != (bouncer_env is None):
-        raise _bad(cls, "pgbouncer_auth_file" if auth_file is None else "pgbouncer_admin_url_env",
+        raise option_error(cls, "pgbouncer_auth_file" if auth_file is None else "pgbouncer_admin_url_env",
                    "PgBouncer needs both pgbouncer_auth_file and pgbouncer_admin_url_env")
-    template = _text(cls, "app_dsn")
+    template = text_option(cls, "app_dsn")
     problem = check_template(template) if template is not None else None
     if problem is not None:
-        raise _bad(cls, "app_dsn", problem)
+        raise option_error(cls, "app_dsn", problem)
     return PostgresRoleOptions(
         admin_dsn_env=admin_env,
-        admin_password_env=_env_name(cls, "admin_password_env"),
+        admin_password_env=env_name_option(cls, "admin_password_env"),
         layout=RoleLayout(group, pair),
         probe_table=probe,
         retire=mode,
-        backup_dir=_text(cls, "backup_dir"),
-        pg_dump=_text(cls, "pg_dump"),
+        backup_dir=text_option(cls, "backup_dir"),
+        pg_dump=text_option(cls, "pg_dump"),
         pgbouncer_auth_file=auth_file,
         pgbouncer_admin_url_env=bouncer_env,
-        pgbouncer_dbname=_text(cls, "pgbouncer_dbname"),
+        pgbouncer_dbname=text_option(cls, "pgbouncer_dbname"),
     )
 
 

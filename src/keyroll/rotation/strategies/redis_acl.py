@@ -37,16 +37,16 @@ Options (``[classes.<name>].options``)::
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from keyroll.errors import RotationRefused, StepFailed, TargetError, UsageError
+from keyroll.errors import RotationRefused, StepFailed, TargetError
 from keyroll.inventory import SecretClass
 from keyroll.model import Kind, SecretValue, Version
 from keyroll.render import check_template
+from keyroll.rotation.strategies._options import ENV_VAR, option_error
 from keyroll.rotation.strategies._settle import forget_quiet, settled
 from keyroll.rotation.strategies.base import StepContext, Strategy, Verdict
 from keyroll.targets.redis import RedisTarget
@@ -62,7 +62,6 @@ __all__ = [
 
 DUAL_PASSWORD = "dual-password"  # noqa: S105  (a mode name, not a password)
 ALTERNATING_USERS = "alternating-users"
-_ENV_VAR = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 _KNOWN = ("admin_url_env", "mode", "user", "users", "rules", "app_url", "app_dsn")
 
 
@@ -82,14 +81,10 @@ class RedisAclOptions:
         return second if user == first else first
 
 
-def _bad(cls: SecretClass, name: str, problem: str) -> UsageError:
-    return UsageError(f"class {cls.name!r}: options.{name}: {problem}")
-
-
 def _user_name(cls: SecretClass, name: str, value: object) -> str:
     if not isinstance(value, str) or not value or any(c.isspace() for c in value) \
             or "\x00" in value:
-        raise _bad(cls, name, "user names must be non-empty, without spaces")
+        raise option_error(cls, name, "user names must be non-empty, without spaces")
     return value
 
 
@@ -102,14 +97,14 @@ def acl_options(cls: SecretClass) -> RedisAclOptions:
     opts = cls.options
     unknown = sorted(set(opts) - set(_KNOWN))
     if unknown:
-        raise _bad(cls, unknown[0], f"unknown option (known: {', '.join(_KNOWN)})")
+        raise option_error(cls, unknown[0], f"unknown option (known: {', '.join(_KNOWN)})")
     env = opts.get("admin_url_env")
-    if not isinstance(env, str) or not _ENV_VAR.match(env):
-        raise _bad(cls, "admin_url_env", "required: the name of the env var holding "
+    if not isinstance(env, str) or not ENV_VAR.match(env):
+        raise option_error(cls, "admin_url_env", "required: the name of the env var holding "
                    "redis://ADMIN:PASSWORD@HOST:PORT (never the URL itself)")
     mode = opts.get("mode", DUAL_PASSWORD)
     if mode not in (DUAL_PASSWORD, ALTERNATING_USERS):
-        raise _bad(cls, "mode", f"{mode!r}: use {DUAL_PASSWORD} or {ALTERNATING_USERS}")
+        raise option_error(cls, "mode", f"{mode!r}: use {DUAL_PASSWORD} or {ALTERNATING_USERS}")
     user = _user_name(cls, "user", opts.get("user"))
     users_opt = opts.get("users")
     if users_opt is None:
@@ -117,24 +112,24 @@ def acl_options(cls: SecretClass) -> RedisAclOptions:
     elif isinstance(users_opt, list) and len(users_opt) == 2:
         users = (_user_name(cls, "users", users_opt[0]), _user_name(cls, "users", users_opt[1]))
     else:
-        raise _bad(cls, "users", 'give exactly two user names, e.g. ["app_a", "app_b"]')
+        raise option_error(cls, "users", 'give exactly two user names, e.g. ["app_a", "app_b"]')
     if users[0] == users[1]:
-        raise _bad(cls, "users", "the two users must differ")
+        raise option_error(cls, "users", "the two users must differ")
     rules_opt = opts.get("rules")
     rules: tuple[str, ...] | None = None
     if rules_opt is not None:
         if not isinstance(rules_opt, list) or not all(isinstance(r, str) and r
                                                       for r in rules_opt):
-            raise _bad(cls, "rules", 'a list of ACL rules, e.g. ["~app:*", "+@all"]')
+            raise option_error(cls, "rules", 'a list of ACL rules, e.g. ["~app:*", "+@all"]')
         rules = tuple(rules_opt)
     if mode == DUAL_PASSWORD and (users_opt is not None or rules is not None):
-        raise _bad(cls, "users" if users_opt is not None else "rules",
+        raise option_error(cls, "users" if users_opt is not None else "rules",
                    f"only for mode {ALTERNATING_USERS}")
     for name in ("app_url", "app_dsn"):
         template = opts.get(name)
         problem = check_template(template) if template is not None else None
         if problem is not None:
-            raise _bad(cls, name, problem)
+            raise option_error(cls, name, problem)
     return RedisAclOptions(env, mode, user, users, rules)
 
 
