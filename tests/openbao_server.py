@@ -60,6 +60,15 @@ def _session() -> requests.Session:
     return session
 
 
+
+def _api_call(http: Any, addr: str, token: str, method: str, path: str,
+              body: dict[str, Any] | None) -> Any:
+    """One OpenBao HTTP API call; the JSON body, or None for an empty answer."""
+    resp = http.request(method, f"{addr}/v1/{path}", json=body, timeout=10,
+                        headers={"X-Vault-Token": token})
+    resp.raise_for_status()
+    return resp.json() if resp.content else None
+
 class BaoProcess:
     """One ``bao server`` process, started with ``args``, logging to ``log``."""
 
@@ -189,12 +198,7 @@ class DevServer:
     def api(self, method: str, path: str, body: dict[str, Any] | None = None,
             token: str | None = None) -> Any:
         """One HTTP API call as root (or ``token``); returns the JSON body or None."""
-        resp = self.http.request(
-            method, f"{self.addr}/v1/{path}", json=body, timeout=10,
-            headers={"X-Vault-Token": token or self.token},
-        )
-        resp.raise_for_status()
-        return resp.json() if resp.content else None
+        return _api_call(self.http, self.addr, token or self.token, method, path, body)
 
     def stop(self) -> None:
         self.process.stop()
@@ -391,12 +395,7 @@ class RaftCluster:
     def api(self, method: str, path: str, body: dict[str, Any] | None = None,
             token: str | None = None) -> Any:
         """One HTTP API call on the active node as root (or ``token``)."""
-        resp = self.http.request(
-            method, f"{self.active().addr}/v1/{path}", json=body, timeout=10,
-            headers={"X-Vault-Token": token or self.token},
-        )
-        resp.raise_for_status()
-        return resp.json() if resp.content else None
+        return _api_call(self.http, self.active().addr, token or self.token, method, path, body)
 
     def stop(self) -> None:
         for node in self.nodes:

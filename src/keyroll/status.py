@@ -13,7 +13,7 @@ from enum import StrEnum
 
 from keyroll.inventory import Inventory, SecretClass
 from keyroll.model import Label, SecretRef
-from keyroll.stores.base import Store
+from keyroll.stores.base import RotationRecord, Store
 
 __all__ = ["ACTIVE_ROTATION_STATES", "SecretStatus", "State", "secret_status", "statuses"]
 
@@ -75,15 +75,20 @@ class SecretStatus:
 
 
 def secret_status(
-    store: Store, inventory: Inventory, cls: SecretClass, ref: SecretRef, now: datetime
+    store: Store,
+    inventory: Inventory,
+    cls: SecretClass,
+    ref: SecretRef,
+    now: datetime,
+    rotation: RotationRecord | None = None,
 ) -> SecretStatus:
-    """Compute one secret's status at ``now``."""
+    """Compute one secret's status at ``now``.
+
+    Args:
+        rotation: the secret's rotation in flight, if any (`statuses` reads them all once).
+    """
     labels = store.get_labels(ref)
     current = labels.get(Label.CURRENT)
-    active = [
-        r for r in store.list_rotations(ref) if r.state in ACTIVE_ROTATION_STATES
-    ]
-    rotation = active[-1] if active else None
     version = store.get_version(ref, current) if current is not None else None
     due_at = days_left = None
     state = State.MISSING
@@ -118,7 +123,11 @@ def statuses(
     store: Store, inventory: Inventory, now: datetime, *, environment: str | None = None
 ) -> list[SecretStatus]:
     """Status of every secret the inventory defines (optionally in one environment)."""
+    in_flight: dict[SecretRef, RotationRecord] = {}
+    for record in store.list_rotations():  # one read for all secrets, oldest first
+        if record.state in ACTIVE_ROTATION_STATES:
+            in_flight[record.ref] = record
     return [
-        secret_status(store, inventory, cls, ref, now)
+        secret_status(store, inventory, cls, ref, now, in_flight.get(ref))
         for cls, ref in inventory.secrets(environment)
     ]

@@ -18,7 +18,7 @@ from keyroll.inventory import Inventory, find_inventory, load_inventory
 from keyroll.model import utcnow
 from keyroll.stores import Store, open_store
 
-__all__ = ["AppContext", "clock_from_env"]
+__all__ = ["AppContext", "clock_from_env", "parse_time"]
 
 
 def clock_from_env() -> Callable[[], datetime]:
@@ -29,15 +29,18 @@ def clock_from_env() -> Callable[[], datetime]:
     text = os.environ.get("KEYROLL_NOW")
     if not text:
         return utcnow
-    try:
-        fixed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise UsageError(
-            f"KEYROLL_NOW={text!r} is not an ISO time: use e.g. 2026-12-24T02:00:00Z"
-        ) from None
-    if fixed.tzinfo is None:
-        fixed = fixed.replace(tzinfo=UTC)
+    fixed = parse_time(text, "KEYROLL_NOW")
     return lambda: fixed
+
+
+def parse_time(text: str, what: str) -> datetime:
+    """An ISO 8601 time (``Z`` allowed; naive means UTC). `UsageError` naming ``what``."""
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"{what} {text!r} is not an ISO time: use e.g. 2026-12-24T02:00:00Z"
+                         ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @dataclass

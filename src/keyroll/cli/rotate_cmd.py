@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import getpass
 import sys
-from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from keyroll.audit import Journal
-from keyroll.cli.context import AppContext
+from keyroll.cli.context import AppContext, parse_time
 from keyroll.cli.output import err, out, print_json
 from keyroll.errors import UsageError
 from keyroll.model import SecretValue
@@ -114,11 +113,7 @@ def advance(
     if env is not None:
         inventory.policy(env)
     if now is not None:
-        try:
-            fixed = datetime.fromisoformat(now.replace("Z", "+00:00"))
-        except ValueError:
-            raise UsageError(f"--now {now!r} is not an ISO time: e.g. 2026-12-24T02:00:00Z") from None
-        fixed = fixed if fixed.tzinfo else fixed.replace(tzinfo=UTC)
+        fixed = parse_time(now, "--now")
         production = {e for e in environments if inventory.policy(e).production}
         if env is not None and production:
             raise UsageError(f"--now cannot be used on {env}: it is a production environment")

@@ -37,6 +37,7 @@ import jwt as pyjwt
 from jwt.algorithms import Algorithm
 
 from keyroll.errors import InvalidToken, UsageError
+from keyroll.runtime._clock import epoch_seconds
 from keyroll.runtime.keysource import Key, KeySet, KeySource
 
 __all__ = ["JWTKeyRing"]
@@ -167,7 +168,7 @@ class JWTKeyRing:
         """
         ring = self._ring_for(self.source.snapshot())
         key = ring.current
-        moment = self._now(now)
+        moment = epoch_seconds(now, self._clock)
         payload = dict(claims)
         payload.setdefault("iat", int(moment))
         if ttl is not None:
@@ -262,16 +263,9 @@ class JWTKeyRing:
             _invalid()
         if not isinstance(payload, dict):
             _invalid()
-        self._check_claims(payload, self._now(now), audience or self.audience)
+        self._check_claims(payload, epoch_seconds(now, self._clock), audience or self.audience)
         self.source.usage.record(key.kid, legacy=legacy)
         return payload, key.kid
-
-    def _now(self, now: float | datetime | None) -> float:
-        if now is None:
-            return self._clock()
-        if isinstance(now, datetime):
-            return now.timestamp()
-        return float(now)
 
     def _check_claims(self, payload: dict[str, Any], now: float, audience: str | None) -> None:
         for claim in self.require:

@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 from typing import NoReturn
 
 from keyroll.errors import InvalidToken, UsageError
+from keyroll.runtime._clock import epoch_seconds
 from keyroll.runtime.keysource import Key, KeySet, KeySource
 
 __all__ = ["WebhookKeyRing", "webhook_key_bytes"]
@@ -112,7 +113,7 @@ class WebhookKeyRing:
             body: the exact bytes sent.
             now: override the clock.
         """
-        timestamp = int(self._now(now))
+        timestamp = int(epoch_seconds(now, self._clock))
         return {
             "webhook-id": msg_id,
             "webhook-timestamp": str(timestamp),
@@ -138,7 +139,7 @@ class WebhookKeyRing:
         if not msg_id or not stamp or not sig_header or not stamp.isdigit():
             _invalid()
         timestamp = int(stamp)
-        if abs(self._now(now) - timestamp) > self.tolerance:
+        if abs(epoch_seconds(now, self._clock) - timestamp) > self.tolerance:
             _invalid()
         offered: list[bytes] = []
         for item in sig_header.split(" "):
@@ -158,13 +159,6 @@ class WebhookKeyRing:
                 self.source.usage.record(kid)
                 return kid
         _invalid()
-
-    def _now(self, now: float | datetime | None) -> float:
-        if now is None:
-            return self._clock()
-        if isinstance(now, datetime):
-            return now.timestamp()
-        return float(now)
 
     def __repr__(self) -> str:
         return f"WebhookKeyRing(source={self.source!r})"
