@@ -265,7 +265,7 @@ def run_keyroll(server: Any, tmp: Path, rotations: int, clients: int,
                     break
                 time.sleep(0.1)
             if record.state != "done":
-                raise SystemExit(f"keyroll rotation ended {record.state}: {record.body.get('error')}")
+                raise SystemExit(f"keyroll rotation ended {record.state}: {record.body.error}")
     finally:
         result = _collect(tag, procs, tmp)
         store.close()

@@ -26,7 +26,7 @@ from keyroll.generate import generate
 from keyroll.inventory import Inventory
 from keyroll.model import Label, SecretRef, SecretValue
 from keyroll.rotation.engine import ACTIVE, AWAITING_CONFIRMATION, TERMINAL, Engine
-from keyroll.stores.base import RotationRecord
+from keyroll.rotation.record import Rotation
 from keyroll.stores.sqlite import SQLiteStore
 
 __all__ = ["CrashPoint", "KillingStore", "drive", "run_crash_matrix", "seed_version"]
@@ -78,7 +78,7 @@ class _Clock:
 
 
 def drive(store: SQLiteStore, inventory: Inventory, workdir: Path, name: str, env: str,
-          entered: str, rollback_at: str | None = None) -> RotationRecord:
+          entered: str, rollback_at: str | None = None) -> Rotation:
     """Start (or resume) the rotation of ``name`` and push it to its end, like an operator
     would: confirm pauses, let time pass over the overlap, or (``rollback_at``) run
     ``keyroll rollback`` once the rotation reaches that state. Bounded."""
@@ -100,11 +100,12 @@ def drive(store: SQLiteStore, inventory: Inventory, workdir: Path, name: str, en
         record = engine.run(record.id)
         if record.state in TERMINAL:
             return record
-        if rollback_at is not None and record.state in (rollback_at, "rolling-back"):
+        if (rollback_at is not None and record.state in (rollback_at, "rolling-back")
+                and not record.reverted):
             record = engine.rollback(record.id, reason="operator")
             continue
         if record.state == AWAITING_CONFIRMATION:
-            step = str(record.body["awaiting"])
+            step = str(record.body.awaiting)
             value = SecretValue(entered) if step == "enter" else None
             engine.confirm(record.id, step, value)
         elif record.state == "overlap":
@@ -181,16 +182,16 @@ def run_crash_matrix(
     return points
 
 
-def _check(store: SQLiteStore, ref: SecretRef, final: RotationRecord,
+def _check(store: SQLiteStore, ref: SecretRef, final: Rotation,
            check_target: Callable[[SQLiteStore, SecretRef], None] | None) -> None:
     assert final.state in TERMINAL, final.state
     labels = store.get_labels(ref)
     current = labels[Label.CURRENT]
     store.read_value(ref, current)  # live, decryptable
     if final.state == "done":
-        assert labels == {Label.CURRENT: final.body["new_version"]}, labels
+        assert labels == {Label.CURRENT: final.body.new_version}, labels
     else:
-        before = {Label(k): v for k, v in final.body["labels_before"].items()}
+        before = {Label(k): v for k, v in final.body.labels_before.items()}
         assert labels == before, (labels, before)
     assert store.get_lock(ref, now=_Clock()()) is None, "the lock outlived the rotation"
     assert all(store.read_value(ref, n) for n in labels.values())

@@ -16,7 +16,8 @@ The tree::
     │   ├── StoreForbidden         the backend refused the credentials for a path
     │   ├── NotFound               a secret, version or rotation that does not exist
     │   ├── Conflict               a compare-and-set lost: someone else changed it first
-    │   │   └── LockHeld           another rotation holds the per-secret lock
+    │   │   ├── LockHeld           another rotation holds the per-secret lock
+    │   │   └── LeaseLost          this process lost its lock (paused past it): it stops
     │   └── StoreCorrupted         a stored value fails authentication (wrong key, moved row)
     ├── AuditTampered              the journal's hash chain is broken
     ├── InvalidToken               a token, ciphertext or signature failed verification
@@ -40,6 +41,7 @@ __all__ = [
     "InvalidToken",
     "InventoryError",
     "KeyrollError",
+    "LeaseLost",
     "LockHeld",
     "MasterKeyError",
     "NotFound",
@@ -116,6 +118,12 @@ class LockHeld(Conflict):
     """Raised when another rotation holds the per-secret lock."""
 
     exit_code = 2
+
+
+class LeaseLost(Conflict):
+    """Raised when this process no longer holds the lock it worked under: it was paused (or
+    cut off) past the lease and another process took the rotation over. The process stops and
+    writes nothing more; the rotation goes on in the process that holds the lock now."""
 
 
 class StoreCorrupted(StoreError):

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from keyroll.audit import AuditRecord, Journal
 from keyroll.durations import format_duration
 from keyroll.errors import NotFound
 from keyroll.inventory import Inventory
 from keyroll.model import SecretRef
-from keyroll.stores.base import RotationRecord, Store
+from keyroll.rotation.record import Rotation, RotationState
+from keyroll.stores.base import Store
 
 __all__ = ["checklist", "drill_report"]
 
@@ -37,12 +39,12 @@ def _hooks_ok(evidence: object) -> bool:
     )
 
 
-def _latest(store: Store, ref: SecretRef) -> RotationRecord:
+def _latest(store: Store, ref: SecretRef) -> Rotation:
     rotations = store.list_rotations(ref)
     if not rotations:
         raise NotFound(f"{ref} has no rotation yet: run `keyroll rotate {ref.name} --env "
                        f"{ref.environment}`")
-    return rotations[-1]
+    return Rotation.parse(rotations[-1])
 
 
 def _rehearsal(store: Store, inventory: Inventory, name: str, before: datetime) -> str | None:
@@ -50,7 +52,8 @@ def _rehearsal(store: Store, inventory: Inventory, name: str, before: datetime) 
         if not policy.drill or env not in inventory.classes[name].environments:
             continue
         for record in reversed(store.list_rotations(SecretRef(env, name))):
-            if record.state == "done" and before - _STAGING_REHEARSAL <= record.updated_at <= before:
+            recent = before - _STAGING_REHEARSAL <= record.updated_at <= before
+            if record.state == RotationState.DONE and recent:
                 return (f"{env} {record.updated_at:%Y-%m-%d} (drill report: "
                         f"`keyroll report drill {record.id}`)")
     return None
@@ -60,7 +63,7 @@ def checklist(store: Store, inventory: Inventory, journal: Journal, name: str, e
               rotation_id: str | None = None) -> str:
     """The seed 004 §7 checklist for the latest (or given) rotation of a secret, filled in."""
     cls, ref = inventory.resolve(name, environment)
-    record = store.get_rotation(rotation_id) if rotation_id else _latest(store, ref)
+    record = Rotation.parse(store.get_rotation(rotation_id)) if rotation_id else _latest(store, ref)
     records = _records(journal, record.id)
     body = record.body
     created = _first(records, "rotation.create")
@@ -69,11 +72,9 @@ def checklist(store: Store, inventory: Inventory, journal: Journal, name: str, e
     requested = _first(records, "rotation.requested")
     new_fp = created.fingerprints[0] if created and created.fingerprints else None
     rehearsal = _rehearsal(store, inventory, name, record.created_at)
-    approvals = list(body.get("approvals", []))
-    overlap_end = None
-    if promoted is not None and body.get("overlap_started"):
-        started = datetime.fromisoformat(body["overlap_started"])
-        overlap_end = started + (timedelta(0) if body.get("incident") else cls.overlap.deadline())
+    approvals = list(body.approvals)
+    overlap_end = body.overlap_until if promoted is not None else None
+    rolled_back = record.state == RotationState.ROLLED_BACK or record.reverted
     tested = _first(records, "rotation.test")
     verify_hooks = promoted.evidence.get("verify", []) if promoted else []
     verify_ok = promoted is not None and _hooks_ok(verify_hooks) and (
@@ -84,27 +85,27 @@ def checklist(store: Store, inventory: Inventory, journal: Journal, name: str, e
     lines = [
         f"## Rotation — {cls.name} — {environment}",
         "",
-        f"- [x] Rotation record `{record.id}` opened by {body.get('requested_by')} "
+        f"- [x] Rotation record `{record.id}` opened by {body.requested_by} "
         f"({requested.time:%Y-%m-%d %H:%M} UTC)" if requested else
         f"- [x] Rotation record `{record.id}` opened",
         f"- {_box(True)} Change window: {record.created_at:%Y-%m-%d %H:%M} – "
         f"{record.updated_at:%Y-%m-%d %H:%M} UTC",
-        f"- {_box(rehearsal is not None or bool(body.get('drill')))} Staging rehearsal completed: "
-        + ("this is the rehearsal" if body.get("drill") else (rehearsal or "none in the last 14 days")),
+        f"- {_box(rehearsal is not None or body.drill)} Staging rehearsal completed: "
+        + ("this is the rehearsal" if body.drill else (rehearsal or "none in the last 14 days")),
         f"- {_box(bool(approvals))} Buddy: {', '.join(approvals) if approvals else 'none recorded'}",
         f"- {_box(created is not None)} New secret generated ({generator})",
         f"- {_box(new_fp is not None)} New-secret fingerprint (SHA-256 first 16 chars): "
         f"`{new_fp or '________________'}`",
-        f"- {_box(created is not None)} Secret store updated (value not shown: keyroll never "
-        "prints it here)",
+        _store_line(record, created is not None),
         f"- {_box(deploy_ok)} Deploy rolled; readiness probes green "
         f"({len(promoted.evidence.get('hooks', [])) if promoted else 0} on_promote hooks)",
         f"- {_box(verify_ok)} Smoke + metrics verified "
         f"({len(promoted.evidence.get('verify', [])) if promoted else 0} verify hooks)",
         f"- {_box(overlap_end is not None)} Overlap window end date: "
         + (f"{overlap_end:%Y-%m-%d %H:%M} UTC" if overlap_end else "____"),
-        f"- {_box(retired is not None)} Old secret retired: "
-        + (f"{retired.time:%Y-%m-%d %H:%M} UTC" if retired else "not yet"),
+        f"- {_box(retired is not None and not rolled_back)} Old secret retired: "
+        + ("no: the rotation was rolled back, the old secret is current"
+           if rolled_back else f"{retired.time:%Y-%m-%d %H:%M} UTC" if retired else "not yet"),
         f"- {_box(audit.ok)} Post-rotation audit: journal "
         + (f"verified ({audit.count} records, head `{audit.head[:16]}`)" if audit.ok
            else "TAMPERED: " + audit.problems[0]),
@@ -114,7 +115,36 @@ def checklist(store: Store, inventory: Inventory, journal: Journal, name: str, e
     return "\n".join(lines)
 
 
-def _timeline(record: RotationRecord, records: Sequence[AuditRecord]) -> list[str]:
+def _store_line(record: Rotation, created: bool) -> str:
+    """The checklist's "secret store updated": a rolled-back rotation says what it restored
+    and what it verified, instead of a tick."""
+    body = record.body
+    if record.state == RotationState.ROLLED_BACK or record.reverted:
+        verified = _verified(body.rollback.get("verified")) or _verified_back(record)
+        what = (f"ROLLED BACK at {body.error.step}: {body.error.message}" if body.error
+                else "ROLLED BACK")
+        return (f"- [ ] Secret store updated: {what}; version {body.old_version} is current "
+                f"again" + (f", verified: {verified}" if verified else ", not verified yet"))
+    return (f"- {_box(created)} Secret store updated (value not shown: keyroll never prints it "
+            "here)")
+
+
+def _verified(evidence: Any) -> str | None:
+    if not isinstance(evidence, dict) or evidence.get("ok") is False:
+        return None
+    checks = [key for key in ("login", "round_trip", "readable") if key in evidence]
+    return f"version {evidence.get('version')} accepted ({', '.join(checks) or 'checked'})"
+
+
+def _verified_back(record: Rotation) -> str | None:
+    for entry in reversed(record.body.steps):
+        found = _verified(entry.evidence.get("verified_current"))
+        if found:
+            return found
+    return None
+
+
+def _timeline(record: Rotation, records: Sequence[AuditRecord]) -> list[str]:
     lines = []
     previous: datetime | None = None
     for entry in records:
@@ -131,10 +161,21 @@ def _timeline(record: RotationRecord, records: Sequence[AuditRecord]) -> list[st
     return lines
 
 
+def _rollback_line(record: Rotation) -> str:
+    if not (record.state == RotationState.ROLLED_BACK or record.reverted):
+        return "no"
+    body = record.body
+    how = ("after promote: a rotation back, the rolled-back version accepted through the "
+           "overlap" if record.reverted else "before promote: target and labels restored")
+    verified = _verified(body.rollback.get("verified")) or _verified_back(record)
+    return (f"yes ({how}); " + (f"verified afterwards: {verified}" if verified
+                                else "not verified yet"))
+
+
 def drill_report(store: Store, inventory: Inventory, journal: Journal, rotation_id: str) -> str:
     """The seed 004 §8 drill report of one rotation: window, timeline with durations,
     fingerprints, verification evidence, failures and rollback."""
-    record = store.get_rotation(rotation_id)
+    record = Rotation.parse(store.get_rotation(rotation_id))
     records = _records(journal, rotation_id)
     body = record.body
     start = records[0].time if records else record.created_at
@@ -142,7 +183,8 @@ def drill_report(store: Store, inventory: Inventory, journal: Journal, rotation_
     failures = [r for r in records if r.outcome not in ("ok",)]
     verify: list[str] = []
     for entry in records:
-        for key in ("verify", "round_trip", "checked", "overlap", "remaining_under_old_key"):
+        for key in ("verify", "round_trip", "checked", "overlap", "remaining_under_old_key",
+                    "verified", "verified_current"):
             if entry.evidence.get(key) not in (None, [], {}):
                 verify.append(f"- {entry.action.removeprefix('rotation.')}: {key} = "
                               f"{entry.evidence[key]}")
@@ -150,15 +192,16 @@ def drill_report(store: Store, inventory: Inventory, journal: Journal, rotation_
     requested = _first(records, "rotation.requested")
     old_fp = requested.fingerprints[0] if requested and requested.fingerprints else "?"
     new_fp = created.fingerprints[0] if created and created.fingerprints else "?"
-    kind = "Drill report" if body.get("drill") else "Rotation report"
-    approvals = body.get("approvals") or []
+    kind = "Drill report" if body.drill else "Rotation report"
+    approvals = list(body.approvals)
     lines = [
         f"## {kind} — {record.ref.name} — {record.ref.environment} — {start:%Y-%m-%d}",
         "",
-        f"**Rotation:** `{record.id}` ({body.get('kind')}"
-        + (", incident" if body.get("incident") else "") + f"), state **{record.state}**",
+        f"**Rotation:** `{record.id}` ({body.kind}"
+        + (", incident" if body.incident else "") + f"), state **{record.state.value}**"
+        + (" (a rotation back after promote)" if record.reverted else ""),
         f"**Window:** {start:%H:%M}–{end:%H:%M} UTC",
-        f"**Rotated by:** {body.get('requested_by')}"
+        f"**Rotated by:** {body.requested_by}"
         + (f" with buddy {', '.join(approvals)}" if approvals else ""),
         f"**Fingerprints:** old `{old_fp}` → new `{new_fp}`",
         "",
@@ -173,7 +216,7 @@ def drill_report(store: Store, inventory: Inventory, journal: Journal, rotation_
         f"- Failed steps: {len(failures)}"
         + "".join(f"\n  - {f.action.removeprefix('rotation.')}: {f.evidence.get('error', f.outcome)}"
                   for f in failures),
-        f"- Rollback triggered: {'yes' if record.state == 'rolled-back' else 'no'}",
+        f"- Rollback triggered: {_rollback_line(record)}",
         "- Auth errors during rotation: see the app's metrics (keyroll counts its own steps)",
         "",
         "### Learnings",

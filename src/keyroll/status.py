@@ -7,20 +7,20 @@ agree on what "due" means: a secret is *due* inside the environment's warn windo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
 from keyroll.inventory import Inventory, SecretClass
 from keyroll.model import Label, SecretRef
+from keyroll.rotation.record import ACTIVE
 from keyroll.stores.base import RotationRecord, Store
 
 __all__ = ["ACTIVE_ROTATION_STATES", "SecretStatus", "State", "secret_status", "statuses"]
 
-ACTIVE_ROTATION_STATES = frozenset(
-    {"plan", "create", "apply", "test", "promote", "overlap", "retire", "awaiting-approval",
-     "awaiting-confirmation", "rolling-back"}
-)
+#: Every state of an unfinished rotation (the vocabulary lives in `keyroll.rotation.record`).
+ACTIVE_ROTATION_STATES = ACTIVE
 
 
 class State(StrEnum):
@@ -120,14 +120,25 @@ def secret_status(
 
 
 def statuses(
-    store: Store, inventory: Inventory, now: datetime, *, environment: str | None = None
+    store: Store,
+    inventory: Inventory,
+    now: datetime,
+    *,
+    environment: str | None = None,
+    now_for: Callable[[str], datetime] | None = None,
 ) -> list[SecretStatus]:
-    """Status of every secret the inventory defines (optionally in one environment)."""
+    """Status of every secret the inventory defines (optionally in one environment).
+
+    Args:
+        now_for: the time per environment, where it differs (a moved clock never applies
+            to production environments); ``now`` otherwise.
+    """
     in_flight: dict[SecretRef, RotationRecord] = {}
     for record in store.list_rotations():  # one read for all secrets, oldest first
         if record.state in ACTIVE_ROTATION_STATES:
             in_flight[record.ref] = record
     return [
-        secret_status(store, inventory, cls, ref, now, in_flight.get(ref))
+        secret_status(store, inventory, cls, ref, now_for(ref.environment) if now_for else now,
+                      in_flight.get(ref))
         for cls, ref in inventory.secrets(environment)
     ]

@@ -134,7 +134,7 @@ def _rotate(world: EngineWorld, secret: str, planted: list[str]) -> None:
             if record.state in ("done", "rolled-back") or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
-        assert record.state == "done", record.body.get("error") or record.body.get("waiting")
+        assert record.state == "done", record.body.error or record.body.waiting
         planted.append(world.current(secret)[1].reveal())
 
 

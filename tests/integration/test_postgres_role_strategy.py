@@ -165,7 +165,7 @@ def test_two_rotations_alternate_the_login_roles(
     planted = [rig.first]
 
     first = rig.world.rotate("database")
-    assert first.state == "done", first.body.get("error")
+    assert first.state == "done", first.body.error
     role, second_pw = rig.world.current("database")
     planted.append(second_pw)
     assert role == b
@@ -177,18 +177,18 @@ def test_two_rotations_alternate_the_login_roles(
         assert not logs_in_via(rig.bouncer, rig.db.name, a, rig.first)
         assert a not in rig.bouncer.users_in_auth_file()
 
-    plan = next(s for s in first.body["steps"] if s["step"] == "plan")
-    backup = plan["evidence"]["backup"]
+    plan = next(s for s in first.body.steps if s.step == "plan")
+    backup = plan.evidence["backup"]
     archive = Path(backup["path"])
     assert archive.is_file() and archive.parent == rig.world.path / "backups"
     assert backup["sha256"] == hashlib.sha256(archive.read_bytes()).hexdigest()
     assert backup["entries"] > 0
-    retired = next(s for s in first.body["steps"] if s["step"] == "retire")["evidence"]
+    retired = next(s for s in first.body.steps if s.step == "retire").evidence
     assert retired["retired_role"]["role"] == a
     assert retired["retired_role"]["mode"] == "break-glass"
 
     second = rig.world.rotate("database")
-    assert second.state == "done", second.body.get("error")
+    assert second.state == "done", second.body.error
     role, third_pw = rig.world.current("database")
     planted.append(third_pw)
     assert role == a
@@ -222,9 +222,9 @@ def test_wrong_current_password_refuses_and_changes_nothing(
     record = rig.world.rotate("database")
 
     assert record.state == "rolled-back"
-    assert record.body["error"]["step"] == "plan"
-    assert "does not log in" in record.body["error"]["message"]
-    assert "nothing was changed" in record.body["error"]["message"]
+    assert record.body.error.step == "plan"
+    assert "does not log in" in record.body.error.message
+    assert "nothing was changed" in record.body.error.message
     assert rig.world.store.get_labels(rig.ref) == labels_before
     assert [v.number for v in rig.world.store.list_versions(rig.ref)] == [1]  # no new value
     assert can_login(rig.db.dsn, b) is False  # the idle role was not touched
@@ -248,7 +248,7 @@ def test_role_names_with_quotes_and_semicolons_are_quoted(
 
     for expected in (logins[1], logins[0]):
         record = rig.world.rotate("database")
-        assert record.state == "done", record.body.get("error")
+        assert record.state == "done", record.body.error
         role, password = rig.world.current("database")
         assert role == expected
         assert logs_in(rig.db.base_dsn, expected, password)
@@ -290,8 +290,8 @@ def test_target_down_at_apply_rolls_back_with_the_store_unchanged(
         # can be reset (apply may have set the idle role's password before the server died)
         record = engine.get(rotation.id)
         assert record.state == "rolling-back"
-        assert record.body["error"]["step"] == "apply"
-        assert "could not connect" in record.body["error"]["message"]
+        assert record.body.error.step == "apply"
+        assert "could not connect" in record.body.error.message
         assert world.store.get_labels(ref) == before
         assert world.store.read(ref)[1].reveal() == first.reveal()
 
@@ -331,17 +331,17 @@ def test_overlap_waits_until_the_old_role_has_no_session(
         rig.world.clock.tick(timedelta(hours=2))  # past overlap.min
         record = engine.run(record.id)
         assert record.state == "overlap"
-        assert "still has open connections" in record.body["waiting"]
+        assert "still has open connections" in record.body.waiting
         rig.world.clock.tick(timedelta(days=1))
         assert engine.run(record.id).state == "overlap"  # still open: no retire, however long
     finally:
         held.close()
     record = engine.run(record.id)
-    assert record.state == "overlap" and "waiting" in record.body["waiting"]  # settling
+    assert record.state == "overlap" and "waiting" in record.body.waiting  # settling
     rig.world.clock.tick(timedelta(minutes=11))
     record = engine.run(record.id)
-    assert record.state == "done", record.body.get("error")
-    overlap = next(s for s in record.body["steps"] if s["step"] == "overlap")["evidence"]
+    assert record.state == "done", record.body.error
+    overlap = next(s for s in record.body.steps if s.step == "overlap").evidence
     assert overlap["open_connections"] == 0 and overlap["settle_seconds"] == 600
     if config == "pgbouncer":
         # PgBouncer's idle pooled server connections of the old role did not hold it up
@@ -359,7 +359,7 @@ def test_incident_terminates_the_old_roles_sessions(
     try:
         assert held.execute("SELECT 1").fetchone() == (1,)
         record = rig.world.rotate("database", incident=True)
-        assert record.state == "done", record.body.get("error")
+        assert record.state == "done", record.body.error
         with pytest.raises(psycopg.OperationalError):
             held.execute("SELECT 1").fetchone()
     finally:
@@ -367,7 +367,7 @@ def test_incident_terminates_the_old_roles_sessions(
     assert can_login(rig.db.dsn, a) is False
     if rig.bouncer is not None:
         assert not logs_in_via(rig.bouncer, rig.db.name, a, rig.first)
-    retired = next(s for s in record.body["steps"] if s["step"] == "retire")["evidence"]
+    retired = next(s for s in record.body.steps if s.step == "retire").evidence
     assert retired["retired_role"]["sessions_terminated"] >= 1
     assert retired["retired_role"]["mode"] == "nologin"
     _, password = rig.world.current("database")
@@ -382,7 +382,7 @@ def test_drop_retire_and_the_next_rotation_recreates_the_role(
     assert rig.world.rotate("database").state == "done"
     assert can_login(rig.db.dsn, a) is None  # dropped
     record = rig.world.rotate("database")
-    assert record.state == "done", record.body.get("error")
+    assert record.state == "done", record.body.error
     role, password = rig.world.current("database")
     assert role == a and logs_in(rig.db.base_dsn, a, password)
     assert can_login(rig.db.dsn, b) is None
@@ -399,14 +399,14 @@ def test_retire_run_again_after_it_finished_is_a_no_op(
     rig = make_rig(bouncer=pgbouncer_server, retire=mode)
     a, b = rig.layout.logins
     record = rig.world.rotate("database")
-    assert record.state == "done", record.body.get("error")
+    assert record.state == "done", record.body.error
     cls, ref = rig.world.inventory.resolve("database", "dev")
     versions = {v.number: v for v in rig.world.store.list_versions(ref)}
     ctx = StepContext(
         rotation=record.id, ref=ref, cls=cls, policy=rig.world.inventory.policy("dev"),
         inventory=rig.world.inventory, store=rig.world.store, now=rig.world.clock(),
-        incident=False, old=versions[record.body["old_version"]],
-        new=versions[record.body["new_version"]], state={}, evidence={}, workdir=rig.world.path,
+        incident=False, old=versions[record.body.old_version],
+        new=versions[record.body.new_version], state={}, evidence={}, workdir=rig.world.path,
     )
     PostgresRoleStrategy().retire(ctx)
     assert ctx.evidence["retired_role"]["role"] == a

@@ -128,7 +128,7 @@ def test_dual_password_rotation(make_rig: Callable[..., RedisRig], redis_server:
         assert logs_in(redis_server, rig.user, new)
         rig.world.clock.tick(timedelta(hours=2))
         record = engine.run(record.id)
-        assert record.state == "done", record.body.get("error")
+        assert record.state == "done", record.body.error
         assert held.ping()  # retiring a password does not cut an authenticated connection
     finally:
         held.close()
@@ -158,14 +158,14 @@ def test_alternating_users_wait_for_the_old_users_connections(
         rig.world.clock.tick(timedelta(hours=2))
         record = engine.run(record.id)
         assert record.state == "overlap"
-        assert "still has open connections" in record.body["waiting"]
+        assert "still has open connections" in record.body.waiting
     finally:
         held.close()
     record = engine.run(record.id)
     assert record.state == "overlap"
     rig.world.clock.tick(timedelta(minutes=11))
     record = engine.run(record.id)
-    assert record.state == "done", record.body.get("error")
+    assert record.state == "done", record.body.error
     assert not logs_in(redis_server, a, rig.first)
     assert admin(redis_server).permissions_of(b) == admin(redis_server).permissions_of(a)
     # and back to the first user
@@ -179,8 +179,8 @@ def test_wrong_current_password_refuses(make_rig: Callable[..., RedisRig],
     wrong = generate("password-32")
     rig = make_rig(store_password=wrong)
     record = rig.world.rotate("cache")
-    assert record.state == "rolled-back" and record.body["error"]["step"] == "plan"
-    assert "nothing was changed" in record.body["error"]["message"]
+    assert record.state == "rolled-back" and record.body.error.step == "plan"
+    assert "nothing was changed" in record.body.error.message
     assert len(rig.world.store.list_versions(rig.ref)) == 1
     info = redis.Redis(host="127.0.0.1", port=redis_server.port, username="default",
                        password=redis_server.password)
@@ -199,7 +199,7 @@ def test_incident_closes_the_users_connections(make_rig: Callable[..., RedisRig]
     held = connect(redis_server, rig.user, rig.first)
     try:
         record = rig.world.rotate("cache", incident=True)
-        assert record.state == "done", record.body.get("error")
+        assert record.state == "done", record.body.error
         with pytest.raises(redis.exceptions.ConnectionError):
             held.execute_command("PING")  # type: ignore[no-untyped-call]
     finally:
@@ -285,8 +285,8 @@ def test_acl_save_only_where_an_acl_file_is_used(
         try:
             world.seed("cache", first, role=user)
             record = world.rotate("cache")
-            assert record.state == "done", record.body.get("error")
-            steps = {s["step"]: s["evidence"] for s in record.body["steps"]}
+            assert record.state == "done", record.body.error
+            steps = {s.step: s.evidence for s in record.body.steps}
             assert steps["apply"]["applied"]["acl_file_saved"] is saved
             assert steps["retire"]["retired_user"]["acl_file_saved"] is saved
             _, new = world.current("cache")

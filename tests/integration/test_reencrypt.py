@@ -327,7 +327,7 @@ def test_retire_gate_blocks_at_one_remaining_row(world: World) -> None:
     clock.now += timedelta(hours=2)
     waiting = engine.run(record.id)
     assert waiting.state == "overlap"
-    assert "223 records still encrypted under the old key" in waiting.body["waiting"]
+    assert "223 records still encrypted under the old key" in waiting.body.waiting
 
     assert _job(world).run(world.inventory.classes["field"].columns).ok
     # one row written under the old key (a lagging app instance) keeps the gate shut
@@ -336,17 +336,17 @@ def test_retire_gate_blocks_at_one_remaining_row(world: World) -> None:
     world.plaintexts[5] = (world.plaintexts[5][0], b"planted-late-write")
     blocked = engine.run(record.id)
     assert blocked.state == "overlap"
-    assert "1 records still encrypted under the old key" in blocked.body["waiting"]
+    assert "1 records still encrypted under the old key" in blocked.body.waiting
     assert world.store.get_labels(world.ref) == {Label.CURRENT: 2, Label.PREVIOUS: 1}
 
     assert _job(world).run(world.inventory.classes["field"].columns).ok
     done = engine.run(record.id)
     assert done.state == "done"
-    overlap = next(s for s in done.body["steps"] if s["step"] == "overlap")
-    assert overlap["evidence"]["remaining_under_old_key"] == 0
-    retire = next(s for s in done.body["steps"] if s["step"] == "retire")
-    assert retire["evidence"]["remaining_under_old_key"] == 0
-    assert retire["evidence"]["reencrypt_remaining"]["columns"] == {
+    overlap = next(s for s in done.body.steps if s.step == "overlap")
+    assert overlap.evidence["remaining_under_old_key"] == 0
+    retire = next(s for s in done.body.steps if s.step == "retire")
+    assert retire.evidence["remaining_under_old_key"] == 0
+    assert retire.evidence["reencrypt_remaining"]["columns"] == {
         "users.email_enc": 0, "users.doc_enc": 0}
     assert world.store.get_labels(world.ref) == {Label.CURRENT: 2}
     world.check_all_current()
@@ -363,7 +363,7 @@ def test_retire_gate_cannot_count_without_the_dsn(world: World,
     clock.now += timedelta(hours=2)
     waiting = engine.run(record.id)
     assert waiting.state == "overlap"
-    assert "no way to count" in waiting.body["waiting"]
+    assert "no way to count" in waiting.body.waiting
 
 
 # --- bad input ------------------------------------------------------------------------------

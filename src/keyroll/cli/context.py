@@ -22,9 +22,11 @@ __all__ = ["AppContext", "clock_from_env", "parse_time"]
 
 
 def clock_from_env() -> Callable[[], datetime]:
-    """The clock: real time, or a fixed/offset one from ``KEYROLL_NOW`` for demos and tests.
+    """The clock: real time, or a fixed one from ``KEYROLL_NOW`` for demos and drills.
 
-    ``KEYROLL_NOW`` is an ISO 8601 time (``2026-12-24T02:00:00Z``).
+    ``KEYROLL_NOW`` is an ISO 8601 time (``2026-12-24T02:00:00Z``). It obeys the guard
+    ``--now`` has: `AppContext.clock_for` never applies it to a ``production = true``
+    environment, and the journal always records real time.
     """
     text = os.environ.get("KEYROLL_NOW")
     if not text:
@@ -49,6 +51,7 @@ class AppContext:
 
     config: Path | None = None
     store_url: str | None = None
+    moved_by: str | None = None  # "--now" once a command moved the clock itself
     _opened: list[Store] = field(default_factory=list)
 
     @cached_property
@@ -64,7 +67,41 @@ class AppContext:
 
     @cached_property
     def clock(self) -> Callable[[], datetime]:
+        """The moved clock of ``KEYROLL_NOW``/``--now``, or real time. Only for environments
+        that are not production: use `clock_for` (or `guard_clock`) where one is named."""
         return clock_from_env()
+
+    @property
+    def clock_moved(self) -> str | None:
+        """What moved the clock (``KEYROLL_NOW`` or ``--now``), or None for real time."""
+        if self.moved_by is not None:
+            return self.moved_by
+        return "KEYROLL_NOW" if os.environ.get("KEYROLL_NOW") else None
+
+    def clock_for(self, environment: str) -> Callable[[], datetime]:
+        """The clock for one environment: real time for a production environment, always."""
+        if self.clock_moved and self.inventory.policy(environment).production:
+            return utcnow
+        return self.clock
+
+    def now_for(self, environment: str) -> datetime:
+        return self.clock_for(environment)()
+
+    def guard_clock(self, environment: str) -> None:
+        """Refuse to act on a production environment under a moved clock (exit 2).
+
+        Raises:
+            UsageError: the clock is moved and ``environment`` is production.
+        """
+        what = self.clock_moved
+        if what and self.inventory.policy(environment).production:
+            raise UsageError(
+                f"{what} cannot be used on {environment}: it is a production environment "
+                f"(unset {what} to act on it in real time)"
+            )
+
+    def production_environments(self) -> set[str]:
+        return {e for e, p in self.inventory.environments.items() if p.production}
 
     @cached_property
     def store(self) -> Store:
@@ -75,7 +112,8 @@ class AppContext:
 
     @cached_property
     def journal(self) -> Journal:
-        return Journal(self.store, clock=self.clock)
+        """The journal records real time, whatever clock the engine runs on."""
+        return Journal(self.store)
 
     def close(self) -> None:
         for store in self._opened:

@@ -12,14 +12,13 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from keyroll.audit import Journal
 from keyroll.cli.context import AppContext, parse_time
 from keyroll.cli.output import err, out, print_json
 from keyroll.errors import UsageError
 from keyroll.model import SecretValue
-from keyroll.rotation.engine import ACTIVE, Engine
+from keyroll.rotation.engine import Engine
 from keyroll.rotation.events import Event
-from keyroll.stores.base import RotationRecord
+from keyroll.rotation.record import ACTIVE, Rotation, RotationState
 
 __all__ = ["EventPrinter", "register"]
 
@@ -54,12 +53,15 @@ def _engine(app: AppContext, *, quiet: bool = False) -> Engine:
     )
 
 
-def _finish(record: RotationRecord) -> None:
-    """Exit non-zero when the rotation ended in a rollback."""
-    if record.state == "rolled-back":
-        error = record.body.get("error") or {}
-        err().print(f"error: rotation {record.id} rolled back at {error.get('step')}: "
-                    f"{error.get('message')}", markup=False)
+def _finish(record: Rotation) -> None:
+    """Exit non-zero when the rotation ended in (or turned into) a rollback."""
+    error = record.body.error
+    if record.state == RotationState.ROLLED_BACK or (record.reverted and error is not None):
+        what = "rolled back" if record.state == RotationState.ROLLED_BACK else (
+            "is rolling back (a rotation back, through its overlap)")
+        err().print(f"error: rotation {record.id} {what} at "
+                    f"{error.step if error else '?'}: {error.message if error else ''}",
+                    markup=False)
         raise typer.Exit(1)
 
 
@@ -74,6 +76,7 @@ def rotate(
 ) -> None:
     """Rotate one secret now, showing every step live."""
     app: AppContext = ctx.obj
+    app.guard_clock(env)
     engine = _engine(app)
     if dry_run:
         table = Table(title=f"plan: rotate {class_name} in {env}"
@@ -114,22 +117,25 @@ def advance(
         inventory.policy(env)
     if now is not None:
         fixed = parse_time(now, "--now")
-        production = {e for e in environments if inventory.policy(e).production}
+        app.clock = lambda: fixed  # the engine's clock; the journal keeps real time
+        app.moved_by = "--now"
+    moved = app.clock_moved
+    if moved:  # the same guard for --now and KEYROLL_NOW: never a production environment
+        production = environments & app.production_environments()
         if env is not None and production:
-            raise UsageError(f"--now cannot be used on {env}: it is a production environment")
+            app.guard_clock(env)
         environments -= production
         if production:
-            err().print(f"--now: skipping production environments ({', '.join(sorted(production))})",
-                        markup=False)
-        app.clock = lambda: fixed  # the engine's clock; the journal keeps real time
-    engine = Engine(
-        app.store, inventory, journal=Journal(app.store), clock=app.clock,
-        observers=[EventPrinter()], workdir=app.inventory_path.parent,
-    )
-    report = engine.advance(start_due=start_due, environments=environments)
+            err().print(f"{moved}: skipping production environments "
+                        f"({', '.join(sorted(production))})", markup=False)
+    report = _engine(app).advance(start_due=start_due, environments=environments)
     console = out()
     console.print(f"advance: {len(report.moved)} moved, {len(report.started)} started, "
-                  f"{len(report.waiting)} waiting, {len(report.failed)} failed")
+                  f"{len(report.waiting)} waiting, {len(report.busy)} busy, "
+                  f"{len(report.failed)} failed")
+    for what in report.busy:
+        console.print(f"busy: {what}: another keyroll process is working on it; will retry "
+                      "at the next tick", markup=False)
     for what, why in report.failed:
         err().print(f"error: {what}: {why}", markup=False)
     if report.failed:
@@ -143,22 +149,27 @@ def rotations(
 ) -> None:
     """List rotations in flight (or all)."""
     app: AppContext = ctx.obj
-    records = [r for r in app.store.list_rotations() if all_ or r.state in ACTIVE]
+    records = [Rotation.parse(r) for r in app.store.list_rotations()]
+    records = [r for r in records if all_ or r.state in ACTIVE]
     if as_json:
         print_json([{
-            "id": r.id, "secret": str(r.ref), "state": r.state, "created_at": r.created_at,
-            "updated_at": r.updated_at, "incident": r.body.get("incident"),
-            "drill": r.body.get("drill"), "waiting": r.body.get("waiting"),
-            "awaiting": r.body.get("awaiting"), "error": r.body.get("error"),
+            "id": r.id, "secret": str(r.ref), "state": r.state.value,
+            "created_at": r.created_at, "updated_at": r.updated_at,
+            "incident": r.body.incident, "drill": r.body.drill,
+            "direction": r.body.direction.value, "waiting": r.body.waiting,
+            "awaiting": r.body.awaiting,
+            "error": {"step": r.body.error.step, "message": r.body.error.message,
+                      "at": r.body.error.at} if r.body.error else None,
         } for r in records])
         return
     table = Table(title="rotations" + ("" if all_ else " in flight"))
     for column in ("id", "secret", "state", "since", "waiting for"):
         table.add_column(column)
     for r in records:
-        waiting = r.body.get("waiting") or r.body.get("awaiting") or (
-            "approval" if r.state == "awaiting-approval" else "")
-        table.add_row(r.id, str(r.ref), r.state, f"{r.updated_at:%Y-%m-%d %H:%M}", str(waiting))
+        waiting = r.body.waiting or r.body.awaiting or (
+            "approval" if r.state == RotationState.AWAITING_APPROVAL else "")
+        state = r.state.value + (" (back)" if r.reverted and r.active else "")
+        table.add_row(r.id, str(r.ref), state, f"{r.updated_at:%Y-%m-%d %H:%M}", str(waiting))
     out().print(table)
 
 
@@ -166,9 +177,18 @@ def rollback(
     ctx: typer.Context,
     rotation_id: Annotated[str, typer.Argument(metavar="ROTATION")],
 ) -> None:
-    """Undo a rotation before retire: target and labels restored."""
+    """Undo a rotation before retire. Before promote: target and labels restored. After
+    promote: a rotation back (the old version current again, the rolled-back one accepted
+    through the overlap, then retired by `keyroll advance`)."""
     app: AppContext = ctx.obj
-    _engine(app).rollback(rotation_id)
+    engine = _engine(app)
+    app.guard_clock(engine.get(rotation_id).ref.environment)
+    record = engine.rollback(rotation_id)
+    if record.state != RotationState.ROLLED_BACK:
+        out().print(f"rotation {record.id} is rolling back at [bold]{record.state}[/]: version "
+                    f"{record.body.old_version} is current again; version "
+                    f"{record.body.new_version} stays accepted until the overlap ends, then "
+                    "`keyroll advance` retires it")
 
 
 def confirm(
@@ -180,8 +200,9 @@ def confirm(
     app: AppContext = ctx.obj
     engine = _engine(app)
     record = engine.get(rotation_id)
+    app.guard_clock(record.ref.environment)
     value = None
-    if record.body.get("awaiting") == step and engine.manual_step(record, step).takes_value:
+    if record.body.awaiting == step and engine.manual_step(record, step).takes_value:
         text = (getpass.getpass("new value (not echoed): ") if sys.stdin.isatty()
                 else sys.stdin.readline().rstrip("\r\n"))
         value = SecretValue(text)
@@ -196,6 +217,7 @@ def approve(
     """Approve someone else's rotation (two-person rule), then run it."""
     app: AppContext = ctx.obj
     engine = _engine(app)
+    app.guard_clock(engine.get(rotation_id).ref.environment)
     record = engine.approve(rotation_id)
     if record.state == "plan":
         _finish(engine.run(rotation_id))

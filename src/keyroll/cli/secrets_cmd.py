@@ -90,7 +90,8 @@ def _check_import(
 def _apply_import(app: AppContext, item: _Import) -> str:
     if item.unchanged:
         return "unchanged"
-    version = app.store.put_version(item.ref, item.value, created_at=app.clock(), meta=item.meta)
+    version = app.store.put_version(item.ref, item.value, created_at=app.now_for(item.ref.environment),
+                                    meta=item.meta)
     app.store.set_labels(item.ref, expected={Label.CURRENT: None},
                          new={Label.CURRENT: version.number})
     app.journal.append(
@@ -187,7 +188,7 @@ def generate(
         )
     value = make_value(cls.generator, prefix=cls.prefix)
     version = app.store.put_version(
-        ref, value, created_at=app.clock(), meta={"generator": cls.generator.value}
+        ref, value, created_at=app.now_for(ref.environment), meta={"generator": cls.generator.value}
     )
     app.store.set_labels(ref, expected={Label.CURRENT: None}, new={Label.CURRENT: version.number})
     app.journal.append(

@@ -39,16 +39,17 @@ def status(
     if env is not None:
         app.inventory.policy(env)
     now = app.clock()
-    rows = statuses(app.store, app.inventory, now, environment=env)
+    rows = statuses(app.store, app.inventory, now, environment=env, now_for=app.now_for)
     if as_json:
-        print_json({"now": now.isoformat(), "secrets": [r.to_json(now) for r in rows]})
+        print_json({"now": now.isoformat(),
+                    "secrets": [r.to_json(app.now_for(r.ref.environment)) for r in rows]})
     else:
         table = Table(title=f"{app.inventory.project}: secrets at {now:%Y-%m-%d %H:%M} UTC")
         for column in ("class", "env", "kind", "tier", "ver", "fingerprint", "age", "due",
                        "days left", "state"):
             table.add_column(column, justify="right" if column in ("ver", "days left") else "left")
         for row in rows:
-            age = row.age_at(now)
+            age = row.age_at(app.now_for(row.ref.environment))
             state = row.state.value + (f" ({row.rotation_state})" if row.rotation_state else "")
             table.add_row(
                 row.cls.name, row.ref.environment, row.cls.kind.value, row.cls.tier.value,

@@ -49,10 +49,10 @@ from prometheus_client.registry import CollectorRegistry
 from keyroll.audit import AuditRecord, Journal
 from keyroll.errors import KeyrollError
 from keyroll.inventory import Inventory
-from keyroll.rotation.engine import ACTIVE, TERMINAL
+from keyroll.rotation.record import ACTIVE, TERMINAL, Rotation
 from keyroll.runtime.usage import read_usage
 from keyroll.status import State, statuses
-from keyroll.stores.base import RotationRecord, Store
+from keyroll.stores.base import Store
 
 __all__ = ["SECRET_LABELS", "KeyrollCollector", "StoreFactory", "metrics_registry"]
 
@@ -112,7 +112,7 @@ class KeyrollCollector:
     def _families(self, store: Store) -> list[Metric]:
         now = self._clock()
         rows = statuses(store, self._inventory, now)
-        rotations = store.list_rotations()
+        rotations = [Rotation.parse(r) for r in store.list_rotations()]
 
         def gauge(name: str, doc: str, extra: tuple[str, ...] = ()) -> GaugeMetricFamily:
             return GaugeMetricFamily(name, doc, labels=[*SECRET_LABELS, *extra])
@@ -142,13 +142,13 @@ class KeyrollCollector:
 
         last_done: dict[tuple[str, str], float] = {}
         finished: dict[tuple[str, str, str], int] = defaultdict(int)
-        in_flight = dict.fromkeys(sorted(ACTIVE), 0)
+        in_flight = dict.fromkeys(sorted(state.value for state in ACTIVE), 0)
         for record in rotations:
             key = (record.ref.environment, record.ref.name)
             if record.state in ACTIVE:
-                in_flight[record.state] += 1
+                in_flight[record.state.value] += 1
             if record.state in TERMINAL:
-                finished[(record.ref.name, record.ref.environment, record.state)] += 1
+                finished[(record.ref.name, record.ref.environment, record.state.value)] += 1
             if record.state == "done":
                 last_done[key] = max(last_done.get(key, 0.0), _finished_at(record))
 
@@ -205,7 +205,7 @@ class KeyrollCollector:
         return families
 
 
-def _finished_at(record: RotationRecord) -> float:
+def _finished_at(record: Rotation) -> float:
     return record.updated_at.timestamp()
 
 

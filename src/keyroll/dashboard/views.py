@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,10 +20,10 @@ from keyroll.errors import KeyrollError, NotFound
 from keyroll.inventory import Inventory
 from keyroll.model import Label
 from keyroll.reports import checklist, drill_report
-from keyroll.rotation.engine import ACTIVE, STEPS, TERMINAL
+from keyroll.rotation.record import ACTIVE, STEPS, Rotation, RotationState
 from keyroll.runtime.usage import read_usage
 from keyroll.status import SecretStatus, State, statuses
-from keyroll.stores.base import RotationRecord, Store
+from keyroll.stores.base import Store
 
 __all__ = [
     "JOURNAL_ACTOR",
@@ -74,15 +74,6 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment is not None else None
 
 
-def _parse(text: object) -> datetime | None:
-    if not isinstance(text, str):
-        return None
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        return None
-
-
 def _age(delta: timedelta) -> str:
     """A human age: ``101d``, ``3d 4h``, ``21h 59m``, ``5m``, ``12s`` (two units at most)."""
     seconds = max(0, int(delta.total_seconds()))
@@ -130,26 +121,27 @@ def _status_json(row: SecretStatus, now: datetime) -> dict[str, Any]:
     return doc
 
 
-def _rotation_summary(record: RotationRecord) -> dict[str, Any]:
+def _rotation_summary(record: Rotation) -> dict[str, Any]:
     body = record.body
     return {
         "id": record.id,
         "environment": record.ref.environment,
         "class": record.ref.name,
-        "state": record.state,
-        "active": record.state in ACTIVE,
-        "kind": body.get("kind"),
-        "incident": bool(body.get("incident")),
-        "drill": bool(body.get("drill")),
-        "requested_by": body.get("requested_by"),
+        "state": record.state.value,
+        "active": record.active,
+        "direction": body.direction.value,
+        "kind": body.kind,
+        "incident": body.incident,
+        "drill": body.drill,
+        "requested_by": body.requested_by,
         "created_at": record.created_at.isoformat(),
         "updated_at": record.updated_at.isoformat(),
         "duration": format_duration(record.updated_at - record.created_at),
-        "old_version": body.get("old_version"),
-        "new_version": body.get("new_version"),
-        "waiting": body.get("waiting"),
-        "awaiting": body.get("awaiting"),
-        "error": (body.get("error") or {}).get("message"),
+        "old_version": body.old_version,
+        "new_version": body.new_version,
+        "waiting": body.waiting,
+        "awaiting": body.awaiting,
+        "error": body.error.message if body.error else None,
     }
 
 
@@ -182,7 +174,8 @@ def overview(
     counts = {state.value: 0 for state in State}
     for row in rows:
         counts[row.state.value] += 1
-    in_flight = [_rotation_summary(r) for r in store.list_rotations() if r.state in ACTIVE]
+    in_flight = [_rotation_summary(Rotation.parse(r)) for r in store.list_rotations()
+                 if r.state in ACTIVE]
     return {
         "project": inventory.project,
         "now": now.isoformat(),
@@ -229,7 +222,7 @@ def secret_detail(
         for v in reversed(store.list_versions(ref))
     ]
     lock = store.get_lock(ref, now=now)
-    rotations = [_rotation_summary(r) for r in reversed(store.list_rotations(ref))]
+    rotations = [_rotation_summary(Rotation.parse(r)) for r in reversed(store.list_rotations(ref))]
     total = 0
     newest: deque[AuditRecord] = deque(maxlen=SECRET_JOURNAL_LIMIT)
     for record in journal.records():
@@ -264,31 +257,29 @@ def secret_detail(
 
 def rotations_page(store: Store, *, active_only: bool = False) -> dict[str, Any]:
     """Every rotation (or only those in flight), in flight first, then newest first."""
-    records = [r for r in store.list_rotations() if not active_only or r.state in ACTIVE]
-    records.sort(key=lambda r: (r.state in TERMINAL, -r.created_at.timestamp(), r.id))
+    records = [Rotation.parse(r) for r in store.list_rotations()]
+    records = [r for r in records if not active_only or r.active]
+    records.sort(key=lambda r: (r.terminal, -r.created_at.timestamp(), r.id))
     return {"active_only": active_only, "rotations": [_rotation_summary(r) for r in records]}
 
 
-def _timeline(record: RotationRecord) -> list[dict[str, Any]]:
+def _timeline(record: Rotation) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     previous_end: datetime | None = record.created_at
-    for step in record.body.get("steps") or []:
-        if not isinstance(step, Mapping):
-            continue
-        started = _parse(step.get("started_at"))
-        finished = _parse(step.get("finished_at"))
-        took = finished - started if started and finished else None
-        waited = started - previous_end if started and previous_end else None
+    for step in record.body.steps:
+        started, finished = step.started_at, step.finished_at
+        took = finished - started if finished else None
+        waited = started - previous_end if previous_end else None
         rows.append({
-            "step": step.get("step"),
+            "step": step.step,
             "started_at": _iso(started),
             "finished_at": _iso(finished),
             "duration": format_duration(took) if took is not None else None,
             "duration_seconds": took.total_seconds() if took is not None else None,
             "waited_before": format_duration(waited) if waited and waited.total_seconds() >= 1
             else None,
-            "outcome": step.get("outcome") or ("running" if finished is None else None),
-            "evidence": dict(step.get("evidence") or {}),
+            "outcome": step.outcome or ("running" if finished is None else None),
+            "evidence": dict(step.evidence),
         })
         previous_end = finished or started
     return rows
@@ -314,32 +305,29 @@ def rotation_detail(
     """
     if not valid_rotation_id(rotation_id):
         raise NotFound(f"no rotation {rotation_id!r}: see /rotations for the ids")
-    record = store.get_rotation(rotation_id)
+    record = Rotation.parse(store.get_rotation(rotation_id))
     body = record.body
     summary = _rotation_summary(record)
-    overlap_end = None
-    started = _parse(body.get("overlap_started"))
-    cls = inventory.classes.get(record.ref.name)
-    if started is not None and cls is not None:
-        overlap_end = started if body.get("incident") else started + cls.overlap.deadline()
-    position = None
+    position: str | None = None
     if record.state in STEPS:
-        position = record.state
-    elif record.state == "awaiting-confirmation":
-        position = body.get("resume_state")
+        position = record.state.value
+    elif record.state == RotationState.AWAITING_CONFIRMATION and body.resume_state:
+        position = body.resume_state.value
     records = [_record_json(r) for r in journal.records() if r.rotation == record.id]
     return {
         "rotation": summary,
         "now": now.isoformat(),
-        "steps_planned": list(STEPS),
+        "steps_planned": [step.value for step in STEPS],
         "next_step": position,
-        "approvals_required": body.get("approvals_required"),
-        "approvals": list(body.get("approvals") or []),
-        "confirmations": list(body.get("confirmations") or []),
-        "overlap_started": _iso(started),
-        "overlap_ends_no_earlier_than": _iso(overlap_end),
-        "error_detail": dict(body.get("error") or {}),
-        "rollback": dict(body.get("rollback") or {}),
+        "approvals_required": body.approvals_required,
+        "approvals": list(body.approvals),
+        "confirmations": [{"name": c.name, "by": c.by, "at": c.at.isoformat()}
+                          for c in body.confirmations],
+        "overlap_started": _iso(body.overlap_started),
+        "overlap_ends_no_earlier_than": _iso(body.overlap_until),
+        "error_detail": {"step": body.error.step, "message": body.error.message,
+                         "at": body.error.at.isoformat()} if body.error else {},
+        "rollback": dict(body.rollback),
         "timeline": _timeline(record),
         "journal": records,
         "drill_report": _markdown_or_none(drill_report, store, inventory, journal, record.id),

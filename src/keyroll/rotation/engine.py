@@ -1,28 +1,42 @@
-"""The rotation state machine: resumable, audited, one rotation per secret at a time.
+"""The rotation state machine: resumable, audited, one writer per rotation.
 
 ::
 
     plan ─► create ─► apply ─► test ─► promote ─► overlap ─► retire ─► done
-      └────────┴─────────┴────────┴────────┴──── rollback (before retire: target and labels
-                                                           restored)
+      └────────┴─────────┴────────┴───┐    │
+                                      ▼    ▼ (after promote: a rotation back)
+                              rollback    promote ─► overlap ─► retire ─► rolled-back
+                              (target and  (old version current again; the rolled-back
+                              labels        one accepted, never used to sign or encrypt,
+                              restored)     until the overlap and its gates say it is unused)
 
-The record's ``state`` is the step to run next. Before a step's side effect the engine writes
-"started" into the record (compare-and-set on its revision); after it, it writes the next
-state. Every step is idempotent, so a process killed at any instant is resumed by the next
+The record's ``state`` is the step to run next (`keyroll.rotation.record`). Before a step's
+side effect the engine writes "started" into the record; after it, it writes the next state.
+Every step is idempotent, so a process killed at any instant is resumed by the next
 ``keyroll`` command (`Engine.run`, `Engine.advance`): the step runs again and finds its work
-done. A failure before retire rolls back; a failure at overlap or retire leaves the rotation
-where it is, to be retried (the old value may already be gone on the target).
+done.
+
+One writer: a process works on a rotation only under the secret's lease
+(`keyroll.rotation.lock`), claims the record with the lease's fencing generation before it
+acts, and every save carries that generation and the revision this process last wrote. A
+process paused past its lease while another took over stops at its next write
+(`LeaseLost`) instead of writing a stale state over the record.
+
+Failures: before promote, a rollback restores the target and the labels and destroys the new
+value (nothing used it yet). At promote after the labels moved, and on ``keyroll rollback``
+after promote, the rotation turns back: nothing that may be in use is destroyed. In incident
+mode after create, and for provider secrets after the portal step, there is no way back: the
+rotation stops where it is and the operator fixes forward.
 
 The engine emits `Event`s to observers; it imports no typer, rich or FastAPI.
 """
 
 from __future__ import annotations
 
-import os
 import secrets
-import socket
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -33,8 +47,8 @@ from keyroll.durations import format_duration
 from keyroll.errors import (
     Conflict,
     KeyrollError,
+    LeaseLost,
     LockHeld,
-    NotFound,
     RotationRefused,
     StepFailed,
     StoreForbidden,
@@ -44,9 +58,22 @@ from keyroll.inventory import EnvironmentPolicy, Inventory, SecretClass
 from keyroll.model import Label, SecretRef, SecretValue, Version, utcnow
 from keyroll.rotation.deploy import HookRunner
 from keyroll.rotation.events import Event, Observer
+from keyroll.rotation.lock import LEASE_TTL, START_TTL, Lease, rotation_ended
+from keyroll.rotation.record import (
+    ACTIVE,
+    STEPS,
+    TERMINAL,
+    Confirmation,
+    Direction,
+    ErrorInfo,
+    Rotation,
+    RotationBody,
+    RotationState,
+    StepEntry,
+)
 from keyroll.rotation.strategies import ManualStep, StepContext, Strategy, strategy_for
-from keyroll.status import ACTIVE_ROTATION_STATES, State, statuses
-from keyroll.stores.base import RotationRecord, Store
+from keyroll.status import State, statuses
+from keyroll.stores.base import Store
 
 __all__ = [
     "ACTIVE",
@@ -59,17 +86,15 @@ __all__ = [
     "PlannedStep",
 ]
 
-STEPS = ("plan", "create", "apply", "test", "promote", "overlap", "retire")
-AWAITING_APPROVAL = "awaiting-approval"
-AWAITING_CONFIRMATION = "awaiting-confirmation"
-ROLLING_BACK = "rolling-back"
-TERMINAL = frozenset({"done", "rolled-back"})
-ACTIVE = ACTIVE_ROTATION_STATES  # defined in status.py, which `keyroll status` reads too
-_ROLLBACKABLE = frozenset({*STEPS[:6], AWAITING_APPROVAL, AWAITING_CONFIRMATION})
-LOCK_TTL = timedelta(hours=1)  # renewed before every step; a crashed holder is detected
+S = RotationState
+AWAITING_APPROVAL = S.AWAITING_APPROVAL
+AWAITING_CONFIRMATION = S.AWAITING_CONFIRMATION
+ROLLING_BACK = S.ROLLING_BACK
 APPROVAL_TTL = timedelta(days=7)  # an unapproved request expires (and stops blocking the secret)
 _MAX_SLEEP = 120.0
 _MAX_TRANSITIONS = 40
+#: A clock further than this from the wall clock is a moved one (``--now``, tests).
+_MOVED = timedelta(minutes=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,16 +107,17 @@ class PlannedStep:
 
 @dataclass(frozen=True, slots=True)
 class AdvanceReport:
-    """What one ``keyroll advance`` tick did."""
+    """What one ``keyroll advance`` tick did.
+
+    ``busy`` lists rotations a live process holds right now: not a failure, the next tick
+    retries them.
+    """
 
     moved: tuple[str, ...]
     started: tuple[str, ...]
     waiting: tuple[str, ...]
     failed: tuple[tuple[str, str], ...]
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat()
+    busy: tuple[str, ...] = ()
 
 
 class Engine:
@@ -101,12 +127,15 @@ class Engine:
         store: where records, labels, values and the journal live.
         inventory: the classes and environment policies.
         journal: the audit journal (its actor is who acts).
-        clock: the time source; tests and the demo pass a fixed or shifted one.
+        clock: the engine's time source; tests and the demo pass a fixed or shifted one.
         observers: called with every `Event`.
         workdir: folder hooks run in (the inventory's).
         strategies: override the strategy per kind (tests).
         sleep: how the engine waits out short delays (the propagation of a pending key);
             tests pass one that moves their clock.
+        wall_clock: real time. Leases run on it, and an overlap promoted on one clock and
+            continued on another is measured on it too (see `_overlap_started`).
+        lease_ttl: how long a lease lasts between heartbeats' renewals.
     """
 
     def __init__(
@@ -120,18 +149,22 @@ class Engine:
         workdir: Path | None = None,
         strategies: Mapping[str, Strategy] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        wall_clock: Callable[[], datetime] = utcnow,
+        lease_ttl: timedelta = LEASE_TTL,
     ) -> None:
         self.store = store
         self.inventory = inventory
         self.journal = journal
         self.clock = clock
+        self.wall_clock = wall_clock
         self.observers = list(observers)
         self.workdir = workdir or (inventory.path.parent if inventory.path else Path.cwd())
         self._strategies = dict(strategies or {})
         self.sleep = sleep
+        self.lease_ttl = lease_ttl
         self._hooks = HookRunner(store, inventory, self.workdir)
-        # who holds a lock: this process, on this host (a crashed holder is recognised by it)
-        self._token = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self._token = Lease.new_token()  # who holds a lock: this engine, never a PID alone
+        self._lease: Lease | None = None
 
     @property
     def actor(self) -> str:
@@ -146,14 +179,14 @@ class Engine:
         self._strategies[cls.kind.value] = strategy
         return strategy
 
-    def get(self, rotation_id: str) -> RotationRecord:
-        return self.store.get_rotation(rotation_id)
+    def get(self, rotation_id: str) -> Rotation:
+        return Rotation.parse(self.store.get_rotation(rotation_id))
 
-    def in_flight(self) -> list[RotationRecord]:
+    def in_flight(self) -> list[Rotation]:
         """Every rotation not yet done or rolled back, oldest first."""
-        return [r for r in self.store.list_rotations() if r.state in ACTIVE]
+        return [Rotation.parse(r) for r in self.store.list_rotations() if r.state in ACTIVE]
 
-    def _class_of(self, record: RotationRecord) -> SecretClass:
+    def _class_of(self, record: Rotation) -> SecretClass:
         cls, _ = self.inventory.resolve(record.ref.name, record.ref.environment)
         return cls
 
@@ -161,7 +194,7 @@ class Engine:
 
     def _emit(
         self,
-        record: RotationRecord,
+        record: Rotation,
         kind: str,
         step: str | None,
         message: str,
@@ -176,7 +209,7 @@ class Engine:
 
     def _audit(
         self,
-        record: RotationRecord,
+        record: Rotation,
         action: str,
         *,
         outcome: str = "ok",
@@ -185,23 +218,75 @@ class Engine:
         fingerprints: Iterable[str] = (),
     ) -> None:
         body = record.body
-        extra = {"drill": True} if body.get("drill") else {}
-        if body.get("incident"):
+        extra: dict[str, Any] = {"drill": True} if body.drill else {}
+        if body.incident:
             extra["incident"] = True
+        if record.reverted:
+            extra["direction"] = Direction.BACK.value
         self.journal.append(
             action, ref=record.ref, version=version, fingerprints=list(fingerprints),
             evidence={**extra, **dict(evidence or {})}, outcome=outcome, rotation=record.id,
         )
 
-    # --- record persistence ---------------------------------------------------------------
+    # --- record persistence and the lease -------------------------------------------------
 
-    def _save(self, record: RotationRecord, state: str, body: Mapping[str, Any]) -> RotationRecord:
-        """Write the next state (compare-and-set on the revision)."""
-        updated = RotationRecord(
-            record.id, record.ref, state, record.revision, record.created_at, self.clock(),
-            dict(body),
-        )
-        return self.store.save_rotation(updated, expected_revision=record.revision)
+    def _save(self, record: Rotation, state: RotationState, body: RotationBody) -> Rotation:
+        """Write the next state: compare-and-set on the revision this process last saw, and
+        fenced by its lease (a process that lost the lease writes nothing)."""
+        updated = Rotation(record.id, record.ref, state, record.revision, record.created_at,
+                           self.clock(), body)
+        fence = self._lease.fence if self._lease is not None else None
+        try:
+            saved = self.store.save_rotation(updated.to_record(), expected_revision=record.revision,
+                                             fence=fence)
+        except LeaseLost:
+            raise
+        except Conflict:
+            if self._lease is not None:
+                self._lease.check()  # lost the lease? then that is the error to report
+            raise
+        return Rotation.parse(saved)
+
+    def _guard(self) -> None:
+        """Before a side effect: this process still holds the lease (`LeaseLost` if not)."""
+        if self._lease is not None:
+            self._lease.check()
+
+    def _new_lease(self, ref: SecretRef, rotation_id: str, ttl: timedelta) -> Lease:
+        return Lease(self.store, ref, rotation_id, token=self._token, ttl=ttl,
+                     clock=self.wall_clock, ended=rotation_ended(self.store))
+
+    @contextmanager
+    def _holding(self, record: Rotation) -> Iterator[Rotation]:
+        """Hold the secret's lease while the block works on the rotation, and claim the record
+        with the lease's generation first (so any stale writer's next save fails).
+
+        Raises:
+            LockHeld: a live process holds it (busy, will retry).
+        """
+        if self._lease is not None:  # re-entrant: rollback from run, advance → run
+            yield record
+            return
+        lease = self._new_lease(record.ref, record.id, self.lease_ttl)
+        with lease:
+            self._lease = lease
+            try:
+                claimed = self.get(record.id)
+                if claimed.body.lease != lease.fence.generation and not claimed.terminal:
+                    claimed = self._save(claimed, claimed.state,
+                                         claimed.body.but(lease=lease.fence.generation))
+                yield claimed
+            finally:
+                self._lease = None
+
+    def _clear_abandoned(self, ref: SecretRef) -> None:
+        """Free a lock left by a crashed process or an ended rotation (nobody else needs it)."""
+        holder = self.store.get_lock(ref, now=self.wall_clock())
+        if holder is None:
+            return
+        lease = self._new_lease(ref, "-", self.lease_ttl)
+        if lease.abandoned(holder.owner):
+            self.store.release_lock(ref, holder.owner)
 
     # --- starting -------------------------------------------------------------------------
 
@@ -261,6 +346,9 @@ class Engine:
             PlannedStep("retire", "the target stops accepting the previous value"
                         + (f"; revoke: {hooks('revoke')}" if incident else "")),
         ]
+        if incident:
+            steps.append(PlannedStep("no way back", "an incident rotation never returns to the "
+                                     "burned value: a failure after create stops it, fix forward"))
         return steps
 
     def _preview_context(
@@ -272,61 +360,6 @@ class Engine:
             old=current, new=None, state={}, evidence={}, workdir=self.workdir,
         )
 
-    def _lock(self, ref: SecretRef, rotation_id: str) -> None:
-        """Take the secret's lock for this process, taking it over from a holder that is
-        gone: a process of this host that no longer runs, or a rotation that has ended.
-
-        Raises:
-            LockHeld: a live process (here or on another machine) holds it.
-        """
-        owner = f"{rotation_id} {self._token}"
-        for _ in range(3):
-            try:
-                self.store.acquire_lock(ref, owner, ttl=LOCK_TTL, now=self.clock())
-            except LockHeld:
-                holder = self.store.get_lock(ref, now=self.clock())
-                if holder is None:
-                    continue  # expired in between
-                if not self._abandoned(holder.owner):
-                    until = f"{holder.expires_at:%Y-%m-%d %H:%M}"
-                    raise LockHeld(
-                        f"{ref} is locked by {holder.owner} until {until} UTC: another keyroll "
-                        "process is working on it; wait for it (`keyroll rotations`)"
-                    ) from None
-                self.store.release_lock(ref, holder.owner)
-            else:
-                return
-        raise LockHeld(f"{ref}: the lock kept changing hands; retry")
-
-    def _clear_abandoned(self, ref: SecretRef) -> None:
-        """Free a lock left by a crashed process or an ended rotation (nobody else needs it)."""
-        holder = self.store.get_lock(ref, now=self.clock())
-        if holder is not None and self._abandoned(holder.owner):
-            self.store.release_lock(ref, holder.owner)
-
-    def _unlock(self, ref: SecretRef, rotation_id: str) -> None:
-        self.store.release_lock(ref, f"{rotation_id} {self._token}")
-
-    def _abandoned(self, owner: str) -> bool:
-        """A lock owner that can no longer act: its rotation ended, or its process is dead."""
-        rotation_id, _, token = owner.partition(" ")
-        try:
-            if self.store.get_rotation(rotation_id).state in TERMINAL:
-                return True
-        except NotFound:
-            pass
-        host, _, rest = token.partition(":")
-        pid_text = rest.partition(":")[0]
-        if host != socket.gethostname() or not pid_text.isdigit():
-            return False  # another machine: only the expiry frees it
-        try:
-            os.kill(int(pid_text), 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        return False
-
     @staticmethod
     def _no_current(ref: SecretRef) -> str:
         return (
@@ -336,8 +369,8 @@ class Engine:
 
     def start(
         self, name: str, environment: str, *, incident: bool = False, drill: bool = False
-    ) -> RotationRecord:
-        """Create a rotation record (and take the secret's lock). Run it with `run`.
+    ) -> Rotation:
+        """Create a rotation record (under a short lease on the secret). Run it with `run`.
 
         Raises:
             UnknownSecret: no such class or environment.
@@ -347,34 +380,26 @@ class Engine:
         cls, ref, _strategy, policy, labels = self._startable(name, environment)
         now = self.clock()
         rotation_id = f"r-{now:%Y%m%d}-{secrets.token_hex(3)}"
-        self._lock(ref, rotation_id)  # serialises starters: the busy check below is exact
-        try:
+        # serialises starters, so the busy check below is exact; short, because a process that
+        # dies before its record exists must not block the secret for long on any host
+        with self._new_lease(ref, rotation_id, START_TTL) as lease:
             self._refuse_if_busy(ref)
-            body: dict[str, Any] = {
-                "kind": cls.kind.value,
-                "incident": incident,
-                "drill": drill or policy.drill,
-                "requested_by": self.actor,
-                "approvals_required": policy.approvals,
-                "approvals": [],
-                "labels_before": {k.value: v for k, v in labels.items()},
-                "old_version": labels[Label.CURRENT],
-                "new_version": None,
-                "steps": [],
-                "confirmations": [],
-                "strategy": {},
-            }
-            state = AWAITING_APPROVAL if policy.approvals > 1 else "plan"
-            record = RotationRecord(rotation_id, ref, state, 0, now, now, body)
+            body = RotationBody(
+                kind=cls.kind.value, incident=incident, drill=drill or policy.drill,
+                requested_by=self.actor, approvals_required=policy.approvals,
+                labels_before=dict(labels), old_version=labels[Label.CURRENT],
+                lease=lease.fence.generation,
+            )
+            state = AWAITING_APPROVAL if policy.approvals > 1 else S.PLAN
+            record = Rotation(rotation_id, ref, state, 0, now, now, body)
             old = self.store.get_version(ref, labels[Label.CURRENT])
             self._audit(record, "rotation.requested", version=old.number,
                         fingerprints=[old.fingerprint],
                         evidence={"approvals_required": policy.approvals, "kind": cls.kind.value})
-            record = self.store.create_rotation(record)
-        finally:
-            self._unlock(ref, rotation_id)
+            lease.check()
+            record = Rotation.parse(self.store.create_rotation(record.to_record()))
         self._emit(record, "requested", None, f"rotation {rotation_id} of {ref} requested"
-                   + (" (incident)" if incident else "") + (" (drill)" if body["drill"] else ""))
+                   + (" (incident)" if incident else "") + (" (drill)" if body.drill else ""))
         if state == AWAITING_APPROVAL:
             self._emit(record, "approval", None, f"{environment} needs {policy.approvals} people: "
                        f"another person runs `keyroll approve {rotation_id}`")
@@ -382,7 +407,7 @@ class Engine:
 
     # --- approvals and confirmations ------------------------------------------------------
 
-    def approve(self, rotation_id: str) -> RotationRecord:
+    def approve(self, rotation_id: str) -> Rotation:
         """Record the current actor's approval; self-approval is refused.
 
         Raises:
@@ -392,24 +417,25 @@ class Engine:
         if record.state != AWAITING_APPROVAL:
             raise RotationRefused(f"rotation {rotation_id} is not waiting for approval (state "
                                   f"{record.state})")
-        body = dict(record.body)
-        if self.actor == body["requested_by"]:
+        body = record.body
+        if self.actor == body.requested_by:
             raise RotationRefused(
                 f"{self.actor} requested rotation {rotation_id} and cannot approve it: another "
                 "person must run `keyroll approve` (two-person rule)"
             )
-        if self.actor in body["approvals"]:
+        if self.actor in body.approvals:
             raise RotationRefused(f"{self.actor} approved rotation {rotation_id} already")
-        body["approvals"] = [*body["approvals"], self.actor]
-        enough = 1 + len(body["approvals"]) >= int(body["approvals_required"])
-        record = self._save(record, "plan" if enough else AWAITING_APPROVAL, body)
+        approvals = (*body.approvals, self.actor)
+        enough = 1 + len(approvals) >= body.approvals_required
+        record = self._save(record, S.PLAN if enough else AWAITING_APPROVAL,
+                            body.but(approvals=approvals))
         self._audit(record, "rotation.approve", evidence={"approver": self.actor,
                                                           "complete": enough})
         self._emit(record, "approval", None, f"approved by {self.actor}"
                    + ("" if enough else "; more approvals needed"))
         return record
 
-    def manual_step(self, record: RotationRecord, name: str) -> ManualStep:
+    def manual_step(self, record: Rotation, name: str) -> ManualStep:
         strategy = self.strategy(self._class_of(record))
         for manual in strategy.manual_steps:
             if manual.name == name:
@@ -419,14 +445,14 @@ class Engine:
 
     def confirm(
         self, rotation_id: str, name: str, value: SecretValue | None = None
-    ) -> RotationRecord:
+    ) -> Rotation:
         """A person did a manual step; resume the rotation after it.
 
         Raises:
             RotationRefused: the rotation is not waiting for that step, or a value is missing.
         """
         record = self.get(rotation_id)
-        waiting = record.body.get("awaiting")
+        waiting = record.body.awaiting
         if record.state != AWAITING_CONFIRMATION or waiting is None:
             raise RotationRefused(
                 f"rotation {rotation_id} is not waiting for a confirmation (state {record.state})"
@@ -437,7 +463,6 @@ class Engine:
                 f"`keyroll confirm {rotation_id} {waiting}`"
             )
         manual = self.manual_step(record, name)
-        body = dict(record.body)
         evidence: dict[str, Any] = {"step": name, "by": self.actor}
         if manual.takes_value:
             if value is None or len(value) == 0:
@@ -447,11 +472,12 @@ class Engine:
                 meta={"rotation": record.id, "entered_by": self.actor},
             )
             evidence["fingerprint"] = version.fingerprint
-        body["confirmations"] = [
-            *body["confirmations"], {"name": name, "by": self.actor, "at": _iso(self.clock())}
-        ]
-        body.pop("awaiting", None)
-        resume = str(body.pop("resume_state"))
+        body = record.body
+        resume = body.resume_state or S.PLAN
+        body = body.but(
+            confirmations=(*body.confirmations, Confirmation(name, self.actor, self.clock())),
+            awaiting=None, resume_state=None,
+        )
         record = self._save(record, resume, body)
         self._audit(record, "rotation.confirm", evidence=evidence,
                     fingerprints=[evidence["fingerprint"]] if "fingerprint" in evidence else [])
@@ -460,46 +486,53 @@ class Engine:
 
     # --- running --------------------------------------------------------------------------
 
-    def run(self, rotation_id: str) -> RotationRecord:
+    def run(self, rotation_id: str) -> Rotation:
         """Drive a rotation as far as it can go now; return its record.
 
         Stops at a terminal state, at a pause (approval, confirmation), or in an overlap whose
-        end has not come. A failure before retire rolls back (the returned record says
-        ``rolled-back`` with ``body["error"]``); a failure at overlap or retire raises.
+        end has not come. A failure before promote rolls back (the returned record says
+        ``rolled-back`` with ``body.error``); one after it turns the rotation back or, where
+        there is no way back, stops it where it is and raises `StepFailed`.
+
+        Raises:
+            LockHeld: a live process works on this rotation now (busy, will retry).
+            LeaseLost: this process lost the lease while it worked (paused past it).
         """
         record = self.get(rotation_id)
-        if record.state in TERMINAL or record.state in (AWAITING_APPROVAL,
-                                                        AWAITING_CONFIRMATION):
+        if record.terminal or record.state in (AWAITING_APPROVAL, AWAITING_CONFIRMATION):
             self._clear_abandoned(record.ref)
             return record
-        self._lock(record.ref, record.id)
-        try:
+        with self._holding(record) as record:
             for _ in range(_MAX_TRANSITIONS):
-                record = self.get(rotation_id)
-                if record.state in TERMINAL or record.state in (AWAITING_APPROVAL,
-                                                                AWAITING_CONFIRMATION):
+                if record.terminal or record.state in (AWAITING_APPROVAL, AWAITING_CONFIRMATION):
                     return record
-                self._lock(record.ref, record.id)  # renew before every step
                 try:
                     if record.state == ROLLING_BACK:
-                        self._rollback(record)
-                    elif not self._step(record):
-                        return self.get(rotation_id)
-                except Conflict as exc:
-                    if isinstance(exc, LockHeld):
-                        raise
-                    continue  # the record moved under us (a person acted): re-read, go on
+                        record = self._rollback(record)
+                    else:
+                        moved, record = self._step(record)
+                        if not moved:
+                            return record
+                except LeaseLost:
+                    raise
+                except Conflict:
+                    # the record moved under us (a person approved, confirmed or rolled back):
+                    # we still hold the lease (checked in _save), so re-read and go on
+                    record = self.get(rotation_id)
             return self.get(rotation_id)
-        finally:
-            self._unlock(record.ref, record.id)
 
-    def _context(self, record: RotationRecord, cls: SecretClass) -> StepContext:
+    def _context(self, record: Rotation, cls: SecretClass) -> StepContext:
+        """What the strategy sees. On the way back, ``old`` is the version that retires (the
+        rolled-back one) and ``new`` the one that stays, so every strategy's overlap, gates and
+        retire work in reverse unchanged."""
         body = record.body
         versions = {v.number: v for v in self.store.list_versions(record.ref)}
-        old = versions.get(body["old_version"]) if body.get("old_version") else None
-        new = versions.get(body["new_version"]) if body.get("new_version") else None
+        retiring = body.retiring_version
+        keeping = body.keeping_version
+        old = versions.get(retiring) if retiring else None
+        new = versions.get(keeping) if keeping else None
         entered = None
-        if new is None:
+        if body.new_version is None:
             mine = [v for v in versions.values()
                     if v.meta.get("rotation") == record.id and v.meta.get("entered_by")
                     and not v.destroyed]
@@ -508,93 +541,124 @@ class Engine:
         return StepContext(
             rotation=record.id, ref=record.ref, cls=cls,
             policy=self.inventory.policy(record.ref.environment), inventory=self.inventory,
-            store=self.store, now=self.clock(), incident=bool(body.get("incident")), old=old,
-            new=new, state=dict(body.get("strategy") or {}), evidence={}, workdir=self.workdir,
+            store=self.store, now=self.clock(), incident=body.incident, old=old,
+            new=new, state=dict(body.strategy), evidence={}, workdir=self.workdir,
             entered=entered,
             emit=lambda message: self._emit(record, "progress", record.state, message),
         )
 
-    def _pending_pause(self, record: RotationRecord, strategy: Strategy) -> ManualStep | None:
-        done = {c["name"] for c in record.body.get("confirmations", [])}
+    def _pending_pause(self, record: Rotation, strategy: Strategy) -> ManualStep | None:
+        if record.reverted:
+            return None
+        done = record.body.confirmed
         for manual in strategy.manual_steps:
             if manual.before != record.state or manual.name in done:
                 continue
-            if record.body.get("incident") and manual.name == "drain":
+            if record.body.incident and manual.name == "drain":
                 continue
             return manual
         return None
 
-    def _step(self, record: RotationRecord) -> bool:
-        """Run the record's current step. True if it moved on, False if it must wait."""
+    def _moved_clock(self) -> bool:
+        return abs(self.clock() - self.wall_clock()) > _MOVED
+
+    def _overlap_started(self, body: RotationBody) -> datetime:
+        """When the overlap began, on the clock the engine runs on now.
+
+        On a moved clock (a drill's ``--now``, tests), the promote time on that clock. On the
+        wall clock, the wall-clock promote time: a rotation promoted under a clock set in the
+        past must not find its overlap over at once when it continues in real time.
+        """
+        assert body.overlap_started is not None
+        if self._moved_clock() or body.overlap_started_real is None:
+            return body.overlap_started
+        return body.overlap_started_real
+
+    def _step(self, record: Rotation) -> tuple[bool, Rotation]:
+        """Run the record's current step. (moved on?, the record as this process saved it)."""
         cls = self._class_of(record)
         strategy = self.strategy(cls)
         step = record.state
         pause = self._pending_pause(record, strategy)
         if pause is not None:
-            body = {**record.body, "awaiting": pause.name, "resume_state": step}
+            body = record.body.but(awaiting=pause.name, resume_state=step)
             record = self._save(record, AWAITING_CONFIRMATION, body)
             self._audit(record, "rotation.paused", evidence={"awaiting": pause.name})
             self._emit(record, "paused", step, f"waiting for a person: {pause.prompt}; then "
                        f"`keyroll confirm {record.id} {pause.name}`",
                        {"awaiting": pause.name, "takes_value": pause.takes_value})
-            return False
+            return False, record
         ctx = self._context(record, cls)
-        if step == "overlap":
-            started = datetime.fromisoformat(record.body["overlap_started"])
-            verdict = strategy.overlap_done(ctx, started)
+        if step == S.OVERLAP:
+            verdict = strategy.overlap_done(ctx, self._overlap_started(record.body))
             if not verdict.done:
-                if record.body.get("waiting") != verdict.reason:
-                    record = self._save(record, step, {**record.body, "waiting": verdict.reason})
+                if record.body.waiting != verdict.reason:
+                    record = self._save(record, step, record.body.but(waiting=verdict.reason))
                 self._emit(record, "waiting", step, verdict.reason, verdict.evidence)
-                return False
+                return False, record
             ctx.evidence.update(verdict.evidence)
             ctx.evidence["overlap"] = verdict.reason
-        if step == "promote" and not ctx.incident and not self._propagated(record, ctx, strategy):
-            return False
+        if (step == S.PROMOTE and not ctx.incident and not record.reverted
+                and not self._propagated(record, ctx, strategy)):
+            return False, record
         # the step is recorded before its side effect
-        steps = [*record.body["steps"], {"step": step, "started_at": _iso(ctx.now)}]
-        record = self._save(record, step, {**record.body, "steps": steps})
+        started = StepEntry(step.value, ctx.now)
+        record = self._save(record, step, record.body.but(steps=(*record.body.steps, started)))
         self._emit(record, "step.started", step, f"{step}…")
+        self._guard()
         try:
-            getattr(self, f"_do_{step}")(record, ctx, strategy)
+            record = getattr(self, f"_do_{step.value}")(record, ctx, strategy) or record
         except (StoreUnavailable, StoreForbidden):
             # the store itself is out of reach: pause, and rerun this step when it is back.
             # Rolling back now would act on a state we cannot read.
             self._emit(record, "step.failed", step, "the store is unavailable: paused")
             raise
+        except LeaseLost:
+            raise
         except Exception as exc:  # noqa: BLE001  (every failure is recorded, then handled)
-            self._failed(self.get(record.id), step, ctx, exc)
-            return True
-        record = self.get(record.id)
-        body = dict(record.body)
-        body["strategy"] = ctx.state
-        body["steps"] = [*body["steps"][:-1], {
-            **body["steps"][-1], "finished_at": _iso(self.clock()), "outcome": "ok",
-            "evidence": ctx.evidence,
-        }]
-        body.pop("waiting", None)
-        following = "done" if step == "retire" else STEPS[STEPS.index(step) + 1]
-        if step == "promote":
-            body["overlap_started"] = _iso(self.clock())
-        new = ctx.new or (self.store.get_version(record.ref, body["new_version"])
-                          if body.get("new_version") else None)
+            return True, self._failed(record, step, ctx, exc)
+        body = record.body
+        finished = StepEntry(step.value, started.started_at, self.clock(), "ok", ctx.evidence)
+        changes: dict[str, Any] = {"strategy": ctx.state, "steps": (*body.steps[:-1], finished),
+                                   "waiting": None}
+        if step == S.PROMOTE:
+            began = self.clock()
+            changes.update(overlap_started=began, overlap_started_real=self.wall_clock(),
+                           overlap_until=began + strategy.overlap_deadline(ctx))
+        last = step == S.RETIRE
+        following = (S.ROLLED_BACK if record.reverted else S.DONE) if last else (
+            STEPS[STEPS.index(step) + 1])
+        if last and record.reverted:
+            restored = self.store.get_labels(record.ref)
+            changes["rollback"] = {"direction": Direction.BACK.value,
+                                   "labels": {k.value: v for k, v in restored.items()},
+                                   "verified": ctx.evidence.get("verified_current")}
+        shown = ctx.new if not record.reverted else None
         # journal before the state: a crash between them repeats the entry, never loses it
-        self._audit(record, f"rotation.{step}", evidence=ctx.evidence,
-                    version=new.number if new else None,
-                    fingerprints=[new.fingerprint] if new and step in ("create", "promote") else [])
-        record = self._save(record, following, body)
+        self._audit(record, f"rotation.{step.value}", evidence=ctx.evidence,
+                    version=shown.number if shown else None,
+                    fingerprints=[shown.fingerprint] if shown and step in (S.CREATE, S.PROMOTE)
+                    else [])
+        record = self._save(record, following, body.but(**changes))
         self._emit(record, "step.finished", step, "done", ctx.evidence)
-        if following == "done":
+        if following == S.DONE:
             self._audit(record, "rotation.done")
             self._emit(record, "done", None, f"rotation {record.id} of {record.ref} is done")
-        return True
+        elif following == S.ROLLED_BACK:
+            self._audit(record, "rotation.rollback", outcome="rolled-back",
+                        evidence={"direction": "back", "retired_version": body.new_version,
+                                  "verified": ctx.evidence.get("verified_current")})
+            self._emit(record, "rolled-back", "rollback", f"rotation {record.id} is rolled back: "
+                       f"version {body.old_version} is current, version {body.new_version} "
+                       "retired after its overlap")
+        return True, record
 
-    def _propagated(self, record: RotationRecord, ctx: StepContext, strategy: Strategy) -> bool:
+    def _propagated(self, record: Rotation, ctx: StepContext, strategy: Strategy) -> bool:
         """Wait until running apps have loaded the pending key (short waits: sleep; long: later)."""
-        since = record.body.get("pending_since")
+        since = record.body.pending_since
         if since is None:
             return True
-        ready = datetime.fromisoformat(since) + strategy.propagation(ctx)
+        ready = since + strategy.propagation(ctx)
         left = (ready - ctx.now).total_seconds()
         if left <= 0:
             return True
@@ -607,51 +671,84 @@ class Engine:
         self._emit(record, "waiting", "promote", f"apps load the new key until {ready:%H:%M:%S}")
         return False
 
-    def _failed(self, record: RotationRecord, step: str, ctx: StepContext, exc: Exception) -> None:
+    # --- failures -------------------------------------------------------------------------
+
+    def _no_way_back(self, record: Rotation, strategy: Strategy) -> str | None:
+        """Why this rotation can no longer return to the old value, or None if it can."""
+        body = record.body
+        if body.incident and (body.new_version is not None or body.ran(S.CREATE)):
+            return ("it is an incident rotation: the old value is burned and returning to it "
+                    "is refused")
+        if any(m.name == "portal" for m in strategy.manual_steps) and "portal" in body.confirmed:
+            return ("the provider has already replaced the value in its portal, so the old "
+                    "value is dead")
+        if record.reverted:
+            return "it is already a rotation back to the old version"
+        return None
+
+    def _promoted(self, record: Rotation) -> bool:
+        """The new version has been current (it may have signed tokens or encrypted data)."""
+        body = record.body
+        if body.new_version is None:
+            return False
+        if record.state in (S.OVERLAP, S.RETIRE) or body.overlap_started is not None:
+            return True
+        return self.store.get_labels(record.ref).get(Label.CURRENT) == body.new_version
+
+    def _failed(self, record: Rotation, step: RotationState, ctx: StepContext,
+                exc: Exception) -> Rotation:
         # keyroll's own errors never carry a value; anything else may quote one (a driver's
         # message with a statement in it), so only its type is kept
         message = str(exc) if isinstance(exc, KeyrollError) else (
             f"{exc.__class__.__name__} in step {step} (details withheld: they may quote a value)"
         )
-        body = dict(record.body)
-        body["error"] = {"step": step, "message": message, "at": _iso(self.clock())}
-        body["steps"] = [*body["steps"][:-1], {
-            **body["steps"][-1], "finished_at": _iso(self.clock()), "outcome": "failed",
-            "evidence": {**ctx.evidence, "error": message},
-        }]
+        body = record.body
+        error = ErrorInfo(step.value, message, self.clock())
+        last = body.steps[-1]
+        failed_entry = StepEntry(last.step, last.started_at, self.clock(), "failed",
+                                 {**ctx.evidence, "error": message})
+        body = body.but(error=error, steps=(*body.steps[:-1], failed_entry), strategy=ctx.state)
         self._emit(record, "step.failed", step, message)
-        if step in ("overlap", "retire"):
+        strategy = self.strategy(ctx.cls)
+        stuck = self._no_way_back(record, strategy)
+        if step in (S.OVERLAP, S.RETIRE) or stuck is not None:
             record = self._save(record, step, body)
-            self._audit(record, f"rotation.{step}", outcome="failed",
+            self._audit(record, f"rotation.{step.value}", outcome="failed",
                         evidence={**ctx.evidence, "error": message})
+            why = (f"{stuck}; fix forward" if stuck is not None
+                   else "rolling back is no longer safe")
             raise StepFailed(
-                f"rotation {record.id}: {step} failed: {message}; fix it and run "
-                "`keyroll advance` to retry (rolling back is no longer safe)"
+                f"rotation {record.id}: {step} failed: {message}; the rotation stopped where it "
+                f"is ({why}): fix the cause and run `keyroll advance` to retry"
             ) from None
-        body["strategy"] = ctx.state
+        if self._promoted(record):
+            record = self._save(record, step, body)
+            self._audit(record, f"rotation.{step.value}", outcome="failed",
+                        evidence={**ctx.evidence, "error": message})
+            return self._turn_back(record, reason=f"{step} failed")
         record = self._save(record, ROLLING_BACK, body)
-        self._audit(record, f"rotation.{step}", outcome="failed",
+        self._audit(record, f"rotation.{step.value}", outcome="failed",
                     evidence={**ctx.evidence, "error": message})
-        self._rollback(record)
+        return self._rollback(record)
 
     # --- the steps ------------------------------------------------------------------------
 
-    def _do_plan(self, record: RotationRecord, ctx: StepContext, strategy: Strategy) -> None:
+    def _do_plan(self, record: Rotation, ctx: StepContext, strategy: Strategy) -> None:
         body = record.body
-        required = int(body.get("approvals_required", 1))
-        if 1 + len(body.get("approvals", [])) < required:
-            raise RotationRefused(f"rotation {record.id} needs {required} approvals")
+        if 1 + len(body.approvals) < body.approvals_required:
+            raise RotationRefused(f"rotation {record.id} needs {body.approvals_required} "
+                                  "approvals")
         labels = self.store.get_labels(record.ref)
-        if labels.get(Label.CURRENT) != body["old_version"]:
+        if labels.get(Label.CURRENT) != body.old_version:
             raise RotationRefused(f"{record.ref}: current version moved since the rotation was "
                                   "requested")
         strategy.plan(ctx)
         if ctx.old is not None:
             ctx.evidence["current"] = {"version": ctx.old.number, "fingerprint": ctx.old.fingerprint}
-        if body.get("approvals"):
-            ctx.evidence["approved_by"] = list(body["approvals"])
+        if body.approvals:
+            ctx.evidence["approved_by"] = list(body.approvals)
 
-    def _do_create(self, record: RotationRecord, ctx: StepContext, strategy: Strategy) -> None:
+    def _do_create(self, record: Rotation, ctx: StepContext, strategy: Strategy) -> Rotation:
         labels = self.store.get_labels(record.ref)
         mine = [v for v in self.store.list_versions(record.ref)
                 if v.meta.get("rotation") == record.id and not v.destroyed]
@@ -662,6 +759,7 @@ class Engine:
             meta = {"rotation": record.id, **strategy.version_meta(ctx)}
             if ctx.cls.generator is not None and ctx.entered is None:
                 meta["generator"] = ctx.cls.generator.value
+            self._guard()
             version = self.store.put_version(record.ref, value, created_at=ctx.now, meta=meta)
         if labels.get(Label.PENDING) != version.number:
             self.store.set_labels(
@@ -669,48 +767,60 @@ class Engine:
                 new={Label.PENDING: version.number},
             )
         ctx.new = version
-        body = {**record.body, "new_version": version.number,
-                "pending_since": record.body.get("pending_since") or _iso(ctx.now)}
-        self._save(record, record.state, body)
+        body = record.body.but(new_version=version.number,
+                               pending_since=record.body.pending_since or ctx.now)
         ctx.evidence["new"] = {"version": version.number, "fingerprint": version.fingerprint,
                                "kid": version.kid_hex}
+        return self._save(record, record.state, body)
 
-    def _do_apply(self, record: RotationRecord, ctx: StepContext, strategy: Strategy) -> None:
+    def _do_apply(self, record: Rotation, ctx: StepContext, strategy: Strategy) -> None:
         strategy.apply(ctx)
         if strategy.propagation(ctx) > timedelta(0) and not ctx.incident:
             # stage the new key (<VAR>_NEXT, accepted, not signing) with the same deploy that
             # promote uses: every instance accepts it before any instance signs with it
             ctx.evidence["staged"] = self._run_hooks(record, ctx, "on_promote")
 
-    def _do_test(self, record: RotationRecord, ctx: StepContext, strategy: Strategy) -> None:
+    def _do_test(self, record: Rotation, ctx: StepContext, strategy: Strategy) -> None:
         strategy.test(ctx)
 
-    def _do_promote(self, record: RotationRecord, ctx: StepContext, strategy: Strategy) -> None:
+    def _do_promote(self, record: Rotation, ctx: StepContext, strategy: Strategy) -> None:
+        """Forward: pending → current, current → previous. Back: the old version current
+        again, the rolled-back one previous (accepted, never used to sign or encrypt)."""
         assert ctx.new is not None
+        body = record.body
+        keep, retire = body.keeping_version, body.retiring_version
         labels = self.store.get_labels(record.ref)
-        old, new = record.body["old_version"], ctx.new.number
-        if labels.get(Label.CURRENT) != new:
+        if labels.get(Label.CURRENT) != keep:
+            self._guard()
             self.store.set_labels(
                 record.ref,
-                expected={Label.CURRENT: old, Label.PENDING: new,
+                expected={Label.CURRENT: retire, Label.PENDING: labels.get(Label.PENDING),
                           Label.PREVIOUS: labels.get(Label.PREVIOUS)},
-                new={Label.CURRENT: new, Label.PREVIOUS: old, Label.PENDING: None},
+                new={Label.CURRENT: keep, Label.PREVIOUS: retire, Label.PENDING: None},
             )
-        strategy.promote(ctx)
+        if not record.reverted:
+            strategy.promote(ctx)
         ctx.evidence["hooks"] = self._run_hooks(record, ctx, "on_promote")
-        ctx.evidence["verify"] = self._run_hooks(record, ctx, "verify")
+        # on the way back the verify hooks are recorded, not obeyed (a failing one is often
+        # why we turned back); what must hold is that the target accepts the old value
+        ctx.evidence["verify"] = self._run_hooks(record, ctx, "verify",
+                                                 check=not record.reverted)
+        if record.reverted:
+            ctx.evidence["verified_current"] = self._verify_current(ctx, strategy, ctx.new)
 
-    def _do_overlap(self, record: RotationRecord, ctx: StepContext, strategy: Strategy) -> None:
+    def _do_overlap(self, record: Rotation, ctx: StepContext, strategy: Strategy) -> None:
         """The wait itself happened in `_step`; nothing to do on the target."""
 
-    def _do_retire(self, record: RotationRecord, ctx: StepContext, strategy: Strategy) -> None:
+    def _do_retire(self, record: Rotation, ctx: StepContext, strategy: Strategy) -> None:
         strategy.retire(ctx)
+        body = record.body
+        retiring = body.retiring_version
         labels = self.store.get_labels(record.ref)
-        old = record.body["old_version"]
-        if labels.get(Label.PREVIOUS) == old:
-            self.store.set_labels(record.ref, expected={Label.PREVIOUS: old},
+        if retiring is not None and labels.get(Label.PREVIOUS) == retiring:
+            self._guard()
+            self.store.set_labels(record.ref, expected={Label.PREVIOUS: retiring},
                                   new={Label.PREVIOUS: None})
-        ctx.evidence["retired"] = {"version": old,
+        ctx.evidence["retired"] = {"version": retiring,
                                    "fingerprint": ctx.old.fingerprint if ctx.old else None}
         if ctx.incident:
             strategy.revoke(ctx)
@@ -718,43 +828,100 @@ class Engine:
         # deployments must stop carrying the previous value (*_PREVIOUS vars); the hooks run
         # before the value is destroyed, so their output is still masked with it
         ctx.evidence["hooks"] = self._run_hooks(record, ctx, "on_promote", check=False)
+        if record.reverted and ctx.new is not None:
+            ctx.evidence["verified_current"] = self._verify_current(ctx, strategy, ctx.new)
         # destroy even if the index says destroyed: a crash may have cut a backend's two-part
         # destroy in half (destroying again is a no-op); also values entered but not used
         labelled = set(self.store.get_labels(record.ref).values())
+        keeping = body.keeping_version
+        self._guard()
         for version in self.store.list_versions(record.ref):
-            if version.number in labelled:
+            if version.number in labelled or version.number == keeping:
                 continue
-            if version.number == old or version.meta.get("rotation") == record.id:
+            if version.number == retiring or version.meta.get("rotation") == record.id:
                 self.store.destroy_version(record.ref, version.number)
+
+    def _verify_current(self, ctx: StepContext, strategy: Strategy,
+                        version: Version) -> dict[str, Any]:
+        """Prove the target accepts the version that is current after a rollback."""
+        try:
+            return {"version": version.number, "fingerprint": version.fingerprint,
+                    **strategy.verify_current(ctx, version)}
+        except KeyrollError as exc:
+            raise StepFailed(f"{ctx.ref}: after the rollback the target does not accept the "
+                             f"restored current version {version.number}: {exc}") from None
 
     # --- rollback -------------------------------------------------------------------------
 
-    def rollback(self, rotation_id: str, *, reason: str = "requested") -> RotationRecord:
-        """Undo a rotation that has not started retiring.
+    def rollback(self, rotation_id: str, *, reason: str = "requested") -> Rotation:
+        """Undo a rotation.
+
+        Before promote the target and the labels are restored and the new value destroyed.
+        After promote it is a rotation back: the old version is current again, the rolled-back
+        one stays accepted (verify/decrypt only) through the class's overlap and gates (token
+        TTL, usage, rows still encrypted under it), then retires; `keyroll advance` moves it.
 
         Raises:
-            RotationRefused: the rotation is done, rolled back, or retiring already.
+            RotationRefused: the rotation ended or is retiring already; or there is no way
+                back (an incident rotation after create, a provider secret after the portal
+                step): the message says to rotate forward.
         """
         record = self.get(rotation_id)
-        if record.state not in _ROLLBACKABLE and record.state != ROLLING_BACK:
+        self._refuse_rollback(record)
+        with self._holding(record) as record:  # re-read under the lease
+            self._refuse_rollback(record)
+            if record.state == ROLLING_BACK:
+                return self._rollback(record)
+            if self._promoted(record):
+                return self._turn_back(record, reason=f"rolled back: {reason} by {self.actor}")
+            body = record.body
+            error = body.error or ErrorInfo(record.state.value,
+                                            f"rolled back: {reason} by {self.actor}", self.clock())
+            record = self._save(record, ROLLING_BACK, body.but(error=error))
+            return self._rollback(record)
+
+    def _refuse_rollback(self, record: Rotation) -> None:
+        if record.state == ROLLING_BACK:
+            return
+        if record.terminal or record.state == S.RETIRE:
             raise RotationRefused(
-                f"rotation {rotation_id} is {record.state}: too late to roll back (the old value "
+                f"rotation {record.id} is {record.state}: too late to roll back (the old value "
                 "is retired or retiring); rotate forward instead"
             )
-        self._lock(record.ref, record.id)
-        try:
-            record = self.get(rotation_id)  # again, under the lock
-            if record.state != ROLLING_BACK:
-                body = {**record.body, "error": record.body.get("error") or {
-                    "step": record.state, "message": f"rolled back: {reason} by {self.actor}",
-                    "at": _iso(self.clock())}}
-                record = self._save(record, ROLLING_BACK, body)
-            return self._rollback(record)
-        finally:
-            self._unlock(record.ref, record.id)
+        if record.reverted:
+            raise RotationRefused(
+                f"rotation {record.id} is already rolling back (a rotation back after promote, "
+                f"now at {record.state}): `keyroll advance` retires version "
+                f"{record.body.new_version} once its overlap ends"
+            )
+        stuck = self._no_way_back(record, self.strategy(self._class_of(record)))
+        if stuck is not None:
+            raise RotationRefused(
+                f"rotation {record.id} cannot be rolled back: {stuck}. Rotate forward: fix "
+                f"the cause and run `keyroll advance`, or start a new rotation once this one "
+                "is done"
+            )
 
-    def _rollback(self, record: RotationRecord) -> RotationRecord:
-        """Restore labels, deployments, then the target. Idempotent: safe to rerun.
+    def _turn_back(self, record: Rotation, *, reason: str) -> Rotation:
+        """After promote: turn the rotation into a rotation back (see `rollback`)."""
+        body = record.body
+        error = body.error or ErrorInfo(record.state.value, reason, self.clock())
+        body = body.but(direction=Direction.BACK, reverted_at=self.clock(), error=error,
+                        waiting=None, overlap_started=None, overlap_started_real=None,
+                        overlap_until=None)
+        record = self._save(record, S.PROMOTE, body)
+        self._audit(record, "rotation.rollback", outcome="turned-back",
+                    evidence={"reason": reason, "retiring_version": body.new_version,
+                              "current_again": body.old_version})
+        self._emit(record, "step.started", "rollback",
+                   f"rolling back after promote: version {body.old_version} becomes current "
+                   f"again; version {body.new_version} stays accepted through the overlap, then "
+                   "retires")
+        _, record = self._step(record)  # the labels go back now, not at the next tick
+        return record
+
+    def _rollback(self, record: Rotation) -> Rotation:
+        """Before promote: restore labels, deployments, then the target. Idempotent.
 
         The order keeps the invariant: the labels go back first (the old value is still
         accepted by the target, which only ever *gained* a credential), the deployments follow,
@@ -770,7 +937,7 @@ class Engine:
         ctx = self._context(record, cls)
         self._emit(record, "step.started", "rollback", "rolling back…")
         evidence: dict[str, Any] = {}
-        before = {Label(k): int(v) for k, v in record.body.get("labels_before", {}).items()}
+        before = dict(record.body.labels_before)
         versions = [v for v in self.store.list_versions(record.ref)
                     if v.meta.get("rotation") == record.id]
         mine = {v.number for v in versions}
@@ -779,24 +946,28 @@ class Engine:
         target_reset = any(v.destroyed for v in versions)
         labels = self.store.get_labels(record.ref)
         if mine & set(labels.values()):  # found by meta: a crash may have lost new_version
+            self._guard()
             self.store.set_labels(
                 record.ref,
                 expected={label: labels.get(label) for label in Label},
                 new={label: before.get(label) for label in Label},
             )
         # from the history, not the labels: a rerun after a crash must still redeploy
-        steps = record.body.get("steps", [])
-        if any(s["step"] in ("apply", "promote") for s in steps):
+        body = record.body
+        if body.ran(S.APPLY) or body.ran(S.PROMOTE):
             evidence["hooks"] = self._run_hooks(record, ctx, "on_promote", check=False)
         resets_target = type(strategy).rollback is not Strategy.rollback
-        if resets_target and any(s["step"] == "promote" for s in steps):
+        if resets_target and body.ran(S.PROMOTE):
             # apps reload the old credential before the new one stops working
             self.sleep(min(cls.overlap.propagation.total_seconds(), _MAX_SLEEP))
         try:
             if not target_reset:
+                self._guard()
                 strategy.rollback(ctx)
+        except LeaseLost:
+            raise
         except KeyrollError as exc:
-            failed = {**record.body, "rollback": {**evidence, "target_error": str(exc)}}
+            failed = body.but(rollback={**evidence, "target_error": str(exc)})
             self._save(record, ROLLING_BACK, failed)
             self._audit(record, "rotation.rollback", outcome="failed",
                         evidence={"target_error": str(exc)})
@@ -805,14 +976,24 @@ class Engine:
                 f"could not be reset: {exc}; fix it and run `keyroll advance` to finish the "
                 "rollback"
             ) from None
+        self._guard()
         for number in sorted(mine):
             if number not in self.store.get_labels(record.ref).values():
                 self.store.destroy_version(record.ref, number)
         restored = self.store.get_labels(record.ref)
         evidence["labels"] = {k.value: v for k, v in restored.items()}
-        record = self._save(record, "rolled-back", {**record.body, "rollback": evidence})
+        current = restored.get(Label.CURRENT)
+        if current is not None:
+            kept = self.store.get_version(record.ref, current)
+            try:
+                evidence["verified"] = self._verify_current(ctx, strategy, kept)
+            except StepFailed as exc:
+                evidence["verified"] = {"version": current, "ok": False, "error": str(exc)}
+        record = self._save(record, S.ROLLED_BACK, body.but(rollback=evidence))
+        error = body.error
         self._audit(record, "rotation.rollback", outcome="rolled-back",
-                    evidence={**evidence, "error": record.body.get("error")})
+                    evidence={**evidence, "error": {"step": error.step, "message": error.message,
+                                                    "at": error.at.isoformat()} if error else None})
         self._emit(record, "rolled-back", "rollback", "rolled back: labels and target restored",
                    evidence)
         return record
@@ -820,10 +1001,11 @@ class Engine:
     # --- hooks ----------------------------------------------------------------------------
 
     def _run_hooks(
-        self, record: RotationRecord, ctx: StepContext, which: str, *, check: bool = True
+        self, record: Rotation, ctx: StepContext, which: str, *, check: bool = True
     ) -> list[dict[str, object]]:
+        self._guard()
         return self._hooks.run(
-            ctx, which, step=record.state, check=check,
+            ctx, which, step=record.state.value, check=check,
             report=lambda line: self._emit(record, "hook", record.state, line),
         )
 
@@ -843,6 +1025,7 @@ class Engine:
         started: list[str] = []
         waiting: list[str] = []
         failed: list[tuple[str, str]] = []
+        busy: list[str] = []
         now = self.clock()
         for record in self.in_flight():
             if environments is not None and record.ref.environment not in environments:
@@ -853,6 +1036,12 @@ class Engine:
                     after = self.rollback(record.id, reason="approval request expired")
                 else:
                     after = self.run(record.id)
+            except LeaseLost as exc:
+                failed.append((record.id, str(exc)))
+                continue
+            except LockHeld:
+                busy.append(record.id)
+                continue
             except KeyrollError as exc:
                 failed.append((record.id, str(exc)))
                 continue
@@ -868,8 +1057,12 @@ class Engine:
                 try:
                     record = self.start(row.cls.name, row.ref.environment)
                     self.run(record.id)
+                except LockHeld:
+                    busy.append(str(row.ref))
+                    continue
                 except KeyrollError as exc:
                     failed.append((str(row.ref), str(exc)))
                     continue
                 started.append(record.id)
-        return AdvanceReport(tuple(moved), tuple(started), tuple(waiting), tuple(failed))
+        return AdvanceReport(tuple(moved), tuple(started), tuple(waiting), tuple(failed),
+                             tuple(busy))

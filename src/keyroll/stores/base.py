@@ -63,10 +63,16 @@ class AuditEntry:
 
 @dataclass(frozen=True, slots=True)
 class LockInfo:
-    """Who holds a secret's rotation lock, and until when."""
+    """Who holds a secret's rotation lock, until when, and under which fencing generation.
+
+    ``generation`` grows by one every time the lock passes to another owner (never when its
+    holder renews it): a write carrying a generation that is no longer the lock's comes from a
+    process that lost the lock (Chubby's sequencers), and the store refuses it.
+    """
 
     owner: str
     expires_at: datetime
+    generation: int = 0
 
 
 class Store(ABC):
@@ -151,17 +157,31 @@ class Store(ABC):
 
     @abstractmethod
     def acquire_lock(
-        self, ref: SecretRef, owner: str, *, ttl: timedelta, now: datetime | None = None
+        self,
+        ref: SecretRef,
+        owner: str,
+        *,
+        ttl: timedelta,
+        now: datetime | None = None,
+        generation: int | None = None,
     ) -> LockInfo:
         """Take (or, for the same owner, extend) the secret's lock until ``now + ttl``.
 
+        A new owner gets the next fencing generation; the same owner keeps its generation.
+
+        Args:
+            generation: renew only: the lock must still be ``owner``'s at this generation
+                (expired or not, as long as nobody took it in between).
+
         Raises:
             LockHeld: another owner holds an unexpired lock (the message names the owner).
+            LeaseLost: ``generation`` was given and the lock is no longer that lease.
         """
 
     @abstractmethod
     def release_lock(self, ref: SecretRef, owner: str) -> None:
-        """Release the lock if ``owner`` holds it; do nothing otherwise."""
+        """Release the lock if ``owner`` holds it; do nothing otherwise. The generation is
+        kept: the next owner gets the one after it."""
 
     @abstractmethod
     def get_lock(self, ref: SecretRef, *, now: datetime | None = None) -> LockInfo | None:
@@ -174,11 +194,18 @@ class Store(ABC):
         """Store a new rotation record with revision 1. `Conflict` if the id exists."""
 
     @abstractmethod
-    def save_rotation(self, record: RotationRecord, *, expected_revision: int) -> RotationRecord:
+    def save_rotation(
+        self, record: RotationRecord, *, expected_revision: int, fence: LockInfo | None = None
+    ) -> RotationRecord:
         """Replace a record if its stored revision is ``expected_revision``; bump it.
+
+        Args:
+            fence: the lease the writer works under: the save is refused unless the secret's
+                lock is still held by ``fence.owner`` at ``fence.generation``.
 
         Raises:
             Conflict: another process saved it first.
+            LeaseLost: ``fence`` is no longer the secret's lock.
             NotFound: no such rotation.
         """
 

@@ -7,7 +7,7 @@ Layout under ``<mount>/<prefix>/`` (KV v2; ``prefix`` defaults to ``keyroll``)::
                                version N; destroy = KV destroy of that version)
     _index/<env>/<class>       the secret's label map and every version's metadata (kid,
                                fingerprint, created_at, meta, destroyed): one document
-    _locks/<env>/<class>       the rotation lock {owner, expires_at}
+    _locks/<env>/<class>       the rotation lock {owner, expires_at, generation}
     _rotations/<id>            one rotation record
     _journal/<seq>             one audit entry per document
     _meta/<key>                bookkeeping values
@@ -73,6 +73,7 @@ import requests
 
 from keyroll.errors import (
     Conflict,
+    LeaseLost,
     LockHeld,
     NotFound,
     StoreCorrupted,
@@ -888,7 +889,13 @@ class OpenBaoStore(Store):
     # --- lock -----------------------------------------------------------------------------
 
     def acquire_lock(
-        self, ref: SecretRef, owner: str, *, ttl: timedelta, now: datetime | None = None
+        self,
+        ref: SecretRef,
+        owner: str,
+        *,
+        ttl: timedelta,
+        now: datetime | None = None,
+        generation: int | None = None,
     ) -> LockInfo:
         moment = now or utcnow()
         path = self._lock_path(ref)
@@ -896,6 +903,12 @@ class OpenBaoStore(Store):
             stored = self._read(path)
             doc, version = stored if stored is not None else ({}, 0)
             held_by = doc.get("owner") or ""
+            last = int(doc.get("generation") or 0)
+            if generation is not None and (held_by != owner or last != generation):
+                raise LeaseLost(
+                    f"{ref}: this process lost its lock (generation {generation}, the lock is "
+                    f"at {last}): another process took the rotation over"
+                )
             if held_by and held_by != owner:
                 until = datetime.fromisoformat(doc["expires_at"])
                 if until > moment:
@@ -903,12 +916,12 @@ class OpenBaoStore(Store):
                         f"{ref} is locked by {held_by} until {until.isoformat()}: wait for that "
                         "rotation (`keyroll rotations`) or roll it back"
                     )
-            info = LockInfo(owner, moment + ttl)
+            info = LockInfo(owner, moment + ttl, last if held_by == owner else last + 1)
             if version == 0:
                 self._configure(path)
             try:
-                self._write(path, {"owner": owner, "expires_at": info.expires_at.isoformat()},
-                            cas=version)
+                self._write(path, {"owner": owner, "expires_at": info.expires_at.isoformat(),
+                                   "generation": info.generation}, cas=version)
             except _CasMismatch:
                 continue
             return info
@@ -921,8 +934,11 @@ class OpenBaoStore(Store):
             if stored is None or stored[0].get("owner") != owner:
                 return
             try:
-                # a KV delete has no check-and-set: an empty lock document means "free"
-                self._write(path, {"owner": "", "expires_at": ""}, cas=stored[1])
+                # a KV delete has no check-and-set: an empty owner means "free"; the
+                # generation stays for the next owner
+                self._write(path, {"owner": "", "expires_at": "",
+                                   "generation": int(stored[0].get("generation") or 0)},
+                            cas=stored[1])
             except _CasMismatch:
                 continue
             return
@@ -932,8 +948,24 @@ class OpenBaoStore(Store):
         stored = self._read(self._lock_path(ref))
         if stored is None or not stored[0].get("owner"):
             return None
-        info = LockInfo(str(stored[0]["owner"]), datetime.fromisoformat(stored[0]["expires_at"]))
+        info = LockInfo(str(stored[0]["owner"]), datetime.fromisoformat(stored[0]["expires_at"]),
+                        int(stored[0].get("generation") or 0))
         return info if info.expires_at > (now or utcnow()) else None
+
+    def _check_fence(self, ref: SecretRef, fence: LockInfo | None) -> None:
+        """The lock is still ``fence``'s. KV v2 cannot compare two paths in one write, so this
+        read comes first and the record's own check-and-set second: a process that takes the
+        lock over saves the record before any side effect, which makes a stale writer's
+        check-and-set fail even if it read the lock just before the takeover."""
+        if fence is None:
+            return
+        stored = self._read(self._lock_path(ref))
+        doc = stored[0] if stored is not None else {}
+        if doc.get("owner") != fence.owner or int(doc.get("generation") or 0) != fence.generation:
+            raise LeaseLost(
+                f"{ref}: this process lost its lock (generation {fence.generation}): another "
+                "process took the rotation over; nothing more was written"
+            )
 
     # --- rotation records -----------------------------------------------------------------
 
@@ -963,7 +995,10 @@ class OpenBaoStore(Store):
             raise Conflict(f"rotation {record.id} exists already") from None
         return self._rotation_from(doc)
 
-    def save_rotation(self, record: RotationRecord, *, expected_revision: int) -> RotationRecord:
+    def save_rotation(
+        self, record: RotationRecord, *, expected_revision: int, fence: LockInfo | None = None
+    ) -> RotationRecord:
+        self._check_fence(record.ref, fence)
         path = self._rotation_path(record.id)
         stored = self._read(path)
         if stored is None:

@@ -26,7 +26,14 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from keyroll.errors import Conflict, LockHeld, NotFound, StoreCorrupted, StoreUnavailable
+from keyroll.errors import (
+    Conflict,
+    LeaseLost,
+    LockHeld,
+    NotFound,
+    StoreCorrupted,
+    StoreUnavailable,
+)
 from keyroll.model import Label, SecretRef, SecretValue, Version, new_kid, utcnow
 from keyroll.stores.base import AuditEntry, LockInfo, RotationRecord, Store
 
@@ -43,6 +50,7 @@ CREATE TABLE IF NOT EXISTS labels (
     PRIMARY KEY (environment, name, label));
 CREATE TABLE IF NOT EXISTS locks (
     environment TEXT NOT NULL, name TEXT NOT NULL, owner TEXT NOT NULL, expires_at TEXT NOT NULL,
+    generation INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (environment, name));
 CREATE TABLE IF NOT EXISTS rotations (
     id TEXT PRIMARY KEY, environment TEXT NOT NULL, name TEXT NOT NULL, state TEXT NOT NULL,
@@ -90,6 +98,11 @@ class SQLiteStore(Store):
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(locks)")}
+            if "generation" not in columns:  # a store written before fencing generations
+                self._db.execute(
+                    "ALTER TABLE locks ADD COLUMN generation INTEGER NOT NULL DEFAULT 0"
+                )
         except (OSError, sqlite3.Error) as exc:
             raise StoreUnavailable(
                 f"cannot open the local store {self.path}: {exc.__class__.__name__}; check the "
@@ -256,43 +269,72 @@ class SQLiteStore(Store):
     # --- lock -----------------------------------------------------------------------------
 
     def acquire_lock(
-        self, ref: SecretRef, owner: str, *, ttl: timedelta, now: datetime | None = None
+        self,
+        ref: SecretRef,
+        owner: str,
+        *,
+        ttl: timedelta,
+        now: datetime | None = None,
+        generation: int | None = None,
     ) -> LockInfo:
         moment = now or utcnow()
         key = (ref.environment, ref.name)
         with self._write() as db:
             row = db.execute(
-                "SELECT owner, expires_at FROM locks WHERE environment=? AND name=?", key
+                "SELECT owner, expires_at, generation FROM locks WHERE environment=? AND name=?",
+                key,
             ).fetchone()
-            if row and row[0] != owner and datetime.fromisoformat(row[1]) > moment:
+            held_by, until, last = (row[0], row[1], int(row[2])) if row else ("", "", 0)
+            if generation is not None and (held_by != owner or last != generation):
+                raise LeaseLost(
+                    f"{ref}: this process lost its lock (generation {generation}, the lock is "
+                    f"at {last}): another process took the rotation over"
+                )
+            if held_by and held_by != owner and datetime.fromisoformat(until) > moment:
                 raise LockHeld(
-                    f"{ref} is locked by {row[0]} until {row[1]}: wait for that rotation "
+                    f"{ref} is locked by {held_by} until {until}: wait for that rotation "
                     "(`keyroll rotations`) or roll it back"
                 )
-            info = LockInfo(owner, moment + ttl)
+            info = LockInfo(owner, moment + ttl, last if held_by == owner else last + 1)
             db.execute(
-                "INSERT INTO locks VALUES (?,?,?,?) ON CONFLICT (environment, name) "
-                "DO UPDATE SET owner=excluded.owner, expires_at=excluded.expires_at",
-                (*key, owner, _ts(info.expires_at)),
+                "INSERT INTO locks VALUES (?,?,?,?,?) ON CONFLICT (environment, name) "
+                "DO UPDATE SET owner=excluded.owner, expires_at=excluded.expires_at, "
+                "generation=excluded.generation",
+                (*key, owner, _ts(info.expires_at), info.generation),
             )
         return info
 
     def release_lock(self, ref: SecretRef, owner: str) -> None:
-        with self._write() as db:
+        with self._write() as db:  # the row stays: it keeps the generation for the next owner
             db.execute(
-                "DELETE FROM locks WHERE environment=? AND name=? AND owner=?",
+                "UPDATE locks SET owner='', expires_at='' WHERE environment=? AND name=? "
+                "AND owner=?",
                 (ref.environment, ref.name, owner),
             )
 
     def get_lock(self, ref: SecretRef, *, now: datetime | None = None) -> LockInfo | None:
         rows = self._query(
-            "SELECT owner, expires_at FROM locks WHERE environment=? AND name=?",
+            "SELECT owner, expires_at, generation FROM locks WHERE environment=? AND name=?",
             (ref.environment, ref.name),
         )
-        if not rows:
+        if not rows or not rows[0][0]:
             return None
-        info = LockInfo(rows[0][0], datetime.fromisoformat(rows[0][1]))
+        info = LockInfo(rows[0][0], datetime.fromisoformat(rows[0][1]), int(rows[0][2]))
         return info if info.expires_at > (now or utcnow()) else None
+
+    @staticmethod
+    def _fenced(db: sqlite3.Connection, ref: SecretRef, fence: LockInfo | None) -> None:
+        if fence is None:
+            return
+        row = db.execute(
+            "SELECT owner, generation FROM locks WHERE environment=? AND name=?",
+            (ref.environment, ref.name),
+        ).fetchone()
+        if row is None or row[0] != fence.owner or int(row[1]) != fence.generation:
+            raise LeaseLost(
+                f"{ref}: this process lost its lock (generation {fence.generation}): another "
+                "process took the rotation over; nothing more was written"
+            )
 
     # --- rotations ------------------------------------------------------------------------
 
@@ -323,12 +365,15 @@ class SQLiteStore(Store):
                 raise Conflict(f"rotation {record.id} exists already") from None
         return stored
 
-    def save_rotation(self, record: RotationRecord, *, expected_revision: int) -> RotationRecord:
+    def save_rotation(
+        self, record: RotationRecord, *, expected_revision: int, fence: LockInfo | None = None
+    ) -> RotationRecord:
         stored = RotationRecord(
             record.id, record.ref, record.state, expected_revision + 1, record.created_at,
             record.updated_at, record.body,
         )
         with self._write() as db:
+            self._fenced(db, record.ref, fence)
             row = db.execute("SELECT revision FROM rotations WHERE id=?", (record.id,)).fetchone()
             if row is None:
                 raise NotFound(f"no rotation {record.id}: list them with `keyroll rotations`")

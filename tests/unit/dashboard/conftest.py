@@ -73,7 +73,7 @@ def make_history(world: World) -> History:
 
     staging = history.plant("jwt-access", "staging", T0)
     drill = engine.run(engine.start("jwt-access", "staging").id)
-    assert drill.state == "overlap" and drill.body["drill"] is True
+    assert drill.state == "overlap" and drill.body.drill is True
     history.remember(staging)
     history.rotations["drill"] = drill.id
 
@@ -92,7 +92,10 @@ def make_history(world: World) -> History:
     api = history.plant("api", "dev", T0 - timedelta(days=100))  # cadence 90: overdue
     rolled = engine.run(engine.start("api", "dev").id)
     history.remember(api)
-    assert engine.rollback(rolled.id).state == "rolled-back"
+    # rolled back after promote: a rotation back, the new key accepted through the overlap
+    assert engine.rollback(rolled.id).state == "overlap"
+    world.clock.tick(timedelta(hours=2))
+    assert engine.run(rolled.id).state == "rolled-back"
     history.rotations["rolled-back"] = rolled.id
 
     history.plant("vnpay", "dev", T0)

@@ -67,7 +67,7 @@ def test_overlap_waits_while_the_old_kid_is_still_used(world: World) -> None:
     merge_usage(world.store, ref, {old.kid: KidUsage(3, 0, world.clock() - timedelta(minutes=1))})
     waiting = engine.run(record.id)
     assert waiting.state == "overlap"
-    assert "used within the last" in waiting.body["waiting"]
+    assert "used within the last" in waiting.body.waiting
     world.clock.tick(timedelta(minutes=11))  # settle period without use
     assert engine.run(record.id).state == "done"
 
@@ -81,8 +81,8 @@ def test_overlap_max_ends_a_wait_on_a_busy_old_kid(world: World) -> None:
     merge_usage(world.store, ref, {old.kid: KidUsage(9, 0, world.clock())})
     done = engine.run(record.id)
     assert done.state == "done"
-    overlap = next(s for s in done.body["steps"] if s["step"] == "overlap")
-    assert "overlap max" in overlap["evidence"]["overlap"]
+    overlap = next(s for s in done.body.steps if s.step == "overlap")
+    assert "overlap max" in overlap.evidence["overlap"]
 
 
 def test_incident_retires_at_once_and_revokes(world: World) -> None:
@@ -92,18 +92,26 @@ def test_incident_retires_at_once_and_revokes(world: World) -> None:
     assert record.state == "done"
     assert world.store.get_labels(ref) == {Label.CURRENT: 2}
     assert (world.path / "revoked-sessions").exists()
-    assert record.body["incident"] is True
+    assert record.body.incident is True
 
 
-def test_failed_verify_hook_rolls_back_with_labels_unchanged(world: World) -> None:
+def test_failed_verify_hook_turns_the_rotation_back_then_restores_labels(world: World) -> None:
     ref = world.seed("jwt-access")
     before = world.store.get_labels(ref)
     (world.path / "verify-fails").touch()
     engine = world.engine()
     record = engine.run(engine.start("jwt-access", "dev").id)
+    # the new key was current (it may have signed tokens): a rotation back, not a destroy
+    assert record.state == "overlap" and record.reverted
+    assert record.body.error.step == "promote"
+    assert "verify hook" in record.body.error.message
+    assert world.store.get_labels(ref) == {Label.CURRENT: 1, Label.PREVIOUS: 2}
+    env = (world.path / "app.env").read_text()
+    assert f"JWT_SECRET={world.store.read_value(ref, 1).reveal()}" in env
+    assert "JWT_SECRET_PREVIOUS=" in env  # the rolled-back key still verifies its tokens
+    world.clock.tick(timedelta(hours=2))
+    record = engine.run(record.id)
     assert record.state == "rolled-back"
-    assert record.body["error"]["step"] == "promote"
-    assert "verify hook" in record.body["error"]["message"]
     assert world.store.get_labels(ref) == before
     versions = world.store.list_versions(ref)
     assert [v.destroyed for v in versions] == [False, True]
@@ -123,8 +131,8 @@ def test_one_rotation_per_secret(world: World) -> None:
 
 def test_lock_held_by_another_process_is_a_clear_refusal(world: World) -> None:
     ref = world.seed("api")
-    world.store.acquire_lock(ref, "r-other", ttl=timedelta(hours=1), now=world.clock())
-    with pytest.raises(LockHeld, match="locked by r-other"):
+    world.store.acquire_lock(ref, "r-other", ttl=timedelta(hours=1))  # leases: wall clock
+    with pytest.raises(LockHeld, match="locked by rotation r-other"):
         world.engine().start("api", "dev")
     assert world.store.list_rotations() == []
 
@@ -135,8 +143,15 @@ def test_manual_rollback_during_overlap_restores_labels(world: World) -> None:
     record = engine.run(engine.start("webhook", "dev").id)
     assert record.state == "overlap"
     rolled = engine.rollback(record.id)
-    assert rolled.state == "rolled-back"
+    # after promote: the old key signs again, the new one still verifies through the overlap
+    assert rolled.state == "overlap" and rolled.reverted
+    assert world.store.get_labels(ref) == {Label.CURRENT: 1, Label.PREVIOUS: 2}
+    with pytest.raises(RotationRefused, match="already rolling back"):
+        engine.rollback(record.id)
+    world.clock.tick(timedelta(hours=2))
+    assert engine.run(record.id).state == "rolled-back"
     assert world.store.get_labels(ref) == {Label.CURRENT: 1}
+    assert world.store.list_versions(ref)[1].destroyed
     with pytest.raises(RotationRefused, match="too late"):
         engine.rollback(record.id)
 
@@ -154,8 +169,8 @@ def test_two_person_rule(world: World) -> None:
     assert approved.state == "plan"
     assert bob.run(record.id).state == "overlap"
     assert world.store.get_labels(ref)[Label.CURRENT] == 2
-    plan = next(s for s in bob.get(record.id).body["steps"] if s["step"] == "plan")
-    assert plan["evidence"]["approved_by"] == ["bob"]
+    plan = next(s for s in bob.get(record.id).body.steps if s.step == "plan")
+    assert plan.evidence["approved_by"] == ["bob"]
 
 
 @pytest.mark.parametrize("name", ["webhook", "api", "opaque"])
@@ -178,12 +193,12 @@ def test_encryption_key_retire_gate(world: World) -> None:
     world.clock.tick(timedelta(hours=2))
     waiting = engine.run(record.id)
     assert waiting.state == "overlap"
-    assert "1 records still encrypted under the old key" in waiting.body["waiting"]
+    assert "1 records still encrypted under the old key" in waiting.body.waiting
     (world.path / "remaining.txt").write_text("0\n")
     done = engine.run(record.id)
     assert done.state == "done"
-    overlap = next(s for s in done.body["steps"] if s["step"] == "overlap")
-    assert overlap["evidence"]["remaining_under_old_key"] == 0
+    overlap = next(s for s in done.body.steps if s.step == "overlap")
+    assert overlap.evidence["remaining_under_old_key"] == 0
     assert world.store.get_labels(ref) == {Label.CURRENT: 2}
 
 
@@ -191,19 +206,19 @@ def test_provider_cut_over_pauses_for_people(world: World) -> None:
     ref = world.seed("vnpay", value="old-vnpay-hash-secret-0123456789")
     engine = world.engine()
     record = engine.run(engine.start("vnpay", "dev").id)
-    assert (record.state, record.body["awaiting"]) == ("awaiting-confirmation", "drain")
+    assert (record.state, record.body.awaiting) == ("awaiting-confirmation", "drain")
     with pytest.raises(RotationRefused, match="waiting for 'drain', not 'enter'"):
         engine.confirm(record.id, "enter", SecretValue("x" * 32))
     engine.confirm(record.id, "drain")
-    assert engine.run(record.id).body["awaiting"] == "portal"
+    assert engine.run(record.id).body.awaiting == "portal"
     engine.confirm(record.id, "portal")
-    assert engine.run(record.id).body["awaiting"] == "enter"
+    assert engine.run(record.id).body.awaiting == "enter"
     with pytest.raises(RotationRefused, match="needs the new value"):
         engine.confirm(record.id, "enter")
     new_value = SecretValue("new-vnpay-hash-secret-from-portal-42")
     engine.confirm(record.id, "enter", new_value)
     paused = engine.run(record.id)
-    assert (paused.state, paused.body["awaiting"]) == ("awaiting-confirmation", "smoke")
+    assert (paused.state, paused.body.awaiting) == ("awaiting-confirmation", "smoke")
     assert world.store.read(ref)[1] == new_value
     engine.confirm(record.id, "smoke")
     assert engine.run(record.id).state == "done"
@@ -222,7 +237,7 @@ def test_failure_at_retire_keeps_the_rotation_for_a_retry(world: World) -> None:
         engine.run(record.id)
     stuck = engine.get(record.id)
     assert stuck.state == "retire"
-    assert "5 records still use it" in stuck.body["error"]["message"]
+    assert "5 records still use it" in stuck.body.error.message
     assert world.store.get_labels(ref) == {Label.CURRENT: 2, Label.PREVIOUS: 1}
     strategy.counters = [lambda ctx, kid: 0]  # type: ignore[attr-defined]
     assert engine.run(record.id).state == "done"
@@ -240,12 +255,12 @@ def test_hook_output_is_redacted_evidence(world: World) -> None:
     record = engine.run(engine.start("api", "dev").id)
     assert record.state == "done"
     values = [old, world.store.read_value(ref, 2).reveal()]
-    promote = next(s for s in record.body["steps"] if s["step"] == "promote")
-    hook = promote["evidence"]["hooks"][0]
+    promote = next(s for s in record.body.steps if s.step == "promote")
+    hook = promote.evidence["hooks"][0]
     assert hook["ok"] is True
     assert "API_KEY=" in hook["output"]
     journal = json.dumps([r.to_json() for r in engine.journal.records()])
-    assert_no_leak([json.dumps(record.body), journal], values, where="evidence")
+    assert_no_leak([json.dumps(record.body.to_json()), journal], values, where="evidence")
 
 
 INVENTORY_WITH_LEAKY_HOOK = """
@@ -283,16 +298,17 @@ def test_step_failure_at_overlap_is_reported_not_rolled_back(world: World) -> No
     (world.path / "remaining.txt").write_text("not a number\n")
     waiting = engine.run(record.id)
     assert waiting.state == "overlap"
-    assert "must print the number" in waiting.body["waiting"]
+    assert "must print the number" in waiting.body.waiting
 
 
 def test_promote_waits_for_apps_to_load_the_pending_key(world: World) -> None:
     ref = world.seed("jwt-access")
     engine = world.engine()
     record = engine.run(engine.start("jwt-access", "dev").id)
-    steps = {s["step"]: s for s in record.body["steps"]}
-    created = datetime.fromisoformat(record.body["pending_since"])
-    promoted = datetime.fromisoformat(steps["promote"]["started_at"])
+    steps = {s.step: s for s in record.body.steps}
+    created = record.body.pending_since
+    promoted = steps["promote"].started_at
+    assert created is not None
     assert promoted - created >= world.inventory.classes["jwt-access"].overlap.propagation
     assert any("load the new key" in e.message for e in world.events)
     # env-var apps get the versions' random kids beside the values
@@ -390,22 +406,23 @@ def test_a_foreign_exception_never_reaches_the_record_with_its_text(world: World
     strategy.test = leaky_test  # type: ignore[method-assign]
     record = engine.run(engine.start("api", "dev").id)
     assert record.state == "rolled-back"
-    assert "RuntimeError in step test" in record.body["error"]["message"]
+    assert "RuntimeError in step test" in record.body.error.message
     journal = json.dumps([r.to_json() for r in engine.journal.records()])
-    assert_no_leak([json.dumps(record.body), journal], [secret], where="record and journal")
+    assert_no_leak([json.dumps(record.body.to_json()), journal], [secret], where="record and journal")
 
 
 def test_two_processes_never_drive_one_rotation_at_once(world: World) -> None:
     world.seed("api")
     first, second = world.engine(), world.engine()
     record = first.start("api", "dev")
-    first._lock(record.ref, record.id)  # first is mid-step (a live process holds the lock)
+    lease = first._new_lease(record.ref, record.id, timedelta(minutes=2))
+    lease.acquire()  # first is mid-step (a live process holds the lease)
     with pytest.raises(LockHeld, match="another keyroll process is working on it"):
         second.run(record.id)
     with pytest.raises(LockHeld):
         second.rollback(record.id)
     assert second.get(record.id).state == "plan"
-    first._unlock(record.ref, record.id)
+    lease.release()
     assert second.run(record.id).state == "overlap"
 
 
@@ -422,11 +439,14 @@ def test_a_target_that_cannot_be_reset_keeps_the_rollback_open(world: World) -> 
         if len(calls) == 1:
             raise TargetError("target down (test)")
 
+    def failing_test(ctx: object) -> None:
+        raise StepFailed("the new key does not work (test)")
+
     strategy.rollback = reset  # type: ignore[method-assign]
-    record = engine.run(engine.start("api", "dev").id)
-    assert record.state == "overlap"
+    strategy.test = failing_test  # type: ignore[method-assign]
+    record = engine.start("api", "dev")
     with pytest.raises(StepFailed, match="could not be reset"):
-        engine.rollback(record.id)
+        engine.run(record.id)  # test fails before promote: the classic rollback
     stuck = engine.get(record.id)
     assert stuck.state == "rolling-back"
     assert world.store.get_labels(ref) == {Label.CURRENT: 1}  # labels first: still consistent
@@ -468,16 +488,16 @@ def test_hooks_get_a_small_environment_and_masked_output(
     old = world.store.read_value(ref, 1).reveal()
     engine = world.engine()
     record = engine.run(engine.start("api", "dev").id)
-    assert record.state == "done", record.body.get("error")
-    promote = next(s for s in record.body["steps"] if s["step"] == "promote")
-    env_dump, passed, long_output = (h["output"] for h in promote["evidence"]["hooks"])
+    assert record.state == "done", record.body.error
+    promote = next(s for s in record.body.steps if s.step == "promote")
+    env_dump, passed, long_output = (h["output"] for h in promote.evidence["hooks"])
     assert "KEYROLL_ROTATION=" in env_dump and "PATH=" in env_dump
     assert "KEYROLL_MASTER_KEY" not in env_dump and "SOME_ADMIN_PASSWORD" not in env_dump
     assert passed.startswith("passed=") and deploy_token not in passed  # passed on, masked
     assert long_output.startswith("…") and "API_KEY=" in long_output
     new = world.store.read_value(ref, 2).reveal()
     journal = json.dumps([r.to_json() for r in engine.journal.records()])
-    assert_no_leak([json.dumps(record.body), journal], [old, new, master, deploy_token],
+    assert_no_leak([json.dumps(record.body.to_json()), journal], [old, new, master, deploy_token],
                    where="hook evidence")
 
 
@@ -493,7 +513,7 @@ def test_an_unapproved_request_expires_and_frees_the_secret(world: World) -> Non
     engine.advance(start_due=False)
     expired = engine.get(record.id)
     assert expired.state == "rolled-back"
-    assert "approval request expired" in expired.body["error"]["message"]
+    assert "approval request expired" in expired.body.error.message
     assert engine.start("jwt-access", "prod").state == "awaiting-approval"
 
 

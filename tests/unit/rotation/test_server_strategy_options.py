@@ -119,8 +119,8 @@ def test_a_missing_admin_env_var_stops_the_rotation_at_plan(
         before = world.store.get_labels(ref)
         record = world.rotate("x")
         assert record.state == "rolled-back"
-        assert record.body["error"]["step"] == "plan"
-        assert f"env var {var}" in record.body["error"]["message"]
+        assert record.body.error.step == "plan"
+        assert f"env var {var}" in record.body.error.message
         assert world.store.get_labels(ref) == before
         assert len(world.store.list_versions(ref)) == 1
     finally:

@@ -15,9 +15,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from keyroll.errors import StepFailed
 from keyroll.generate import generate
 from keyroll.inventory import EnvironmentPolicy, Inventory, SecretClass
-from keyroll.model import Kind, SecretRef, SecretValue, Version
+from keyroll.model import Kind, SecretRef, SecretValue, Version, fingerprint
 from keyroll.stores.base import Store
 
 __all__ = ["ManualStep", "StepContext", "Strategy", "Verdict"]
@@ -152,3 +153,18 @@ class Strategy(ABC):
 
     def rollback(self, ctx: StepContext) -> None:  # noqa: B027  (optional)
         """Undo ``apply`` on the target (the engine restores the labels)."""
+
+    def verify_current(self, ctx: StepContext, version: Version) -> dict[str, Any]:
+        """After a rollback: prove the target accepts ``version``, the current one again.
+
+        Returns the evidence (no values). Default: the value is readable and matches its
+        fingerprint; strategies with a target log in with it, key rings run a round trip.
+
+        Raises:
+            KeyrollError: the target refuses it (the engine records that).
+        """
+        value = ctx.store.read_value(ctx.ref, version.number)
+        if fingerprint(value.reveal_bytes()) != version.fingerprint:
+            raise StepFailed(f"{ctx.ref}: version {version.number} does not match its "
+                             "fingerprint")
+        return {"readable": True}

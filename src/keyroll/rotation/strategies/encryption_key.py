@@ -15,11 +15,12 @@ import importlib
 import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from keyroll.errors import HookFailed, KeyrollError, StepFailed
-from keyroll.model import Kind, Label, format_kid
+from keyroll.model import Kind, Label, Version, format_kid
 from keyroll.rotation.strategies.base import StepContext, Strategy, Verdict
-from keyroll.rotation.strategies.signing_key import pending_round_trip
+from keyroll.rotation.strategies.signing_key import current_round_trip, pending_round_trip
 from keyroll.runtime.fields import FieldCipher
 from keyroll.runtime.keysource import StoreKeySource
 from keyroll.targets.hooks import run_hook
@@ -84,6 +85,9 @@ class EncryptionKeyStrategy(Strategy):
             if after.decrypt(now.encrypt(probe, context=context), context=context) != probe:
                 raise StepFailed(f"{ctx.ref}: data under the current key would not decrypt")
         ctx.evidence["round_trip"] = {"kid": format_kid(kid), "old_still_decrypts": True}
+
+    def verify_current(self, ctx: StepContext, version: Version) -> dict[str, Any]:
+        return current_round_trip(ctx, version)
 
     def remaining(self, ctx: StepContext) -> int | None:
         """Records still under the old kid, summed over every counter; None if none can count."""

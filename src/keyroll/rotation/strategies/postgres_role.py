@@ -391,6 +391,17 @@ class PostgresRoleStrategy(Strategy):
         ctx.evidence["terminated"] = {"role": old,
                                       "sessions": targets.pg.terminate_sessions(old)}
 
+    def verify_current(self, ctx: StepContext, version: Version) -> dict[str, Any]:
+        opts = role_options(ctx.cls)
+        targets = _targets(ctx, opts)
+        role = _role_of(version, opts, ctx.ref)
+        password = ctx.value(version)
+        targets.pg.check_login(targets.admin_dsn, role, password, probe_table=opts.probe_table)
+        if targets.bouncer is not None:
+            targets.bouncer.check_login(targets.bouncer_dbname, role, password)
+        return {"login": {"role": role, "direct": "ok",
+                          "pgbouncer": "ok" if targets.bouncer is not None else "not configured"}}
+
     def rollback(self, ctx: StepContext) -> None:
         if ctx.new is None:
             return  # nothing reached the target: apply comes after create

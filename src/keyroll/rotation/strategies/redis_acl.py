@@ -280,6 +280,12 @@ class RedisAclStrategy(Strategy):
         ctx.evidence["revoked"] = {
             "user": old, "connections_closed": self._target(ctx, opts).kill_connections(old)}
 
+    def verify_current(self, ctx: StepContext, version: Version) -> dict[str, Any]:
+        opts = acl_options(ctx.cls)
+        user = self._user_of(version, opts, ctx.ref)
+        self._target(ctx, opts).check_login(user, ctx.value(version))
+        return {"login": {"user": user, "auth": "ok"}}
+
     def rollback(self, ctx: StepContext) -> None:
         if ctx.new is None:
             return

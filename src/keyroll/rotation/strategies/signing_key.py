@@ -14,7 +14,7 @@ from typing import Any
 
 from keyroll.errors import StepFailed, UsageError
 from keyroll.inventory import SecretClass
-from keyroll.model import Kind, Label, format_kid
+from keyroll.model import Kind, Label, Version, format_kid
 from keyroll.rotation.strategies._usage import old_kid_unused
 from keyroll.rotation.strategies.base import StepContext, Strategy, Verdict
 from keyroll.runtime.keysource import StoreKeySource
@@ -25,6 +25,7 @@ __all__ = [
     "JWTSigningStrategy",
     "OpaqueStrategy",
     "WebhookStrategy",
+    "current_round_trip",
     "pending_round_trip",
 ]
 
@@ -39,6 +40,17 @@ def pending_round_trip(ctx: StepContext, *, algorithm: str = "HS256") -> int:
     if kid != ctx.new.kid:
         raise StepFailed(f"{ctx.ref}: the round trip used kid {kid:08x}, not the new key's")
     return kid
+
+
+def current_round_trip(ctx: StepContext, version: Version, *,
+                       algorithm: str = "HS256") -> dict[str, Any]:
+    """After a rollback: apps' key ring signs (encrypts) with ``version`` again, and it works."""
+    source = StoreKeySource(ctx.store, ctx.ref, refresh_interval=0)
+    kid = round_trip(source, ctx.cls.kind, algorithm=algorithm)
+    if kid != version.kid:
+        raise StepFailed(f"{ctx.ref}: the key ring signs with kid {kid:08x}, not version "
+                         f"{version.number}'s")
+    return {"round_trip": {"kid": format_kid(kid), "verified": True}}
 
 
 class _RingStrategy(Strategy):
@@ -83,6 +95,10 @@ class JWTSigningStrategy(_RingStrategy):
         kid = pending_round_trip(ctx, algorithm=alg)
         ctx.evidence["round_trip"] = {"alg": alg, "kid": format_kid(kid), "verified": True}
 
+    def verify_current(self, ctx: StepContext, version: Version) -> dict[str, Any]:
+        return current_round_trip(ctx, version,
+                                  algorithm=str(ctx.options.get("algorithm", "HS256")))
+
 
 class WebhookStrategy(_RingStrategy):
     kind = Kind.WEBHOOK_HMAC
@@ -90,6 +106,9 @@ class WebhookStrategy(_RingStrategy):
     def test(self, ctx: StepContext) -> None:
         kid = pending_round_trip(ctx)
         ctx.evidence["round_trip"] = {"kid": format_kid(kid), "verified": True}
+
+    def verify_current(self, ctx: StepContext, version: Version) -> dict[str, Any]:
+        return current_round_trip(ctx, version)
 
 
 class _ValueOnly(_RingStrategy):
