@@ -17,19 +17,22 @@ import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from keyroll.audit import Journal
+from keyroll.errors import LeaseLost
 from keyroll.generate import generate
 from keyroll.inventory import Inventory
-from keyroll.model import Label, SecretRef, SecretValue
+from keyroll.model import Label, SecretRef, SecretValue, utcnow
 from keyroll.rotation.engine import ACTIVE, AWAITING_CONFIRMATION, TERMINAL, Engine
+from keyroll.rotation.lock import LEASE_TTL
 from keyroll.rotation.record import Rotation
 from keyroll.stores.sqlite import SQLiteStore
 
-__all__ = ["CrashPoint", "KillingStore", "drive", "run_crash_matrix", "seed_version"]
+__all__ = ["CrashPoint", "KillingStore", "drive", "run_crash_matrix", "run_pause_matrix",
+           "seed_version"]
 
 _WRITES = (
     "put_version", "set_labels", "destroy_version", "acquire_lock", "release_lock",
@@ -38,17 +41,20 @@ _WRITES = (
 
 
 class KillingStore(SQLiteStore):
-    """The local store, which SIGKILLs its own process right after its n-th write."""
+    """The local store, which SIGKILLs its own process right after its n-th write (or, with
+    ``sig=SIGSTOP``, stops it there: a paused process, resumed later with SIGCONT)."""
 
-    def __init__(self, path: Path, key: bytes, kill_at: int | None) -> None:
+    def __init__(self, path: Path, key: bytes, kill_at: int | None,
+                 sig: signal.Signals = signal.SIGKILL) -> None:
         super().__init__(path, key)
         self.kill_at = kill_at
+        self.sig = sig
         self.writes: list[str] = []
 
     def _wrote(self, name: str) -> None:
         self.writes.append(name)
-        if self.kill_at is not None and len(self.writes) >= self.kill_at:
-            os.kill(os.getpid(), signal.SIGKILL)
+        if self.kill_at is not None and len(self.writes) == self.kill_at:
+            os.kill(os.getpid(), self.sig)
 
 
 def _wrap(name: str) -> Callable[..., Any]:
@@ -78,7 +84,8 @@ class _Clock:
 
 
 def drive(store: SQLiteStore, inventory: Inventory, workdir: Path, name: str, env: str,
-          entered: str, rollback_at: str | None = None) -> Rotation:
+          entered: str, rollback_at: str | None = None,
+          wall_clock: Callable[[], datetime] = utcnow) -> Rotation:
     """Start (or resume) the rotation of ``name`` and push it to its end, like an operator
     would: confirm pauses, let time pass over the overlap, or (``rollback_at``) run
     ``keyroll rollback`` once the rotation reaches that state. Bounded."""
@@ -87,7 +94,7 @@ def drive(store: SQLiteStore, inventory: Inventory, workdir: Path, name: str, en
         clock.now += timedelta(seconds=seconds)
 
     engine = Engine(store, inventory, journal=Journal(store, actor="ops", clock=clock),
-                    clock=clock, workdir=workdir, sleep=sleep)
+                    clock=clock, workdir=workdir, sleep=sleep, wall_clock=wall_clock)
     ref = SecretRef(env, name)
     active = [r for r in store.list_rotations(ref) if r.state in ACTIVE]
     if active:
@@ -179,6 +186,76 @@ def run_crash_matrix(
             final = drive(store, inventory, folder, name, env, entered, rollback_at)
             _check(store, ref, final, check_target)
         points.append(CrashPoint(n, writes[n - 1], state_after, final.state))
+    return points
+
+
+def run_pause_matrix(
+    make_world: Callable[[], tuple[Path, Inventory]],
+    name: str,
+    env: str = "dev",
+    check_target: Callable[[SQLiteStore, SecretRef], None] | None = None,
+    seed: Callable[[SQLiteStore, Inventory, str, str], SecretRef] | None = None,
+) -> list[CrashPoint]:
+    """Stop the rotation's process (SIGSTOP) after every write; while it sleeps past its lease,
+    the next ``keyroll`` command takes the rotation over and finishes it; then the sleeper
+    wakes (SIGCONT). It must write nothing more: the record, labels, journal and target are
+    what the taker left, and the sleeper exits with `LeaseLost` (or had nothing left to do).
+    """
+    seed = seed or seed_version
+    key = os.urandom(32)
+    entered = "entered-from-portal-" + os.urandom(12).hex()
+    folder, inventory = make_world()
+    with KillingStore(folder / "store.db", key, None) as store:
+        seed(store, inventory, name, env)
+        baseline = len(store.writes)
+        drive(store, inventory, folder, name, env, entered)
+        writes = store.writes[baseline:]
+    after_lease = lambda: utcnow() + LEASE_TTL + timedelta(seconds=5)  # noqa: E731
+    points = []
+    for n in range(1, len(writes) + 1):
+        folder, inventory = make_world()
+        with SQLiteStore(folder / "store.db", key) as store:
+            ref = seed(store, inventory, name, env)
+        pid = os.fork()
+        if pid == 0:  # the child: rotate until the n-th write stops it; then carry on
+            code = 0
+            try:
+                with KillingStore(folder / "store.db", key, baseline + n, signal.SIGSTOP) as child:
+                    child.writes = ["seed"] * baseline
+                    drive(child, inventory, folder, name, env, entered)
+            except LeaseLost:
+                code = 4
+            except BaseException:  # noqa: BLE001  (any other end is a failure, reported below)
+                code = 5
+            os._exit(code)
+        _, status = os.waitpid(pid, os.WUNTRACED)
+        assert os.WIFSTOPPED(status), f"pause point {n}: the child did not stop ({status})"
+        with SQLiteStore(folder / "store.db", key) as store:
+            paused = store.list_rotations(ref)
+            state_after = paused[-1].state if paused else "-"
+            before = (paused[-1].id, paused[-1].revision) if paused else None
+            final = drive(store, inventory, folder, name, env, entered, wall_clock=after_lease)
+            taken = store.get_rotation(final.id)
+            labels = store.get_labels(ref)
+            entries = sum(1 for _ in store.audit_entries())
+        # the taker found nothing left to do (the sleeper had saved the last state): the
+        # sleeper may finish its own bookkeeping; otherwise it must write nothing at all
+        took_over = before != (taken.id, taken.revision)
+        os.kill(pid, signal.SIGCONT)
+        _, status = os.waitpid(pid, 0)
+        code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else -1
+        assert code in (0, 4), f"pause point {n} ({writes[n - 1]}): the sleeper ended with {code}"
+        with SQLiteStore(folder / "store.db", key) as store:
+            woke = store.get_rotation(final.id)
+            assert (woke.state, woke.revision) == (taken.state, taken.revision), (
+                f"pause point {n} ({writes[n - 1]}): the woken process wrote over the record")
+            assert store.get_labels(ref) == labels
+            if took_over:
+                assert sum(1 for _ in store.audit_entries()) == entries, (
+                    f"pause point {n} ({writes[n - 1]}): the woken process wrote to the journal")
+            _check(store, ref, Rotation.parse(woke), check_target)
+        points.append(CrashPoint(n, writes[n - 1], state_after,
+                                 f"{final.state} (sleeper exit {code})"))
     return points
 
 

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from keyroll.errors import AuditTampered, Conflict
+from keyroll.errors import AuditTampered, Conflict, LeaseLost
 from keyroll.model import SecretRef, utcnow
-from keyroll.stores.base import AuditEntry, Store
+from keyroll.stores.base import AuditEntry, Fence, Store
 
 __all__ = ["GENESIS", "AuditRecord", "Journal", "VerifyReport", "current_actor"]
 
@@ -153,11 +153,17 @@ class Journal:
         evidence: Mapping[str, Any] | None = None,
         outcome: str = "ok",
         rotation: str | None = None,
+        fence: Fence | None = None,
     ) -> AuditRecord:
         """Append one record, linked to the current tail. Retries when another writer wins.
 
+        Args:
+            fence: the secret and lease the caller works under (the store refuses the append
+                once that lease is lost).
+
         Raises:
             Conflict: the journal kept moving for every attempt (heavy contention).
+            LeaseLost: ``fence`` is no longer the secret's lock.
         """
         for _ in range(_APPEND_ATTEMPTS):
             tail = self.store.audit_tail()
@@ -178,7 +184,10 @@ class Journal:
             )
             payload = record.to_json()
             try:
-                self.store.audit_append(AuditEntry(seq, payload, prev_hash, _chain(prev_hash, payload)))
+                self.store.audit_append(AuditEntry(seq, payload, prev_hash, _chain(prev_hash, payload)),
+                                        fence=fence)
+            except LeaseLost:
+                raise
             except Conflict:
                 continue
             return record

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from keyroll.errors import Conflict, LockHeld, NotFound
+from keyroll.errors import Conflict, LeaseLost, LockHeld, NotFound
 from keyroll.generate import generate
 from keyroll.model import Label, SecretRef, SecretValue
 from keyroll.stores.base import AuditEntry, RotationRecord, Store
@@ -158,6 +158,47 @@ class StoreContract:
         store.release_lock(REF, "rot-a")
         assert store.get_lock(REF, now=T0) is None
         store.acquire_lock(REF, "rot-b", ttl=timedelta(minutes=5), now=T0)
+
+    def test_generation_grows_with_each_new_owner_never_on_renewal(
+        self, store: Store, reopen: Reopen
+    ) -> None:
+        first = store.acquire_lock(REF, "rot-a", ttl=timedelta(minutes=5), now=T0)
+        renewed = store.acquire_lock(REF, "rot-a", ttl=timedelta(minutes=5),
+                                     now=T0 + timedelta(minutes=1), generation=first.generation)
+        assert renewed.generation == first.generation
+        assert renewed.expires_at == T0 + timedelta(minutes=6)
+        # rot-a is paused past its lease; rot-b takes over
+        other = reopen()
+        taken = other.acquire_lock(REF, "rot-b", ttl=timedelta(minutes=5),
+                                   now=T0 + timedelta(minutes=7))
+        assert taken.generation == first.generation + 1
+        with pytest.raises(LeaseLost):  # rot-a wakes up and tries to renew
+            store.acquire_lock(REF, "rot-a", ttl=timedelta(minutes=5),
+                               now=T0 + timedelta(minutes=8), generation=first.generation)
+        assert other.get_lock(REF, now=T0 + timedelta(minutes=8)).owner == "rot-b"  # type: ignore[union-attr]
+        other.release_lock(REF, "rot-b")
+        again = store.acquire_lock(REF, "rot-a", ttl=timedelta(minutes=5), now=T0)
+        assert again.generation == taken.generation + 1  # released: the count goes on
+
+    def test_a_save_fenced_by_a_lost_lease_is_refused(self, store: Store, reopen: Reopen) -> None:
+        stale = store.acquire_lock(REF, "rot-a", ttl=timedelta(minutes=5), now=T0)
+        created = store.create_rotation(_record())
+        moved = RotationRecord(created.id, created.ref, "create", created.revision,
+                               created.created_at, T0, {"steps": ["plan"]})
+        saved = store.save_rotation(moved, expected_revision=1, fence=stale)
+        assert saved.revision == 2
+        other = reopen()
+        fresh = other.acquire_lock(REF, "rot-b", ttl=timedelta(minutes=5),
+                                   now=T0 + timedelta(minutes=6))
+        with pytest.raises(LeaseLost):
+            store.save_rotation(RotationRecord(saved.id, saved.ref, "apply", saved.revision,
+                                               saved.created_at, T0, {"stale": True}),
+                                expected_revision=saved.revision, fence=stale)
+        assert store.get_rotation("r-1").state == "create"
+        done = other.save_rotation(RotationRecord(saved.id, saved.ref, "done", saved.revision,
+                                                  saved.created_at, T0, {}),
+                                   expected_revision=saved.revision, fence=fresh)
+        assert done.state == "done"
 
     # --- rotations ------------------------------------------------------------------------
 

@@ -73,7 +73,7 @@ from keyroll.rotation.record import (
 )
 from keyroll.rotation.strategies import ManualStep, StepContext, Strategy, strategy_for
 from keyroll.status import State, statuses
-from keyroll.stores.base import Store
+from keyroll.stores.base import Fence, Store
 
 __all__ = [
     "ACTIVE",
@@ -226,6 +226,7 @@ class Engine:
         self.journal.append(
             action, ref=record.ref, version=version, fingerprints=list(fingerprints),
             evidence={**extra, **dict(evidence or {})}, outcome=outcome, rotation=record.id,
+            fence=self._fence(),  # a process that lost its lease adds nothing to the journal
         )
 
     # --- record persistence and the lease -------------------------------------------------
@@ -235,10 +236,9 @@ class Engine:
         fenced by its lease (a process that lost the lease writes nothing)."""
         updated = Rotation(record.id, record.ref, state, record.revision, record.created_at,
                            self.clock(), body)
-        fence = self._lease.fence if self._lease is not None else None
         try:
             saved = self.store.save_rotation(updated.to_record(), expected_revision=record.revision,
-                                             fence=fence)
+                                             fence=self._fence())
         except LeaseLost:
             raise
         except Conflict:
@@ -246,6 +246,10 @@ class Engine:
                 self._lease.check()  # lost the lease? then that is the error to report
             raise
         return Rotation.parse(saved)
+
+    def _fence(self) -> Fence | None:
+        """What every store write under the lease carries (None outside a lease)."""
+        return self._lease.fence if self._lease is not None else None
 
     def _guard(self) -> None:
         """Before a side effect: this process still holds the lease (`LeaseLost` if not)."""
@@ -255,6 +259,15 @@ class Engine:
     def _new_lease(self, ref: SecretRef, rotation_id: str, ttl: timedelta) -> Lease:
         return Lease(self.store, ref, rotation_id, token=self._token, ttl=ttl,
                      clock=self.wall_clock, ended=rotation_ended(self.store))
+
+    @contextmanager
+    def _under(self, lease: Lease) -> Iterator[None]:
+        """Make ``lease`` the one every write of this engine carries, for the block."""
+        outer, self._lease = self._lease, lease
+        try:
+            yield
+        finally:
+            self._lease = outer
 
     @contextmanager
     def _holding(self, record: Rotation) -> Iterator[Rotation]:
@@ -268,16 +281,12 @@ class Engine:
             yield record
             return
         lease = self._new_lease(record.ref, record.id, self.lease_ttl)
-        with lease:
-            self._lease = lease
-            try:
-                claimed = self.get(record.id)
-                if claimed.body.lease != lease.fence.generation and not claimed.terminal:
-                    claimed = self._save(claimed, claimed.state,
-                                         claimed.body.but(lease=lease.fence.generation))
-                yield claimed
-            finally:
-                self._lease = None
+        with lease, self._under(lease):
+            claimed = self.get(record.id)
+            if claimed.body.lease != lease.info.generation and not claimed.terminal:
+                claimed = self._save(claimed, claimed.state,
+                                     claimed.body.but(lease=lease.info.generation))
+            yield claimed
 
     def _clear_abandoned(self, ref: SecretRef) -> None:
         """Free a lock left by a crashed process or an ended rotation (nobody else needs it)."""
@@ -382,22 +391,24 @@ class Engine:
         rotation_id = f"r-{now:%Y%m%d}-{secrets.token_hex(3)}"
         # serialises starters, so the busy check below is exact; short, because a process that
         # dies before its record exists must not block the secret for long on any host
-        with self._new_lease(ref, rotation_id, START_TTL) as lease:
+        with self._new_lease(ref, rotation_id, START_TTL) as lease, self._under(lease):
             self._refuse_if_busy(ref)
             body = RotationBody(
                 kind=cls.kind.value, incident=incident, drill=drill or policy.drill,
                 requested_by=self.actor, approvals_required=policy.approvals,
                 labels_before=dict(labels), old_version=labels[Label.CURRENT],
-                lease=lease.fence.generation,
+                lease=lease.info.generation,
             )
             state = AWAITING_APPROVAL if policy.approvals > 1 else S.PLAN
             record = Rotation(rotation_id, ref, state, 0, now, now, body)
             old = self.store.get_version(ref, labels[Label.CURRENT])
+            lease.check()  # paused past the short lease? then someone else may have started
             self._audit(record, "rotation.requested", version=old.number,
                         fingerprints=[old.fingerprint],
                         evidence={"approvals_required": policy.approvals, "kind": cls.kind.value})
             lease.check()
-            record = Rotation.parse(self.store.create_rotation(record.to_record()))
+            record = Rotation.parse(self.store.create_rotation(record.to_record(),
+                                                              fence=lease.fence))
         self._emit(record, "requested", None, f"rotation {rotation_id} of {ref} requested"
                    + (" (incident)" if incident else "") + (" (drill)" if body.drill else ""))
         if state == AWAITING_APPROVAL:
@@ -760,12 +771,12 @@ class Engine:
             if ctx.cls.generator is not None and ctx.entered is None:
                 meta["generator"] = ctx.cls.generator.value
             self._guard()
-            version = self.store.put_version(record.ref, value, created_at=ctx.now, meta=meta)
+            version = self.store.put_version(record.ref, value, created_at=ctx.now, meta=meta,
+                                             fence=self._fence())
         if labels.get(Label.PENDING) != version.number:
             self.store.set_labels(
                 record.ref, expected={Label.PENDING: labels.get(Label.PENDING)},
-                new={Label.PENDING: version.number},
-            )
+                new={Label.PENDING: version.number}, fence=self._fence())
         ctx.new = version
         body = record.body.but(new_version=version.number,
                                pending_since=record.body.pending_since or ctx.now)
@@ -797,7 +808,7 @@ class Engine:
                 expected={Label.CURRENT: retire, Label.PENDING: labels.get(Label.PENDING),
                           Label.PREVIOUS: labels.get(Label.PREVIOUS)},
                 new={Label.CURRENT: keep, Label.PREVIOUS: retire, Label.PENDING: None},
-            )
+                fence=self._fence())
         if not record.reverted:
             strategy.promote(ctx)
         ctx.evidence["hooks"] = self._run_hooks(record, ctx, "on_promote")
@@ -819,7 +830,7 @@ class Engine:
         if retiring is not None and labels.get(Label.PREVIOUS) == retiring:
             self._guard()
             self.store.set_labels(record.ref, expected={Label.PREVIOUS: retiring},
-                                  new={Label.PREVIOUS: None})
+                                  new={Label.PREVIOUS: None}, fence=self._fence())
         ctx.evidence["retired"] = {"version": retiring,
                                    "fingerprint": ctx.old.fingerprint if ctx.old else None}
         if ctx.incident:
@@ -839,7 +850,7 @@ class Engine:
             if version.number in labelled or version.number == keeping:
                 continue
             if version.number == retiring or version.meta.get("rotation") == record.id:
-                self.store.destroy_version(record.ref, version.number)
+                self.store.destroy_version(record.ref, version.number, fence=self._fence())
 
     def _verify_current(self, ctx: StepContext, strategy: Strategy,
                         version: Version) -> dict[str, Any]:
@@ -950,8 +961,7 @@ class Engine:
             self.store.set_labels(
                 record.ref,
                 expected={label: labels.get(label) for label in Label},
-                new={label: before.get(label) for label in Label},
-            )
+                new={label: before.get(label) for label in Label}, fence=self._fence())
         # from the history, not the labels: a rerun after a crash must still redeploy
         body = record.body
         if body.ran(S.APPLY) or body.ran(S.PROMOTE):
@@ -979,7 +989,7 @@ class Engine:
         self._guard()
         for number in sorted(mine):
             if number not in self.store.get_labels(record.ref).values():
-                self.store.destroy_version(record.ref, number)
+                self.store.destroy_version(record.ref, number, fence=self._fence())
         restored = self.store.get_labels(record.ref)
         evidence["labels"] = {k.value: v for k, v in restored.items()}
         current = restored.get(Label.CURRENT)

@@ -32,7 +32,7 @@ from pathlib import Path
 from keyroll.errors import LeaseLost, LockHeld, NotFound
 from keyroll.model import SecretRef, utcnow
 from keyroll.rotation.record import TERMINAL
-from keyroll.stores.base import LockInfo, Store
+from keyroll.stores.base import Fence, LockInfo, Store
 
 __all__ = ["LEASE_TTL", "START_TTL", "Holder", "Lease", "rotation_ended", "rotation_of"]
 
@@ -168,13 +168,19 @@ class Lease:
         return secrets.token_hex(12)
 
     @property
-    def fence(self) -> LockInfo:
-        """The lease as the store knows it (passed with every save). `LeaseLost` if lost."""
+    def info(self) -> LockInfo:
+        """The lock as the store knows it. `LeaseLost` if lost."""
         if self._lost is not None:
             raise LeaseLost(self._lost)
         if self._info is None:
             raise LeaseLost(f"{self.ref}: this process does not hold the lock")
         return self._info
+
+    @property
+    def fence(self) -> Fence:
+        """What every write made under this lease carries."""
+        info = self.info
+        return Fence(self.ref, info.owner, info.generation)
 
     # --- taking and giving back ---------------------------------------------------------
 
@@ -212,7 +218,7 @@ class Lease:
         with self._mutex:
             if self._lost is not None:
                 raise LeaseLost(self._lost)
-            info = self.fence
+            info = self.info
             try:
                 self._info = self.store.acquire_lock(self.ref, info.owner, ttl=self.ttl,
                                                      now=self.clock(), generation=info.generation)

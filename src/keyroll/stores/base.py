@@ -21,7 +21,7 @@ from typing import Any
 from keyroll.errors import NotFound
 from keyroll.model import Label, SecretRef, SecretValue, Version
 
-__all__ = ["AuditEntry", "LockInfo", "RotationRecord", "Store"]
+__all__ = ["AuditEntry", "Fence", "LockInfo", "RotationRecord", "Store"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +75,17 @@ class LockInfo:
     generation: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """The lease a write is made under. A fenced write is refused (`LeaseLost`) unless the
+    secret's lock is still held by ``owner`` at ``generation``: a process paused past its
+    lease, while another took over, changes nothing when it wakes."""
+
+    ref: SecretRef
+    owner: str
+    generation: int
+
+
 class Store(ABC):
     """The contract of a secret store backend.
 
@@ -98,8 +109,11 @@ class Store(ABC):
         kid: int | None = None,
         created_at: datetime | None = None,
         meta: Mapping[str, Any] | None = None,
+        fence: Fence | None = None,
     ) -> Version:
         """Store a new version (number = last + 1) with no label; return its metadata.
+
+        Every write below takes ``fence`` (see `Fence`) and raises `LeaseLost` when it fails.
 
         Args:
             kid: key id to record; a fresh random one (`keyroll.model.new_kid`) if None.
@@ -116,7 +130,7 @@ class Store(ABC):
         """All versions of a secret, oldest first; ``[]`` when the secret has none."""
 
     @abstractmethod
-    def destroy_version(self, ref: SecretRef, number: int) -> None:
+    def destroy_version(self, ref: SecretRef, number: int, *, fence: Fence | None = None) -> None:
         """Erase a version's value for good, keeping its metadata. Refused (`Conflict`) while
         a label points at it."""
 
@@ -137,6 +151,7 @@ class Store(ABC):
         *,
         expected: Mapping[Label, int | None],
         new: Mapping[Label, int | None],
+        fence: Fence | None = None,
     ) -> dict[Label, int]:
         """Move labels atomically, if they still are where the caller last saw them.
 
@@ -190,18 +205,18 @@ class Store(ABC):
     # --- rotation records -----------------------------------------------------------------
 
     @abstractmethod
-    def create_rotation(self, record: RotationRecord) -> RotationRecord:
+    def create_rotation(self, record: RotationRecord, *, fence: Fence | None = None
+                        ) -> RotationRecord:
         """Store a new rotation record with revision 1. `Conflict` if the id exists."""
 
     @abstractmethod
     def save_rotation(
-        self, record: RotationRecord, *, expected_revision: int, fence: LockInfo | None = None
+        self, record: RotationRecord, *, expected_revision: int, fence: Fence | None = None
     ) -> RotationRecord:
         """Replace a record if its stored revision is ``expected_revision``; bump it.
 
         Args:
-            fence: the lease the writer works under: the save is refused unless the secret's
-                lock is still held by ``fence.owner`` at ``fence.generation``.
+            fence: the lease the writer works under (see `Fence`).
 
         Raises:
             Conflict: another process saved it first.
@@ -220,8 +235,13 @@ class Store(ABC):
     # --- audit journal --------------------------------------------------------------------
 
     @abstractmethod
-    def audit_append(self, entry: AuditEntry) -> None:
-        """Append one entry. `Conflict` unless ``entry.seq`` is exactly last seq + 1."""
+    def audit_append(self, entry: AuditEntry, *, fence: Fence | None = None) -> None:
+        """Append one entry. `Conflict` unless ``entry.seq`` is exactly last seq + 1.
+
+        Args:
+            fence: the lease the writer works under (see `Fence`): a paused process that lost
+                it adds nothing to the journal.
+        """
 
     @abstractmethod
     def audit_entries(self, start: int = 1) -> Iterator[AuditEntry]:

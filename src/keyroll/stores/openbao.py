@@ -83,7 +83,7 @@ from keyroll.errors import (
 )
 from keyroll.model import Label, SecretRef, SecretValue, Version, fingerprint, new_kid, utcnow
 from keyroll.net import is_loopback
-from keyroll.stores.base import AuditEntry, LockInfo, RotationRecord, Store
+from keyroll.stores.base import AuditEntry, Fence, LockInfo, RotationRecord, Store
 
 __all__ = ["OpenBaoStore"]
 
@@ -703,7 +703,9 @@ class OpenBaoStore(Store):
         kid: int | None = None,
         created_at: datetime | None = None,
         meta: Mapping[str, Any] | None = None,
+        fence: Fence | None = None,
     ) -> Version:
+        self._check_fence(fence)
         kid = new_kid() if kid is None else kid
         created = created_at or utcnow()
         meta_doc = json.loads(json.dumps(dict(meta or {})))
@@ -818,8 +820,9 @@ class OpenBaoStore(Store):
         ]
         return sorted(versions, key=lambda v: v.number)
 
-    def destroy_version(self, ref: SecretRef, number: int) -> None:
+    def destroy_version(self, ref: SecretRef, number: int, *, fence: Fence | None = None) -> None:
         def mark(index: dict[str, Any]) -> None:
+            self._check_fence(fence)
             entry = index["versions"].get(str(number))
             if entry is None:
                 raise NotFound(f"{ref} has no version {number}")
@@ -865,8 +868,10 @@ class OpenBaoStore(Store):
         *,
         expected: Mapping[Label, int | None],
         new: Mapping[Label, int | None],
+        fence: Fence | None = None,
     ) -> dict[Label, int]:
         def move(index: dict[str, Any]) -> dict[Label, int]:
+            self._check_fence(fence)
             labels: dict[str, int] = index["labels"]
             for label, want in expected.items():
                 if labels.get(label.value) != want:
@@ -952,19 +957,19 @@ class OpenBaoStore(Store):
                         int(stored[0].get("generation") or 0))
         return info if info.expires_at > (now or utcnow()) else None
 
-    def _check_fence(self, ref: SecretRef, fence: LockInfo | None) -> None:
+    def _check_fence(self, fence: Fence | None) -> None:
         """The lock is still ``fence``'s. KV v2 cannot compare two paths in one write, so this
-        read comes first and the record's own check-and-set second: a process that takes the
+        read comes first and the write's own check-and-set second: a process that takes the
         lock over saves the record before any side effect, which makes a stale writer's
-        check-and-set fail even if it read the lock just before the takeover."""
+        record save fail even if it read the lock just before the takeover."""
         if fence is None:
             return
-        stored = self._read(self._lock_path(ref))
+        stored = self._read(self._lock_path(fence.ref))
         doc = stored[0] if stored is not None else {}
         if doc.get("owner") != fence.owner or int(doc.get("generation") or 0) != fence.generation:
             raise LeaseLost(
-                f"{ref}: this process lost its lock (generation {fence.generation}): another "
-                "process took the rotation over; nothing more was written"
+                f"{fence.ref}: this process lost its lock (generation {fence.generation}): "
+                "another process took the rotation over; nothing more was written"
             )
 
     # --- rotation records -----------------------------------------------------------------
@@ -987,7 +992,9 @@ class OpenBaoStore(Store):
             datetime.fromisoformat(doc["updated_at"]), dict(doc["body"]),
         )
 
-    def create_rotation(self, record: RotationRecord) -> RotationRecord:
+    def create_rotation(self, record: RotationRecord, *, fence: Fence | None = None
+                        ) -> RotationRecord:
+        self._check_fence(fence)
         doc = self._rotation_doc(record, 1)
         try:
             self._write(self._rotation_path(record.id), doc, cas=0)
@@ -996,9 +1003,9 @@ class OpenBaoStore(Store):
         return self._rotation_from(doc)
 
     def save_rotation(
-        self, record: RotationRecord, *, expected_revision: int, fence: LockInfo | None = None
+        self, record: RotationRecord, *, expected_revision: int, fence: Fence | None = None
     ) -> RotationRecord:
-        self._check_fence(record.ref, fence)
+        self._check_fence(fence)
         path = self._rotation_path(record.id)
         stored = self._read(path)
         if stored is None:
@@ -1038,7 +1045,8 @@ class OpenBaoStore(Store):
 
     # --- audit journal --------------------------------------------------------------------
 
-    def audit_append(self, entry: AuditEntry) -> None:
+    def audit_append(self, entry: AuditEntry, *, fence: Fence | None = None) -> None:
+        self._check_fence(fence)
         if entry.seq < 1 or (entry.seq > 1 and self._read(self._journal_path(entry.seq - 1))
                              is None):
             raise Conflict(

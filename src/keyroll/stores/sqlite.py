@@ -35,7 +35,7 @@ from keyroll.errors import (
     StoreUnavailable,
 )
 from keyroll.model import Label, SecretRef, SecretValue, Version, new_kid, utcnow
-from keyroll.stores.base import AuditEntry, LockInfo, RotationRecord, Store
+from keyroll.stores.base import AuditEntry, Fence, LockInfo, RotationRecord, Store
 
 __all__ = ["SQLiteStore"]
 
@@ -140,10 +140,12 @@ class SQLiteStore(Store):
         kid: int | None = None,
         created_at: datetime | None = None,
         meta: Mapping[str, Any] | None = None,
+        fence: Fence | None = None,
     ) -> Version:
         kid = new_kid() if kid is None else kid
         created = created_at or utcnow()
         with self._write() as db:
+            self._fenced(db, fence)
             (last,) = db.execute(
                 "SELECT COALESCE(MAX(number), 0) FROM versions WHERE environment=? AND name=?",
                 (ref.environment, ref.name),
@@ -190,8 +192,9 @@ class SQLiteStore(Store):
             for n, k, fp, c, d, m in rows
         ]
 
-    def destroy_version(self, ref: SecretRef, number: int) -> None:
+    def destroy_version(self, ref: SecretRef, number: int, *, fence: Fence | None = None) -> None:
         with self._write() as db:
+            self._fenced(db, fence)
             labelled = db.execute(
                 "SELECT label FROM labels WHERE environment=? AND name=? AND number=?",
                 (ref.environment, ref.name, number),
@@ -228,9 +231,11 @@ class SQLiteStore(Store):
         *,
         expected: Mapping[Label, int | None],
         new: Mapping[Label, int | None],
+        fence: Fence | None = None,
     ) -> dict[Label, int]:
         key = (ref.environment, ref.name)
         with self._write() as db:
+            self._fenced(db, fence)
             now = {
                 Label(label): int(number)
                 for label, number in db.execute(
@@ -323,17 +328,18 @@ class SQLiteStore(Store):
         return info if info.expires_at > (now or utcnow()) else None
 
     @staticmethod
-    def _fenced(db: sqlite3.Connection, ref: SecretRef, fence: LockInfo | None) -> None:
+    def _fenced(db: sqlite3.Connection, fence: Fence | None) -> None:
+        """Inside the write's transaction: the fence is still the secret's lock."""
         if fence is None:
             return
         row = db.execute(
             "SELECT owner, generation FROM locks WHERE environment=? AND name=?",
-            (ref.environment, ref.name),
+            (fence.ref.environment, fence.ref.name),
         ).fetchone()
         if row is None or row[0] != fence.owner or int(row[1]) != fence.generation:
             raise LeaseLost(
-                f"{ref}: this process lost its lock (generation {fence.generation}): another "
-                "process took the rotation over; nothing more was written"
+                f"{fence.ref}: this process lost its lock (generation {fence.generation}): "
+                "another process took the rotation over; nothing more was written"
             )
 
     # --- rotations ------------------------------------------------------------------------
@@ -346,12 +352,14 @@ class SQLiteStore(Store):
             datetime.fromisoformat(created), datetime.fromisoformat(updated), json.loads(body),
         )
 
-    def create_rotation(self, record: RotationRecord) -> RotationRecord:
+    def create_rotation(self, record: RotationRecord, *, fence: Fence | None = None
+                        ) -> RotationRecord:
         stored = RotationRecord(
             record.id, record.ref, record.state, 1, record.created_at, record.updated_at,
             record.body,
         )
         with self._write() as db:
+            self._fenced(db, fence)
             try:
                 db.execute(
                     "INSERT INTO rotations VALUES (?,?,?,?,?,?,?,?)",
@@ -366,14 +374,14 @@ class SQLiteStore(Store):
         return stored
 
     def save_rotation(
-        self, record: RotationRecord, *, expected_revision: int, fence: LockInfo | None = None
+        self, record: RotationRecord, *, expected_revision: int, fence: Fence | None = None
     ) -> RotationRecord:
         stored = RotationRecord(
             record.id, record.ref, record.state, expected_revision + 1, record.created_at,
             record.updated_at, record.body,
         )
         with self._write() as db:
-            self._fenced(db, record.ref, fence)
+            self._fenced(db, fence)
             row = db.execute("SELECT revision FROM rotations WHERE id=?", (record.id,)).fetchone()
             if row is None:
                 raise NotFound(f"no rotation {record.id}: list them with `keyroll rotations`")
@@ -409,8 +417,9 @@ class SQLiteStore(Store):
 
     # --- audit ----------------------------------------------------------------------------
 
-    def audit_append(self, entry: AuditEntry) -> None:
+    def audit_append(self, entry: AuditEntry, *, fence: Fence | None = None) -> None:
         with self._write() as db:
+            self._fenced(db, fence)
             (last,) = db.execute("SELECT COALESCE(MAX(seq), 0) FROM audit").fetchone()
             if entry.seq != int(last) + 1:
                 raise Conflict(

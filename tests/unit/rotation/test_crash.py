@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from keyroll.inventory import Inventory, parse_inventory
-from tests.crash import format_table, run_crash_matrix
+from tests.crash import format_table, run_crash_matrix, run_pause_matrix
 from tests.unit.conftest import INVENTORY
 
 
@@ -62,3 +62,18 @@ def test_sigkill_during_an_operator_rollback_in_the_overlap(
     with capsys.disabled():
         print("\n" + format_table("jwt-access, rolled back by the operator in the overlap", points))
     assert all(p.final == "rolled-back" for p in points), points
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["jwt-access", "api", "field"])
+def test_a_process_paused_past_its_lease_at_every_write_writes_nothing(
+    name: str, make_world: Callable[[], tuple[Path, Inventory]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    points = run_pause_matrix(make_world, name)
+    assert len(points) >= 15
+    with capsys.disabled():
+        print("\n" + format_table(f"{name}, paused past its lease (SIGSTOP … SIGCONT)", points))
+    assert all(p.final.startswith("done") for p in points), points
+    # most pauses land inside a run that still had writes to make: those must stop
+    assert any(p.final.endswith("exit 4)") for p in points), points
