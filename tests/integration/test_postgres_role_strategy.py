@@ -476,3 +476,62 @@ def test_sigkill_at_every_step_boundary_resumes_and_the_target_accepts_current(
     assert len(points) >= 20
     final = "rolled-back" if outcome == "operator-rollback" else outcome
     assert all(p.final == final for p in points), [p for p in points if p.final != final]
+
+
+@pytest.mark.parametrize("step", ["promote", "retire"])
+def test_a_writer_paused_past_its_lease_cannot_undo_a_finished_rotation(
+    step: str, make_rig: Callable[..., DbRig], pgbouncer_server: PgBouncerServer,
+) -> None:
+    """Issue 10 §2: A pauses in a step past its lease; the cron tick (B) takes the rotation
+    over and finishes it; A resumes. Before fencing, A saved its stale state over ``done``,
+    retired again and left the store's current password refused by PostgreSQL and PgBouncer."""
+    from keyroll.errors import LeaseLost
+    from keyroll.model import utcnow
+    from keyroll.rotation.engine import Engine
+    from keyroll.rotation.lock import LEASE_TTL
+    from keyroll.rotation.strategies.postgres_role import PostgresRoleStrategy
+
+    rig = make_rig(bouncer=pgbouncer_server)
+    world = rig.world
+
+    def take_over() -> None:
+        journal = Journal(world.store, actor="cron", clock=world.clock)
+        b = Engine(world.store, world.inventory, journal=journal, clock=world.clock,
+                   workdir=world.path, wall_clock=lambda: utcnow() + LEASE_TTL * 2)
+        assert world.finish(pending.id, engine=b).state == "done"
+
+    class Paused(PostgresRoleStrategy):
+        armed = True
+
+        def _pause(self) -> None:
+            if self.armed:
+                self.armed = False
+                take_over()
+
+        def promote(self, ctx):  # type: ignore[no-untyped-def]
+            if step == "promote":
+                self._pause()
+            super().promote(ctx)
+
+        def retire(self, ctx):  # type: ignore[no-untyped-def]
+            if step == "retire":
+                self._pause()
+            super().retire(ctx)
+
+    journal = Journal(world.store, actor="ops", clock=world.clock)
+    a = Engine(world.store, world.inventory, journal=journal, clock=world.clock,
+               workdir=world.path, strategies={"postgres-role": Paused()})
+    pending = a.start("database", "dev")
+    with pytest.raises(LeaseLost):
+        for _ in range(6):  # through the overlap (its session settle) until A pauses
+            a.run(pending.id)
+            world.clock.tick(timedelta(hours=1))
+    assert a.get(pending.id).state == "done"
+    role, password = world.current("database")
+    assert role is not None
+    assert logs_in(rig.db.base_dsn, role, password)
+    assert rig.bouncer is not None and logs_in_via(rig.bouncer, rig.db.name, role, password)
+    assert not logs_in(rig.db.base_dsn, rig.layout.logins[0], rig.first)
+    assert Journal(world.store).verify().ok
+    # and the next rotation works from there
+    assert world.rotate("database").state == "done"
