@@ -522,10 +522,13 @@ def test_a_writer_paused_past_its_lease_cannot_undo_a_finished_rotation(
     a = Engine(world.store, world.inventory, journal=journal, clock=world.clock,
                workdir=world.path, strategies={"postgres-role": Paused()})
     pending = a.start("database", "dev")
-    with pytest.raises(LeaseLost):
+    def run_until_paused() -> None:
         for _ in range(6):  # through the overlap (its session settle) until A pauses
             a.run(pending.id)
             world.clock.tick(timedelta(hours=1))
+
+    with pytest.raises(LeaseLost):
+        run_until_paused()
     assert a.get(pending.id).state == "done"
     role, password = world.current("database")
     assert role is not None
