@@ -17,7 +17,7 @@ import pytest
 from keyroll.errors import Conflict, LeaseLost, LockHeld, NotFound
 from keyroll.generate import generate
 from keyroll.model import Label, SecretRef, SecretValue
-from keyroll.stores.base import AuditEntry, RotationRecord, Store
+from keyroll.stores.base import AuditEntry, Fence, RotationRecord, Store
 
 REF = SecretRef("prod", "jwt-access")
 OTHER = SecretRef("staging", "jwt-access")
@@ -181,15 +181,17 @@ class StoreContract:
         assert again.generation == taken.generation + 1  # released: the count goes on
 
     def test_a_save_fenced_by_a_lost_lease_is_refused(self, store: Store, reopen: Reopen) -> None:
-        stale = store.acquire_lock(REF, "rot-a", ttl=timedelta(minutes=5), now=T0)
+        held = store.acquire_lock(REF, "rot-a", ttl=timedelta(minutes=5), now=T0)
+        stale = Fence(REF, held.owner, held.generation)
         created = store.create_rotation(_record())
         moved = RotationRecord(created.id, created.ref, "create", created.revision,
                                created.created_at, T0, {"steps": ["plan"]})
         saved = store.save_rotation(moved, expected_revision=1, fence=stale)
         assert saved.revision == 2
         other = reopen()
-        fresh = other.acquire_lock(REF, "rot-b", ttl=timedelta(minutes=5),
-                                   now=T0 + timedelta(minutes=6))
+        took = other.acquire_lock(REF, "rot-b", ttl=timedelta(minutes=5),
+                                  now=T0 + timedelta(minutes=6))
+        fresh = Fence(REF, took.owner, took.generation)
         with pytest.raises(LeaseLost):
             store.save_rotation(RotationRecord(saved.id, saved.ref, "apply", saved.revision,
                                                saved.created_at, T0, {"stale": True}),
@@ -199,6 +201,15 @@ class StoreContract:
                                                   saved.created_at, T0, {}),
                                    expected_revision=saved.revision, fence=fresh)
         assert done.state == "done"
+        for write in (
+            lambda: store.put_version(REF, SecretValue("x" * 32), fence=stale),
+            lambda: store.set_labels(REF, expected={}, new={}, fence=stale),
+            lambda: store.create_rotation(_record("r-2"), fence=stale),
+            lambda: store.audit_append(AuditEntry(1, "{}", "0" * 64, "1" * 64), fence=stale),
+        ):
+            with pytest.raises(LeaseLost):
+                write()
+        assert store.list_versions(REF) == [] and store.audit_tail() is None
 
     # --- rotations ------------------------------------------------------------------------
 

@@ -20,10 +20,11 @@ class Event:
     Attributes:
         rotation: the rotation id.
         ref: the secret.
-        kind: ``step.started``, ``step.finished``, ``step.skipped``, ``step.failed``,
-            ``waiting`` (overlap not over), ``paused`` (a person must act), ``approval``,
-            ``rolled-back``, ``done``.
-        step: the step concerned (``plan`` … ``retire``), if any.
+        kind: what the engine emits: ``requested``, ``approval``, ``paused`` (a person
+            must act), ``confirmed``, ``step.started``, ``step.finished``, ``step.failed``,
+            ``waiting`` (propagation or overlap not over), ``hook`` (one line per inventory
+            hook), ``progress`` (a strategy's own line), ``rolled-back``, ``done``.
+        step: the step concerned (``plan`` … ``retire``, or ``rollback``), if any.
         message: one human line, no values.
         at: when.
         evidence: redacted detail (fingerprints, counts, hook results).
