@@ -6,21 +6,19 @@ tokens; while a rotation stages a new key (between create and promote) it is ren
 ``<VAR>_NEXT``, accepted but not yet signing. Key kinds also get ``<VAR>_KID`` (and
 ``<VAR>_PREVIOUS_KID``, ``<VAR>_NEXT_KID``): the version's random key id, so every instance of
 an env-var app puts the same ``kid`` in its tokens and ciphertexts and none has to derive one.
-Files are written atomically with mode 0600 (`write_private`).
+Files are written atomically with mode 0600 (`keyroll.files.write_private`, re-exported).
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import os
 import string
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 from keyroll.errors import NotFound, UsageError
+from keyroll.files import write_private
 from keyroll.inventory import Inventory, SecretClass
 from keyroll.model import Kind, Label, SecretRef, SecretValue
 from keyroll.stores.base import Store
@@ -145,20 +143,3 @@ def render(entries: list[EnvEntry], fmt: str, *, name: str = "app-secrets") -> s
         ]
         return "\n".join(lines) + "\n"
     raise UsageError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
-
-
-def write_private(path: Path, content: str) -> None:
-    """Write atomically (temp file, fsync, rename) with mode 0600."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(content)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -13,13 +13,14 @@ from keyroll.audit import Journal
 from keyroll.cli.context import clock_from_env
 from keyroll.cli.output import out
 from keyroll.errors import UsageError
+from keyroll.files import TEMP_PREFIX
 from keyroll.inventory import DEFAULT_FILE, load_inventory
 from keyroll.stores import open_store, sqlite_path
 from keyroll.stores.masterkey import ENV_VAR, create_key_file
 
 __all__ = ["register"]
 
-_IGNORED = (".keyroll/", ".env")
+_IGNORED = (".keyroll/", ".env", ".env*", "*.key", "*.pem", "secrets/", f"{TEMP_PREFIX}*")
 
 
 def _ensure_gitignored(folder: Path) -> list[str]:
@@ -30,7 +31,7 @@ def _ensure_gitignored(folder: Path) -> list[str]:
         with path.open("a") as handle:
             if lines and lines[-1].strip():
                 handle.write("\n")
-            handle.write("# keyroll: local store, master key and rendered env files\n")
+            handle.write("# keyroll: local store, master key, rendered env files, key files and temp files\n")
             handle.writelines(f"{entry}\n" for entry in missing)
     return missing
 
