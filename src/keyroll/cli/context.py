@@ -13,6 +13,7 @@ from functools import cached_property
 from pathlib import Path
 
 from keyroll.audit import Journal
+from keyroll.cli.output import err
 from keyroll.errors import UsageError
 from keyroll.inventory import Inventory, find_inventory, load_inventory
 from keyroll.model import utcnow
@@ -69,8 +70,10 @@ class AppContext:
     @cached_property
     def store(self) -> Store:
         url = self.store_url or os.environ.get("KEYROLL_STORE") or self.inventory.store.url
-        store = open_store(url, base=self.inventory_path.parent)
+        store = open_store(url, base=self.inventory_path.parent, create=False)
         self._opened.append(store)
+        for notice in getattr(store, "notices", ()):
+            err().print(notice, markup=False)
         return store
 
     @cached_property

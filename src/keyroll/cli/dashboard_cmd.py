@@ -62,7 +62,7 @@ def dashboard(
     app.store.audit_tail()  # fail now (master key, path, server) rather than on every page
 
     def store_factory() -> Store:
-        return open_store(url, base=base)
+        return open_store(url, base=base, create=False)
 
     web = create_app(store_factory, inventory, clock=app.clock)
     sock = _listen(host, port)

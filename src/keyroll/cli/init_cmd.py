@@ -36,23 +36,38 @@ def _ensure_gitignored(folder: Path) -> list[str]:
     return missing
 
 
+def _store_missing(url: str, directory: Path) -> bool:
+    """True when the inventory's local store file is absent or empty (init may create it)."""
+    if not url.startswith("sqlite:"):
+        return False
+    db = sqlite_path(url, directory)
+    return not db.exists() or db.stat().st_size == 0
+
+
 def init(
     directory: Annotated[Path, typer.Argument(help="Project folder.")] = Path("."),
 ) -> None:
-    """Write an example keyroll.toml, create the local store and its master key (0600)."""
+    """Write an example keyroll.toml, create the local store and its master key (0600).
+
+    With an existing keyroll.toml whose local store is missing or empty, create only the store.
+    """
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
     inventory_path = directory / DEFAULT_FILE
-    if inventory_path.exists():
-        raise UsageError(
-            f"{inventory_path} exists already; keyroll init never overwrites it "
-            "(check it with `keyroll inventory check`)"
-        )
-    example = files("keyroll").joinpath("example_inventory.toml").read_text(encoding="utf-8")
-    inventory_path.write_text(example, encoding="utf-8")
-    inventory = load_inventory(inventory_path)
     console = out()
-    console.print(f"wrote {inventory_path} ({len(inventory.classes)} secret classes)")
+    if inventory_path.exists():
+        inventory = load_inventory(inventory_path)
+        if not _store_missing(inventory.store.url, directory):
+            raise UsageError(
+                f"{inventory_path} exists already; keyroll init never overwrites it "
+                "(check it with `keyroll inventory check`)"
+            )
+        console.print(f"kept {inventory_path}; its local store is missing or empty: creating it")
+    else:
+        example = files("keyroll").joinpath("example_inventory.toml").read_text(encoding="utf-8")
+        inventory_path.write_text(example, encoding="utf-8")
+        inventory = load_inventory(inventory_path)
+        console.print(f"wrote {inventory_path} ({len(inventory.classes)} secret classes)")
     if inventory.store.url.startswith("sqlite:"):
         db = sqlite_path(inventory.store.url, directory)
         key_file = db.parent / "master.key"
