@@ -12,7 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from keyroll.errors import MasterKeyError, StoreCorrupted, UsageError
+from keyroll.errors import (
+    MasterKeyError,
+    StoreCorrupted,
+    StoreForbidden,
+    StoreUnavailable,
+    UsageError,
+)
 from keyroll.generate import generate
 from keyroll.model import SecretRef
 from keyroll.stores import open_store
@@ -192,3 +198,31 @@ def test_environment_key_wins(tmp_path: Path) -> None:
         s.put_version(REF, generate("hex-32"))
     with SQLiteStore(tmp_path / "store.db", key) as s:
         assert len(s.list_versions(REF)) == 1
+
+
+def test_busy_store_is_unavailable_not_an_operational_error(db_path: Path, master_key: bytes) -> None:
+    with SQLiteStore(db_path, master_key, busy_timeout=0.05) as busy:
+        other = sqlite3.connect(db_path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            with pytest.raises(StoreUnavailable, match="busy") as caught:
+                busy.put_version(REF, generate("hex-32"))
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert caught.value.__cause__ is None and caught.value.__suppress_context__
+        assert busy.list_versions(REF) == []
+
+
+def test_read_only_store_is_forbidden(db_path: Path, store: SQLiteStore) -> None:
+    store._db.execute("PRAGMA query_only = ON")  # as root, file modes would not stop a write
+    with pytest.raises(StoreForbidden, match="read-only"):
+        store.put_meta("k", "v")
+    store._db.execute("PRAGMA query_only = OFF")
+    store.put_meta("k", "v")
+
+
+def test_a_file_that_is_not_a_database_is_corrupted(db_path: Path, master_key: bytes) -> None:
+    db_path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreCorrupted, match="restore it from backup"):
+        SQLiteStore(db_path, master_key)

@@ -33,6 +33,8 @@ from keyroll.errors import (
     MasterKeyError,
     NotFound,
     StoreCorrupted,
+    StoreError,
+    StoreForbidden,
     StoreUnavailable,
     UsageError,
 )
@@ -79,15 +81,47 @@ def _ts(moment: datetime) -> str:
     return moment.isoformat()
 
 
+_BUSY = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
+
+
+def _translate(exc: sqlite3.Error, path: Path) -> StoreError:
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    if primary in _BUSY:
+        return StoreUnavailable(
+            f"the local store {path} is busy: another keyroll process holds its write lock; "
+            "retry when it has finished (nothing was changed)"
+        )
+    if primary == sqlite3.SQLITE_READONLY:
+        return StoreForbidden(
+            f"the local store {path} is read-only for this process: check the permissions of "
+            "the file and its folder (nothing was changed)"
+        )
+    if primary in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+        return StoreCorrupted(
+            f"the local store {path} is damaged or not a keyroll store: restore it from backup"
+        )
+    return StoreUnavailable(
+        f"the local store {path} failed ({exc.__class__.__name__}, SQLite code "
+        f"{getattr(exc, 'sqlite_errorname', 'unknown')}): check the disk and retry"
+    )
+
+
 class SQLiteStore(Store):
     """The local store (see the module docstring).
 
     Args:
         path: the SQLite file; created (0600) with its schema when absent.
         master_key: the 32-byte AES-256 key (`keyroll.stores.masterkey.load_master_key`).
+        create: create the file when it is missing (the CLI passes False outside `init`).
+        key_source: how to name the key in a "wrong key" message (env var or key file).
+        busy_timeout: seconds to wait for another process's write lock before the store
+            reports itself unavailable.
 
     Raises:
-        StoreUnavailable: the file cannot be opened.
+        StoreUnavailable: the file cannot be opened, or stays locked past ``busy_timeout``.
+        UsageError: ``create`` is False and the file is missing or empty.
+        MasterKeyError: the key is not the one this store was created with.
     """
 
     def __init__(
@@ -97,6 +131,7 @@ class SQLiteStore(Store):
         *,
         create: bool = True,
         key_source: str = "the master key",
+        busy_timeout: float = 30.0,
     ) -> None:
         if len(master_key) != 32:
             raise ValueError("master key must be 32 bytes")
@@ -116,18 +151,21 @@ class SQLiteStore(Store):
             if not self.path.exists():
                 os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
             self._db = sqlite3.connect(
-                self.path, isolation_level=None, timeout=30, check_same_thread=False
+                self.path, isolation_level=None, timeout=busy_timeout, check_same_thread=False
             )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
+        except sqlite3.Error as exc:
+            raise _translate(exc, self.path) from None
+        except OSError as exc:
             raise StoreUnavailable(
                 f"cannot open the local store {self.path}: {exc.__class__.__name__}; check the "
                 "path and its permissions"
             ) from None
         try:
-            self._check_key(key_source)
+            with self._translated():
+                self._check_key(key_source)
         except BaseException:
             self._db.close()
             raise
@@ -176,18 +214,33 @@ class SQLiteStore(Store):
     # --- plumbing -------------------------------------------------------------------------
 
     @contextmanager
+    def _translated(self) -> Iterator[None]:
+        """Turn SQLite's errors into the store's (once, here: nothing above sees sqlite3).
+
+        Busy or locked (another process holds the write lock past the timeout) is
+        `StoreUnavailable`, which the engine treats as a pause, never as a failed step; a
+        read-only file is `StoreForbidden`. The driver's message is not repeated: it may quote
+        a statement.
+        """
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise _translate(exc, self.path) from None
+
+    @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._mutex:
+        with self._mutex, self._translated():
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
 
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        with self._mutex:
+        with self._mutex, self._translated():
             return self._db.execute(sql, params).fetchall()
 
     def close(self) -> None:
