@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import string
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
@@ -26,6 +27,7 @@ from keyroll.stores.base import Store
 __all__ = [
     "FORMATS",
     "EnvEntry",
+    "check_k8s_name",
     "check_template",
     "collect",
     "render",
@@ -127,13 +129,35 @@ def _dotenv_quote(text: str) -> str:
     return f'"{escaped}"'
 
 
+_K8S_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def check_k8s_name(name: str) -> str:
+    """``name`` if it is a valid Kubernetes object name (RFC 1123 subdomain), else `UsageError`.
+
+    The name is written into YAML as is: anything else (a newline, a colon) could inject keys
+    such as ``namespace:`` into the manifest.
+    """
+    if len(name) <= 253 and _K8S_NAME.fullmatch(name):
+        return name
+    raise UsageError(
+        f"{name[:80]!r} is not a Kubernetes Secret name: use lowercase letters, digits, '-' and "
+        "'.', starting and ending with a letter or digit, at most 253 characters"
+    )
+
+
 def render(entries: list[EnvEntry], fmt: str, *, name: str = "app-secrets") -> str:
-    """The file content. This string holds values: write it with `write_private` only."""
+    """The file content. This string holds values: write it with `write_private` only.
+
+    Raises:
+        UsageError: an unknown format, or (k8s) a name that is not a Kubernetes object name.
+    """
     if fmt == "dotenv":
         return "".join(f"{e.name}={_dotenv_quote(e.value.reveal())}\n" for e in entries)
     if fmt == "json":
         return json.dumps({e.name: e.value.reveal() for e in entries}, indent=2) + "\n"
     if fmt == "k8s":
+        check_k8s_name(name)
         lines = [
             "apiVersion: v1", "kind: Secret", "metadata:", f"  name: {name}", "type: Opaque",
             "data:",

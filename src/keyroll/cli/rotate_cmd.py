@@ -14,7 +14,7 @@ from rich.table import Table
 
 from keyroll.audit import Journal
 from keyroll.cli.context import AppContext, parse_time
-from keyroll.cli.output import err, out, print_json
+from keyroll.cli.output import err, escape, out, print_json
 from keyroll.errors import UsageError
 from keyroll.model import SecretValue
 from keyroll.rotation.engine import ACTIVE, Engine
@@ -59,7 +59,7 @@ def _finish(record: RotationRecord) -> None:
     if record.state == "rolled-back":
         error = record.body.get("error") or {}
         err().print(f"error: rotation {record.id} rolled back at {error.get('step')}: "
-                    f"{error.get('message')}", markup=False)
+                    f"{escape(str(error.get('message')))}", markup=False)
         raise typer.Exit(1)
 
 
@@ -131,7 +131,7 @@ def advance(
     console.print(f"advance: {len(report.moved)} moved, {len(report.started)} started, "
                   f"{len(report.waiting)} waiting, {len(report.failed)} failed")
     for what, why in report.failed:
-        err().print(f"error: {what}: {why}", markup=False)
+        err().print(f"error: {escape(str(what))}: {escape(str(why))}", markup=False)
     if report.failed:
         raise typer.Exit(1)
 
