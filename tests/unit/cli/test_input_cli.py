@@ -88,3 +88,9 @@ def test_escape() -> None:
     assert escape("plain text: ok") == "plain text: ok"
     assert escape("a\nb\r\tc\x1b[0m\u202e\x00") == "a\\nb\\r\\tc\\x1b[0m\\u202e\\x00"
     assert os.linesep not in escape("x" + os.linesep)
+
+
+def test_dashboard_refuses_a_bad_allowed_host_in_one_line(initialised: Keyroll) -> None:
+    result = initialised("dashboard", "--allowed-host", "http://x/")
+    assert result.code == 2
+    assert result.err.count("\n") == 1
