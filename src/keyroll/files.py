@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import secrets
 import shutil
 import stat
@@ -74,16 +75,19 @@ def remove_stale_temps(target: Path) -> list[Path]:
     """
     folder = target.parent
     prefix = f"{TEMP_PREFIX}{target.name}-"
+    # what keyroll 0.x left (tempfile.mkstemp: ".<name>.XXXXXXXX.tmp"): plaintext just the same
+    legacy = re.compile(rf"\.{re.escape(target.name)}\.[a-z0-9_]{{8}}\.tmp")
     removed: list[Path] = []
     try:
-        names = [name for name in os.listdir(folder) if name.startswith(prefix)]
+        names = os.listdir(folder)
     except OSError:
         return removed
     for name in names:
-        candidate = folder / name
-        # the random tail has no '-': this excludes temp files of `<target>-other` targets
-        if "-" in name[len(prefix):]:
+        ours = name.startswith(prefix) and "-" not in name[len(prefix):]
+        # (the random tail has no '-': this excludes temp files of `<target>-other` targets)
+        if not ours and not legacy.fullmatch(name):
             continue
+        candidate = folder / name
         try:
             fd = os.open(candidate, os.O_RDONLY | os.O_NOFOLLOW)
         except OSError:

@@ -123,3 +123,13 @@ def test_git_ignores(tmp_path: Path) -> None:
     assert not git_ignores(tmp_path / "app.env")
     (tmp_path / ".gitignore").write_text("*.env\n")
     assert git_ignores(tmp_path / "app.env")
+
+
+def test_temp_files_of_earlier_versions_are_removed_too(tmp_path: Path) -> None:
+    # before issue 10, `write_private` used tempfile.mkstemp: "..env.XXXXXXXX.tmp"
+    legacy = tmp_path / "..env.ab_c12z9.tmp"
+    unrelated = tmp_path / "..env.backup.tmp"
+    legacy.write_text("JWT_SECRET=old\n")
+    unrelated.write_text("mine\n")
+    write_private(tmp_path / ".env", "A=1\n")
+    assert not legacy.exists() and unrelated.exists()

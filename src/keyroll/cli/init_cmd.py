@@ -36,6 +36,12 @@ def _ensure_gitignored(folder: Path) -> list[str]:
     return missing
 
 
+def _store_url(ctx: typer.Context, default: str) -> str:
+    """The store every other command would open: ``--store``, ``KEYROLL_STORE``, the inventory."""
+    override = getattr(ctx.obj, "store_url", None)
+    return str(override or os.environ.get("KEYROLL_STORE") or default)
+
+
 def _store_missing(url: str, directory: Path) -> bool:
     """True when the inventory's local store file is absent or empty (init may create it)."""
     if not url.startswith("sqlite:"):
@@ -45,6 +51,7 @@ def _store_missing(url: str, directory: Path) -> bool:
 
 
 def init(
+    ctx: typer.Context,
     directory: Annotated[Path, typer.Argument(help="Project folder.")] = Path("."),
 ) -> None:
     """Write an example keyroll.toml, create the local store and its master key (0600).
@@ -57,7 +64,7 @@ def init(
     console = out()
     if inventory_path.exists():
         inventory = load_inventory(inventory_path)
-        if not _store_missing(inventory.store.url, directory):
+        if not _store_missing(_store_url(ctx, inventory.store.url), directory):
             raise UsageError(
                 f"{inventory_path} exists already; keyroll init never overwrites it "
                 "(check it with `keyroll inventory check`)"
@@ -68,13 +75,14 @@ def init(
         inventory_path.write_text(example, encoding="utf-8")
         inventory = load_inventory(inventory_path)
         console.print(f"wrote {inventory_path} ({len(inventory.classes)} secret classes)")
-    if inventory.store.url.startswith("sqlite:"):
-        db = sqlite_path(inventory.store.url, directory)
+    url = _store_url(ctx, inventory.store.url)
+    if url.startswith("sqlite:"):
+        db = sqlite_path(url, directory)
         key_file = db.parent / "master.key"
         if not os.environ.get(ENV_VAR) and not key_file.exists():
             create_key_file(key_file)
             console.print(f"created master key {key_file} (mode 0600): back it up offline")
-    with open_store(inventory.store.url, base=directory) as store:
+    with open_store(url, base=directory) as store:
         Journal(store, clock=clock_from_env()).append(
             "store.init", evidence={"store": store.url, "classes": len(inventory.classes)}
         )

@@ -205,11 +205,14 @@ class SQLiteStore(Store):
             except InvalidTag:
                 raise wrong from None
         nonce = os.urandom(12)
-        with self._write() as db:
-            db.execute(
-                "INSERT OR IGNORE INTO keycheck VALUES (1, ?, ?)",
-                (nonce, self._aead.encrypt(nonce, _KEYCHECK_PLAIN, _KEYCHECK_AAD)),
-            )
+        try:
+            with self._write() as db:
+                db.execute(
+                    "INSERT OR IGNORE INTO keycheck VALUES (1, ?, ?)",
+                    (nonce, self._aead.encrypt(nonce, _KEYCHECK_PLAIN, _KEYCHECK_AAD)),
+                )
+        except StoreForbidden:
+            pass  # a read-only copy (a dashboard, a restore check): the next writer adds it
 
     # --- plumbing -------------------------------------------------------------------------
 

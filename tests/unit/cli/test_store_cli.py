@@ -67,3 +67,13 @@ def test_store_readable_by_others_warns(initialised: Keyroll, project: Path) -> 
     result = initialised("status")
     assert result.code == 0
     assert "others can read" in result.err
+
+
+def test_init_creates_the_store_the_commands_use(
+    keyroll: Keyroll, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KEYROLL_STORE", "sqlite:elsewhere/store.db")
+    assert keyroll("init").code == 0
+    assert (project / "elsewhere" / "store.db").stat().st_size > 0
+    assert not (project / ".keyroll" / "store.db").exists()
+    assert keyroll("audit", "verify").code == 0
