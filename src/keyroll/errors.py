@@ -9,11 +9,11 @@ The tree::
     KeyrollError
     ├── UsageError                 bad input from a person: exit code 2, nothing changed
     │   ├── InventoryError         keyroll.toml is missing, unreadable or invalid
-    │   ├── MasterKeyError         KEYROLL_MASTER_KEY / key file missing or malformed
+    │   ├── MasterKeyError         KEYROLL_MASTER_KEY / key file missing, malformed or wrong
     │   └── UnknownSecret          a class or environment the inventory does not define
     ├── StoreError                 the secret store failed or refused
-    │   ├── StoreUnavailable       the backend cannot be reached; retry when it is back
-    │   ├── StoreForbidden         the backend refused the credentials for a path
+    │   ├── StoreUnavailable       the backend cannot be reached or is busy; retry (a step pauses)
+    │   ├── StoreForbidden         the backend refused the credentials for a path, or is read-only
     │   ├── NotFound               a secret, version or rotation that does not exist
     │   ├── Conflict               a compare-and-set lost: someone else changed it first
     │   │   ├── LockHeld           another rotation holds the per-secret lock
@@ -83,7 +83,8 @@ class InventoryError(UsageError):
 
 
 class MasterKeyError(UsageError):
-    """Raised when the local store's master key is missing, unreadable or malformed."""
+    """Raised when the local store's master key is missing, unreadable or malformed, or does not
+    open the store (its key-check value): a wrong key is refused before anything is written."""
 
 
 class UnknownSecret(UsageError):

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -29,7 +30,7 @@ from pydantic import (
     model_validator,
 )
 
-from keyroll.durations import parse_duration
+from keyroll.durations import format_duration, parse_duration
 from keyroll.errors import InventoryError, UnknownSecret
 from keyroll.generate import Format
 from keyroll.model import Kind, SecretRef, Tier
@@ -50,7 +51,23 @@ __all__ = [
 ]
 
 DEFAULT_FILE = "keyroll.toml"
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+def _at_most(limit: timedelta, hint: str) -> AfterValidator:
+    def check(value: timedelta) -> timedelta:
+        if value > limit:
+            raise ValueError(f"{format_duration(value)} is too long: at most {hint}")
+        return value
+
+    return AfterValidator(check)
+
+
+# Ranges keep every sum of a time and a duration far from datetime's limits: an overlap that
+# passes `inventory check` never overflows when the engine adds it to the promote time.
+Duration = Annotated[
+    timedelta, BeforeValidator(parse_duration), _at_most(timedelta(days=3650), "3650d (10 years)")
+]
+Timeout = Annotated[
+    timedelta, BeforeValidator(parse_duration), _at_most(timedelta(days=1), "24h")
+]
 _ENV_VAR = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 _NAME = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 
@@ -90,7 +107,7 @@ class Hook(_Strict):
     http: str | None = None
     status: int = Field(default=200, ge=100, le=599)
     write_dotenv: str | None = None
-    timeout: Duration = timedelta(seconds=60)
+    timeout: Timeout = timedelta(seconds=60)
     environments: list[str] | None = None
 
     @model_validator(mode="after")

@@ -6,21 +6,20 @@ tokens; while a rotation stages a new key (between create and promote) it is ren
 ``<VAR>_NEXT``, accepted but not yet signing. Key kinds also get ``<VAR>_KID`` (and
 ``<VAR>_PREVIOUS_KID``, ``<VAR>_NEXT_KID``): the version's random key id, so every instance of
 an env-var app puts the same ``kid`` in its tokens and ciphertexts and none has to derive one.
-Files are written atomically with mode 0600 (`write_private`).
+Files are written atomically with mode 0600 (`keyroll.files.write_private`, re-exported).
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import os
+import re
 import string
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 from keyroll.errors import NotFound, UsageError
+from keyroll.files import write_private
 from keyroll.inventory import Inventory, SecretClass
 from keyroll.model import Kind, Label, SecretRef, SecretValue
 from keyroll.stores.base import Store
@@ -28,6 +27,7 @@ from keyroll.stores.base import Store
 __all__ = [
     "FORMATS",
     "EnvEntry",
+    "check_k8s_name",
     "check_template",
     "collect",
     "render",
@@ -129,13 +129,35 @@ def _dotenv_quote(text: str) -> str:
     return f'"{escaped}"'
 
 
+_K8S_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def check_k8s_name(name: str) -> str:
+    """``name`` if it is a valid Kubernetes object name (RFC 1123 subdomain), else `UsageError`.
+
+    The name is written into YAML as is: anything else (a newline, a colon) could inject keys
+    such as ``namespace:`` into the manifest.
+    """
+    if len(name) <= 253 and _K8S_NAME.fullmatch(name):
+        return name
+    raise UsageError(
+        f"{name[:80]!r} is not a Kubernetes Secret name: use lowercase letters, digits, '-' and "
+        "'.', starting and ending with a letter or digit, at most 253 characters"
+    )
+
+
 def render(entries: list[EnvEntry], fmt: str, *, name: str = "app-secrets") -> str:
-    """The file content. This string holds values: write it with `write_private` only."""
+    """The file content. This string holds values: write it with `write_private` only.
+
+    Raises:
+        UsageError: an unknown format, or (k8s) a name that is not a Kubernetes object name.
+    """
     if fmt == "dotenv":
         return "".join(f"{e.name}={_dotenv_quote(e.value.reveal())}\n" for e in entries)
     if fmt == "json":
         return json.dumps({e.name: e.value.reveal() for e in entries}, indent=2) + "\n"
     if fmt == "k8s":
+        check_k8s_name(name)
         lines = [
             "apiVersion: v1", "kind: Secret", "metadata:", f"  name: {name}", "type: Opaque",
             "data:",
@@ -145,20 +167,3 @@ def render(entries: list[EnvEntry], fmt: str, *, name: str = "app-secrets") -> s
         ]
         return "\n".join(lines) + "\n"
     raise UsageError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
-
-
-def write_private(path: Path, content: str) -> None:
-    """Write atomically (temp file, fsync, rename) with mode 0600."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(content)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -66,6 +66,7 @@ def test_adopt_then_rotate_through_the_cli(
         transcript.extend([captured.out, captured.err])
         return code, captured.out, captured.err
 
+    assert keyroll("init")[0] == 0  # the store beside an existing keyroll.toml
     live = psycopg.connect(fresh_db.base_dsn, user=role, password=password, autocommit=True)
     try:
         code, out, err = keyroll("adopt", "database", "--env", "dev")

@@ -32,3 +32,13 @@ def test_parse_rejects(text: str) -> None:
 def test_format() -> None:
     assert format_duration(timedelta(days=31, minutes=5)) == "31d5m"
     assert format_duration(timedelta(0)) == "0s"
+
+
+@pytest.mark.parametrize(
+    "text", ["99999999999d", "999999999d", "36501d", "9" * 400 + "s", 10**30, float("inf"),
+             float("nan"), timedelta(days=40000)],
+)
+def test_overflowing_durations_are_a_value_error(text: object) -> None:
+    # issue 10 §6: these raised OverflowError (exit 1), or parsed and overflowed later
+    with pytest.raises(ValueError, match=r"too long|NaN"):
+        parse_duration(text)  # type: ignore[arg-type]

@@ -84,6 +84,13 @@ BAD = {
         "[environments.prod]\napprovals = 2\n", ""), "environments"),
     "not toml": ("[classes\n", "not valid TOML"),
     "bad env var": (GOOD.replace('["JWT_SECRET"]', '["jwt-secret"]'), "not an env var name"),
+    # issue 10 §6: OverflowError (exit 1), or a pass that crashes `rotate` after promote
+    "overflowing overlap": (GOOD.replace('token_ttl = "30d"', 'min = "99999999999d", token_ttl = "30d"'),
+                            "is too long"),
+    "overlap beyond any date": (GOOD.replace('token_ttl = "30d"', 'token_ttl = "999999999d"'),
+                                "classes.jwt-access.overlap.token_ttl: '999999999d' is too long"),
+    "overlap of 11 years": (GOOD.replace('margin = "24h"', 'margin = "4000d"'),
+                            "at most 3650d"),
 }
 
 

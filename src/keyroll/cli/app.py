@@ -30,7 +30,7 @@ from keyroll.cli import (
     store_cmd,
 )
 from keyroll.cli.context import AppContext
-from keyroll.cli.output import err
+from keyroll.cli.output import err, escape
 from keyroll.errors import KeyrollError
 
 __all__ = ["app", "main", "run"]
@@ -80,7 +80,7 @@ def run(argv: list[str] | None = None) -> int:
     try:
         result = app(args=argv, prog_name="keyroll", standalone_mode=False)
     except TyperException as exc:  # click's usage errors (typer vendors click)
-        err().print(f"error: {exc.format_message()}", markup=False)
+        err().print(f"error: {escape(exc.format_message())}", markup=False)
         return exc.exit_code
     except typer.Exit as exc:
         return exc.exit_code
@@ -88,11 +88,12 @@ def run(argv: list[str] | None = None) -> int:
         err().print("aborted", markup=False)
         return 1
     except KeyrollError as exc:
-        err().print(f"error: {exc}", markup=False)
+        err().print(f"error: {escape(str(exc))}", markup=False)
         return exc.exit_code
     except OSError as exc:
-        where = f" {exc.filename}" if exc.filename else ""
-        err().print(f"error: cannot access{where}: {exc.strerror or exc}", markup=False)
+        where = f" {escape(str(exc.filename))}" if exc.filename else ""
+        err().print(f"error: cannot access{where}: {exc.strerror or exc.__class__.__name__}",
+                    markup=False)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from keyroll.audit import AuditRecord
 from keyroll.cli.context import AppContext
-from keyroll.cli.output import err, out, print_json
+from keyroll.cli.output import err, escape, out, print_json
 
 __all__ = ["app"]
 
@@ -73,5 +73,5 @@ def verify(
     console = err()
     console.print(f"journal TAMPERED ({report.count} records):", markup=False)
     for problem in report.problems:
-        console.print(f"- {problem}", markup=False)
+        console.print(f"- {escape(str(problem))}", markup=False)
     raise typer.Exit(1)

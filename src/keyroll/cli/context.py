@@ -13,6 +13,7 @@ from functools import cached_property
 from pathlib import Path
 
 from keyroll.audit import Journal
+from keyroll.cli.output import err, escape
 from keyroll.errors import UsageError
 from keyroll.inventory import Inventory, find_inventory, load_inventory
 from keyroll.model import utcnow
@@ -35,14 +36,26 @@ def clock_from_env() -> Callable[[], datetime]:
     return lambda: fixed
 
 
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(3000, 1, 1, tzinfo=UTC)
+
+
 def parse_time(text: str, what: str) -> datetime:
-    """An ISO 8601 time (``Z`` allowed; naive means UTC). `UsageError` naming ``what``."""
+    """An ISO 8601 time (``Z`` allowed; naive means UTC). `UsageError` naming ``what``.
+
+    Times before 1970 or from the year 3000 on are refused: the engine adds cadences and
+    overlaps to them, and near datetime's limits that addition would overflow mid-rotation.
+    """
+    shown = escape(text[:64])
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise UsageError(f"{what} {text!r} is not an ISO time: use e.g. 2026-12-24T02:00:00Z"
+        moment = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    except (ValueError, OverflowError):
+        raise UsageError(f"{what} {shown} is not an ISO time: use e.g. 2026-12-24T02:00:00Z"
                          ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    if not _EARLIEST <= moment < _LATEST:
+        raise UsageError(f"{what} {shown} is out of range: use a time between 1970 and 2999")
+    return moment
 
 
 @dataclass
@@ -106,8 +119,10 @@ class AppContext:
     @cached_property
     def store(self) -> Store:
         url = self.store_url or os.environ.get("KEYROLL_STORE") or self.inventory.store.url
-        store = open_store(url, base=self.inventory_path.parent)
+        store = open_store(url, base=self.inventory_path.parent, create=False)
         self._opened.append(store)
+        for notice in getattr(store, "notices", ()):
+            err().print(notice, markup=False)
         return store
 
     @cached_property

@@ -9,6 +9,7 @@ a missing master key is a one-line error, not a failing page.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 from typing import Annotated
@@ -38,6 +39,34 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+_LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
+_ANY_ADDRESS = ("0.0.0.0", "::", "[::]", "")  # noqa: S104  (names, compared, never bound here)
+
+
+def allowed_hosts(host: str, extra: list[str]) -> list[str]:
+    """The Host names the dashboard answers: loopback, the bound address, and ``extra``.
+
+    A wildcard bind (0.0.0.0, ::) adds nothing: the names it is reached by are the operator's
+    to list with ``--allowed-host``.
+    """
+    names = list(_LOOPBACK_NAMES)
+    if host not in _ANY_ADDRESS:
+        names.append(f"[{host.strip('[]')}]" if ":" in host else host)
+    for name in extra:
+        name = name.strip().lower()
+        if not name or any(c in name for c in "/ @") or not name.isprintable():
+            raise UsageError(f"--allowed-host {name!r}: give a host name or address, no scheme, "
+                             "port or path (e.g. keyroll.example.com)")
+        if ":" in name:
+            try:
+                name = f"[{ipaddress.IPv6Address(name.strip('[]'))}]"
+            except ValueError:
+                raise UsageError(f"--allowed-host {name!r}: give the name without a port "
+                                 "(ports are not compared)") from None
+        names.append(name)
+    return list(dict.fromkeys(names))
+
+
 def dashboard(
     ctx: typer.Context,
     host: Annotated[str, typer.Option("--host", help="Address to bind (default loopback only).")]
@@ -47,6 +76,11 @@ def dashboard(
         str, typer.Option("--root-path", help="URL prefix when served behind a proxy (/keyroll).")
     ] = "",
     access_log: Annotated[bool, typer.Option(help="Log every request (paths only).")] = True,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option("--allowed-host", help="Also answer requests for this Host name (the name "
+                     "a proxy serves it under; *.example.com allowed). Repeatable."),
+    ] = None,
 ) -> None:
     """Serve the dashboard: secrets, rotations, audit journal, JSON API, /healthz, /metrics."""
     from keyroll.dashboard import create_app, require_web
@@ -62,9 +96,10 @@ def dashboard(
     app.store.audit_tail()  # fail now (master key, path, server) rather than on every page
 
     def store_factory() -> Store:
-        return open_store(url, base=base)
+        return open_store(url, base=base, create=False)
 
-    web = create_app(store_factory, inventory, clock=app.clock)
+    web = create_app(store_factory, inventory, clock=app.clock,
+                     allowed_hosts=allowed_hosts(host, allowed_host or []))
     sock = _listen(host, port)
     if not is_loopback(host):
         err().print(f"warning: listening on {host}: the dashboard has no login; put it behind a "

@@ -13,13 +13,14 @@ from keyroll.audit import Journal
 from keyroll.cli.context import clock_from_env
 from keyroll.cli.output import out
 from keyroll.errors import UsageError
+from keyroll.files import TEMP_PREFIX
 from keyroll.inventory import DEFAULT_FILE, load_inventory
 from keyroll.stores import open_store, sqlite_path
 from keyroll.stores.masterkey import ENV_VAR, create_key_file
 
 __all__ = ["register"]
 
-_IGNORED = (".keyroll/", ".env")
+_IGNORED = (".keyroll/", ".env", ".env*", "*.key", "*.pem", "secrets/", f"{TEMP_PREFIX}*")
 
 
 def _ensure_gitignored(folder: Path) -> list[str]:
@@ -30,35 +31,58 @@ def _ensure_gitignored(folder: Path) -> list[str]:
         with path.open("a") as handle:
             if lines and lines[-1].strip():
                 handle.write("\n")
-            handle.write("# keyroll: local store, master key and rendered env files\n")
+            handle.write("# keyroll: local store, master key, rendered env files, key files and temp files\n")
             handle.writelines(f"{entry}\n" for entry in missing)
     return missing
 
 
+def _store_url(ctx: typer.Context, default: str) -> str:
+    """The store every other command would open: ``--store``, ``KEYROLL_STORE``, the inventory."""
+    override = getattr(ctx.obj, "store_url", None)
+    return str(override or os.environ.get("KEYROLL_STORE") or default)
+
+
+def _store_missing(url: str, directory: Path) -> bool:
+    """True when the inventory's local store file is absent or empty (init may create it)."""
+    if not url.startswith("sqlite:"):
+        return False
+    db = sqlite_path(url, directory)
+    return not db.exists() or db.stat().st_size == 0
+
+
 def init(
+    ctx: typer.Context,
     directory: Annotated[Path, typer.Argument(help="Project folder.")] = Path("."),
 ) -> None:
-    """Write an example keyroll.toml, create the local store and its master key (0600)."""
+    """Write an example keyroll.toml, create the local store and its master key (0600).
+
+    With an existing keyroll.toml whose local store is missing or empty, create only the store.
+    """
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
     inventory_path = directory / DEFAULT_FILE
-    if inventory_path.exists():
-        raise UsageError(
-            f"{inventory_path} exists already; keyroll init never overwrites it "
-            "(check it with `keyroll inventory check`)"
-        )
-    example = files("keyroll").joinpath("example_inventory.toml").read_text(encoding="utf-8")
-    inventory_path.write_text(example, encoding="utf-8")
-    inventory = load_inventory(inventory_path)
     console = out()
-    console.print(f"wrote {inventory_path} ({len(inventory.classes)} secret classes)")
-    if inventory.store.url.startswith("sqlite:"):
-        db = sqlite_path(inventory.store.url, directory)
+    if inventory_path.exists():
+        inventory = load_inventory(inventory_path)
+        if not _store_missing(_store_url(ctx, inventory.store.url), directory):
+            raise UsageError(
+                f"{inventory_path} exists already; keyroll init never overwrites it "
+                "(check it with `keyroll inventory check`)"
+            )
+        console.print(f"kept {inventory_path}; its local store is missing or empty: creating it")
+    else:
+        example = files("keyroll").joinpath("example_inventory.toml").read_text(encoding="utf-8")
+        inventory_path.write_text(example, encoding="utf-8")
+        inventory = load_inventory(inventory_path)
+        console.print(f"wrote {inventory_path} ({len(inventory.classes)} secret classes)")
+    url = _store_url(ctx, inventory.store.url)
+    if url.startswith("sqlite:"):
+        db = sqlite_path(url, directory)
         key_file = db.parent / "master.key"
         if not os.environ.get(ENV_VAR) and not key_file.exists():
             create_key_file(key_file)
             console.print(f"created master key {key_file} (mode 0600): back it up offline")
-    with open_store(inventory.store.url, base=directory) as store:
+    with open_store(url, base=directory) as store:
         Journal(store, clock=clock_from_env()).append(
             "store.init", evidence={"store": store.url, "classes": len(inventory.classes)}
         )

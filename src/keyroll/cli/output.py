@@ -8,7 +8,19 @@ from typing import Any
 
 from rich.console import Console
 
-__all__ = ["err", "out", "print_json"]
+__all__ = ["err", "escape", "out", "print_json"]
+
+
+def escape(text: str) -> str:
+    """``text`` with every control or invisible formatting character escaped (``\\n``, ``\\x1b``).
+
+    For untrusted text echoed back (arguments, names from files, driver messages): a newline
+    in a rotation id must not forge an extra output line, nor an ANSI sequence recolour one.
+    Spaces stay as they are; everything else `str.isprintable` rejects is shown escaped.
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
 
 
 def out() -> Console:

@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from keyroll.cli.context import AppContext, parse_time
-from keyroll.cli.output import err, out, print_json
+from keyroll.cli.output import err, escape, out, print_json
 from keyroll.errors import UsageError
 from keyroll.model import SecretValue
 from keyroll.rotation.engine import Engine
@@ -60,7 +60,7 @@ def _finish(record: Rotation) -> None:
         what = "rolled back" if record.state == RotationState.ROLLED_BACK else (
             "is rolling back (a rotation back, through its overlap)")
         err().print(f"error: rotation {record.id} {what} at "
-                    f"{error.step if error else '?'}: {error.message if error else ''}",
+                    f"{error.step if error else '?'}: {escape(error.message) if error else ''}",
                     markup=False)
         raise typer.Exit(1)
 
@@ -137,7 +137,7 @@ def advance(
         console.print(f"busy: {what}: another keyroll process is working on it; will retry "
                       "at the next tick", markup=False)
     for what, why in report.failed:
-        err().print(f"error: {what}: {why}", markup=False)
+        err().print(f"error: {escape(str(what))}: {escape(str(why))}", markup=False)
     if report.failed:
         raise typer.Exit(1)
 

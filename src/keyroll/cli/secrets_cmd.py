@@ -19,10 +19,11 @@ from rich.table import Table
 from keyroll.cli.context import AppContext
 from keyroll.cli.output import err, out, print_json
 from keyroll.errors import UsageError
+from keyroll.files import check_target, git_ignores
 from keyroll.generate import generate as make_value
 from keyroll.inventory import SecretClass
 from keyroll.model import Kind, Label, SecretRef, SecretValue
-from keyroll.render import FORMATS, collect, render, split_dsn, write_private
+from keyroll.render import FORMATS, check_k8s_name, collect, render, split_dsn, write_private
 
 __all__ = ["parse_dotenv", "register"]
 
@@ -209,8 +210,17 @@ def export(
     app: AppContext = ctx.obj
     if fmt not in FORMATS:
         raise UsageError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
+    if fmt == "k8s":
+        check_k8s_name(name)
+    check_target(output)
     entries = collect(app.store, app.inventory, env)
     write_private(output, render(entries, fmt, name=name))
+    if not git_ignores(output):
+        err().print(
+            f"warning: {output} is inside a git work tree and not ignored: add it to .gitignore "
+            "before a commit publishes its secrets",
+            markup=False,
+        )
     app.journal.append(
         "secret.export", evidence={"environment": env, "file": str(output), "format": fmt,
                                    "variables": [e.name for e in entries]},

@@ -24,7 +24,7 @@ def migrate(
     """Copy every version, label, rotation, audit record and bookkeeping key; verify by
     fingerprint. Relative sqlite: paths are taken from the current folder."""
     base = Path.cwd()
-    with open_store(source, base=base) as src, open_store(target, base=base) as dst:
+    with open_store(source, base=base, create=False) as src, open_store(target, base=base) as dst:
         report = migrate_store(src, dst)
         Journal(dst, clock=clock_from_env()).append(
             "store.migrate",

@@ -11,7 +11,7 @@ the app is built; without them `create_app` raises `UsageError` naming the extra
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -52,6 +52,7 @@ def create_app(
     *,
     clock: Callable[[], datetime] = utcnow,
     title: str | None = None,
+    allowed_hosts: Sequence[str] = ("localhost", "127.0.0.1", "[::1]"),
 ) -> FastAPI:
     """Build the dashboard app.
 
@@ -62,6 +63,8 @@ def create_app(
         inventory: the secret classes (loaded once; restart to pick up edits).
         clock: the time source for ages and due dates.
         title: the page header (default ``keyroll · <project>``).
+        allowed_hosts: ``Host`` header values it answers (default: loopback names); any other
+            gets 400, which defeats DNS rebinding. Add the name a proxy serves it under.
 
     Returns:
         A FastAPI app with only GET routes: pages, ``/api/…``, ``/healthz``, ``/metrics``.
@@ -73,4 +76,5 @@ def create_app(
         from keyroll.dashboard.app import build_app
     except ImportError as exc:
         raise require_web(exc) from None
-    return build_app(store_factory, inventory, clock=clock, title=title)
+    return build_app(store_factory, inventory, clock=clock, title=title,
+                     allowed_hosts=allowed_hosts)

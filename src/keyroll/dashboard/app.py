@@ -8,13 +8,21 @@ app needs no globals and two apps in one process do not share anything.
 Errors never show a traceback: unknown secrets, environments and rotations are 404, bad query
 parameters 422, a store that cannot be reached 503, each with one line (JSON ``{"error": …}``
 under ``/api/``, a small HTML page elsewhere). Templates are autoescaped; the markdown reports
-are rendered with raw HTML disabled.
+are rendered with raw HTML disabled. A 503 names the error's kind only: a store's message
+names its file or server, which a visitor has no business learning (the server log has it).
+
+Only requests whose ``Host`` header names an allowed host are answered (400 otherwise):
+without that check, a page on any site could resolve its own name to 127.0.0.1 (DNS
+rebinding) and read ``/api/audit`` from a browser on the operator's machine. The default is
+the loopback names; a deployment behind a proxy adds its public name (``--allowed-host``).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -27,19 +35,31 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup
 from prometheus_client.exposition import choose_encoder
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keyroll.audit import Journal
 from keyroll.dashboard import views
 from keyroll.dashboard.metrics import StoreFactory, metrics_registry
-from keyroll.errors import KeyrollError, NotFound, StoreError, UnknownSecret, UsageError
+from keyroll.errors import (
+    KeyrollError,
+    NotFound,
+    StoreError,
+    StoreUnavailable,
+    UnknownSecret,
+    UsageError,
+)
 from keyroll.inventory import Inventory
 from keyroll.model import utcnow
 from keyroll.status import State
 from keyroll.stores.base import Store
 
-__all__ = ["StoreFactory", "build_app"]
+__all__ = ["LOOPBACK_HOSTS", "StoreFactory", "build_app"]
 
+#: The Host names a dashboard bound to loopback answers to (ports are ignored).
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+
+_log = logging.getLogger("keyroll.dashboard")
 _TEMPLATES = Path(__file__).parent / "templates"
 _MAX_LIMIT = 1000
 # module level: FastAPI resolves these annotations by name (``from __future__ import annotations``)
@@ -82,6 +102,11 @@ class _SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def _unavailable(exc: KeyrollError) -> str:
+    """What a visitor learns of a store failure: its kind, not its text (paths, servers)."""
+    return "the store did not answer; the server's log has the details"
 
 
 def _one_line(text: object) -> str:
@@ -128,6 +153,7 @@ def build_app(
     *,
     clock: Callable[[], datetime] = utcnow,
     title: str | None = None,
+    allowed_hosts: Sequence[str] = LOOPBACK_HOSTS,
 ) -> FastAPI:
     """The dashboard app (see the module docstring; `keyroll.dashboard.create_app` wraps it).
 
@@ -137,13 +163,41 @@ def build_app(
         inventory: the secret classes.
         clock: the time source for ages and due dates (frozen in tests).
         title: shown in the page header (default: the inventory's project name).
+        allowed_hosts: the ``Host`` header values answered (``*.example.com`` wildcards
+            allowed; IPv6 in brackets); any other host gets 400.
     """
+    if not allowed_hosts:
+        raise UsageError("the dashboard needs at least one allowed host (e.g. localhost)")
+    for pattern in allowed_hosts:
+        if not pattern or "*" in pattern[1:] or (pattern.startswith("*")
+                                                 and not pattern.startswith("*.")):
+            raise UsageError(f"allowed host {pattern!r}: use a name, an address or *.example.com")
     name = title or f"keyroll · {inventory.project}"
     markdown = MarkdownIt("commonmark", {"html": False, "breaks": True})
     templates = _environment(markdown)
     registry = metrics_registry(store_factory, inventory, clock)
     app = FastAPI(title=name, docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
+    # added first, so it runs inside _SecurityHeaders: its 400 carries the headers too
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts),
+                       www_redirect=False)
     app.add_middleware(_SecurityHeaders)
+
+    @contextmanager
+    def opened() -> Iterator[Store]:
+        """The request's store. Any failure to open it (missing file, wrong key, server down)
+        is the server's problem, not the visitor's input: a 503 that names no path."""
+        try:
+            manager = store_factory()
+            store = manager.__enter__()
+        except KeyrollError as exc:
+            raise StoreUnavailable(f"{exc.__class__.__name__}: {exc}") from None
+        try:
+            yield store
+        except BaseException as exc:
+            if not manager.__exit__(type(exc), exc, exc.__traceback__):
+                raise
+        else:
+            manager.__exit__(None, None, None)
 
     def journal(store: Store) -> Journal:
         return views.ReadOnlyJournal(store, clock=clock)
@@ -191,14 +245,15 @@ def build_app(
         if isinstance(exc, UsageError):
             return error(request, 422, str(exc))
         if isinstance(exc, StoreError):
-            return error(request, 503, f"the store did not answer: {exc}")
+            _log.warning("dashboard: the store did not answer: %s", exc)
+            return error(request, 503, _unavailable(exc))
         return error(request, 500, str(exc))
 
     # --- HTML -----------------------------------------------------------------------------
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def overview_page(request: Request, env: _EnvQuery = None, state: _StateQuery = None) -> Response:
-        with store_factory() as store:
+        with opened() as store:
             data = views.overview(store, inventory, clock(), environment=env, state=state)
             health = views.journal_health(journal(store))
         return page(request, "overview.html", data=data, journal=health)
@@ -206,20 +261,20 @@ def build_app(
     @app.get("/secrets/{environment}/{secret}", response_class=HTMLResponse,
              include_in_schema=False)
     def secret_page(request: Request, environment: str, secret: str) -> Response:
-        with store_factory() as store:
+        with opened() as store:
             data = views.secret_detail(store, inventory, journal(store), clock(), environment,
                                        secret)
         return page(request, "secret.html", data=data)
 
     @app.get("/rotations", response_class=HTMLResponse, include_in_schema=False)
     def rotations_html(request: Request, active: bool = False) -> Response:
-        with store_factory() as store:
+        with opened() as store:
             data = views.rotations_page(store, active_only=active)
         return page(request, "rotations.html", data=data)
 
     @app.get("/rotations/{rotation_id}", response_class=HTMLResponse, include_in_schema=False)
     def rotation_page(request: Request, rotation_id: str) -> Response:
-        with store_factory() as store:
+        with opened() as store:
             data = views.rotation_detail(store, inventory, journal(store), clock(), rotation_id)
         return page(request, "rotation.html", data=data)
 
@@ -228,7 +283,7 @@ def build_app(
         request: Request, limit: _Limit = 100, environment: _Filter = None, secret: _Filter = None,
         rotation: _Filter = None, action: _Filter = None,
     ) -> Response:
-        with store_factory() as store:
+        with opened() as store:
             data = views.audit_page(journal(store), limit=limit, environment=environment,
                                     secret=secret, rotation=rotation, action=action)
         return page(request, "audit.html", data=data)
@@ -237,23 +292,23 @@ def build_app(
 
     @app.get("/api/status", summary="Every secret: age, due date, days left, state")
     def api_status(env: _EnvQuery = None, state: _StateQuery = None) -> dict[str, Any]:
-        with store_factory() as store:
+        with opened() as store:
             return views.overview(store, inventory, clock(), environment=env, state=state)
 
     @app.get("/api/secrets/{environment}/{secret}", summary="One secret: versions, history")
     def api_secret(environment: str, secret: str) -> dict[str, Any]:
-        with store_factory() as store:
+        with opened() as store:
             return views.secret_detail(store, inventory, journal(store), clock(), environment,
                                        secret)
 
     @app.get("/api/rotations", summary="Rotations (in flight first)")
     def api_rotations(active: bool = False) -> dict[str, Any]:
-        with store_factory() as store:
+        with opened() as store:
             return views.rotations_page(store, active_only=active)
 
     @app.get("/api/rotations/{rotation_id}", summary="One rotation: timeline, evidence, reports")
     def api_rotation(rotation_id: str) -> dict[str, Any]:
-        with store_factory() as store:
+        with opened() as store:
             return views.rotation_detail(store, inventory, journal(store), clock(), rotation_id)
 
     @app.get("/api/audit", summary="The newest journal records and the chain's verification")
@@ -261,7 +316,7 @@ def build_app(
         limit: _Limit = 100, environment: _Filter = None, secret: _Filter = None,
         rotation: _Filter = None, action: _Filter = None,
     ) -> dict[str, Any]:
-        with store_factory() as store:
+        with opened() as store:
             return views.audit_page(journal(store), limit=limit, environment=environment,
                                     secret=secret, rotation=rotation, action=action)
 
@@ -270,10 +325,11 @@ def build_app(
     @app.get("/healthz", summary="200 when the store answers, 503 otherwise")
     def healthz() -> Response:
         try:
-            with store_factory() as store:
+            with opened() as store:
                 store.audit_tail()
         except KeyrollError as exc:
-            return JSONResponse({"status": "unavailable", "error": _one_line(exc)},
+            _log.warning("dashboard: /healthz: %s", exc)
+            return JSONResponse({"status": "unavailable", "error": _unavailable(exc)},
                                 status_code=503)
         return JSONResponse({"status": "ok"})
 

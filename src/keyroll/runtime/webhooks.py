@@ -20,11 +20,12 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from keyroll.errors import InvalidToken, UsageError
 from keyroll.runtime._clock import epoch_seconds
@@ -61,6 +62,45 @@ class _Ring:
 
     def __reduce__(self) -> NoReturn:
         raise TypeError("refuses to be pickled: holds keys")
+
+
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+_NAMES = ("webhook-id", "webhook-timestamp", "webhook-signature")
+
+
+def _header_text(value: object) -> str | None:
+    """A header value as text, or None. Senders control it: bytes are decoded (UTF-8), and
+    anything unprintable or unencodable (NUL, a lone surrogate) is refused rather than raising."""
+    if isinstance(value, bytes | bytearray):
+        try:
+            value = bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    if not isinstance(value, str) or not value or len(value) > 8192 or not value.isprintable():
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return value
+
+
+def _read_unverified_headers(headers: Mapping[Any, Any]) -> tuple[str, str, str]:
+    """``(id, timestamp, signature)`` checked for shape only; `InvalidToken` if unusable."""
+    found: dict[str, str | None] = {}
+    try:
+        for key, value in headers.items():
+            name = _header_text(key)
+            if name is not None and name.lower() in _NAMES:
+                found[name.lower()] = _header_text(value)
+    except (AttributeError, TypeError, ValueError):
+        _invalid()
+    msg_id, stamp, signature = (found.get(name) for name in _NAMES)
+    if msg_id is None or stamp is None or signature is None or not _TIMESTAMP.fullmatch(stamp):
+        _invalid()
+    if not signature.isascii():  # base64 signatures; "v1,ÅÅÅÅ" would not encode below
+        _invalid()
+    return msg_id, stamp, signature
 
 
 class WebhookKeyRing:
@@ -132,20 +172,15 @@ class WebhookKeyRing:
             InvalidToken: headers missing or malformed, timestamp outside the tolerance, or no
                 signature matches a retained secret (one message for all).
         """
-        lowered = {k.lower(): v for k, v in headers.items()}
-        msg_id = lowered.get("webhook-id")
-        stamp = lowered.get("webhook-timestamp")
-        sig_header = lowered.get("webhook-signature")
-        if not msg_id or not stamp or not sig_header or not stamp.isdigit():
-            _invalid()
-        timestamp = int(stamp)
+        msg_id, stamp, sig_header = _read_unverified_headers(headers)
+        timestamp = int(stamp)  # 1 to 12 ASCII digits: no overflow, no "²"
         if abs(epoch_seconds(now, self._clock) - timestamp) > self.tolerance:
             _invalid()
         offered: list[bytes] = []
         for item in sig_header.split(" "):
             version, _, text = item.partition(",")
             if version == "v1" and text:
-                offered.append(text.encode())
+                offered.append(text.encode("ascii"))
         if not offered:
             _invalid()
         content = self._content(msg_id, timestamp, body)

@@ -13,6 +13,7 @@ URL                                                  backend
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -41,7 +42,11 @@ def sqlite_path(url: str, base: Path | None = None) -> Path:
 
 
 def open_store(
-    url: str, *, base: Path | None = None, environ: Mapping[str, str] | None = None
+    url: str,
+    *,
+    base: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    create: bool = True,
 ) -> Store:
     """Open the store a URL names.
 
@@ -49,19 +54,29 @@ def open_store(
         url: see the module docstring.
         base: directory that relative ``sqlite:`` paths are resolved against (the inventory's).
         environ: environment for credentials (default ``os.environ``).
+        create: create a missing local store. The CLI passes False except in ``keyroll init``:
+            a store file that vanished (or was truncated) beside an inventory is refused, not
+            silently replaced by an empty one whose journal says "ok: 0 records".
 
     Raises:
-        UsageError: an unknown scheme or malformed URL.
-        MasterKeyError: the local store's master key is missing or malformed.
+        UsageError: an unknown scheme or malformed URL; a missing or empty local store file
+            when ``create`` is False.
+        MasterKeyError: the local store's master key is missing, malformed, or not the key
+            the store was created with.
         StoreUnavailable: the store cannot be reached.
     """
     scheme = urlsplit(url).scheme
     if scheme == "sqlite":
-        from keyroll.stores.masterkey import load_master_key
+        from keyroll.stores.masterkey import ENV_VAR, load_master_key
         from keyroll.stores.sqlite import SQLiteStore
 
         path = sqlite_path(url, base)
-        return SQLiteStore(path, load_master_key(path.parent / "master.key", environ))
+        key_file = path.parent / "master.key"
+        env = os.environ if environ is None else environ
+        source = ENV_VAR if env.get(ENV_VAR) else f"the master key file {key_file}"
+        return SQLiteStore(
+            path, load_master_key(key_file, environ), create=create, key_source=source
+        )
     if scheme in ("openbao", "openbaos", "vault", "vaults"):
         try:
             from keyroll.stores.openbao import OpenBaoStore

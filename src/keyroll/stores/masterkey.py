@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from keyroll.errors import MasterKeyError
+from keyroll.files import write_private
 
 __all__ = ["ENV_VAR", "create_key_file", "load_master_key"]
 
@@ -62,15 +63,11 @@ def create_key_file(path: Path) -> None:
     Raises:
         MasterKeyError: the file exists already (losing a master key loses every secret).
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        write_private(path, base64.b64encode(secrets.token_bytes(32)).decode() + "\n",
+                      exclusive=True)
     except FileExistsError:
         raise MasterKeyError(
             f"{path} exists already; keyroll never overwrites a master key (move it away first "
             "if you really mean to start over)"
         ) from None
-    with os.fdopen(fd, "w") as handle:
-        handle.write(base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())

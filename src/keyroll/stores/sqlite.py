@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import stat
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -30,9 +31,13 @@ from keyroll.errors import (
     Conflict,
     LeaseLost,
     LockHeld,
+    MasterKeyError,
     NotFound,
     StoreCorrupted,
+    StoreError,
+    StoreForbidden,
     StoreUnavailable,
+    UsageError,
 )
 from keyroll.model import Label, SecretRef, SecretValue, Version, new_kid, utcnow
 from keyroll.stores.base import AuditEntry, Fence, LockInfo, RotationRecord, Store
@@ -59,7 +64,15 @@ CREATE TABLE IF NOT EXISTS rotations (
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY, payload TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS keycheck (
+    id INTEGER PRIMARY KEY CHECK (id = 1), nonce BLOB NOT NULL, sealed BLOB NOT NULL);
 """
+# The key-check value: a constant sealed under the master key when the store is created (or, for
+# a store older than it, the first time one of its values opens). A wrong key fails here, at
+# open, instead of writing rows no one can read. Kept out of `meta`: bookkeeping migrates
+# between stores, a key check belongs to one store's key.
+_KEYCHECK_PLAIN = b"keyroll key check v1"
+_KEYCHECK_AAD = b"keyroll/v1\x00keycheck"
 
 
 def _aad(ref: SecretRef, number: int, kid: int) -> bytes:
@@ -70,30 +83,77 @@ def _ts(moment: datetime) -> str:
     return moment.isoformat()
 
 
+_BUSY = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
+
+
+def _translate(exc: sqlite3.Error, path: Path) -> StoreError:
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    if primary in _BUSY:
+        return StoreUnavailable(
+            f"the local store {path} is busy: another keyroll process holds its write lock; "
+            "retry when it has finished (nothing was changed)"
+        )
+    if primary == sqlite3.SQLITE_READONLY:
+        return StoreForbidden(
+            f"the local store {path} is read-only for this process: check the permissions of "
+            "the file and its folder (nothing was changed)"
+        )
+    if primary in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+        return StoreCorrupted(
+            f"the local store {path} is damaged or not a keyroll store: restore it from backup"
+        )
+    return StoreUnavailable(
+        f"the local store {path} failed ({exc.__class__.__name__}, SQLite code "
+        f"{getattr(exc, 'sqlite_errorname', 'unknown')}): check the disk and retry"
+    )
+
+
 class SQLiteStore(Store):
     """The local store (see the module docstring).
 
     Args:
         path: the SQLite file; created (0600) with its schema when absent.
         master_key: the 32-byte AES-256 key (`keyroll.stores.masterkey.load_master_key`).
+        create: create the file when it is missing (the CLI passes False outside `init`).
+        key_source: how to name the key in a "wrong key" message (env var or key file).
+        busy_timeout: seconds to wait for another process's write lock before the store
+            reports itself unavailable.
 
     Raises:
-        StoreUnavailable: the file cannot be opened.
+        StoreUnavailable: the file cannot be opened, or stays locked past ``busy_timeout``.
+        UsageError: ``create`` is False and the file is missing or empty.
+        MasterKeyError: the key is not the one this store was created with.
     """
 
-    def __init__(self, path: Path, master_key: bytes) -> None:
+    def __init__(
+        self,
+        path: Path,
+        master_key: bytes,
+        *,
+        create: bool = True,
+        key_source: str = "the master key",
+        busy_timeout: float = 30.0,
+    ) -> None:
         if len(master_key) != 32:
             raise ValueError("master key must be 32 bytes")
         self.path = Path(path)
         self.url = f"sqlite:///{self.path}"
+        self.notices: list[str] = []
         self._aead = AESGCM(master_key)
         self._mutex = threading.RLock()
+        if not create and (not self.path.exists() or self.path.stat().st_size == 0):
+            state = "is empty (0 bytes)" if self.path.exists() else "does not exist"
+            raise UsageError(
+                f"the local store {self.path} {state}: restore it from backup, or run "
+                "`keyroll init` to create a new store (keyroll never re-creates one silently)"
+            )
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if not self.path.exists():
                 os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
             self._db = sqlite3.connect(
-                self.path, isolation_level=None, timeout=30, check_same_thread=False
+                self.path, isolation_level=None, timeout=busy_timeout, check_same_thread=False
             )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
@@ -103,27 +163,94 @@ class SQLiteStore(Store):
                 self._db.execute(
                     "ALTER TABLE locks ADD COLUMN generation INTEGER NOT NULL DEFAULT 0"
                 )
-        except (OSError, sqlite3.Error) as exc:
+        except sqlite3.Error as exc:
+            raise _translate(exc, self.path) from None
+        except OSError as exc:
             raise StoreUnavailable(
                 f"cannot open the local store {self.path}: {exc.__class__.__name__}; check the "
                 "path and its permissions"
             ) from None
+        try:
+            with self._translated():
+                self._check_key(key_source)
+        except BaseException:
+            self._db.close()
+            raise
+        mode = stat.S_IMODE(self.path.stat().st_mode)
+        if mode & 0o077:
+            self.notices.append(
+                f"warning: the local store {self.path} has mode {mode:04o}; others can read its "
+                f"metadata and ciphertexts: run `chmod 600 {self.path}`"
+            )
+
+    def _check_key(self, key_source: str) -> None:
+        """Open the key-check value, or write it when the store has none yet (see above).
+
+        Raises:
+            MasterKeyError: the key does not open this store. Nothing was written.
+        """
+        wrong = MasterKeyError(
+            f"{key_source} does not open the local store {self.path}: it is not the key this "
+            "store was created with; set the right KEYROLL_MASTER_KEY or key file (nothing was "
+            "written)"
+        )
+        row = self._db.execute("SELECT nonce, sealed FROM keycheck WHERE id = 1").fetchone()
+        if row is not None:
+            try:
+                self._aead.decrypt(row[0], row[1], _KEYCHECK_AAD)
+            except InvalidTag:
+                raise wrong from None
+            return
+        sample = self._db.execute(
+            "SELECT environment, name, number, kid, nonce, ciphertext FROM versions "
+            "WHERE ciphertext IS NOT NULL ORDER BY rowid LIMIT 1"
+        ).fetchone()
+        if sample is not None:
+            env, name, number, kid, nonce, sealed = sample
+            try:
+                self._aead.decrypt(nonce, sealed, _aad(SecretRef(env, name), int(number), int(kid)))
+            except InvalidTag:
+                raise wrong from None
+        nonce = os.urandom(12)
+        try:
+            with self._write() as db:
+                db.execute(
+                    "INSERT OR IGNORE INTO keycheck VALUES (1, ?, ?)",
+                    (nonce, self._aead.encrypt(nonce, _KEYCHECK_PLAIN, _KEYCHECK_AAD)),
+                )
+        except StoreForbidden:
+            pass  # a read-only copy (a dashboard, a restore check): the next writer adds it
 
     # --- plumbing -------------------------------------------------------------------------
 
     @contextmanager
+    def _translated(self) -> Iterator[None]:
+        """Turn SQLite's errors into the store's (once, here: nothing above sees sqlite3).
+
+        Busy or locked (another process holds the write lock past the timeout) is
+        `StoreUnavailable`, which the engine treats as a pause, never as a failed step; a
+        read-only file is `StoreForbidden`. The driver's message is not repeated: it may quote
+        a statement.
+        """
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise _translate(exc, self.path) from None
+
+    @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._mutex:
+        with self._mutex, self._translated():
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
 
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        with self._mutex:
+        with self._mutex, self._translated():
             return self._db.execute(sql, params).fetchall()
 
     def close(self) -> None:
@@ -164,14 +291,14 @@ class SQLiteStore(Store):
 
     def read_value(self, ref: SecretRef, number: int) -> SecretValue:
         rows = self._query(
-            "SELECT kid, nonce, ciphertext FROM versions WHERE environment=? AND name=? "
-            "AND number=?",
+            "SELECT kid, nonce, ciphertext, fingerprint FROM versions WHERE environment=? "
+            "AND name=? AND number=?",
             (ref.environment, ref.name, number),
         )
         if not rows or rows[0][2] is None:
             state = "was destroyed" if rows else "does not exist"
             raise NotFound(f"{ref} version {number} {state}: see `keyroll status`")
-        kid, nonce, sealed = rows[0]
+        kid, nonce, sealed, stored_fingerprint = rows[0]
         try:
             plain = self._aead.decrypt(nonce, sealed, _aad(ref, number, int(kid)))
         except InvalidTag:
@@ -179,7 +306,15 @@ class SQLiteStore(Store):
                 f"{ref} version {number} fails authentication: the master key is wrong, or the "
                 "row was edited or copied from another secret. Restore the store from backup"
             ) from None
-        return SecretValue(plain.decode())
+        value = SecretValue(plain.decode())
+        if value.fingerprint != stored_fingerprint:
+            # the value is authentic but its listed fingerprint was edited: audit records,
+            # scans and status would name a different value than the one handed out
+            raise StoreCorrupted(
+                f"{ref} version {number}: the stored fingerprint does not match the value; the "
+                "row's metadata was edited. Restore the store from backup"
+            )
+        return value
 
     def list_versions(self, ref: SecretRef) -> list[Version]:
         rows = self._query(

@@ -26,13 +26,13 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from keyroll.errors import TargetError
+from keyroll.files import write_private
 from keyroll.model import SecretValue
 from keyroll.targets._redact import target_error
 from keyroll.targets.scram import ScramVerifier
@@ -177,25 +177,8 @@ class PgBouncerTarget:
             raise self._file_error(step, exc) from None
 
     def _replace(self, text: str, st: os.stat_result | None) -> None:
-        folder = self.auth_file.parent
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{self.auth_file.name}.", dir=folder)
-        tmp = Path(tmp_name)
-        try:
-            with os.fdopen(fd, "w") as fh:
-                os.fchmod(fh.fileno(), 0o600)
-                if st is not None and (st.st_uid, st.st_gid) != (os.geteuid(), os.getegid()):
-                    os.fchown(fh.fileno(), st.st_uid, st.st_gid)
-                fh.write(text)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.auth_file)
-        finally:
-            tmp.unlink(missing_ok=True)
-        dir_fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        owner = (st.st_uid, st.st_gid) if st is not None else None
+        write_private(self.auth_file, text, owner=owner)
 
     def _file_error(self, step: str, exc: OSError) -> TargetError:
         return target_error(

@@ -110,7 +110,7 @@ def make_history(world: World) -> History:
 
 def client_for(store: Store, world: World) -> TestClient:
     app = create_app(lambda: nullcontext(store), world.inventory, clock=world.clock)
-    return TestClient(app)
+    return TestClient(app, base_url="http://localhost")
 
 
 @pytest.fixture

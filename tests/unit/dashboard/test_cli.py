@@ -93,6 +93,10 @@ def test_keyroll_dashboard_serves_healthz_and_metrics(tmp_path: Path) -> None:
             page = httpx.get(f"{base}/secrets/dev/jwt-access", timeout=10)
             assert page.status_code == 200
             assert_no_leak([health.text, metrics.text, page.text], [value], where="HTTP")
+            # DNS rebinding: a page whose name resolves to 127.0.0.1 sends its own Host
+            rebound = httpx.get(f"{base}/api/audit", headers={"host": f"rebind.example:{port}"},
+                                timeout=10)
+            assert rebound.status_code == 400
         finally:
             os.kill(proc.pid, signal.SIGTERM)
             try:

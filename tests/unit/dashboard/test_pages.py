@@ -217,7 +217,7 @@ def test_state_filter(client: TestClient) -> None:
 def test_links_follow_the_root_path_behind_a_proxy(history: History) -> None:
     world = history.world
     app = create_app(lambda: nullcontext(world.store), world.inventory, clock=world.clock)
-    with TestClient(app, root_path="/keyroll") as client:
+    with TestClient(app, root_path="/keyroll", base_url="http://localhost") as client:
         html = client.get("/keyroll/").text
         links = re.findall(r'href="([^"]+)"', html)
         assert links and all(link.startswith("/keyroll/") for link in links)

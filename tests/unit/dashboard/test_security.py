@@ -67,7 +67,7 @@ def test_everything_is_escaped(world: World) -> None:
     engine = world.engine(actor='<img src=x onerror="alert(2)">')
     record = engine.run(engine.start("jwt-access", "dev").id)
     app = create_app(lambda: nullcontext(world.store), world.inventory, clock=world.clock)
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://localhost") as client:
         for path in ("/", "/secrets/dev/jwt-access", f"/rotations/{record.id}", "/rotations",
                      "/audit", "/?env=<script>x</script>", "/secrets/dev/<script>"):
             html = client.get(path).text
@@ -138,7 +138,7 @@ def test_the_dashboard_changes_nothing(history: History) -> None:
     before = snapshot()
     app = create_app(lambda: nullcontext(store), history.world.inventory,
                      clock=history.world.clock)
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://localhost") as client:
         _crawl(client, _paths(history))
     assert snapshot() == before
     methods = {m for route in app.routes for m in getattr(route, "methods", None) or ()}

@@ -105,3 +105,39 @@ def test_non_base64_secret_is_refused_naming_the_origin() -> None:
     bad = Key(5, SecretValue("not base64 at all, definitely not!!"), origin="env:WEBHOOK_SECRET")
     with pytest.raises(UsageError, match="env:WEBHOOK_SECRET"):
         WebhookKeyRing(StaticKeySource([bad]))
+
+
+_NOW = 1_763_776_800
+
+
+def _hostile_headers() -> list[Any]:
+    base = {"webhook-id": "m", "webhook-timestamp": str(_NOW), "webhook-signature": "v1,AAAA"}
+    return [
+        {**base, "webhook-timestamp": "²"},  # str.isdigit() accepts it, int() does not
+        {**base, "webhook-timestamp": "١٧٦٣٧٧٦٨٠٠"},  # Arabic-Indic digits
+        {**base, "webhook-timestamp": "9" * 400},  # int - float overflows
+        {**base, "webhook-timestamp": "9" * 5000},  # int() refuses more than 4300 digits
+        {**base, "webhook-timestamp": b"1763776800"[:3] + b"\xff"},
+        {k: v.encode() + b"\xff" for k, v in base.items()},
+        {**base, "webhook-signature": b"v1,\xff\xfe"},
+        {**base, "webhook-signature": "v1,\udcff"},  # a lone surrogate cannot be encoded
+        {**base, "webhook-id": "\udcff"},
+        {**base, "webhook-signature": 12345},
+        {**base, "webhook-id": None},
+        {**base, 7: "x"},
+        {**base, "webhook-signature": "v1,ÅÅÅÅ"},
+    ]
+
+
+@pytest.mark.parametrize("headers", _hostile_headers(), ids=range(len(_hostile_headers())))
+def test_sender_controlled_headers_only_ever_raise_invalid_token(headers: Any) -> None:
+    # issue 10 §6: these raised ValueError, OverflowError or TypeError
+    with pytest.raises(InvalidToken, match=r"^invalid webhook signature$"):
+        ring_of(secret(), now=float(_NOW)).verify(b"x", headers)
+
+
+def test_bytes_headers_that_are_ascii_verify() -> None:
+    ring = ring_of(secret(), now=float(_NOW))
+    headers = ring.sign("msg_1", b"body", now=float(_NOW))
+    raw = {k.encode(): v.encode() for k, v in headers.items()}
+    assert ring.verify(b"body", raw) == ring.verify(b"body", headers)  # type: ignore[arg-type]
