@@ -13,6 +13,7 @@ makes each committed step durable before the next side effect.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import sqlite3
@@ -28,6 +29,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from keyroll.errors import Conflict, LockHeld, NotFound, StoreCorrupted, StoreUnavailable
 from keyroll.model import Label, SecretRef, SecretValue, Version, new_kid, utcnow
+from keyroll.recognise import derive_key
 from keyroll.stores.base import AuditEntry, LockInfo, RotationRecord, Store
 
 __all__ = ["SQLiteStore"]
@@ -79,6 +81,8 @@ class SQLiteStore(Store):
         self.path = Path(path)
         self.url = f"sqlite:///{self.path}"
         self._aead = AESGCM(master_key)
+        self._recognition_key = derive_key(master_key)
+        self._master_text = SecretValue(base64.b64encode(master_key).decode())
         self._mutex = threading.RLock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -177,7 +181,16 @@ class SQLiteStore(Store):
             for n, k, fp, c, d, m in rows
         ]
 
+    def recognition_key(self) -> bytes:
+        """HKDF of the master key (`keyroll.recognise.derive_key`): nothing stored."""
+        return self._recognition_key
+
+    def own_secrets(self) -> list[SecretValue]:
+        """The master key, as the key file and ``KEYROLL_MASTER_KEY`` spell it (base64)."""
+        return [self._master_text]
+
     def destroy_version(self, ref: SecretRef, number: int) -> None:
+        self.remember_value(ref, number)
         with self._write() as db:
             labelled = db.execute(
                 "SELECT label FROM labels WHERE environment=? AND name=? AND number=?",
