@@ -51,10 +51,11 @@ def shell_quote(text: str) -> str:
 
 
 def shell_backslash(text: str) -> str:
-    """``text`` as bash's ``printf %q`` writes printable text: a backslash before each special
-    character."""
+    """``text`` as bash's ``printf %q`` writes printable text in a UTF-8 locale: a backslash
+    before each special ASCII character."""
     return "".join(
-        c if c.isalnum() or c in _SHELL_BARE or (i and c in _SHELL_BARE_INSIDE) else "\\" + c
+        c if c.isalnum() or c in _SHELL_BARE or ord(c) > 127 or (i and c in _SHELL_BARE_INSIDE)
+        else "\\" + c
         for i, c in enumerate(text)
     )
 

@@ -11,7 +11,8 @@ What it proves: a span it reports is, with the certainty of HMAC-SHA256, a spell
 the recorded values. What it costs: one HMAC per candidate (a few microseconds; a 2 kB hook
 output yields a few hundred candidates) and 64 hex characters of bookkeeping per destroyed
 version. What it does not find: a value glued to other text with no delimiter between them
-(``abc<value>def``), split across lines, or in an encoding not listed above. A plain SHA-256
+(``abc<value>def``), split across lines, with more than 8 space-separated words, or in an
+encoding not listed above. A plain SHA-256
 fingerprint would do the same lookup, but anyone holding the journal could brute-force short
 values from it; the keyed digest needs the store's key, so it is only as exposed as the store.
 
@@ -46,6 +47,7 @@ _DOUBLE_QUOTED = re.compile(r'"((?:[^"\\\n]|\\.)*)"')
 _SINGLE_QUOTED = re.compile(r"'([^'\n]*)'")
 _AFTER_EQUALS = re.compile(r"(?<==)[^\n]+")
 _MAX_CANDIDATE = 4096
+_MAX_WORDS = 8  # a value with spaces: runs of up to this many words of one line are tried
 
 
 def derive_key(master_key: bytes) -> bytes:
@@ -101,18 +103,28 @@ def _spellings(text: str) -> Iterator[str | bytes]:
 
 
 def _candidates(text: str) -> Iterator[tuple[int, int]]:
+    for start, end in _raw_candidates(text):
+        yield start, end
+        # the same without the quotes, brackets or punctuation around it
+        word = text[start:end]
+        trimmed = word.strip("\"'`()[]{}<>,;.")
+        if trimmed and trimmed != word:
+            first = start + word.index(trimmed)
+            yield first, first + len(trimmed)
+
+
+def _raw_candidates(text: str) -> Iterator[tuple[int, int]]:
     for pattern in (_WORD, _ALPHABET, _PIECE):
         for match in pattern.finditer(text):
             yield match.span()
-            # the word without quotes, brackets or punctuation around it
-            word = match.group()
-            trimmed = word.strip("\"'`()[]{}<>,;.")
-            if trimmed and trimmed != word:
-                start = match.start() + word.index(trimmed)
-                yield start, start + len(trimmed)
     for pattern in (_DOUBLE_QUOTED, _SINGLE_QUOTED):
         for match in pattern.finditer(text):
             yield match.span(1)
+    for offset, line in _lines(text):
+        words = [m.span() for m in _WORD.finditer(line)]
+        for i, (first, _) in enumerate(words):
+            for _, last in words[i + 1 : i + _MAX_WORDS]:
+                yield offset + first, offset + last
     for match in _AFTER_EQUALS.finditer(text):
         value = match.group().strip()
         if value:
@@ -160,6 +172,7 @@ class Recogniser:
                     words = shlex.split(line)
                 except ValueError:
                     continue
+                words += [word.partition("=")[2] for word in words if "=" in word]
                 if any(self.knows(word) for word in words):
                     hits.append(Span(line_start, line_start + len(line)))
         return _disjoint(hits)

@@ -70,9 +70,9 @@ def _check_length(cls: SecretClass, ref: SecretRef, value: SecretValue, *, allow
     """
     if len(value) < cls.min_length and not allow_short:
         raise UsageError(
-            f"{ref}: the value is shorter than class {cls.name!r}'s minimum of "
-            f"{cls.min_length} characters; use a longer one (or set min_length in the "
-            f"inventory, or pass --allow-short); nothing was {verb}"
+            f"{ref}: the value is shorter than the minimum of {cls.min_length} characters of "
+            f"class {cls.name!r}; use a longer one (or lower min_length in the inventory, or "
+            f"pass --allow-short); nothing was {verb}"
         )
 
 

@@ -29,7 +29,6 @@ from keyroll.stores import open_store
 from keyroll.stores.base import Store
 from tests.leaks import assert_no_leak
 from tests.unit.cli.conftest import Keyroll
-
 from tests.unit.dashboard.conftest import TestClient
 
 #: Printed by every command hook: each value of each file in every spelling §4 lists.
@@ -144,7 +143,7 @@ def dump_server(project: Path) -> Iterator[int]:
     """An HTTP check that answers with every .env file on disk (what a leaky /health does)."""
 
     class Dump(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802  (http.server's naming)
+        def do_GET(self) -> None:
             body = "".join(
                 p.read_text() for p in (project / ".env", project / "old.env") if p.exists()
             ).encode()
