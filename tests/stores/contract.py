@@ -104,6 +104,11 @@ class StoreContract:
         assert not recogniser.knows(new.reveal())
         assert store.recognition_key() == store.recognition_key()
         assert all(old.reveal() not in str(store.get_meta(k)) for k in store.list_meta())
+        moved = b"m" * 32  # a migration brings the source's key along with its digests
+        store.adopt_recognition_key(moved)
+        assert store.recognition_key() == moved
+        assert all("bW1t" not in str(store.get_meta(k)) or k == "recognise-key"
+                   for k in store.list_meta())
         store.remember_value(REF, 1)  # again (a retire rerun after a crash): nothing changes
         store.remember_value(REF, 2)  # a live value may be recorded too (before its destroy)
         assert len(store.recogniser()) == 2

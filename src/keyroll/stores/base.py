@@ -28,11 +28,14 @@ from keyroll.errors import NotFound
 from keyroll.model import Label, SecretRef, SecretValue, Version
 from keyroll.recognise import Recogniser, digest
 
-__all__ = ["RECOGNISE_PREFIX", "AuditEntry", "LockInfo", "RotationRecord", "Store"]
+__all__ = ["RECOGNISE_PREFIX", "RECOGNITION_KEY", "AuditEntry", "LockInfo", "RotationRecord",
+           "Store"]
 
 #: Bookkeeping keys of recognition digests: ``recognise:<environment>/<name>/<version>``.
 RECOGNISE_PREFIX = "recognise:"
-_RECOGNITION_KEY = "recognise-key"
+#: Bookkeeping key of the recognition key itself, where a backend keeps one (in its own form:
+#: migration moves the key with `Store.adopt_recognition_key`, never this entry verbatim).
+RECOGNITION_KEY = "recognise-key"
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,12 +252,17 @@ class Store(ABC):
         backend, is as protected as the values); the local store derives it from its master
         key instead, so nothing in its file lets anyone test guesses of a destroyed value.
         """
-        text = self.get_meta(_RECOGNITION_KEY)
+        text = self.get_meta(RECOGNITION_KEY)
         if text is None:
-            self.put_meta(_RECOGNITION_KEY, base64.b64encode(secrets.token_bytes(32)).decode())
-            text = self.get_meta(_RECOGNITION_KEY)  # a concurrent creator's key wins for both
+            self.put_meta(RECOGNITION_KEY, base64.b64encode(secrets.token_bytes(32)).decode())
+            text = self.get_meta(RECOGNITION_KEY)  # a concurrent creator's key wins for both
             assert text is not None
         return base64.b64decode(text)
+
+    def adopt_recognition_key(self, key: bytes) -> None:
+        """Use ``key`` for recognition digests from now on (migration: the digests copied from
+        another store were made with its key)."""
+        self.put_meta(RECOGNITION_KEY, base64.b64encode(key).decode())
 
     def remember_value(self, ref: SecretRef, number: int) -> None:
         """Record the recognition digest of a version's value, if not recorded yet.

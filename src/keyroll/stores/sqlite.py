@@ -30,7 +30,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from keyroll.errors import Conflict, LockHeld, NotFound, StoreCorrupted, StoreUnavailable
 from keyroll.model import Label, SecretRef, SecretValue, Version, new_kid, utcnow
 from keyroll.recognise import derive_key
-from keyroll.stores.base import AuditEntry, LockInfo, RotationRecord, Store
+from keyroll.stores.base import RECOGNITION_KEY, AuditEntry, LockInfo, RotationRecord, Store
+
+_RECOGNITION_AAD = b"keyroll recognition key"
 
 __all__ = ["SQLiteStore"]
 
@@ -182,8 +184,26 @@ class SQLiteStore(Store):
         ]
 
     def recognition_key(self) -> bytes:
-        """HKDF of the master key (`keyroll.recognise.derive_key`): nothing stored."""
-        return self._recognition_key
+        """HKDF of the master key (`keyroll.recognise.derive_key`), or the key a migration
+        brought (`adopt_recognition_key`), kept sealed under the master key."""
+        sealed = self.get_meta(RECOGNITION_KEY)
+        if sealed is None:
+            return self._recognition_key
+        blob = base64.b64decode(sealed)
+        try:
+            return self._aead.decrypt(blob[:12], blob[12:], _RECOGNITION_AAD)
+        except InvalidTag:
+            raise StoreCorrupted(
+                f"the recognition key in {self.path} does not open with this master key: "
+                "check KEYROLL_MASTER_KEY"
+            ) from None
+
+    def adopt_recognition_key(self, key: bytes) -> None:
+        """Keep ``key`` sealed (AES-256-GCM under the master key): the file alone lets nobody
+        test guesses of a destroyed value."""
+        nonce = os.urandom(12)
+        sealed = nonce + self._aead.encrypt(nonce, key, _RECOGNITION_AAD)
+        self.put_meta(RECOGNITION_KEY, base64.b64encode(sealed).decode())
 
     def own_secrets(self) -> list[SecretValue]:
         """The master key, as the key file and ``KEYROLL_MASTER_KEY`` spell it (base64)."""

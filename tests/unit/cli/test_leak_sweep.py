@@ -232,6 +232,10 @@ def test_planted_values_appear_nowhere(
     drill = keyroll("rotate", "jwt-access", "--env", "staging")
     assert drill.code == 0, drill.err
     _all_values(project, planted)
+    with _open(project) as store:
+        staging = [r for r in store.list_rotations() if r.ref.environment == "staging"]
+    keyroll("rollback", staging[0].id)  # a rotation back, or refused: either way, no value
+    keyroll("notify")
 
     # every reading command
     reports = project / "reports"
@@ -249,7 +253,8 @@ def test_planted_values_appear_nowhere(
     for args in (
         ("status",), ("status", "--json"), ("rotations", "--all"), ("rotations", "--all", "--json"),
         ("get", "jwt-access", "--env", "dev"), ("get", "provider-token", "--env", "staging"),
-        ("get", "pin", "--env", "dev", "--json"), ("audit", "log"), ("audit", "verify"),
+        ("get", "pin", "--env", "dev", "--json"), ("audit", "log"), ("audit", "log", "--json"),
+        ("audit", "verify"), ("status", "--env", "staging"),
         ("report", "checklist", "jwt-access", "--env", "dev"), ("inventory", "check"),
         ("get", "jwt-access", "--env", "dev", "--version", "1"),
     ):
