@@ -164,8 +164,6 @@ class Recogniser:
             if any(self.knows(form) for form in _spellings(text[start:end])):
                 hits.append(Span(start, end))
         for line_start, line in _lines(text):
-            if any(h.start >= line_start and h.end <= line_start + len(line) for h in hits):
-                continue
             if "'" in line or "\\" in line:
                 # a shell line quoted in pieces ('a'"'"'b'): shlex rejoins them; mask the line
                 try:
