@@ -37,6 +37,7 @@ from keyroll.model import Kind, SecretRef, Tier
 
 __all__ = [
     "DEFAULT_FILE",
+    "DEFAULT_MIN_LENGTH",
     "EncryptionColumn",
     "EnvironmentPolicy",
     "Hook",
@@ -70,6 +71,10 @@ Timeout = Annotated[
 ]
 _ENV_VAR = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 _NAME = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+
+#: `SecretClass.min_length` when the class does not say (JWT keys: `_MIN_LENGTH`).
+DEFAULT_MIN_LENGTH = 16
+_MIN_LENGTH = {Kind.JWT_SIGNING: 32}
 
 _DEFAULT_GENERATOR: dict[Kind, Format | None] = {
     Kind.JWT_SIGNING: Format.BASE64_48,
@@ -269,7 +274,9 @@ class SecretClass(_Strict):
     environments: list[str] = Field(min_length=1)
     generator: Format | None = None
     prefix: str = ""
-    min_length: int = Field(default=32, ge=1)
+    #: The shortest value `import`/`generate` accept without ``--allow-short`` and a rotation
+    #: may create: 16 characters, 32 for JWT signing keys (seed 003).
+    min_length: int = Field(default=DEFAULT_MIN_LENGTH, ge=1, le=4096)
     auto: bool | None = None
     overlap: Overlap = Overlap()
     hooks: Hooks = Hooks()
@@ -287,13 +294,16 @@ class SecretClass(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _kind_defaults(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "generator" not in data and "kind" in data:
-            try:
-                default = _DEFAULT_GENERATOR[Kind(data["kind"])]
-            except ValueError:
-                return data  # the kind error is reported by the field itself
-            if default is not None:
-                data = {**data, "generator": default.value}
+        if not isinstance(data, dict) or "kind" not in data:
+            return data
+        try:
+            kind = Kind(data["kind"])
+        except ValueError:
+            return data  # the kind error is reported by the field itself
+        if "generator" not in data and (default := _DEFAULT_GENERATOR[kind]) is not None:
+            data = {**data, "generator": default.value}
+        if "min_length" not in data and kind in _MIN_LENGTH:
+            data = {**data, "min_length": _MIN_LENGTH[kind]}
         return data
 
     @property

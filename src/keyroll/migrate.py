@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from keyroll.errors import StoreCorrupted, UsageError
 from keyroll.generate import generate
 from keyroll.model import SecretRef, Version
-from keyroll.stores.base import RotationRecord, Store
+from keyroll.stores.base import RECOGNISE_PREFIX, RECOGNITION_KEY, RotationRecord, Store
 
 __all__ = ["MIGRATED_FROM_FINGERPRINT", "MigrationReport", "migrate_store"]
 
@@ -172,7 +172,7 @@ def _verify(source: Store, target: Store, refs: list[SecretRef]) -> int:
     if list(source.audit_entries()) != list(target.audit_entries()):
         raise differ("the audit journal")
     for key in source.list_meta():
-        if source.get_meta(key) != target.get_meta(key):
+        if key != RECOGNITION_KEY and source.get_meta(key) != target.get_meta(key):
             raise differ(f"bookkeeping value {key!r}")
     return checked
 
@@ -196,6 +196,9 @@ def migrate_store(source: Store, target: Store) -> MigrationReport:
             discard it and run again.
     """
     _refuse_non_empty(target)
+    if any(key.startswith(RECOGNISE_PREFIX) for key in source.list_meta()):
+        # the recognition digests of destroyed values were made with the source's key
+        target.adopt_recognition_key(source.recognition_key())
     counts = {"destroyed_versions": 0, "versions": 0}
     refs = source.list_secrets()
     fingerprints: dict[str, list[str]] = {}
@@ -214,7 +217,7 @@ def migrate_store(source: Store, target: Store) -> MigrationReport:
     for entry in source.audit_entries():
         target.audit_append(entry)
         entries += 1
-    keys = source.list_meta()
+    keys = [key for key in source.list_meta() if key != RECOGNITION_KEY]
     for key in keys:
         value = source.get_meta(key)
         if value is not None:

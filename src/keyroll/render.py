@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
 from keyroll.errors import NotFound, UsageError
+from keyroll.escaping import dotenv_quote
 from keyroll.files import write_private
 from keyroll.inventory import Inventory, SecretClass
 from keyroll.model import Kind, Label, SecretRef, SecretValue
@@ -48,8 +49,17 @@ class EnvEntry:
 
 
 def split_dsn(text: str) -> tuple[str | None, str] | None:
-    """``(user, password)`` of a ``postgresql://user:pass@…`` / ``redis://…`` URL, else None."""
-    parts = urlsplit(text)
+    """``(user, password)`` of a ``postgresql://user:pass@…`` / ``redis://…`` URL, else None.
+
+    Raises:
+        UsageError: a URL urllib cannot parse (its text is not repeated).
+    """
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        # urllib quotes the bracketed part it chokes on, which may be the password
+        raise UsageError("the value looks like a URL but is not a valid one (its text is not "
+                         "shown: it may hold a password); percent-encode the password") from None
     if parts.scheme and parts.password is not None:
         return parts.username, parts.password
     return None
@@ -122,13 +132,6 @@ def collect(store: Store, inventory: Inventory, environment: str) -> list[EnvEnt
     return sorted(entries, key=lambda e: e.name)
 
 
-def _dotenv_quote(text: str) -> str:
-    if text and all(c.isalnum() or c in "_-.:/+=@%,~" for c in text):
-        return text
-    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
-    return f'"{escaped}"'
-
-
 _K8S_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 
@@ -153,7 +156,7 @@ def render(entries: list[EnvEntry], fmt: str, *, name: str = "app-secrets") -> s
         UsageError: an unknown format, or (k8s) a name that is not a Kubernetes object name.
     """
     if fmt == "dotenv":
-        return "".join(f"{e.name}={_dotenv_quote(e.value.reveal())}\n" for e in entries)
+        return "".join(f"{e.name}={dotenv_quote(e.value.reveal())}\n" for e in entries)
     if fmt == "json":
         return json.dumps({e.name: e.value.reveal() for e in entries}, indent=2) + "\n"
     if fmt == "k8s":

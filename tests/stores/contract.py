@@ -91,6 +91,28 @@ class StoreContract:
         with pytest.raises(NotFound):
             store.set_labels(REF, expected={}, new={Label.PREVIOUS: 1})
 
+    def test_destroy_keeps_a_recognition_digest(self, store: Store) -> None:
+        # issue 10 §4: a destroyed value is still recognised in output, without being kept
+        old, new = SecretValue("retired-$\"\\-value-0123456789"), generate("hex-32")
+        store.put_version(REF, old)
+        store.put_version(REF, new)
+        store.set_labels(REF, expected={}, new={Label.CURRENT: 2})
+        assert len(store.recogniser()) == 0
+        store.destroy_version(REF, 1)
+        recogniser = store.recogniser()
+        assert len(recogniser) == 1 and recogniser.knows(old.reveal())
+        assert not recogniser.knows(new.reveal())
+        assert store.recognition_key() == store.recognition_key()
+        assert all(old.reveal() not in str(store.get_meta(k)) for k in store.list_meta())
+        moved = b"m" * 32  # a migration brings the source's key along with its digests
+        store.adopt_recognition_key(moved)
+        assert store.recognition_key() == moved
+        assert all("bW1t" not in str(store.get_meta(k)) or k == "recognise-key"
+                   for k in store.list_meta())
+        store.remember_value(REF, 1)  # again (a retire rerun after a crash): nothing changes
+        store.remember_value(REF, 2)  # a live value may be recorded too (before its destroy)
+        assert len(store.recogniser()) == 2
+
     # --- labels ---------------------------------------------------------------------------
 
     def test_labels_move_together(self, store: Store) -> None:

@@ -2,13 +2,16 @@
 
 Every `KeyrollError` ends the command with its one-line message on stderr and its exit code
 (2 for bad input); click's own usage errors exit 2 as well. Pretty tracebacks are off: they
-print local variables, and a local variable may hold a secret.
+print local variables, and a local variable may hold a secret. With ``KEYROLL_DEBUG=1`` an
+unexpected error prints its traceback, every line of it scrubbed (`debug_traceback`).
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import traceback
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
 
@@ -32,8 +35,12 @@ from keyroll.cli import (
 from keyroll.cli.context import AppContext
 from keyroll.cli.output import err, escape
 from keyroll.errors import KeyrollError
+from keyroll.model import SecretValue
+from keyroll.rotation.deploy import SENSITIVE_ENV
+from keyroll.runtime.redaction import Redactor
+from keyroll.scrub import dsn_secret_parts, scrub
 
-__all__ = ["app", "main", "run"]
+__all__ = ["app", "debug_traceback", "main", "run"]
 
 app = typer.Typer(
     name="keyroll",
@@ -97,9 +104,10 @@ def run(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # a bug, or a library error no adapter translated
+    except Exception as exc:  # noqa: BLE001  (a bug, or a library error no adapter translated)
         if os.environ.get("KEYROLL_DEBUG"):
-            raise
+            sys.stderr.write(debug_traceback(exc))
+            return 1
         # its text may quote a value (a driver echoing a statement): show only the type
         err().print(
             f"error: unexpected {exc.__class__.__name__} (message withheld: it may quote a "
@@ -108,6 +116,29 @@ def run(argv: list[str] | None = None) -> int:
         )
         return 1
     return result if isinstance(result, int) else 0
+
+
+def debug_traceback(exc: BaseException, environ: Mapping[str, str] | None = None) -> str:
+    """``exc``'s traceback (chained ones included) for ``KEYROLL_DEBUG=1``, every line scrubbed.
+
+    A library's message may quote what it choked on: urllib quotes the bracketed part of a
+    URL (``postgresql://u:pw@[x]@host`` gives ``'x' does not appear to be an IPv4 or IPv6
+    address``), libpq the whole URI. Each line loses URL and conninfo passwords, every piece of
+    the password of each DSN in the environment, and keyroll's own credentials, masked in all
+    the spellings the redactor knows.
+    """
+    env = os.environ if environ is None else environ
+    secrets: list[str] = []
+    for value in env.values():
+        if "://" in value or "assword" in value:
+            secrets += dsn_secret_parts(value)
+    own = [SecretValue(env[name]) for name in SENSITIVE_ENV if env.get(name)]
+    redactor = Redactor(values=own)
+    lines = traceback.format_exception(exc)
+    return "".join(
+        redactor.redact(scrub(line, secrets, first_line=False)) + "\n"
+        for chunk in lines for line in chunk.rstrip("\n").split("\n")
+    )
 
 
 def main() -> None:

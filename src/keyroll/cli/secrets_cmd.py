@@ -62,8 +62,27 @@ class _Import:
     unchanged: bool
 
 
+def _check_length(cls: SecretClass, ref: SecretRef, value: SecretValue, *, allow_short: bool,
+                  verb: str) -> None:
+    """Refuse a value shorter than the class's ``min_length`` unless ``allow_short``.
+
+    A short value is weak and, worse, hard to mask: the redactor can only match it as a whole
+    token. The message says how long it must be, never how long it is.
+    """
+    if len(value) < cls.min_length and not allow_short:
+        raise UsageError(
+            f"{ref}: the value is shorter than the minimum of {cls.min_length} characters of "
+            f"class {cls.name!r}; use a longer one (or lower min_length in the inventory, or "
+            f"pass --allow-short); nothing was {verb}"
+        )
+
+
+_ALLOW_SHORT_HELP = "Accept a value shorter than the class's min_length (still masked)."
+
+
 def _check_import(
-    app: AppContext, cls: SecretClass, ref: SecretRef, value: SecretValue, source: str
+    app: AppContext, cls: SecretClass, ref: SecretRef, value: SecretValue, source: str,
+    *, allow_short: bool = False,
 ) -> _Import:
     """Validate one imported value (nothing is written). Raises `UsageError` with the fix."""
     meta: dict[str, str] = {"source": source}
@@ -76,6 +95,9 @@ def _check_import(
                 meta["role"] = user
     if len(value) == 0:
         raise UsageError(f"{ref}: the value is empty; nothing was imported")
+    _check_length(cls, ref, value, allow_short=allow_short, verb="imported")
+    if allow_short and len(value) < cls.min_length:
+        meta["short"] = "allowed"
     labels = app.store.get_labels(ref)
     if Label.CURRENT in labels:
         current = app.store.get_version(ref, labels[Label.CURRENT])
@@ -125,6 +147,7 @@ def import_(
         Path | None,
         typer.Option("--file", "-f", help=".env file to read ('-' for stdin)."),
     ] = None,
+    allow_short: Annotated[bool, typer.Option("--allow-short", help=_ALLOW_SHORT_HELP)] = False,
 ) -> None:
     """Bring existing values under keyroll: from a .env file, or one value from stdin (no echo)."""
     app: AppContext = ctx.obj
@@ -139,7 +162,7 @@ def import_(
             text = getpass.getpass(f"value for {ref} (not echoed): ")
         else:
             text = sys.stdin.readline().rstrip("\r\n")
-        item = _check_import(app, cls, ref, SecretValue(text), "stdin")
+        item = _check_import(app, cls, ref, SecretValue(text), "stdin", allow_short=allow_short)
         console.print(f"{ref}: {_apply_import(app, item)}")
         return
     if file is None:
@@ -154,7 +177,7 @@ def import_(
             skipped.append(var)
             continue
         ref = SecretRef(env, owner.name)
-        item = _check_import(app, owner, ref, SecretValue(raw), source)
+        item = _check_import(app, owner, ref, SecretValue(raw), source, allow_short=allow_short)
         twin = next((other for _, other in checked if other.ref == ref), None)
         if twin is not None:
             if twin.value != item.value:
@@ -174,6 +197,7 @@ def generate(
     ctx: typer.Context,
     class_name: Annotated[str, typer.Argument(metavar="CLASS")],
     env: Annotated[str, typer.Option("--env", "-e", help="Environment.")] = ...,  # type: ignore[assignment]
+    allow_short: Annotated[bool, typer.Option("--allow-short", help=_ALLOW_SHORT_HELP)] = False,
 ) -> None:
     """Create the first version of a secret with its class's generator."""
     app: AppContext = ctx.obj
@@ -188,6 +212,7 @@ def generate(
             f"{ref} already has a current version; use `keyroll rotate {ref.name} --env {env}`"
         )
     value = make_value(cls.generator, prefix=cls.prefix)
+    _check_length(cls, ref, value, allow_short=allow_short, verb="generated")
     version = app.store.put_version(
         ref, value, created_at=app.now_for(ref.environment), meta={"generator": cls.generator.value}
     )

@@ -12,7 +12,6 @@ the password removed.
 
 from __future__ import annotations
 
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Literal
 from keyroll.errors import UsageError
 from keyroll.model import format_kid
 from keyroll.reencrypt.headers import MALFORMED, HeaderMatch, kid_of_text_head
+from keyroll.scrub import scrub
 
 __all__ = [
     "COUNT_WINDOW",
@@ -183,19 +183,6 @@ class Database(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-_PASSWORD_IN_URL = re.compile(r"(//[^:/@\s]*:)[^@\s]*@")
-_PASSWORD_IN_CONNINFO = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
-
-
-def scrub(message: str, secrets: Iterable[str] = ()) -> str:
-    """A driver message cut to its first line, without passwords or the given secrets."""
-    text = (message.strip().splitlines() or [""])[0][:300]
-    for secret in sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True):
-        text = text.replace(secret, "[redacted]")
-    text = _PASSWORD_IN_URL.sub(r"\1[redacted]@", text)
-    return _PASSWORD_IN_CONNINFO.sub(r"\1[redacted]", text)
 
 
 def open_database(dsn: str, *, env_var: str) -> Database:

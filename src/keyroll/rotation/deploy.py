@@ -2,8 +2,9 @@
 
 Hooks get the rotation's context in their environment (ids, step, fingerprints: never values);
 a hook that needs the new values gets the environment's rendered .env on stdin or as a 0600
-file. Their output becomes audit evidence only after the `Redactor` has masked every live value
-of the environment's secrets.
+file. Their output becomes audit evidence only after the `Redactor` has masked every value the
+store holds or recognises, in every environment (`store_redactor`), and keyroll's own
+credentials.
 """
 
 from __future__ import annotations
@@ -19,26 +20,54 @@ from keyroll.render import collect, render, write_private
 from keyroll.rotation.strategies.base import StepContext
 from keyroll.runtime.redaction import Redactor
 from keyroll.stores.base import Store
+from keyroll.stores.sqlite import SQLiteStore
 from keyroll.targets.hooks import run_hook
 
-__all__ = ["SENSITIVE_ENV", "HookRunner", "environment_redactor"]
+__all__ = ["SENSITIVE_ENV", "HookRunner", "store_redactor"]
 
 
 #: keyroll's own credentials, masked in hook output wherever they come from.
 SENSITIVE_ENV = ("KEYROLL_MASTER_KEY", "BAO_TOKEN", "VAULT_TOKEN", "BAO_SECRET_ID",
                  "VAULT_SECRET_ID", "BAO_ROLE_ID", "VAULT_ROLE_ID")
+_KEY_FILE = Path(".keyroll") / "master.key"
 
 
-def environment_redactor(
-    store: Store, inventory: Inventory, environment: str, *, env_names: Iterable[str] = ()
+def _key_files(store: Store, workdir: Path | None) -> list[SecretValue]:
+    """The master key files a hook could read (``cat .keyroll/master.key``), even when the
+    store was opened with ``KEYROLL_MASTER_KEY`` and another key sits in the file."""
+    paths = [workdir / _KEY_FILE] if workdir is not None else []
+    if isinstance(store, SQLiteStore):
+        paths.append(store.path.parent / "master.key")
+    found = []
+    for path in dict.fromkeys(paths):
+        try:
+            text = path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if text:
+            found.append(SecretValue(text))
+    return found
+
+
+def store_redactor(
+    store: Store, *, env_names: Iterable[str] = (), workdir: Path | None = None
 ) -> Redactor:
-    """A redactor that masks every live value of every secret of an environment, keyroll's
-    own credentials, and the values of the env vars named in ``env_names``."""
+    """A redactor for output keyroll keeps or shows (hook output, evidence).
+
+    It masks every readable version (current, pending, previous and unlabelled alike) of
+    every secret of every environment in the store, recognises destroyed versions by their
+    digests (`Store.recogniser`), and masks keyroll's own credentials: the store's
+    (`Store.own_secrets`: master key, OpenBao token), the master key files next to the
+    inventory and the store, the `SENSITIVE_ENV` variables, and the env vars named in
+    ``env_names`` (admin DSNs a class names).
+    """
     values: list[SecretValue] = [
         SecretValue(os.environ[name]) for name in (*SENSITIVE_ENV, *env_names)
         if os.environ.get(name)
     ]
-    for _cls, ref in inventory.secrets(environment):
+    values += store.own_secrets()
+    values += _key_files(store, workdir)
+    for ref in store.list_secrets():
         for version in store.list_versions(ref):
             if version.destroyed:
                 continue
@@ -46,7 +75,7 @@ def environment_redactor(
                 values.append(store.read_value(ref, version.number))
             except NotFound:
                 continue
-    return Redactor(values=values)
+    return Redactor(values=values, recognisers=[store.recogniser()])
 
 
 class HookRunner:
@@ -85,7 +114,7 @@ class HookRunner:
         # admin credentials the class names (options ending in _env) and what hooks pass on
         named = [str(v) for k, v in ctx.cls.options.items() if k.endswith("_env")]
         named += [name for hook in hooks for name in hook.pass_env]
-        redactor = environment_redactor(self.store, self.inventory, environment, env_names=named)
+        redactor = store_redactor(self.store, env_names=named, workdir=self.workdir)
         env = {
             "KEYROLL_ROTATION": ctx.rotation, "KEYROLL_ENVIRONMENT": environment,
             "KEYROLL_SECRET": ctx.ref.name, "KEYROLL_STEP": step,

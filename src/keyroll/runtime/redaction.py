@@ -2,12 +2,23 @@
 
 Every value the app's key sources hold (current, previous, pending, and the last values they
 held before a rotation) is masked in each form it may be logged in: raw, base64 (standard and
-url-safe, padded or not), hex (lower and upper case), URL-encoded, and, for values that are
-themselves base64/hex of key bytes, the decoded bytes in base64/hex. Common patterns are
-masked too: ``Bearer <token>`` and the password of a DSN (``scheme://user:password@host``).
+url-safe, padded or not), hex (lower and upper case), URL-encoded, escaped as keyroll writes it
+into a .env or JSON file and as a shell quotes it (`keyroll.escaping`: the functions the files
+are written with), and, for values that are themselves base64/hex of key bytes, the decoded
+bytes in base64/hex. Common patterns are masked too: ``Bearer <token>`` and the password of a
+DSN (``scheme://user:password@host``, `keyroll.scrub.DSN_PASSWORD`). Values keyroll no longer
+holds are masked through `keyroll.recognise.Recogniser` (keyed digests, no value kept).
 
-A match is replaced by its first 4 characters and ``…`` (seed 003: "mask, showing only the
-first 4 characters"), so an operator can still tell which key a line is about.
+A match is replaced by at most its first 4 characters and ``…`` (seed 003: "mask, showing only
+the first 4 characters"), so an operator can still tell which key a line is about; a match
+shorter than 16 characters keeps a quarter of its length at most (none below 4), so a mask
+never gives most of a short value away.
+
+Values shorter than 8 characters (allowed with ``keyroll import --allow-short``) are masked as
+whole tokens only: not preceded or followed by a letter or digit. Masked as substrings, a
+5-letter value would blank every word that contains it and, by the masks' positions, tell the
+reader which letters it is made of; a token match masks the value wherever it stands alone (as
+``KEY=value``, ``"value"``, ``user:value@``), at the cost of missing it glued inside a word.
 
 All literals are compiled into one regular expression, shaped as a trie so a scan costs the
 same per character whatever the number of secrets; it is rebuilt when a source's snapshot
@@ -28,8 +39,11 @@ from collections.abc import Iterable, MutableMapping, Sequence
 from typing import Any, NoReturn
 from urllib.parse import quote, quote_plus
 
+from keyroll.escaping import escaped_forms
 from keyroll.model import SecretValue
+from keyroll.recognise import Recogniser
 from keyroll.runtime.keysource import KeySet, KeySource
+from keyroll.scrub import DSN_PASSWORD
 
 __all__ = ["MASK", "RedactingFilter", "Redactor", "StructlogRedactor", "mask"]
 
@@ -41,14 +55,15 @@ _REMEMBER = 64  # values kept masked after they leave a source (retired keys)
 
 
 def mask(text: str) -> str:
-    """``text``'s first 4 characters followed by ``…``."""
-    return text[:_KEEP] + MASK
+    """``text``'s first characters (4 at most, a quarter of a shorter text) and ``…``."""
+    return text[: min(_KEEP, len(text) // 4)] + MASK
 
 
 def _forms(value: str) -> set[str]:
-    """Every spelling of ``value`` the redactor masks."""
+    """Every spelling of ``value`` the redactor masks (of any length)."""
     raw = value.encode()
     forms = {value, quote(value, safe=""), quote_plus(value), raw.hex(), raw.hex().upper()}
+    forms |= escaped_forms(value)
     decoded: list[bytes] = [raw]
     stripped = value.strip()
     for decode in (
@@ -67,7 +82,8 @@ def _forms(value: str) -> set[str]:
         std = base64.b64encode(data).decode()
         url = base64.urlsafe_b64encode(data).decode()
         forms.update((std, std.rstrip("="), url, url.rstrip("=")))
-    return {f for f in forms if len(f) >= _MIN_LITERAL}
+    forms.discard("")
+    return forms
 
 
 def _trie_regex(words: Iterable[str]) -> str:
@@ -92,8 +108,7 @@ def _trie_regex(words: Iterable[str]) -> str:
 
 
 _BEARER = re.compile(r"((?i:bearer)\s+)([A-Za-z0-9._~+/=-]{8,})")
-# anchored on "://" by a look-behind so a long word is not rescanned from every letter
-_DSN = re.compile(r"(?<=://)([^:/@\s]*:)([^@\s/]+)(?=@)")
+_DSN = DSN_PASSWORD
 
 
 def _mask_literal(match: re.Match[str]) -> str:
@@ -111,6 +126,7 @@ class Redactor:
         sources: key sources whose values are masked (re-read when their keys change).
         values: additional fixed values to mask (e.g. `startup.require` results).
         patterns: also mask bearer tokens and DSN passwords.
+        recognisers: recognise values no longer held (destroyed versions) by their digests.
     """
 
     def __init__(
@@ -119,14 +135,17 @@ class Redactor:
         *,
         values: Sequence[SecretValue] = (),
         patterns: bool = True,
+        recognisers: Sequence[Recogniser] = (),
     ) -> None:
         self.sources = tuple(sources)
         self.patterns = patterns
+        self.recognisers = tuple(r for r in recognisers if len(r))
         self._fixed = tuple(values)
         self._remembered: dict[str, SecretValue] = {}
         self._lock = threading.Lock()
         self._seen: tuple[KeySet, ...] = ()
         self._regex: re.Pattern[str] | None = None
+        self._tokens: re.Pattern[str] | None = None
         self._rebuild(tuple(s.snapshot() for s in self.sources))
 
     def _rebuild(self, keysets: tuple[KeySet, ...]) -> None:
@@ -138,11 +157,22 @@ class Redactor:
             while len(self._remembered) > _REMEMBER:
                 del self._remembered[next(iter(self._remembered))]
             forms: set[str] = set()
+            tokens: set[str] = set()
             for value in (*self._fixed, *self._remembered.values()):
-                forms |= _forms(value.reveal())
+                text = value.reveal()
+                if not text:
+                    continue
+                if len(text) >= _MIN_LITERAL:
+                    forms |= {f for f in _forms(text) if len(f) >= _MIN_LITERAL}
+                else:
+                    tokens |= _forms(text)
             # literals only: joining the patterns into one alternation would defeat the
             # regex engine's per-position shortcuts (measured 6x slower)
             self._regex = re.compile(_trie_regex(forms)) if forms else None
+            self._tokens = (
+                re.compile(rf"(?<![A-Za-z0-9])(?:{_trie_regex(tokens)})(?![A-Za-z0-9])")
+                if tokens else None
+            )
             self._seen = keysets
 
     def _matcher(self) -> re.Pattern[str] | None:
@@ -160,6 +190,10 @@ class Redactor:
             return text
         if regex is not None:
             text = regex.sub(_mask_literal, text)
+        if self._tokens is not None:
+            text = self._tokens.sub(_mask_literal, text)
+        for recogniser in self.recognisers:
+            text = recogniser.redact(text, mask)
         if self.patterns:
             # cheap hints first: most lines hold neither a URL nor a bearer token
             if "://" in text:

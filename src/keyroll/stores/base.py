@@ -4,14 +4,20 @@ A store keeps, per secret (`SecretRef`): numbered versions with encrypted values
 labels (moved together by one atomic compare-and-set), a lock with expiry so that one rotation
 runs at a time, and the rotation records. Besides that it keeps keyroll's own journal (the
 append-only audit entries, hash-chained by `keyroll.audit`) and a small key/value area for
-bookkeeping (notification log, re-encryption checkpoints). Nothing but `put_version` and
-`read_value` ever sees a value.
+bookkeeping (notification log, re-encryption checkpoints, recognition digests). Nothing but
+`put_version` and `read_value` ever sees a value.
+
+Before a backend destroys a value it records the value's recognition digest (`remember_value`,
+bookkeeping key ``recognise:<environment>/<name>/<version>``), so that hook output, logs and
+``keyroll scan`` still recognise it (`keyroll.recognise`) without the value being kept.
 
 Every backend passes the same contract tests (``tests/stores/contract.py``).
 """
 
 from __future__ import annotations
 
+import base64
+import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -20,8 +26,16 @@ from typing import Any
 
 from keyroll.errors import NotFound
 from keyroll.model import Label, SecretRef, SecretValue, Version
+from keyroll.recognise import Recogniser, digest
 
-__all__ = ["AuditEntry", "Fence", "LockInfo", "RotationRecord", "Store"]
+__all__ = ["RECOGNISE_PREFIX", "RECOGNITION_KEY", "AuditEntry", "Fence", "LockInfo", "RotationRecord",
+           "Store"]
+
+#: Bookkeeping keys of recognition digests: ``recognise:<environment>/<name>/<version>``.
+RECOGNISE_PREFIX = "recognise:"
+#: Bookkeeping key of the recognition key itself, where a backend keeps one (in its own form:
+#: migration moves the key with `Store.adopt_recognition_key`, never this entry verbatim).
+RECOGNITION_KEY = "recognise-key"
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,6 +289,55 @@ class Store(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    # --- recognising values no longer held ------------------------------------------------
+
+    def recognition_key(self) -> bytes:
+        """The key of this store's recognition digests (`keyroll.recognise`).
+
+        The default is 32 random bytes kept in the bookkeeping area (which, on a remote
+        backend, is as protected as the values); the local store derives it from its master
+        key instead, so nothing in its file lets anyone test guesses of a destroyed value.
+        """
+        text = self.get_meta(RECOGNITION_KEY)
+        if text is None:
+            self.put_meta(RECOGNITION_KEY, base64.b64encode(secrets.token_bytes(32)).decode())
+            text = self.get_meta(RECOGNITION_KEY)  # a concurrent creator's key wins for both
+            assert text is not None
+        return base64.b64decode(text)
+
+    def adopt_recognition_key(self, key: bytes) -> None:
+        """Use ``key`` for recognition digests from now on (migration: the digests copied from
+        another store were made with its key)."""
+        self.put_meta(RECOGNITION_KEY, base64.b64encode(key).decode())
+
+    def remember_value(self, ref: SecretRef, number: int) -> None:
+        """Record the recognition digest of a version's value, if not recorded yet.
+
+        Backends call it first thing in `destroy_version`; it may run again (idempotent).
+        A version already destroyed, or absent, is left as it is.
+        """
+        key = f"{RECOGNISE_PREFIX}{ref.environment}/{ref.name}/{number}"
+        if self.get_meta(key) is not None:
+            return
+        try:
+            value = self.read_value(ref, number)
+        except NotFound:
+            return
+        self.put_meta(key, digest(self.recognition_key(), value.reveal()))
+
+    def recogniser(self) -> Recogniser:
+        """A `Recogniser` of every value this store destroyed after recording its digest."""
+        digests = [
+            text for key in self.list_meta() if key.startswith(RECOGNISE_PREFIX)
+            and (text := self.get_meta(key)) is not None
+        ]
+        return Recogniser(self.recognition_key() if digests else b"", digests)
+
+    def own_secrets(self) -> list[SecretValue]:
+        """The credentials this store was opened with (master key, token), to be masked in
+        every output; ``[]`` for a backend that holds none."""
+        return []
 
     # --- conveniences built on the contract -----------------------------------------------
 

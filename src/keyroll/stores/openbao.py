@@ -218,6 +218,13 @@ class _Connection:
     def close(self) -> None:
         self._session.close()
 
+    def credentials(self) -> list[str]:
+        """The token(s) the clients send and the AppRole secret id (to be masked)."""
+        held = {str(client.token) for client in self._clients if client.token}
+        if self._approle is not None:
+            held.add(self._approle[1])
+        return sorted(held)
+
     def _track_index(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
         """Remember the newest storage index a response reports, and send it back from now on.
 
@@ -820,7 +827,13 @@ class OpenBaoStore(Store):
         ]
         return sorted(versions, key=lambda v: v.number)
 
+    def own_secrets(self) -> list[SecretValue]:
+        """The client token (and AppRole secret id) this store sends."""
+        return [SecretValue(text) for text in self._conn.credentials()]
+
     def destroy_version(self, ref: SecretRef, number: int, *, fence: Fence | None = None) -> None:
+        self.remember_value(ref, number)
+
         def mark(index: dict[str, Any]) -> None:
             self._check_fence(fence)
             entry = index["versions"].get(str(number))

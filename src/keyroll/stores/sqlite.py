@@ -13,6 +13,7 @@ makes each committed step durable before the next side effect.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import sqlite3
@@ -40,7 +41,10 @@ from keyroll.errors import (
     UsageError,
 )
 from keyroll.model import Label, SecretRef, SecretValue, Version, new_kid, utcnow
-from keyroll.stores.base import AuditEntry, Fence, LockInfo, RotationRecord, Store
+from keyroll.recognise import derive_key
+from keyroll.stores.base import RECOGNITION_KEY, AuditEntry, Fence, LockInfo, RotationRecord, Store
+
+_RECOGNITION_AAD = b"keyroll recognition key"
 
 __all__ = ["SQLiteStore"]
 
@@ -141,6 +145,8 @@ class SQLiteStore(Store):
         self.url = f"sqlite:///{self.path}"
         self.notices: list[str] = []
         self._aead = AESGCM(master_key)
+        self._recognition_key = derive_key(master_key)
+        self._master_text = SecretValue(base64.b64encode(master_key).decode())
         self._mutex = threading.RLock()
         if not create and (not self.path.exists() or self.path.stat().st_size == 0):
             state = "is empty (0 bytes)" if self.path.exists() else "does not exist"
@@ -327,7 +333,34 @@ class SQLiteStore(Store):
             for n, k, fp, c, d, m in rows
         ]
 
+    def recognition_key(self) -> bytes:
+        """HKDF of the master key (`keyroll.recognise.derive_key`), or the key a migration
+        brought (`adopt_recognition_key`), kept sealed under the master key."""
+        sealed = self.get_meta(RECOGNITION_KEY)
+        if sealed is None:
+            return self._recognition_key
+        blob = base64.b64decode(sealed)
+        try:
+            return self._aead.decrypt(blob[:12], blob[12:], _RECOGNITION_AAD)
+        except InvalidTag:
+            raise StoreCorrupted(
+                f"the recognition key in {self.path} does not open with this master key: "
+                "check KEYROLL_MASTER_KEY"
+            ) from None
+
+    def adopt_recognition_key(self, key: bytes) -> None:
+        """Keep ``key`` sealed (AES-256-GCM under the master key): the file alone lets nobody
+        test guesses of a destroyed value."""
+        nonce = os.urandom(12)
+        sealed = nonce + self._aead.encrypt(nonce, key, _RECOGNITION_AAD)
+        self.put_meta(RECOGNITION_KEY, base64.b64encode(sealed).decode())
+
+    def own_secrets(self) -> list[SecretValue]:
+        """The master key, as the key file and ``KEYROLL_MASTER_KEY`` spell it (base64)."""
+        return [self._master_text]
+
     def destroy_version(self, ref: SecretRef, number: int, *, fence: Fence | None = None) -> None:
+        self.remember_value(ref, number)
         with self._write() as db:
             self._fenced(db, fence)
             labelled = db.execute(

@@ -2,7 +2,8 @@
 
 Each adapter translates its driver's exceptions once, through `target_error`: the driver's own
 text is reduced to its first line and every secret the adapter knows of in that call is cut
-out of it before it becomes part of a message. Chaining is suppressed (``from None``) by the
+out of it (`keyroll.scrub.scrub`: passwords of URLs and conninfo too) before it becomes part
+of a message. Chaining is suppressed (``from None``) by the
 callers so a driver's traceback cannot carry a value further.
 """
 
@@ -11,17 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from keyroll.errors import TargetError
+from keyroll.scrub import REDACTED, scrub
 
-__all__ = ["redact", "target_error"]
-
-REDACTED = "[redacted]"
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """Replace every occurrence of each secret (at least 4 chars long) in ``text``."""
-    for secret in sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True):
-        text = text.replace(secret, REDACTED)
-    return text
+__all__ = ["REDACTED", "target_error"]
 
 
 def target_error(
@@ -47,7 +40,6 @@ def target_error(
     """
     detail = ""
     if cause is not None:
-        lines = str(cause).strip().splitlines()
-        first = lines[0].strip() if lines else type(cause).__name__
-        detail = f" ({redact(first, secrets)})"
+        first = scrub(str(cause), secrets).strip() or type(cause).__name__
+        detail = f" ({first})"
     return TargetError(f"{system} {where}: {step}: {problem}{detail}. {hint}")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import logging
+import shlex
 from collections.abc import Iterator
 from urllib.parse import quote, quote_plus
 
@@ -16,7 +18,7 @@ from keyroll.model import Label, SecretRef, SecretValue
 from keyroll.runtime.keysource import StaticKeySource, StoreKeySource
 from keyroll.runtime.redaction import RedactingFilter, Redactor, StructlogRedactor, mask
 from keyroll.stores.base import Store
-from tests.leaks import assert_no_leak, leak_forms
+from tests.leaks import assert_no_leak, leak_forms, printf_q
 from tests.unit.runtime.conftest import FakeClock
 from tests.unit.runtime.support import put, rotate
 
@@ -143,3 +145,37 @@ def test_bad_format_arguments_do_not_crash_nor_leak(
     logger.info("two %s %s but one", value.reveal(), extra={"extra_field": "-"})
     assert "arguments withheld" in out.getvalue()
     assert_no_leak([out.getvalue()], [value.reveal()])
+
+
+# --- issue 10 §4: escaped spellings, short values, masks of at most 4 characters ----------
+
+
+def test_escaped_spellings_are_masked() -> None:
+    value = 'p$ss"w\\rd-' + generate("password-32").reveal()
+    r = Redactor(values=[SecretValue(value)])
+    dotenv = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
+    lines = [f'X="{dotenv}"', json.dumps({"X": value}), shlex.quote(value), printf_q(value),
+             base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")]
+    assert_no_leak([r.redact(line) for line in lines], [value])
+
+
+def test_short_values_are_masked_as_whole_tokens_only() -> None:
+    r = Redactor(values=[SecretValue("Pq7$x"), SecretValue("cat")])
+    assert r.redact("pin=Pq7$x") == "pin=P…"
+    assert r.redact('{"pin": "Pq7$x"}') == '{"pin": "P…"}'
+    assert r.redact("concatenate the cat") == "concatenate the …"  # the word, not its letters
+    assert r.redact("Pq7$xy") == "Pq7$xy"
+
+
+def test_masks_keep_at_most_four_characters() -> None:
+    assert mask("0123456789abcdefXYZ") == "0123…"
+    assert mask("01234567") == "01…"
+    assert mask("012") == "…"
+    r = Redactor()
+    assert r.redact("postgresql://app:hunter22@db/app") == "postgresql://app:hu…@db/app"
+
+
+def test_dsn_password_with_brackets_and_at_signs_is_masked() -> None:
+    r = Redactor()
+    line = "connecting to postgresql://app:ab@[s3cret]/x@db.internal:5432/app failed"
+    assert "s3cret" not in r.redact(line) and "db.internal" in r.redact(line)
