@@ -32,6 +32,7 @@ from pydantic import (
 from keyroll.durations import parse_duration
 from keyroll.errors import InventoryError, UnknownSecret
 from keyroll.generate import Format
+from keyroll.jwk import DEFAULT_FORMAT_FOR_ALGORITHM, algorithm_problem
 from keyroll.model import Kind, SecretRef, Tier
 
 __all__ = [
@@ -275,9 +276,31 @@ class SecretClass(_Strict):
                 default = _DEFAULT_GENERATOR[Kind(data["kind"])]
             except ValueError:
                 return data  # the kind error is reported by the field itself
+            options = data.get("options")
+            algorithm = options.get("algorithm") if isinstance(options, dict) else None
+            if default is Format.BASE64_48 and data["kind"] == Kind.JWT_SIGNING.value:
+                # an asymmetric algorithm implies its key pair (ES256: ec-p256, …)
+                keypair = DEFAULT_FORMAT_FOR_ALGORITHM.get(str(algorithm))
+                default = Format(keypair) if keypair else default
             if default is not None:
                 data = {**data, "generator": default.value}
         return data
+
+    @model_validator(mode="after")
+    def _generator_fits(self) -> SecretClass:
+        if self.kind is Kind.JWT_SIGNING:
+            problem = algorithm_problem(
+                self.options.get("algorithm", "HS256"),
+                self.generator.value if self.generator else None,
+            )
+            if problem:
+                raise ValueError(problem)
+        elif self.generator is not None and self.generator.is_keypair:
+            raise ValueError(f"generator {self.generator.value!r} makes a JWT key pair: only "
+                             "jwt-signing classes with an asymmetric options.algorithm use it")
+        if self.prefix and self.generator is not None and self.generator.is_keypair:
+            raise ValueError(f"generator {self.generator.value!r} makes a PEM key: remove prefix")
+        return self
 
     @property
     def previous_env_vars(self) -> list[str]:

@@ -14,6 +14,7 @@ from typing import Any
 
 from keyroll.errors import StepFailed, UsageError
 from keyroll.inventory import SecretClass
+from keyroll.jwk import algorithm_problem
 from keyroll.model import Kind, Label, format_kid
 from keyroll.rotation.strategies._usage import old_kid_unused
 from keyroll.rotation.strategies.base import StepContext, Strategy, Verdict
@@ -62,12 +63,10 @@ class JWTSigningStrategy(_RingStrategy):
     kind = Kind.JWT_SIGNING
 
     def validate(self, cls: SecretClass) -> None:
-        alg = str(cls.options.get("algorithm", "HS256"))
-        if not alg.startswith("HS"):
-            raise UsageError(
-                f"class {cls.name!r}: options.algorithm {alg!r}: keyroll generates HMAC keys "
-                "(HS256, HS384, HS512)"
-            )
+        problem = algorithm_problem(cls.options.get("algorithm", "HS256"),
+                                    cls.generator.value if cls.generator else None)
+        if problem:
+            raise UsageError(f"class {cls.name!r}: {problem}")
         if cls.overlap.token_ttl is None and cls.overlap.min == timedelta(0):
             raise UsageError(
                 f"class {cls.name!r}: set overlap.token_ttl (the longest token lifetime) so old "
