@@ -74,8 +74,9 @@ class _Strict(BaseModel):
 class Hook(_Strict):
     """One action run at a rotation step: a command, an HTTP check, or a .env write.
 
-    Exactly one of ``run``, ``http``, ``write_dotenv``. Commands run without a shell unless
-    ``shell = true``; with ``stdin_dotenv = true`` they receive the environment's new
+    Exactly one of ``run``, ``http``, ``write_dotenv``, ``write_jwks`` (the class's public keys
+    as a JWKS file, for a web server or CDN to publish: asymmetric JWT classes). Commands run
+    without a shell unless ``shell = true``; with ``stdin_dotenv = true`` they receive the environment's new
     ``KEY=value`` lines on stdin (never on argv or in their environment), e.g. for
     ``kubectl create secret generic api --from-env-file=/dev/stdin --dry-run=client -o yaml``.
     Commands see only PATH, HOME, locale, proxy and docker/kubectl variables, the rotation's
@@ -91,14 +92,16 @@ class Hook(_Strict):
     http: str | None = None
     status: int = Field(default=200, ge=100, le=599)
     write_dotenv: str | None = None
+    write_jwks: str | None = None
     timeout: Duration = timedelta(seconds=60)
     environments: list[str] | None = None
 
     @model_validator(mode="after")
     def _one_action(self) -> Hook:
-        chosen = [k for k in ("run", "http", "write_dotenv") if getattr(self, k) is not None]
+        actions = ("run", "http", "write_dotenv", "write_jwks")
+        chosen = [k for k in actions if getattr(self, k) is not None]
         if len(chosen) != 1:
-            raise ValueError("a hook needs exactly one of run, http or write_dotenv")
+            raise ValueError("a hook needs exactly one of run, http, write_dotenv or write_jwks")
         if self.http is not None and not self.http.startswith(("http://", "https://")):
             raise ValueError("http must be an http:// or https:// URL")
         return self
@@ -118,6 +121,8 @@ class Hook(_Strict):
             return f"GET {self.http}"
         if self.write_dotenv:
             return f"write {self.write_dotenv}"
+        if self.write_jwks:
+            return f"write JWKS {self.write_jwks}"
         return " ".join(self.argv)[:80]
 
     def applies_to(self, environment: str) -> bool:
