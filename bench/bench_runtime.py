@@ -12,6 +12,12 @@ the tests assert correctness, this prints numbers for a person to read.
   keyroll looks the kid up in a ring of 10 keys.
 - Field: decryption of a 64-byte value, against ``MultiFernet`` with one key (1.00x).
   "key 10" means the value was encrypted under the oldest of 10 retained keys.
+- ES256 / EdDSA: verification of a token with ``exp``/``iat``, against PyJWT ``jwt.decode``
+  with the public key object given directly (1.00x); keyroll looks the kid up in a ring of 10
+  key pairs, and through a `JWKSKeySource` (public keys only) fetched once from a real local
+  HTTP server.
+- JWKS lookup: `JWKSKeySource` snapshot + kid lookup with 1, 10 and 100 published keys
+  (vs 1 key): flat, a dict lookup whatever the number of keys.
 - Redaction: one ``logger.info`` record through a handler, without and with `RedactingFilter`
   (10 secrets known, 5 spellings each, plus the bearer/DSN patterns).
 """
@@ -19,11 +25,15 @@ the tests assert correctness, this prints numbers for a person to read.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
@@ -31,9 +41,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import jwt
 from cryptography.fernet import Fernet, MultiFernet
 
+from keyroll import jwk
 from keyroll.generate import generate
 from keyroll.model import Label, SecretValue
 from keyroll.runtime.fields import FieldCipher
+from keyroll.runtime.jwks import jwks_document
+from keyroll.runtime.jwks_source import JWKSKeySource
 from keyroll.runtime.jwt import JWTKeyRing
 from keyroll.runtime.keysource import Key, StaticKeySource
 from keyroll.runtime.redaction import RedactingFilter, Redactor
@@ -114,6 +127,73 @@ def jwt_cases() -> list[Case]:
     ]
 
 
+@contextmanager
+def _serve(body: bytes) -> Iterator[str]:
+    """A real HTTP server on a free loopback port serving ``body`` as the JWKS."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Cache-Control", "public, max-age=3600")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/.well-known/jwks.json"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _pairs(fmt: str, n: int) -> list[Key]:
+    labels = [Label.CURRENT] + [Label.PREVIOUS] * (n - 1)
+    return [Key(i, generate(fmt), label) for i, label in enumerate(labels, 1)]
+
+
+def asymmetric_cases(group: str, fmt: str, alg: str) -> list[Case]:
+    keys = _pairs(fmt, 10)
+    ring = JWTKeyRing(StaticKeySource(keys))
+    claims = {"sub": "user-1", "iat": int(time.time()), "exp": int(time.time()) + 3600}
+    private = [jwk.load_pem_key(k.value.reveal()) for k in keys]
+    public = [p.public_key() for p in private]
+    first = jwt.encode(claims, private[0], algorithm=alg, headers={"kid": keys[0].kid_hex})
+    last = jwt.encode(claims, private[-1], algorithm=alg, headers={"kid": keys[-1].kid_hex})
+    single = jwt.encode(claims, private[0], algorithm=alg)
+    with _serve(json.dumps(jwks_document(StaticKeySource(keys))).encode()) as url:
+        remote = JWTKeyRing(JWKSKeySource(url, max_refresh=3600, min_refresh=3600))
+    assert ring.verify(last) == remote.verify(last) == jwt.decode(single, public[0], algorithms=[alg])
+    return [
+        (group, f"PyJWT jwt.decode {alg}, key given directly",
+         lambda: jwt.decode(single, public[0], algorithms=[alg])),
+        (group, f"keyroll JWTKeyRing {alg}, key 1 of 10", lambda: ring.verify(first)),
+        (group, f"keyroll JWTKeyRing {alg}, key 10 of 10", lambda: ring.verify(last)),
+        (group, f"keyroll via JWKSKeySource {alg}, key 10 of 10", lambda: remote.verify(last)),
+    ]
+
+
+def jwks_lookup_cases() -> list[Case]:
+    cases: list[Case] = []
+    for n in (1, 10, 100):
+        keys = _pairs("ed25519", n)
+        with _serve(json.dumps(jwks_document(StaticKeySource(keys))).encode()) as url:
+            source = JWKSKeySource(url, max_refresh=3600, min_refresh=3600)
+        kid = keys[-1].kid
+
+        def lookup(source: JWKSKeySource = source, kid: int = kid) -> object:
+            return source.snapshot().by_kid[kid]
+
+        cases.append(("jwks", f"JWKSKeySource snapshot + kid lookup, {n} key{'s' if n > 1 else ''}", lookup))
+    return cases
+
+
 def field_cases() -> list[Case]:
     plaintext = os.urandom(64)
     fernet_keys = [Fernet(Fernet.generate_key()) for _ in range(10)]
@@ -165,7 +245,9 @@ def redaction_cases() -> list[Case]:
 
 
 def main() -> None:
-    cases = jwt_cases() + field_cases() + redaction_cases()
+    cases = (jwt_cases() + asymmetric_cases("es256", "ec-p256", "ES256")
+             + asymmetric_cases("eddsa", "ed25519", "EdDSA") + jwks_lookup_cases()
+             + field_cases() + redaction_cases())
     started = time.perf_counter()
     seconds = _measure(cases)
     baseline: dict[str, float] = {}
@@ -173,6 +255,9 @@ def main() -> None:
         baseline.setdefault(group, s)
     titles = {
         "jwt": "JWT verify (vs PyJWT jwt.decode, single key)",
+        "es256": "ES256 verify (vs PyJWT jwt.decode, public key given directly)",
+        "eddsa": "EdDSA verify (vs PyJWT jwt.decode, public key given directly)",
+        "jwks": "JWKS kid lookup (vs 1 published key)",
         "field": "Field decrypt (vs MultiFernet, 1 key)",
         "log": "Log record (vs no filter)",
     }

@@ -14,6 +14,7 @@ from keyroll.model import SecretRef as SecretRef
 from keyroll.model import SecretValue as SecretValue
 from keyroll.runtime import EnvKeySource as EnvKeySource
 from keyroll.runtime import FieldCipher as FieldCipher
+from keyroll.runtime import JWKSKeySource as JWKSKeySource
 from keyroll.runtime import JWTKeyRing as JWTKeyRing
 from keyroll.runtime import Key as Key
 from keyroll.runtime import KeySet as KeySet
@@ -27,6 +28,7 @@ from keyroll.runtime import StructlogRedactor as StructlogRedactor
 from keyroll.runtime import UsageCounter as UsageCounter
 from keyroll.runtime import WebhookKeyRing as WebhookKeyRing
 from keyroll.runtime import check_value as check_value
+from keyroll.runtime import jwks_document as jwks_document
 from keyroll.runtime import read_usage as read_usage
 from keyroll.runtime import require as require
 from keyroll.runtime import require_all as require_all
@@ -36,6 +38,7 @@ __all__ = [
     "EnvKeySource",
     "FieldCipher",
     "InvalidToken",
+    "JWKSKeySource",
     "JWTKeyRing",
     "Key",
     "KeySet",
@@ -55,6 +58,7 @@ __all__ = [
     "UsageError",
     "WebhookKeyRing",
     "check_value",
+    "jwks_document",
     "read_usage",
     "require",
     "require_all",

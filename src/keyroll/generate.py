@@ -10,10 +10,15 @@ key-32      32 random bytes (an AES-256 / HMAC key), carried as standard base64 
             chars) because env vars hold text: ``openssl rand -base64 32``
 password-32 32 URL-safe alphanumeric chars (no ``/+=``): safe inside a DSN
 hex-32      32 random bytes as 64 hex chars
+ec-p256     an ECDSA P-256 private key, PKCS#8 PEM (ES256)
+rsa-2048    an RSA 2048-bit private key, PKCS#8 PEM (RS256, PS256)
+rsa-3072    an RSA 3072-bit private key, PKCS#8 PEM (RS256, PS256)
+ed25519     an Ed25519 private key, PKCS#8 PEM (EdDSA)
 ========== ==========================================================================
 
-Any format may take an identifiable prefix (``whsec_``, ``sk_live_``) so a leaked value can be
-recognised by secret scanners.
+Any secret format may take an identifiable prefix (``whsec_``, ``sk_live_``) so a leaked value
+can be recognised by secret scanners; key-pair formats take none (a PEM must stay a PEM). The
+key pairs come from `keyroll.jwk`, which also gives their public JWK and fingerprint.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import string
 from collections.abc import Callable
 from enum import StrEnum
 
+from keyroll.jwk import generate_private_pem
 from keyroll.model import SecretValue
 
 __all__ = ["Format", "decode_key32", "generate"]
@@ -34,6 +40,15 @@ class Format(StrEnum):
     KEY_32 = "key-32"
     PASSWORD_32 = "password-32"  # noqa: S105  (a format name, not a password)
     HEX_32 = "hex-32"
+    EC_P256 = "ec-p256"
+    RSA_2048 = "rsa-2048"
+    RSA_3072 = "rsa-3072"
+    ED25519 = "ed25519"
+
+    @property
+    def is_keypair(self) -> bool:
+        """True for the asymmetric formats (a private key PEM, see `keyroll.jwk`)."""
+        return self in (Format.EC_P256, Format.RSA_2048, Format.RSA_3072, Format.ED25519)
 
 
 _ALNUM = string.ascii_letters + string.digits
@@ -48,6 +63,10 @@ _MAKERS: dict[Format, Callable[[], str]] = {
     Format.KEY_32: lambda: base64.b64encode(secrets.token_bytes(32)).decode(),
     Format.PASSWORD_32: lambda: _password(32),
     Format.HEX_32: lambda: secrets.token_hex(32),
+    Format.EC_P256: lambda: generate_private_pem("ec-p256"),
+    Format.RSA_2048: lambda: generate_private_pem("rsa-2048"),
+    Format.RSA_3072: lambda: generate_private_pem("rsa-3072"),
+    Format.ED25519: lambda: generate_private_pem("ed25519"),
 }
 
 
@@ -56,12 +75,16 @@ def generate(fmt: Format | str, *, prefix: str = "") -> SecretValue:
 
     Args:
         fmt: one of `Format` (or its text).
-        prefix: prepended verbatim, e.g. ``whsec_``.
+        prefix: prepended verbatim, e.g. ``whsec_`` (not for key-pair formats).
 
     Raises:
-        ValueError: the format is unknown (the inventory validates it before this point).
+        ValueError: the format is unknown, or a prefix was given for a key pair (the
+            inventory validates both before this point).
     """
-    maker = _MAKERS[Format(fmt)]
+    fmt = Format(fmt)
+    if prefix and fmt.is_keypair:
+        raise ValueError(f"{fmt.value} makes a PEM key: it takes no prefix")
+    maker = _MAKERS[fmt]
     return SecretValue(prefix + maker())
 
 

@@ -33,6 +33,7 @@ from pydantic import (
 from keyroll.durations import format_duration, parse_duration
 from keyroll.errors import InventoryError, UnknownSecret
 from keyroll.generate import Format
+from keyroll.jwk import DEFAULT_FORMAT_FOR_ALGORITHM, algorithm_problem
 from keyroll.model import Kind, SecretRef, Tier
 
 __all__ = [
@@ -95,8 +96,9 @@ class _Strict(BaseModel):
 class Hook(_Strict):
     """One action run at a rotation step: a command, an HTTP check, or a .env write.
 
-    Exactly one of ``run``, ``http``, ``write_dotenv``. Commands run without a shell unless
-    ``shell = true``; with ``stdin_dotenv = true`` they receive the environment's new
+    Exactly one of ``run``, ``http``, ``write_dotenv``, ``write_jwks`` (the class's public keys
+    as a JWKS file, for a web server or CDN to publish: asymmetric JWT classes). Commands run
+    without a shell unless ``shell = true``; with ``stdin_dotenv = true`` they receive the environment's new
     ``KEY=value`` lines on stdin (never on argv or in their environment), e.g. for
     ``kubectl create secret generic api --from-env-file=/dev/stdin --dry-run=client -o yaml``.
     Commands see only PATH, HOME, locale, proxy and docker/kubectl variables, the rotation's
@@ -112,14 +114,16 @@ class Hook(_Strict):
     http: str | None = None
     status: int = Field(default=200, ge=100, le=599)
     write_dotenv: str | None = None
+    write_jwks: str | None = None
     timeout: Timeout = timedelta(seconds=60)
     environments: list[str] | None = None
 
     @model_validator(mode="after")
     def _one_action(self) -> Hook:
-        chosen = [k for k in ("run", "http", "write_dotenv") if getattr(self, k) is not None]
+        actions = ("run", "http", "write_dotenv", "write_jwks")
+        chosen = [k for k in actions if getattr(self, k) is not None]
         if len(chosen) != 1:
-            raise ValueError("a hook needs exactly one of run, http or write_dotenv")
+            raise ValueError("a hook needs exactly one of run, http, write_dotenv or write_jwks")
         if self.http is not None and not self.http.startswith(("http://", "https://")):
             raise ValueError("http must be an http:// or https:// URL")
         return self
@@ -139,6 +143,8 @@ class Hook(_Strict):
             return f"GET {self.http}"
         if self.write_dotenv:
             return f"write {self.write_dotenv}"
+        if self.write_jwks:
+            return f"write JWKS {self.write_jwks}"
         return " ".join(self.argv)[:80]
 
     def applies_to(self, environment: str) -> bool:
@@ -300,11 +306,34 @@ class SecretClass(_Strict):
             kind = Kind(data["kind"])
         except ValueError:
             return data  # the kind error is reported by the field itself
-        if "generator" not in data and (default := _DEFAULT_GENERATOR[kind]) is not None:
+        default = _DEFAULT_GENERATOR[kind]
+        if "generator" not in data and default is not None:
+            options = data.get("options")
+            algorithm = options.get("algorithm") if isinstance(options, dict) else None
+            if default is Format.BASE64_48 and kind is Kind.JWT_SIGNING:
+                # an asymmetric algorithm implies its key pair (ES256: ec-p256, …)
+                keypair = DEFAULT_FORMAT_FOR_ALGORITHM.get(str(algorithm))
+                default = Format(keypair) if keypair else default
             data = {**data, "generator": default.value}
         if "min_length" not in data and kind in _MIN_LENGTH:
             data = {**data, "min_length": _MIN_LENGTH[kind]}
         return data
+
+    @model_validator(mode="after")
+    def _generator_fits(self) -> SecretClass:
+        if self.kind is Kind.JWT_SIGNING:
+            problem = algorithm_problem(
+                self.options.get("algorithm", "HS256"),
+                self.generator.value if self.generator else None,
+            )
+            if problem:
+                raise ValueError(problem)
+        elif self.generator is not None and self.generator.is_keypair:
+            raise ValueError(f"generator {self.generator.value!r} makes a JWT key pair: only "
+                             "jwt-signing classes with an asymmetric options.algorithm use it")
+        if self.prefix and self.generator is not None and self.generator.is_keypair:
+            raise ValueError(f"generator {self.generator.value!r} makes a PEM key: remove prefix")
+        return self
 
     @property
     def previous_env_vars(self) -> list[str]:

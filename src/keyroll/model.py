@@ -90,7 +90,20 @@ class SecretRef:
 
 
 def fingerprint(value: str | bytes) -> str:
-    """First 16 hex chars of SHA-256: the only form of a value that may be shown or logged."""
+    """First 16 hex chars of SHA-256: the only form of a value that may be shown or logged.
+
+    A PEM key pair (asymmetric JWT keys) is fingerprinted by its public key instead: the first
+    16 hex chars of its RFC 7638 JWK thumbprint (`keyroll.jwk.pem_fingerprint`), the same for
+    the private PEM, the public PEM and the published JWK, so it can be shown beside the kid.
+    """
+    text = value if isinstance(value, str) else value.decode("utf-8", "replace")
+    if "-----BEGIN" in text[:80]:
+        from keyroll.jwk import looks_like_pem_key, pem_fingerprint
+
+        if looks_like_pem_key(text):
+            by_public_key = pem_fingerprint(text)
+            if by_public_key is not None:
+                return by_public_key
     data = value.encode() if isinstance(value, str) else value
     return hashlib.sha256(data).hexdigest()[:16]
 
@@ -119,12 +132,13 @@ class SecretValue:
     The value comes out only through `reveal` (text) or `reveal_bytes`.
     """
 
-    __slots__ = ("_value",)
+    __slots__ = ("_fingerprint", "_value")
 
     def __init__(self, value: str) -> None:
         if not isinstance(value, str):
             raise TypeError("SecretValue holds text; encode binary keys (base64) first")
         self._value = value
+        self._fingerprint: str | None = None
 
     def reveal(self) -> str:
         """The raw value. Every call site is a place a secret leaves its wrapper."""
@@ -136,7 +150,10 @@ class SecretValue:
 
     @property
     def fingerprint(self) -> str:
-        return fingerprint(self._value)
+        """`fingerprint` of the value (computed once: a key pair's needs its key parsed)."""
+        if self._fingerprint is None:
+            self._fingerprint = fingerprint(self._value)
+        return self._fingerprint
 
     def __len__(self) -> int:
         return len(self._value)

@@ -14,6 +14,9 @@ MODULES = [
     "keyroll.runtime",
     "keyroll.runtime.keysource",
     "keyroll.runtime.jwt",
+    "keyroll.runtime.jwks",
+    "keyroll.runtime.jwks_source",
+    "keyroll.runtime.jwks_starlette",
     "keyroll.runtime.fields",
     "keyroll.runtime.webhooks",
     "keyroll.runtime.redaction",
@@ -37,7 +40,7 @@ def test_top_level_exports_the_runtime_api() -> None:
     assert {
         "JWTKeyRing", "FieldCipher", "WebhookKeyRing", "Redactor", "RedactingFilter",
         "StructlogRedactor", "StoreKeySource", "EnvKeySource", "StaticKeySource", "require",
-        "read_usage", "InvalidToken", "SecretRejected",
+        "read_usage", "InvalidToken", "SecretRejected", "JWKSKeySource",
     } <= exported  # fmt: skip
 
 

@@ -22,8 +22,10 @@ from keyroll.errors import UsageError
 from keyroll.files import check_target, git_ignores
 from keyroll.generate import generate as make_value
 from keyroll.inventory import SecretClass
+from keyroll.jwk import ASYMMETRIC_ALGORITHMS
 from keyroll.model import Kind, Label, SecretRef, SecretValue
 from keyroll.render import FORMATS, check_k8s_name, collect, render, split_dsn, write_private
+from keyroll.rotation.deploy import jwks_text, write_jwks
 
 __all__ = ["parse_dotenv", "register"]
 
@@ -213,9 +215,11 @@ def generate(
         )
     value = make_value(cls.generator, prefix=cls.prefix)
     _check_length(cls, ref, value, allow_short=allow_short, verb="generated")
-    version = app.store.put_version(
-        ref, value, created_at=app.now_for(ref.environment), meta={"generator": cls.generator.value}
-    )
+    meta = {"generator": cls.generator.value}
+    if cls.kind is Kind.JWT_SIGNING:  # the algorithm travels with the key, as rotations store it
+        meta["alg"] = str(cls.options.get("algorithm", "HS256"))
+    version = app.store.put_version(ref, value, created_at=app.now_for(ref.environment),
+                                    meta=meta)
     app.store.set_labels(ref, expected={Label.CURRENT: None}, new={Label.CURRENT: version.number})
     app.journal.append(
         "secret.generate", ref=ref, version=version.number, fingerprints=[version.fingerprint],
@@ -224,17 +228,51 @@ def generate(
     out().print(f"{ref}: version {version.number} ({version.fingerprint}, kid {version.kid_hex})")
 
 
+def _export_jwks(app: AppContext, env: str, output: Path, class_name: str | None) -> None:
+    """The public keys of one asymmetric JWT class, as a JWKS (public: ``-o -`` prints it)."""
+    app.inventory.policy(env)
+    if class_name is None:
+        published = [c.name for c, _ in app.inventory.secrets(env)
+                     if c.kind is Kind.JWT_SIGNING
+                     and str(c.options.get("algorithm", "HS256")) in ASYMMETRIC_ALGORITHMS]
+        if len(published) != 1:
+            raise UsageError(
+                "--format jwks publishes one class's keys: pass --class "
+                f"({', '.join(published) or f'no asymmetric jwt-signing class in {env}'})"
+            )
+        class_name = published[0]
+    cls, ref = app.inventory.resolve(class_name, env)
+    if str(output) == "-":
+        text, kids = jwks_text(app.store, cls, ref)
+        sys.stdout.write(text)
+    else:
+        kids = write_jwks(app.store, cls, ref, output)
+    app.journal.append("secret.export", ref=ref, evidence={
+        "environment": env, "file": str(output), "format": "jwks", "kids": kids})
+    if str(output) != "-":
+        out().print(f"wrote the JWKS of {ref} to {output}: kids {', '.join(kids)} (public keys only)")
+
+
 def export(
     ctx: typer.Context,
     env: Annotated[str, typer.Option("--env", "-e", help="Environment.")] = ...,  # type: ignore[assignment]
     output: Annotated[Path, typer.Option("--output", "-o", help="File to write (mode 0600).")] = ...,  # type: ignore[assignment]
-    fmt: Annotated[str, typer.Option("--format", help=f"One of: {', '.join(FORMATS)}.")] = "dotenv",
+    fmt: Annotated[
+        str, typer.Option("--format", help=f"One of: {', '.join(FORMATS)}, jwks.")
+    ] = "dotenv",
     name: Annotated[str, typer.Option("--name", help="Secret name (k8s format).")] = "app-secrets",
+    class_name: Annotated[
+        str | None, typer.Option("--class", help="jwks: the asymmetric JWT class to publish.")
+    ] = None,
 ) -> None:
-    """Write an environment's current (and overlap-previous) values to a 0600 file."""
+    """Write an environment's current (and overlap-previous) values to a 0600 file; with
+    ``--format jwks``, a class's public keys (``-o -`` prints them: nothing secret in them)."""
     app: AppContext = ctx.obj
+    if fmt == "jwks":
+        _export_jwks(app, env, output, class_name)
+        return
     if fmt not in FORMATS:
-        raise UsageError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
+        raise UsageError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}, jwks")
     if fmt == "k8s":
         check_k8s_name(name)
     check_target(output)

@@ -9,21 +9,47 @@ credentials.
 
 from __future__ import annotations
 
+import json
 import os
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from keyroll.errors import HookFailed, NotFound
-from keyroll.inventory import Hook, Inventory
-from keyroll.model import SecretValue
+from keyroll.errors import HookFailed, KeyrollError, NotFound
+from keyroll.inventory import Hook, Inventory, SecretClass
+from keyroll.model import SecretRef, SecretValue
 from keyroll.render import collect, render, write_private
 from keyroll.rotation.strategies.base import StepContext
+from keyroll.runtime.jwks import jwks_document
+from keyroll.runtime.keysource import StoreKeySource
 from keyroll.runtime.redaction import Redactor
 from keyroll.stores.base import Store
 from keyroll.stores.sqlite import SQLiteStore
-from keyroll.targets.hooks import run_hook
+from keyroll.targets.hooks import HookResult, run_hook
 
-__all__ = ["SENSITIVE_ENV", "HookRunner", "store_redactor"]
+__all__ = ["SENSITIVE_ENV", "HookRunner", "jwks_text", "store_redactor", "write_jwks"]
+
+
+def jwks_text(store: Store, cls: SecretClass, ref: SecretRef) -> tuple[str, list[str]]:
+    """The JWKS of a secret as the store holds it now (pending, current, previous public
+    keys), and its kids. Public: it may be written anywhere.
+
+    Raises:
+        UsageError: the class's keys are not key pairs (an HMAC secret is never published).
+        NotFound: the secret has no current version.
+    """
+    algorithm = cls.options.get("algorithm")
+    source = StoreKeySource(store, ref, refresh_interval=0)
+    document = jwks_document(source, algorithm=str(algorithm) if algorithm else None)
+    return json.dumps(document, indent=2) + "\n", [k["kid"] for k in document["keys"]]
+
+
+def write_jwks(store: Store, cls: SecretClass, ref: SecretRef, path: Path) -> list[str]:
+    """Write the secret's JWKS atomically, mode 0644 (public keys only); return its kids."""
+    text, kids = jwks_text(store, cls, ref)
+    write_private(path, text)
+    path.chmod(0o644)
+    return kids
 
 
 #: keyroll's own credentials, masked in hook output wherever they come from.
@@ -127,6 +153,14 @@ class HookRunner:
 
         results: list[dict[str, object]] = []
         for hook in hooks:
+            if hook.write_jwks is not None:
+                result = self._write_jwks(ctx, hook)
+                results.append(result.evidence())
+                report(f"{which}: {result.label}: {result.detail}")
+                if check and not result.ok:
+                    ctx.evidence[f"{which}_failed"] = results
+                    raise HookFailed(f"{which} hook {result.label!r} failed: {result.detail}")
+                continue
             try:
                 result = run_hook(
                     hook, cwd=self.workdir, env=env, redact=redactor.redact,
@@ -141,3 +175,16 @@ class HookRunner:
                 ctx.evidence[f"{which}_failed"] = results
                 raise HookFailed(f"{which} hook {result.label!r} failed: {result.detail}")
         return results
+
+    def _write_jwks(self, ctx: StepContext, hook: Hook) -> HookResult:
+        assert hook.write_jwks is not None
+        started = time.monotonic()
+        target = self.workdir / hook.write_jwks
+        try:
+            kids = write_jwks(self.store, ctx.cls, ctx.ref, target)
+        except (KeyrollError, OSError) as exc:
+            detail = str(exc) if isinstance(exc, KeyrollError) else (exc.strerror or str(exc))
+            return HookResult(hook.label, False, f"cannot write {target}: {detail}", "",
+                              time.monotonic() - started)
+        return HookResult(hook.label, True, f"wrote {target}: kids {', '.join(kids)}", "",
+                          time.monotonic() - started)

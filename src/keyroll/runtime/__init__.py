@@ -1,11 +1,14 @@
 """The runtime library applications import: key sources, key rings, redaction, validation.
 
 Imports no rotation, CLI or dashboard code (a test checks the import graph). The
-pydantic-settings integration (`keyroll.runtime.settings`) and the SQLAlchemy types
-(`keyroll.runtime.sqlalchemy`) are separate modules, imported only by apps that use them.
+pydantic-settings integration (`keyroll.runtime.settings`), the SQLAlchemy types
+(`keyroll.runtime.sqlalchemy`) and the Starlette JWKS endpoint (`keyroll.runtime.jwks_starlette`)
+are separate modules, imported only by apps that use them.
 """
 
 from keyroll.runtime.fields import FieldCipher as FieldCipher
+from keyroll.runtime.jwks import jwks_document as jwks_document
+from keyroll.runtime.jwks_source import JWKSKeySource as JWKSKeySource
 from keyroll.runtime.jwt import JWTKeyRing as JWTKeyRing
 from keyroll.runtime.keysource import EnvKeySource as EnvKeySource
 from keyroll.runtime.keysource import Key as Key
@@ -28,6 +31,7 @@ from keyroll.runtime.webhooks import WebhookKeyRing as WebhookKeyRing
 __all__ = [
     "EnvKeySource",
     "FieldCipher",
+    "JWKSKeySource",
     "JWTKeyRing",
     "Key",
     "KeySet",
@@ -41,6 +45,7 @@ __all__ = [
     "UsageCounter",
     "WebhookKeyRing",
     "check_value",
+    "jwks_document",
     "read_usage",
     "require",
     "require_all",

@@ -14,6 +14,18 @@ keyroll has no HMAC code of its own. Claims (``exp``, ``nbf``, ``iat``, ``aud``,
 required claims) are checked here because PyJWT reads the wall clock itself and keyroll takes
 time as a parameter; the rules follow PyJWT's.
 
+Asymmetric keys (ES256, RS256, PS256, EdDSA) come as PEM: a private key signs and verifies; a
+public key (from a `JWKSKeySource`, or a public PEM) only verifies, and `sign` refuses with a
+`UsageError`. The algorithm is pinned per key: from the key's metadata (``alg``, which the store
+and the JWKS carry), else the ring's ``algorithm`` if it fits the key, else the one the key
+implies (an EC P-256 key is ES256); it must fit the key (ES256 only with P-256, EdDSA only with
+Ed25519/Ed448), and the token header's ``alg`` must equal it, so no ``alg`` confusion
+(``none``, or HS256 "signed" with a published public key) gets through: PyJWT's HMAC refuses a
+PEM as a secret, and an asymmetric key never meets an HMAC algorithm.
+
+A ``kid`` the ring does not hold is offered to the source once (`KeySource.refresh_for_unknown_kid`):
+a `JWKSKeySource` refetches, rate-limited, so a key published after the last fetch verifies.
+
 Tokens without ``kid`` verify only while the ring holds a single key, or with
 ``legacy_kidless=True`` (every key tried, current first, each success counted as legacy in the
 usage counters). A ``kid`` the ring does not know is rejected, never tried against other keys.
@@ -36,6 +48,7 @@ from typing import Any, NoReturn
 import jwt as pyjwt
 from jwt.algorithms import Algorithm
 
+from keyroll import jwk
 from keyroll.errors import InvalidToken, UsageError
 from keyroll.runtime._clock import epoch_seconds
 from keyroll.runtime.keysource import Key, KeySet, KeySource
@@ -51,6 +64,10 @@ _SUPPORTED = _HMAC_ALGS | {
 def _invalid() -> NoReturn:
     # One error, one message: the caller must not learn which check failed.
     raise InvalidToken("invalid token")
+
+
+def _is_kid(text: str) -> bool:
+    return len(text) == 8 and all(c in "0123456789abcdef" for c in text)
 
 
 def _b64decode(segment: str) -> bytes:
@@ -70,20 +87,44 @@ class _Prepared:
         raise TypeError("refuses to be pickled: holds a key")
 
 
+def _algorithm_of(key: Key, default_alg: str, text: str) -> str:
+    if "alg" in key.meta:
+        return str(key.meta["alg"])
+    if not jwk.looks_like_pem_key(text):
+        return default_alg
+    try:
+        loaded = jwk.load_pem_key(text, validate=False)
+    except ValueError:
+        return default_alg  # reported below as "not a valid key"
+    if default_alg not in _HMAC_ALGS and jwk.key_matches_algorithm(loaded, default_alg):
+        return default_alg
+    try:
+        return jwk.default_algorithm(loaded)
+    except ValueError:
+        return default_alg
+
+
 def _prepare(key: Key, default_alg: str) -> _Prepared:
-    alg_name = str(key.meta.get("alg", default_alg))
+    text = key.value.reveal()
+    alg_name = _algorithm_of(key, default_alg, text)
     if alg_name not in _SUPPORTED:
         raise UsageError(f"{key.origin}: unsupported JWT algorithm {alg_name!r}")
     alg = pyjwt.get_algorithm_by_name(alg_name)
     try:
-        sign_key = alg.prepare_key(key.value.reveal())
+        prepared = alg.prepare_key(text)
     except Exception:  # noqa: BLE001  (PyJWT and cryptography raise many types for a bad key)
         raise UsageError(f"{key.origin} (kid {key.kid_hex}) is not a valid {alg_name} key") from None
-    short = alg.check_key_length(sign_key)
+    if alg_name not in _HMAC_ALGS and not jwk.key_matches_algorithm(prepared, alg_name):
+        raise UsageError(f"{key.origin} (kid {key.kid_hex}): its key type does not fit {alg_name}")
+    short = alg.check_key_length(prepared)
     if short:
         raise UsageError(f"{key.origin} (kid {key.kid_hex}): {short}")
-    verify_key = sign_key if alg_name in _HMAC_ALGS else sign_key.public_key()
-    return _Prepared(key.kid, key.kid_hex, alg_name, alg, sign_key, verify_key)
+    if alg_name in _HMAC_ALGS:
+        return _Prepared(key.kid, key.kid_hex, alg_name, alg, prepared, prepared)
+    if jwk.is_private(prepared):
+        return _Prepared(key.kid, key.kid_hex, alg_name, alg, prepared, prepared.public_key())
+    # a public key: verifies, never signs
+    return _Prepared(key.kid, key.kid_hex, alg_name, alg, None, prepared)
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -100,7 +141,9 @@ class JWTKeyRing:
     Args:
         source: where the keys come from (`StoreKeySource`, `EnvKeySource` …).
         algorithm: the algorithm pinned to keys whose store metadata names none (``alg``).
-            HS256/384/512 take the secret as is; RS/PS/ES/EdDSA take a PEM private key.
+            HS256/384/512 take the secret as is; RS/PS/ES/EdDSA take a PEM key (private to
+            sign; public keys only verify). A PEM key under the default HS256 gets the
+            algorithm its type implies (P-256: ES256, Ed25519: EdDSA, RSA: RS256).
         audience: if set, ``aud`` must contain it; if None, a token with ``aud`` is refused
             (as in PyJWT).
         issuer: if set, ``iss`` must equal it.
@@ -168,6 +211,11 @@ class JWTKeyRing:
         """
         ring = self._ring_for(self.source.snapshot())
         key = ring.current
+        if key.sign_key is None:
+            raise UsageError(
+                f"{self.source.name}: kid {key.kid_hex} is a public key: this ring verifies "
+                "tokens but cannot sign them; sign where the private key is (StoreKeySource)"
+            )
         moment = epoch_seconds(now, self._clock)
         payload = dict(claims)
         payload.setdefault("iat", int(moment))
@@ -248,6 +296,12 @@ class JWTKeyRing:
                 _invalid()
         else:
             found = ring.by_kid_hex.get(kid_hex) if isinstance(kid_hex, str) else None
+            if found is None and isinstance(kid_hex, str) and _is_kid(kid_hex):
+                # a key published after the source's last load (a JWKS): refetch, rate-limited
+                fresh = self.source.refresh_for_unknown_kid(kid_hex)
+                if fresh is not None:
+                    ring = self._ring_for(fresh)
+                    found = ring.by_kid_hex.get(kid_hex)
             if found is None:
                 _invalid()
             candidates = (found,)

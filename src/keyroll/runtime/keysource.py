@@ -224,6 +224,15 @@ class KeySource(ABC):
     def _after_refresh(self) -> None:  # noqa: B027  (optional hook, e.g. usage reporting)
         """Called after every reload attempt, successful or not."""
 
+    def refresh_for_unknown_kid(self, kid_hex: str) -> KeySet | None:
+        """A ring met a token whose kid this source's snapshot does not hold.
+
+        Sources that learn keys from elsewhere on demand (`JWKSKeySource`) reload, at most once
+        per their own interval, and return the new snapshot; the others return None (a store
+        source already holds every key that may sign). Never raises.
+        """
+        return None
+
     def snapshot(self) -> KeySet:
         """The current keys, reloaded first if the refresh interval has passed.
 

@@ -95,14 +95,25 @@ def _trie_regex(words: Iterable[str]) -> str:
             node = node.setdefault(ch, {})
         node[""] = {}
 
-    def emit(node: dict[str, Any]) -> str:
-        ends = "" in node
-        branches = [re.escape(ch) + emit(child) for ch, child in sorted(node.items()) if ch]
+    def alternatives(children: list[tuple[str, dict[str, Any]]]) -> str:
+        branches = [re.escape(ch) + emit(child) for ch, child in children]
         if not branches:
             return ""
-        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
-        # a word may end here: the rest is optional, longer matches win (greedy)
-        return f"(?:{body})?" if ends else body
+        return branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+
+    def emit(node: dict[str, Any]) -> str:
+        # a run of single-child nodes is one literal, walked without recursing: a long value
+        # (a PEM key is 200-3000 characters) must not cost a stack frame per character
+        literal: list[str] = []
+        while True:
+            children = [(ch, child) for ch, child in sorted(node.items()) if ch]
+            if "" in node and children:
+                # a word may end here: the rest is optional, longer matches win (greedy)
+                return "".join(literal) + f"(?:{alternatives(children)})?"
+            if len(children) != 1:
+                return "".join(literal) + alternatives(children)
+            ch, node = children[0]
+            literal.append(re.escape(ch))
 
     return emit(trie)
 

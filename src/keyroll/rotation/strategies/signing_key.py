@@ -12,8 +12,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from keyroll.durations import parse_duration
 from keyroll.errors import StepFailed, UsageError
 from keyroll.inventory import SecretClass
+from keyroll.jwk import ASYMMETRIC_ALGORITHMS, algorithm_problem
 from keyroll.model import Kind, Label, Version, format_kid
 from keyroll.rotation.strategies._usage import old_kid_unused
 from keyroll.rotation.strategies.base import StepContext, Strategy, Verdict
@@ -70,16 +72,50 @@ class _RingStrategy(Strategy):
         return by_use
 
 
+def _published(cls: SecretClass) -> bool:
+    """An asymmetric JWT class: its public keys are published in a JWKS."""
+    return str(cls.options.get("algorithm", "HS256")) in ASYMMETRIC_ALGORITHMS
+
+
+def _jwks_wait(cls: SecretClass) -> timedelta:
+    """How long verifiers may cache the JWKS (``jwks_max_age``) plus ``jwks_margin``."""
+    return (parse_duration(cls.options.get("jwks_max_age", _JWKS_MAX_AGE))
+            + parse_duration(cls.options.get("jwks_margin", _JWKS_MARGIN)))
+
+
+_JWKS_MAX_AGE = "5m"
+_JWKS_MARGIN = "1m"
+
+
 class JWTSigningStrategy(_RingStrategy):
+    """HMAC secrets, and key pairs whose public keys are published (ES256, RS256, PS256,
+    EdDSA). For a key pair the pending public key is published at create (every store-backed
+    JWKS endpoint and the ``write_jwks`` hook at apply), and promote waits until every verifier
+    can have fetched it: the JWKS ``Cache-Control`` max-age (``options.jwks_max_age``, 5m by
+    default, which the publisher must not exceed) plus ``options.jwks_margin`` (1m) plus the
+    publisher's own reload time (``overlap.propagation``). The old public key stays published
+    through the overlap and is unpublished at retire. Incident mode signs with the new key at
+    once (verifiers learn it by refetching on its unknown kid) and unpublishes the old one at
+    once.
+    """
+
     kind = Kind.JWT_SIGNING
 
+    def propagation(self, ctx: StepContext) -> timedelta:
+        base = ctx.cls.overlap.propagation
+        return base + _jwks_wait(ctx.cls) if _published(ctx.cls) else base
+
     def validate(self, cls: SecretClass) -> None:
-        alg = str(cls.options.get("algorithm", "HS256"))
-        if not alg.startswith("HS"):
-            raise UsageError(
-                f"class {cls.name!r}: options.algorithm {alg!r}: keyroll generates HMAC keys "
-                "(HS256, HS384, HS512)"
-            )
+        problem = algorithm_problem(cls.options.get("algorithm", "HS256"),
+                                    cls.generator.value if cls.generator else None)
+        if problem:
+            raise UsageError(f"class {cls.name!r}: {problem}")
+        for option in ("jwks_max_age", "jwks_margin"):
+            if option in cls.options:
+                try:
+                    parse_duration(cls.options[option])
+                except ValueError as exc:
+                    raise UsageError(f"class {cls.name!r}: options.{option}: {exc}") from None
         if cls.overlap.token_ttl is None and cls.overlap.min == timedelta(0):
             raise UsageError(
                 f"class {cls.name!r}: set overlap.token_ttl (the longest token lifetime) so old "
