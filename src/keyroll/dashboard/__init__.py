@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from keyroll.errors import UsageError
@@ -53,6 +53,7 @@ def create_app(
     clock: Callable[[], datetime] = utcnow,
     title: str | None = None,
     allowed_hosts: Sequence[str] = ("localhost", "127.0.0.1", "[::1]"),
+    rotator_stale_after: timedelta | None = None,
 ) -> FastAPI:
     """Build the dashboard app.
 
@@ -65,6 +66,8 @@ def create_app(
         title: the page header (default ``keyroll · <project>``).
         allowed_hosts: ``Host`` header values it answers (default: loopback names); any other
             gets 400, which defeats DNS rebinding. Add the name a proxy serves it under.
+        rotator_stale_after: ``keyroll serve`` passes three intervals: ``/healthz`` answers
+            503 once the rotator's last successful tick is older than that.
 
     Returns:
         A FastAPI app with only GET routes: pages, ``/api/…``, ``/healthz``, ``/metrics``.
@@ -77,4 +80,4 @@ def create_app(
     except ImportError as exc:
         raise require_web(exc) from None
     return build_app(store_factory, inventory, clock=clock, title=title,
-                     allowed_hosts=allowed_hosts)
+                     allowed_hosts=allowed_hosts, rotator_stale_after=rotator_stale_after)

@@ -23,7 +23,7 @@ import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -51,6 +51,7 @@ from keyroll.errors import (
 )
 from keyroll.inventory import Inventory
 from keyroll.model import utcnow
+from keyroll.rotation.rotator import last_tick
 from keyroll.status import State
 from keyroll.stores.base import Store
 
@@ -154,6 +155,7 @@ def build_app(
     clock: Callable[[], datetime] = utcnow,
     title: str | None = None,
     allowed_hosts: Sequence[str] = LOOPBACK_HOSTS,
+    rotator_stale_after: timedelta | None = None,
 ) -> FastAPI:
     """The dashboard app (see the module docstring; `keyroll.dashboard.create_app` wraps it).
 
@@ -165,6 +167,8 @@ def build_app(
         title: shown in the page header (default: the inventory's project name).
         allowed_hosts: the ``Host`` header values answered (``*.example.com`` wildcards
             allowed; IPv6 in brackets); any other host gets 400.
+        rotator_stale_after: when set (``keyroll serve``), ``/healthz`` is 503 once the
+            rotator's last successful tick is older than this (or there was none).
     """
     if not allowed_hosts:
         raise UsageError("the dashboard needs at least one allowed host (e.g. localhost)")
@@ -322,16 +326,22 @@ def build_app(
 
     # --- probes ---------------------------------------------------------------------------
 
-    @app.get("/healthz", summary="200 when the store answers, 503 otherwise")
+    @app.get("/healthz", summary="200 when the store answers (and the rotator ticks), else 503")
     def healthz() -> Response:
         try:
             with opened() as store:
                 store.audit_tail()
+                ticked = last_tick(store) if rotator_stale_after is not None else None
         except KeyrollError as exc:
             _log.warning("dashboard: /healthz: %s", exc)
             return JSONResponse({"status": "unavailable", "error": _unavailable(exc)},
                                 status_code=503)
-        return JSONResponse({"status": "ok"})
+        if rotator_stale_after is None:
+            return JSONResponse({"status": "ok"})
+        shown = ticked.isoformat() if ticked is not None else None
+        if ticked is None or utcnow() - ticked > rotator_stale_after:
+            return JSONResponse({"status": "stale", "last_tick": shown}, status_code=503)
+        return JSONResponse({"status": "ok", "last_tick": shown})
 
     @app.get("/metrics", summary="Prometheus metrics (read at scrape time)")
     def metrics(request: Request) -> Response:

@@ -50,6 +50,7 @@ from keyroll.audit import AuditRecord, Journal
 from keyroll.errors import KeyrollError
 from keyroll.inventory import Inventory
 from keyroll.rotation.record import ACTIVE, TERMINAL, Rotation
+from keyroll.rotation.rotator import last_tick
 from keyroll.runtime.usage import read_usage
 from keyroll.status import State, statuses
 from keyroll.stores.base import Store
@@ -196,6 +197,13 @@ class KeyrollCollector:
         families: list[Metric] = [info, version, created, age, due, days_left, cadence, state,
                                   secret_busy, last_ok, last_used, flying, totals, journal_ok,
                                   records]
+        ticked = last_tick(store)
+        if ticked is not None:
+            rotator = GaugeMetricFamily("keyroll_rotator_last_tick_timestamp_seconds",
+                                        "When `keyroll serve` last finished a tick (Unix time "
+                                        "of its start).")
+            rotator.add_metric([], ticked.timestamp())
+            families.append(rotator)
         tail = store.audit_tail()
         if tail is not None:
             newest = GaugeMetricFamily("keyroll_audit_last_record_timestamp_seconds",

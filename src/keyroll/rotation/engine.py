@@ -136,6 +136,10 @@ class Engine:
         wall_clock: real time. Leases run on it, and an overlap promoted on one clock and
             continued on another is measured on it too (see `_overlap_started`).
         lease_ttl: how long a lease lasts between heartbeats' renewals.
+        stopping: asked between steps; once it answers True the engine finishes the step it
+            is in, saves it, and takes no further step (``keyroll serve`` on SIGTERM).
+        actor_groups: the groups the actor belongs to (from the store's identity), matched
+            against ``group:<name>`` entries of an ``approvers`` list.
     """
 
     def __init__(
@@ -151,6 +155,8 @@ class Engine:
         sleep: Callable[[float], None] = time.sleep,
         wall_clock: Callable[[], datetime] = utcnow,
         lease_ttl: timedelta = LEASE_TTL,
+        stopping: Callable[[], bool] = lambda: False,
+        actor_groups: Collection[str] = (),
     ) -> None:
         self.store = store
         self.inventory = inventory
@@ -162,6 +168,8 @@ class Engine:
         self._strategies = dict(strategies or {})
         self.sleep = sleep
         self.lease_ttl = lease_ttl
+        self.stopping = stopping
+        self.actor_groups = frozenset(actor_groups)
         self._hooks = HookRunner(store, inventory, self.workdir)
         self._token = Lease.new_token()  # who holds a lock: this engine, never a PID alone
         self._lease: Lease | None = None
@@ -413,29 +421,45 @@ class Engine:
                    + (" (incident)" if incident else "") + (" (drill)" if body.drill else ""))
         if state == AWAITING_APPROVAL:
             self._emit(record, "approval", None, f"{environment} needs {policy.approvals} people: "
-                       f"another person runs `keyroll approve {rotation_id}`")
+                       f"another person runs `keyroll approve {rotation_id}`",
+                       {"requested": True, "approvals_required": policy.approvals})
         return record
 
     # --- approvals and confirmations ------------------------------------------------------
 
     def approve(self, rotation_id: str) -> Rotation:
-        """Record the current actor's approval; self-approval is refused.
+        """Record the current actor's approval.
+
+        Refused, and each refusal journaled (``rotation.approve``, outcome ``refused``): the
+        actor requested the rotation (self-approval), approved it already, or is not among the
+        class's or environment's ``approvers`` (names, or ``group:<name>`` matched against the
+        inventory's ``[groups]`` and the store identity's groups).
 
         Raises:
-            RotationRefused: not waiting for approval, or the actor requested/approved already.
+            RotationRefused: not waiting for approval, or one of the refusals above.
         """
         record = self.get(rotation_id)
         if record.state != AWAITING_APPROVAL:
             raise RotationRefused(f"rotation {rotation_id} is not waiting for approval (state "
                                   f"{record.state})")
         body = record.body
+        refusal: str | None = None
         if self.actor == body.requested_by:
-            raise RotationRefused(
-                f"{self.actor} requested rotation {rotation_id} and cannot approve it: another "
-                "person must run `keyroll approve` (two-person rule)"
-            )
-        if self.actor in body.approvals:
-            raise RotationRefused(f"{self.actor} approved rotation {rotation_id} already")
+            refusal = (f"{self.actor} requested rotation {rotation_id} and cannot approve it: "
+                       "another person must run `keyroll approve` (two-person rule)")
+        elif self.actor in body.approvals:
+            refusal = f"{self.actor} approved rotation {rotation_id} already"
+        else:
+            cls = self._class_of(record)
+            allowed = self.inventory.approvers_for(cls, record.ref.environment)
+            if allowed and not self.inventory.may_approve(self.actor, self.actor_groups, allowed):
+                refusal = (f"{self.actor} may not approve rotations of {record.ref}: the "
+                           f"approvers are {', '.join(allowed)} (keyroll.toml `approvers`)")
+        if refusal is not None:
+            self.journal.append("rotation.approve", ref=record.ref, rotation=record.id,
+                                outcome="refused",
+                                evidence={"approver": self.actor, "reason": refusal})
+            raise RotationRefused(refusal)
         approvals = (*body.approvals, self.actor)
         enough = 1 + len(approvals) >= body.approvals_required
         record = self._save(record, S.PLAN if enough else AWAITING_APPROVAL,
@@ -443,7 +467,8 @@ class Engine:
         self._audit(record, "rotation.approve", evidence={"approver": self.actor,
                                                           "complete": enough})
         self._emit(record, "approval", None, f"approved by {self.actor}"
-                   + ("" if enough else "; more approvals needed"))
+                   + ("" if enough else "; more approvals needed"),
+                   {"approver": self.actor, "complete": enough})
         return record
 
     def manual_step(self, record: Rotation, name: str) -> ManualStep:
@@ -516,6 +541,8 @@ class Engine:
         with self._holding(record) as record:
             for _ in range(_MAX_TRANSITIONS):
                 if record.terminal or record.state in (AWAITING_APPROVAL, AWAITING_CONFIRMATION):
+                    return record
+                if self.stopping():  # between steps: the one before is saved, nothing half done
                     return record
                 try:
                     if record.state == ROLLING_BACK:
@@ -1040,6 +1067,8 @@ class Engine:
         for record in self.in_flight():
             if environments is not None and record.ref.environment not in environments:
                 continue
+            if self.stopping():
+                break
             before = record.state
             try:
                 if before == AWAITING_APPROVAL and now - record.created_at > APPROVAL_TTL:
@@ -1064,6 +1093,8 @@ class Engine:
                     self.inventory.policy(row.ref.environment).auto)
                 if not auto or row.state not in (State.DUE, State.OVERDUE) or row.rotation:
                     continue
+                if self.stopping():
+                    break
                 try:
                     record = self.start(row.cls.name, row.ref.environment)
                     self.run(record.id)
