@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import shlex
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -39,6 +39,7 @@ from keyroll.model import Kind, SecretRef, Tier
 __all__ = [
     "DEFAULT_FILE",
     "DEFAULT_MIN_LENGTH",
+    "NOTIFY_KINDS",
     "EncryptionColumn",
     "EnvironmentPolicy",
     "Hook",
@@ -237,13 +238,29 @@ class EnvironmentPolicy(_Strict):
         auto: `keyroll advance` starts due rotations by itself.
         production: values here must never equal a dev/ci value (startup validation).
         drill: rotations here are rehearsals (seed 004: staging first).
+        approvers: who may approve a rotation here (names, or ``group:<name>`` for a group of
+            ``[groups]`` or of the OpenBao identity); empty: anyone but the requester. A
+            class's own ``approvers`` replace this list for that class.
     """
 
     approvals: int = Field(default=1, ge=1, le=5)
+    approvers: list[Annotated[str, Field(min_length=1, max_length=200)]] = []
     warn_days: int = Field(default=7, ge=0, le=365)
     auto: bool = False
     production: bool = False
     drill: bool = False
+
+
+#: The rotation events `[notify]` can send (`keyroll.notify.events` maps the engine's to these).
+NOTIFY_KINDS = (
+    "approval.requested",  # a rotation waits for another person's `keyroll approve`
+    "manual.waiting",      # a person must act (a provider portal, a drain)
+    "step.failed",         # a step failed (a rollback or a stop follows)
+    "rolled-back",         # a rotation ended rolled back
+    "retired",             # the old value was retired: the rotation is complete
+    "overlap.stalled",     # the overlap still waits past its max
+    "journal.failed",      # the audit journal's hash chain does not verify
+)
 
 
 class NotifyConfig(_Strict):
@@ -257,6 +274,25 @@ class NotifyConfig(_Strict):
     smtp_user_env: str | None = None
     smtp_password_env: str | None = None
     smtp_starttls: bool = False
+    #: Reminders of one run go out as one digest (false: one message per secret).
+    digest: bool = True
+    #: Rotation events (`keyroll.notify.events`): which kinds go out (default: all of them).
+    events: list[str] | None = None
+    #: A generic webhook for rotation events, signed Standard-Webhooks style: its URL and its
+    #: signing secret (``whsec_`` + base64) are read from these env vars.
+    event_webhook_url_env: str | None = None
+    event_webhook_secret_env: str | None = None
+    #: Also send rotation events to the Slack-compatible webhook and SMTP above.
+    events_to_chat: bool = True
+    events_to_mail: bool = True
+
+    @field_validator("events")
+    @classmethod
+    def _known_events(cls, kinds: list[str] | None) -> list[str] | None:
+        for kind in kinds or ():
+            if kind not in NOTIFY_KINDS:
+                raise ValueError(f"unknown event {kind!r}: use {', '.join(NOTIFY_KINDS)}")
+        return kinds
 
 
 class StoreConfig(_Strict):
@@ -284,6 +320,8 @@ class SecretClass(_Strict):
     #: may create: 16 characters, 32 for JWT signing keys (seed 003).
     min_length: int = Field(default=DEFAULT_MIN_LENGTH, ge=1, le=4096)
     auto: bool | None = None
+    #: Who may approve this class's rotations (replaces the environment's ``approvers``).
+    approvers: list[Annotated[str, Field(min_length=1, max_length=200)]] = []
     overlap: Overlap = Overlap()
     hooks: Hooks = Hooks()
     options: dict[str, Any] = {}
@@ -349,6 +387,8 @@ class Inventory(_Strict):
     environments: dict[str, EnvironmentPolicy] = Field(min_length=1)
     classes: dict[str, SecretClass] = {}
     notify: NotifyConfig = NotifyConfig()
+    #: Named groups of people for ``approvers`` (``group:cto``): ``cto = ["linh"]``.
+    groups: dict[str, list[str]] = {}
     path: Path | None = None
 
     @model_validator(mode="before")
@@ -428,6 +468,22 @@ class Inventory(_Strict):
                 if environment is None or env == environment:
                     out.append((cls, SecretRef(env, cls.name)))
         return out
+
+    def approvers_for(self, cls: SecretClass, environment: str) -> list[str]:
+        """Who may approve ``cls`` in ``environment`` (empty: anyone but the requester)."""
+        return list(cls.approvers) or list(self.policy(environment).approvers)
+
+    def may_approve(self, actor: str, actor_groups: Collection[str], allowed: Sequence[str]
+                    ) -> bool:
+        """``actor`` is named in ``allowed``, or belongs to a ``group:<name>`` entry of it
+        (a group of ``[groups]``, or one of ``actor_groups`` from the store's identity)."""
+        for entry in allowed:
+            if entry == actor:
+                return True
+            group = entry.removeprefix("group:")
+            if group != entry and (actor in self.groups.get(group, ()) or group in actor_groups):
+                return True
+        return False
 
     def class_for_env_var(self, var: str, environment: str) -> SecretClass | None:
         for cls, _ref in self.secrets(environment):

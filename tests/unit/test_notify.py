@@ -99,9 +99,28 @@ def smtp() -> Iterator[tuple[int, list[str]]]:
 NOTIFY = '\n[notify]\nwebhook_url_env = "TEST_HOOK_URL"\n'
 
 
-def test_one_message_per_due_secret_once_a_day(world: World, webhook: tuple[str, type]) -> None:
+def test_one_digest_per_run_once_a_day(world: World, webhook: tuple[str, type]) -> None:
     url, receiver = webhook
     world.inventory = parse_inventory(INVENTORY + NOTIFY, world.path / "keyroll.toml")
+    ref = world.seed("jwt-access")
+    secret = world.store.read_value(ref, 1).reveal()
+    world.seed("opaque")
+    env = {"TEST_HOOK_URL": url}
+    report = send_reminders(world.store, world.inventory, T0 + timedelta(days=85), env)
+    assert report.sent == ("dev/jwt-access", "dev/opaque")
+    assert len(receiver.bodies) == 1
+    digest = receiver.bodies[0]["text"]
+    assert digest.startswith("test: 2 secret(s) due, 1 overdue:")
+    assert "jwt-access in dev" in digest and "OVERDUE" in digest
+    again = send_reminders(world.store, world.inventory, T0 + timedelta(days=85, hours=3), env)
+    assert again.sent == () and len(receiver.bodies) == 1
+    assert_no_leak([json.dumps(receiver.bodies)], [secret], where="reminders")
+
+
+def test_one_message_per_due_secret_once_a_day(world: World, webhook: tuple[str, type]) -> None:
+    url, receiver = webhook
+    world.inventory = parse_inventory(INVENTORY + NOTIFY + "digest = false\n",
+                                      world.path / "keyroll.toml")
     ref = world.seed("jwt-access")  # created at T0, cadence 90 days, warn 7 days
     secret = world.store.read_value(ref, 1).reveal()
     world.seed("opaque")  # cadence 30 days
@@ -131,7 +150,7 @@ def test_smtp_channel(world: World, smtp: tuple[int, list[str]]) -> None:
     report = send_reminders(world.store, world.inventory, T0 + timedelta(days=31), {})
     assert report.channels == ("smtp",)
     assert len(messages) == 1
-    assert "Subject: [keyroll] dev/opaque is overdue" in messages[0]
+    assert "Subject: [keyroll] test: 1 secret(s) due, 1 overdue" in messages[0]
 
 
 def test_no_channel_or_failing_channel(world: World, webhook: tuple[str, type],

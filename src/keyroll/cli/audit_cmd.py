@@ -70,6 +70,8 @@ def verify(
     if report.ok:
         out().print(f"journal ok: {report.count} records, head {report.head}")
         return
+    if context.notifier is not None:
+        context.notifier.journal_failed(report)  # sent when the command ends
     console = err()
     console.print(f"journal TAMPERED ({report.count} records):", markup=False)
     for problem in report.problems:

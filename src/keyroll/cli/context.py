@@ -11,13 +11,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from keyroll.audit import Journal
+from keyroll.audit import Journal, current_actor
 from keyroll.cli.output import err, escape
-from keyroll.errors import UsageError
+from keyroll.errors import KeyrollError, UsageError
 from keyroll.inventory import Inventory, find_inventory, load_inventory
 from keyroll.model import utcnow
 from keyroll.stores import Store, open_store
+
+if TYPE_CHECKING:
+    from keyroll.notify.events import EventNotifier
 
 __all__ = ["AppContext", "clock_from_env", "parse_time"]
 
@@ -126,10 +130,52 @@ class AppContext:
         return store
 
     @cached_property
+    def identity(self) -> tuple[str, frozenset[str]]:
+        """Who acts, and their groups. On a store that knows its caller (OpenBao/Vault: the
+        token's entity or display name) that identity, whatever ``KEYROLL_ACTOR`` says; on the
+        local store ``KEYROLL_ACTOR`` or the OS user, a name the caller chose (see README)."""
+        known = self.store.identity()
+        if known is None:
+            return current_actor(), frozenset()
+        name, groups = known
+        declared = os.environ.get("KEYROLL_ACTOR")
+        if declared and declared != name:
+            err().print(f"note: KEYROLL_ACTOR is ignored: the store identifies you as "
+                        f"{escape(name)}", markup=False)
+        return name, frozenset(groups)
+
+    @property
+    def actor(self) -> str:
+        return self.identity[0]
+
+    @cached_property
     def journal(self) -> Journal:
         """The journal records real time, whatever clock the engine runs on."""
-        return Journal(self.store)
+        return Journal(self.store, actor=self.actor)
+
+    @cached_property
+    def notifier(self) -> EventNotifier | None:
+        """The rotation-event notifier of ``[notify]`` (None when no channel is configured);
+        its queue is sent when the command ends (`close`)."""
+        from keyroll.notify.events import EventNotifier
+
+        notifier = EventNotifier(self.store, self.inventory, os.environ)
+        return notifier if notifier.channels else None
+
+    def flush_notices(self) -> None:
+        """Send queued notices; a failing channel is one warning line, never the exit code."""
+        notifier = self.__dict__.get("notifier")
+        if notifier is None:
+            return
+        try:
+            report = notifier.flush()
+        except KeyrollError as exc:
+            err().print(f"warning: notifications not sent: {escape(str(exc))}", markup=False)
+            return
+        for line in report.failed:
+            err().print(f"warning: notification not sent: {escape(line)}", markup=False)
 
     def close(self) -> None:
+        self.flush_notices()
         for store in self._opened:
             store.close()

@@ -17,7 +17,7 @@ from keyroll.cli.output import err, escape, out, print_json
 from keyroll.errors import UsageError
 from keyroll.model import SecretValue
 from keyroll.rotation.engine import Engine
-from keyroll.rotation.events import Event
+from keyroll.rotation.events import Event, Observer
 from keyroll.rotation.record import ACTIVE, Rotation, RotationState
 
 __all__ = ["EventPrinter", "register"]
@@ -47,9 +47,15 @@ class EventPrinter:
 
 
 def _engine(app: AppContext, *, quiet: bool = False) -> Engine:
+    """The engine as every command runs it: events printed, and sent where ``[notify]`` says
+    (the notices go out when the command ends)."""
+    observers: list[Observer] = [EventPrinter(quiet)]
+    if app.notifier is not None:
+        observers.append(app.notifier)
     return Engine(
         app.store, app.inventory, journal=app.journal, clock=app.clock,
-        observers=[EventPrinter(quiet)], workdir=app.inventory_path.parent,
+        observers=observers, workdir=app.inventory_path.parent,
+        actor_groups=app.identity[1],
     )
 
 
