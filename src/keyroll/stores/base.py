@@ -279,6 +279,14 @@ class Store(ABC):
     def list_meta(self) -> list[str]:
         """Every bookkeeping key, sorted (migration copies them all)."""
 
+    # --- who is calling --------------------------------------------------------------------
+
+    def identity(self) -> tuple[str, tuple[str, ...]] | None:
+        """Who the store authenticates the caller as, and their groups; None when it does not
+        know (the local store: anyone with the master key is the same caller). The CLI
+        records this identity as the journal's actor and matches it against ``approvers``."""
+        return None
+
     # --- lifecycle ------------------------------------------------------------------------
 
     def close(self) -> None:  # noqa: B027  (optional hook: most backends hold nothing)

@@ -586,6 +586,39 @@ class OpenBaoStore(Store):
     def close(self) -> None:
         self._conn.close()
 
+    def identity(self) -> tuple[str, tuple[str, ...]]:
+        """The token's identity (``auth/token/lookup-self``): its entity's name and groups
+        where the token may read them (``identity/entity/id/*``, ``identity/group/id/*``),
+        else its display name (``token-alice``, ``userpass-alice``) and no groups. Never
+        a name the caller declares, unlike ``KEYROLL_ACTOR``.
+
+        Raises:
+            StoreForbidden: the token cannot look itself up (it is expired or revoked).
+        """
+        me = self._conn.call("look up", "auth/token/lookup-self",
+                             lambda client: client.auth.token.lookup_self())
+        data = me.get("data") or {}
+        display = str(data.get("display_name") or data.get("accessor") or "unknown-token")
+        entity_id = data.get("entity_id")
+        if not entity_id:
+            return display, ()
+        try:
+            entity = self._conn.call(
+                "read", f"identity/entity/id/{entity_id}",
+                lambda client: client.secrets.identity.read_entity(entity_id), relogin=False)
+            body = entity.get("data") or {}
+            groups = []
+            for group_id in body.get("group_ids") or ():
+                def read_group(client: hvac.Client, gid: str = str(group_id)) -> Any:
+                    return client.secrets.identity.read_group(gid)
+
+                group = self._conn.call("read", f"identity/group/id/{group_id}", read_group,
+                                        relogin=False)
+                groups.append(str((group.get("data") or {}).get("name") or group_id))
+            return str(body.get("name") or display), tuple(sorted(groups))
+        except (StoreForbidden, NotFound):  # no right to read identities: the display name
+            return display, ()
+
     # --- KV plumbing ----------------------------------------------------------------------
 
     def _path(self, *parts: str) -> str:

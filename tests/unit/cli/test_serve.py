@@ -109,7 +109,7 @@ def test_sigterm_mid_tick_leaves_nothing_half_done(tmp_path: Path) -> None:
         time.sleep(0.1)
     assert marker.exists(), process.communicate(timeout=30)
     process.send_signal(signal.SIGTERM)
-    stdout, stderr = process.communicate(timeout=120)
+    _, stderr = process.communicate(timeout=120)
     assert process.returncode == 0, stderr
     assert "stopped (signal)" in stderr
     rotations = _steps_once_per_rotation(tmp_path)
