@@ -121,6 +121,6 @@ def test_an_identity_not_listed_is_refused_on_openbao(
         engine = Engine(store, inventory, journal=Journal(store, actor=name),
                         actor_groups=groups, workdir=tmp_path)
         assert engine.approve(record.id).state == "plan"
-        with pytest.raises(RotationRefused, match="approved rotation .* already|not waiting"):
+        with pytest.raises(RotationRefused, match=r"approved rotation .* already|not waiting"):
             engine.approve(record.id)
     assert Journal(root).verify().ok

@@ -21,6 +21,7 @@ from typer.exceptions import TyperException
 from keyroll.cli import (
     adopt_cmd,
     audit_cmd,
+    calendar_cmd,
     dashboard_cmd,
     init_cmd,
     inventory_cmd,
@@ -71,6 +72,7 @@ def _root(
 
 init_cmd.register(app)
 status_cmd.register(app)
+calendar_cmd.register(app)
 secrets_cmd.register(app)
 rotate_cmd.register(app)
 notify_cmd.register(app)

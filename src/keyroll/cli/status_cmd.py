@@ -33,16 +33,20 @@ def status(
             help="Exit 1 when any secret is due (or overdue), 3 when any is overdue: for CI.",
         ),
     ] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Also list secrets never created "
+                                       "(otherwise only counted).")] = False,
 ) -> None:
     """Show every secret: version, fingerprint, age, due date, days left, state."""
     app: AppContext = ctx.obj
     if env is not None:
         app.inventory.policy(env)
     now = app.clock()
-    rows = statuses(app.store, app.inventory, now, environment=env, now_for=app.now_for)
+    every = statuses(app.store, app.inventory, now, environment=env, now_for=app.now_for)
+    rows = every if all_ else [r for r in every if r.state is not State.MISSING]
+    hidden = len(every) - len(rows)
     if as_json:
-        print_json({"now": now.isoformat(),
-                    "secrets": [r.to_json(app.now_for(r.ref.environment)) for r in rows]})
+        print_json({"now": now.isoformat(), "never_created": hidden,
+                    "secrets": [r.to_json(app.now_for(r.ref.environment)) for r in every]})
     else:
         table = Table(title=f"{app.inventory.project}: secrets at {now:%Y-%m-%d %H:%M} UTC")
         for column in ("class", "env", "kind", "tier", "ver", "fingerprint", "age", "due",
@@ -60,6 +64,10 @@ def status(
                 f"[{_STYLE[row.state]}]{state}[/]",
             )
         out().print(table)
+        if hidden:
+            out().print(f"{hidden} secret(s) of the inventory were never created: "
+                        "`keyroll status --all` lists them", markup=False, highlight=False)
+    rows = every
     if fail_on is not None:
         overdue = any(r.state is State.OVERDUE for r in rows)
         due = any(r.state is State.DUE for r in rows)

@@ -66,6 +66,7 @@ _MAX_LIMIT = 1000
 # module level: FastAPI resolves these annotations by name (``from __future__ import annotations``)
 _EnvQuery = Annotated[str | None, Query(max_length=63, description="Only this environment.")]
 _Limit = Annotated[int, Query(ge=1, le=_MAX_LIMIT, description="How many records (newest first).")]
+_Days = Annotated[int, Query(ge=1, le=3650, description="How many days ahead.")]
 _Filter = Annotated[str | None, Query(max_length=100)]
 _StateQuery = Annotated[State | None, Query(description="Only secrets in this state.")]
 _JSON_PREFIXES = ("/api/", "/healthz", "/metrics")
@@ -256,9 +257,11 @@ def build_app(
     # --- HTML -----------------------------------------------------------------------------
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def overview_page(request: Request, env: _EnvQuery = None, state: _StateQuery = None) -> Response:
+    def overview_page(request: Request, env: _EnvQuery = None, state: _StateQuery = None,
+                      all: bool = False) -> Response:
         with opened() as store:
-            data = views.overview(store, inventory, clock(), environment=env, state=state)
+            data = views.overview(store, inventory, clock(), environment=env, state=state,
+                                  show_missing=all)
             health = views.journal_health(journal(store))
         return page(request, "overview.html", data=data, journal=health)
 
@@ -281,6 +284,12 @@ def build_app(
         with opened() as store:
             data = views.rotation_detail(store, inventory, journal(store), clock(), rotation_id)
         return page(request, "rotation.html", data=data)
+
+    @app.get("/calendar", response_class=HTMLResponse, include_in_schema=False)
+    def calendar_html(request: Request, days: _Days = 90, env: _EnvQuery = None) -> Response:
+        with opened() as store:
+            data = views.calendar_page(store, inventory, clock(), days=days, environment=env)
+        return page(request, "calendar.html", data=data)
 
     @app.get("/audit", response_class=HTMLResponse, include_in_schema=False)
     def audit_html(
@@ -314,6 +323,11 @@ def build_app(
     def api_rotation(rotation_id: str) -> dict[str, Any]:
         with opened() as store:
             return views.rotation_detail(store, inventory, journal(store), clock(), rotation_id)
+
+    @app.get("/api/calendar", summary="What is due in the next days, soonest first")
+    def api_calendar(days: _Days = 90, env: _EnvQuery = None) -> dict[str, Any]:
+        with opened() as store:
+            return views.calendar_page(store, inventory, clock(), days=days, environment=env)
 
     @app.get("/api/audit", summary="The newest journal records and the chain's verification")
     def api_audit(

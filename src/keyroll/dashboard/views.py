@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from keyroll.audit import AuditRecord, Journal
+from keyroll.calendar import calendar
 from keyroll.durations import format_duration
 from keyroll.errors import KeyrollError, NotFound
 from keyroll.inventory import Inventory
@@ -159,9 +160,14 @@ def overview(
     *,
     environment: str | None = None,
     state: State | None = None,
+    show_missing: bool = True,
 ) -> dict[str, Any]:
     """Every secret (optionally of one environment), worst state first, with counts by state
     (counted before the ``state`` filter, so the page can offer every state).
+
+    Args:
+        show_missing: list never-created secrets too (the HTML page hides them behind their
+            count, ``hidden_missing``, unless asked for them).
 
     Raises:
         UnknownSecret: ``environment`` is not in the inventory.
@@ -183,9 +189,27 @@ def overview(
         "state": state.value if state is not None else None,
         "environments": sorted(inventory.environments),
         "counts": counts,
-        "secrets": [_status_json(row, now) for row in rows if state is None or row.state is state],
+        "secrets": [_status_json(row, now) for row in rows
+                    if (state is None or row.state is state)
+                    and (show_missing or state is State.MISSING or row.state is not State.MISSING)],
+        "hidden_missing": 0 if show_missing or state is not None else counts[State.MISSING.value],
         "in_flight": in_flight,
     }
+
+
+def calendar_page(store: Store, inventory: Inventory, now: datetime, *, days: int = 90,
+                  environment: str | None = None) -> dict[str, Any]:
+    """What is due in the next ``days``, soonest first (`keyroll.calendar`).
+
+    Raises:
+        UnknownSecret: ``environment`` is not in the inventory.
+    """
+    if environment is not None:
+        inventory.policy(environment)
+    entries = calendar(store, inventory, now, days=days, environment=environment)
+    return {"now": now.isoformat(), "days": days, "environment": environment,
+            "environments": sorted(inventory.environments),
+            "entries": [e.to_json() for e in entries]}
 
 
 def secret_detail(
