@@ -18,7 +18,7 @@ from pathlib import Path
 from keyroll.errors import HookFailed, KeyrollError, NotFound
 from keyroll.inventory import Hook, Inventory, SecretClass
 from keyroll.model import SecretRef, SecretValue
-from keyroll.render import collect, render, write_private
+from keyroll.render import collect, owned_vars, render, write_dotenv, write_private
 from keyroll.rotation.strategies.base import StepContext
 from keyroll.runtime.jwks import jwks_document
 from keyroll.runtime.keysource import StoreKeySource
@@ -165,7 +165,10 @@ class HookRunner:
                 result = run_hook(
                     hook, cwd=self.workdir, env=env, redact=redactor.redact,
                     stdin=dotenv() if hook.stdin_dotenv else None,
-                    write_dotenv=lambda path: write_private(path, dotenv()), check=False,
+                    write_dotenv=lambda path: write_dotenv(
+                        path, collect(self.store, self.inventory, environment),
+                        owned_vars(self.inventory, environment)),
+                    check=False,
                 )
             except OSError as exc:
                 raise HookFailed(f"hook {hook.label!r}: {exc.strerror or exc}") from None
