@@ -108,7 +108,7 @@ class KubernetesSecret(_Strict):
     """``kubernetes_secret = { name, namespace }``: server-side apply (field manager
     ``keyroll``) of the environment's variables into a Secret; other keys are kept.
 
-    ``name`` and ``namespace`` may hold ``{env}`` (the environment's name). ``context`` and
+    ``name``, ``namespace`` and ``context`` may hold ``{env}`` (the environment's name). ``context`` and
     ``kubeconfig`` pick the cluster (default: in-cluster config, else the current context of
     ``$KUBECONFIG`` / ``~/.kube/config``). ``classes`` limits the keys to those classes' variables
     (every hook that applies the same Secret must list the same classes).
@@ -266,6 +266,10 @@ class Overlap(_Strict):
         propagation: how long running apps take to pick up a new pending key (their key
             source's refresh interval, 5 s by default, plus a margin). Promote waits this long
             after create, so no instance sees a token signed with a key it has not loaded.
+        usage_from: Prometheus ``/metrics`` URLs of apps using `FileKeySource` (or any key
+            source exported by `keyroll.runtime.metrics`): ``keyroll_key_uses_total`` and
+            ``keyroll_key_last_used_timestamp_seconds`` per kid, read by the usage-aware
+            overlap besides what apps report into the store.
     """
 
     min: Duration = timedelta(0)
@@ -275,6 +279,15 @@ class Overlap(_Strict):
     settle: Duration = timedelta(seconds=30)
     max: Duration = timedelta(days=45)
     propagation: Duration = timedelta(seconds=6)
+    usage_from: Annotated[list[str], BeforeValidator(lambda v: [v] if isinstance(v, str) else v)] = []
+
+    @field_validator("usage_from")
+    @classmethod
+    def _metrics_urls(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"{url[:80]!r}: usage_from takes http(s):// URLs of /metrics")
+        return urls
 
     def deadline(self) -> timedelta:
         """The time-based part of the overlap: ``max(min, token_ttl + margin)``."""

@@ -96,7 +96,7 @@ def _kubernetes_secret(ctx: StepContext, hook: Hook, store: Store, inventory: In
     entries = _entries(store, inventory, environment, spec.classes)
     data = {e.name: e.value.reveal_bytes() for e in entries}
     with KubeClient(kubeconfig=_kubeconfig(workdir, spec.kubeconfig),
-                    context=spec.context) as client:
+                    context=_fill(spec.context, environment) if spec.context else None) as client:
         result = client.apply_secret(name, namespace, data, _annotations(ctx, step, entries))
     others = len(set(result["keys"]) - set(data))
     return (f"applied {len(data)} keys to Secret {namespace}/{name} (field manager keyroll, "
@@ -110,7 +110,7 @@ def _rollout(hook: Hook, environment: str, workdir: Path, sleep: Callable[[float
     assert spec is not None
     name, namespace = _fill(spec.name, environment), _fill(spec.namespace, environment)
     with KubeClient(kubeconfig=_kubeconfig(workdir, spec.kubeconfig),
-                    context=spec.context) as client:
+                    context=_fill(spec.context, environment) if spec.context else None) as client:
         generation = client.restart(name, namespace)
         status = client.wait_rollout(name, namespace, generation,
                                      timeout=spec.timeout.total_seconds(), sleep=sleep,
