@@ -58,6 +58,9 @@ __all__ = [
 ]
 
 DEFAULT_FILE = "keyroll.toml"
+#: the kubelet's default sync period (1 min) plus its Secret cache TTL and a margin: how long a
+#: changed Secret takes to reach a mounted volume
+MOUNTED_PROPAGATION = timedelta(seconds=90)
 #: what a hook may do: exactly one of these per hook
 HOOK_ACTIONS = ("run", "http", "write_dotenv", "write_jwks", "kubernetes_secret", "rollout",
                 "sealed_secret", "kv_delivery")
@@ -431,6 +434,22 @@ class SecretClass(_Strict):
         if self.prefix and self.generator is not None and self.generator.is_keypair:
             raise ValueError(f"generator {self.generator.value!r} makes a PEM key: remove prefix")
         return self
+
+    def propagation(self, environment: str) -> timedelta:
+        """How long promote waits after the new key was staged in ``environment``.
+
+        ``overlap.propagation`` when the inventory sets it. Otherwise 6 s (key sources refresh
+        every 5 s, files every 2 s), except where the class's deploy applies a Kubernetes
+        Secret without a ``rollout``: those pods read the Secret as mounted files, which the
+        kubelet updates only at its sync (`MOUNTED_PROPAGATION`), so promote waits that long.
+        """
+        if "propagation" in self.overlap.model_fields_set:
+            return self.overlap.propagation
+        deploys = [h for h in self.hooks.on_promote if h.applies_to(environment)]
+        if (any(h.kubernetes_secret is not None for h in deploys)
+                and not any(h.rollout is not None for h in deploys)):
+            return max(self.overlap.propagation, MOUNTED_PROPAGATION)
+        return self.overlap.propagation
 
     @property
     def previous_env_vars(self) -> list[str]:

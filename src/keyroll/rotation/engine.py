@@ -972,7 +972,7 @@ class Engine:
         resets_target = type(strategy).rollback is not Strategy.rollback
         if resets_target and body.ran(S.PROMOTE):
             # apps reload the old credential before the new one stops working
-            self.sleep(min(cls.overlap.propagation.total_seconds(), _MAX_SLEEP))
+            self.sleep(min(cls.propagation(record.ref.environment).total_seconds(), _MAX_SLEEP))
         try:
             if not target_reset:
                 self._guard()

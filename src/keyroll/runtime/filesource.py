@@ -42,10 +42,9 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
 
 from keyroll import dotenv
-from keyroll.errors import KeyrollError, UsageError
+from keyroll.errors import KeyrollError
 from keyroll.runtime import metrics
 from keyroll.runtime.keysource import EnvKeySource, Key
 
@@ -117,10 +116,7 @@ class FileKeySource(EnvKeySource):
         refresh_interval: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
         metrics: bool = True,
-        **kwargs: Any,
     ) -> None:
-        if "environ" in kwargs:
-            raise UsageError("FileKeySource reads files, not an environment: pass path=")
         self.path = Path(path)
         #: polls that found the files incomplete, unreadable or invalid (never reset)
         self.failures = 0
@@ -129,7 +125,7 @@ class FileKeySource(EnvKeySource):
         super().__init__(
             current_var, previous_var, next_var=next_var, separator=separator,
             derive_kids=derive_kids, min_length=min_length, refresh_interval=refresh_interval,
-            clock=clock, **kwargs,
+            clock=clock,
         )
         self.name = f"file:{self.path}:{current_var}"
         if metrics:

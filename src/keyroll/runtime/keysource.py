@@ -436,6 +436,12 @@ class StoreKeySource(KeySource):
 class EnvKeySource(KeySource):
     """Keys from environment variables, for apps that do not run the keyroll store.
 
+    A process's environment is fixed when it starts: a rotated key reaches an app on env vars
+    only when the app is restarted (keyroll's deploy hooks restart it at apply, promote and
+    retire). The source re-reads ``environ`` every interval only for tests and apps that change
+    ``os.environ`` themselves. To pick up new keys without a restart, read mounted files with
+    `FileKeySource` (same variables) or the store with `StoreKeySource`.
+
     Args:
         current_var: the variable holding the signing/encryption key (required).
         previous_var: the variable holding the key(s) still accepted (optional, may be unset).
@@ -445,7 +451,8 @@ class EnvKeySource(KeySource):
             sign (``JWT_SECRET_NEXT``).
         separator: if given, ``previous_var`` holds a list split on it (seed 001's
             ``OLD_SECRET_KEYS`` uses ``,``); blanks and duplicates of other keys are dropped.
-        environ: the environment (default: ``os.environ``, re-read on every refresh).
+        environ: the environment (default: ``os.environ``, re-read on every refresh; it
+            changes only if the process itself changes it).
         derive_kids: allow derived kids when no ``_KID`` variable is set (module docstring).
         min_length: values shorter than this are refused (seed 003: 32 for JWT keys).
         refresh_interval: seconds between re-reads of the environment.
