@@ -155,11 +155,13 @@ def check_k8s_name(name: str) -> str:
     )
 
 
-def render(entries: list[EnvEntry], fmt: str, *, name: str = "app-secrets") -> str:
+def render(entries: list[EnvEntry], fmt: str, *, name: str = "app-secrets",
+           namespace: str | None = None) -> str:
     """The file content. This string holds values: write it with `write_private` only.
 
     Raises:
-        UsageError: an unknown format, or (k8s) a name that is not a Kubernetes object name.
+        UsageError: an unknown format, or (k8s) a name or namespace that is not a Kubernetes
+            name.
     """
     if fmt == "dotenv":
         return "".join(f"{e.name}={dotenv_quote(e.value.reveal())}\n" for e in entries)
@@ -167,10 +169,10 @@ def render(entries: list[EnvEntry], fmt: str, *, name: str = "app-secrets") -> s
         return json.dumps({e.name: e.value.reveal() for e in entries}, indent=2) + "\n"
     if fmt == "k8s":
         check_k8s_name(name)
-        lines = [
-            "apiVersion: v1", "kind: Secret", "metadata:", f"  name: {name}", "type: Opaque",
-            "data:",
-        ]
+        lines = ["apiVersion: v1", "kind: Secret", "metadata:", f"  name: {name}"]
+        if namespace is not None:
+            lines.append(f"  namespace: {check_k8s_name(namespace)}")
+        lines += ["type: Opaque", "data:"]
         lines += [
             f"  {e.name}: {base64.b64encode(e.value.reveal_bytes()).decode()}" for e in entries
         ]

@@ -3,8 +3,10 @@ ExternalSecret (``dataFrom.extract``) would sync is right at every step of a rot
 
 from __future__ import annotations
 
+import json
 import secrets
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -14,11 +16,16 @@ from keyroll.model import Label
 from keyroll.rotation.engine import Engine
 from keyroll.rotation.events import Event
 from keyroll.targets.kv import connect, read_layout
+from tests.leaks import assert_no_leak
 from tests.openbao_fixtures import bao_dev
 from tests.openbao_server import DevServer
 from tests.unit.conftest import INVENTORY, World, world
 
 __all__ = ["bao_dev", "world"]
+
+
+def meta_of(client: Any, app: str) -> Any:
+    return client.secrets.kv.v2.read_secret_metadata(path=f"{app}/dev", mount_point="secret")
 
 pytestmark = pytest.mark.integration
 
@@ -35,8 +42,10 @@ def test_entry_follows_every_step(world: World, bao_dev: DevServer,
     ref = world.seed("jwt-access")
     client = connect(None, None)
     seen: dict[str, dict[str, str]] = {}
+    events: list[Event] = []
 
     def observe(event: Event) -> None:
+        events.append(event)
         if event.kind == "step.finished" and event.step in ("apply", "promote", "retire"):
             seen[str(event.step)] = read_layout(client, "secret", f"{app}/dev")
 
@@ -66,6 +75,9 @@ def test_entry_follows_every_step(world: World, bao_dev: DevServer,
     assert "JWT_SECRET_NEXT" not in seen["promote"]
     # retire: only the current key is left
     assert seen["retire"] == {"JWT_SECRET": new_value, "JWT_SECRET_KID": new.kid_hex}
+    shown = json.dumps([[e.message, e.evidence] for e in events], default=str)
+    assert_no_leak([shown, json.dumps(meta_of(client, app))],
+                   [new_value, seen["apply"]["JWT_SECRET"]], where="events and KV metadata")
     meta = client.secrets.kv.v2.read_secret_metadata(path=f"{app}/dev", mount_point="secret")
     assert meta["data"]["custom_metadata"]["keyroll-rotation"] == record.id
     client.adapter.close()

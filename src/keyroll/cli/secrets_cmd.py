@@ -253,6 +253,9 @@ def export(
         str, typer.Option("--format", help=f"One of: {', '.join(FORMATS)}, jwks.")
     ] = "dotenv",
     name: Annotated[str, typer.Option("--name", help="Secret name (k8s format).")] = "app-secrets",
+    namespace: Annotated[
+        str | None, typer.Option("--namespace", "-n", help="Secret namespace (k8s format).")
+    ] = None,
     class_name: Annotated[
         str | None, typer.Option("--class", help="jwks: the asymmetric JWT class to publish.")
     ] = None,
@@ -268,12 +271,14 @@ def export(
         raise UsageError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}, jwks")
     if fmt == "k8s":
         check_k8s_name(name)
+        if namespace is not None:
+            check_k8s_name(namespace)
     check_target(output)
     entries = collect(app.store, app.inventory, env)
     if fmt == "dotenv":  # an existing .env keeps every line that is not keyroll's
         write_dotenv(output, entries, owned_vars(app.inventory, env))
     else:
-        write_private(output, render(entries, fmt, name=name))
+        write_private(output, render(entries, fmt, name=name, namespace=namespace))
     if not git_ignores(output):
         err().print(
             f"warning: {output} is inside a git work tree and not ignored: add it to .gitignore "

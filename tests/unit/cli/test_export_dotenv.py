@@ -39,3 +39,13 @@ def test_export_refuses_a_malformed_env_and_writes_nothing(
     assert result.code == 2
     assert "line 2" in result.err and "nothing was written" in result.err
     assert target.read_text() == "DOMAIN=localhost\nthis is not a line\n"
+
+
+def test_k8s_export_carries_the_namespace(initialised: Keyroll, project: Path) -> None:
+    assert initialised("generate", "jwt-access", "--env", "dev").code == 0
+    assert initialised("export", "--env", "dev", "-o", "s.yaml", "--format", "k8s",
+                       "--namespace", "goodgo-dev").code == 0
+    assert "  name: app-secrets\n  namespace: goodgo-dev\n" in (project / "s.yaml").read_text()
+    bad = initialised("export", "--env", "dev", "-o", "t.yaml", "--format", "k8s",
+                      "--namespace", "x\nkind: Pod")
+    assert bad.code == 2 and not (project / "t.yaml").exists()
