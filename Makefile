@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint typecheck pytest bench bench-db bench-reencrypt bench-all system-deps venv clean
+.PHONY: demo test lint typecheck pytest runtime-py310 bench bench-db bench-reencrypt bench-all system-deps venv clean
 
 venv: $(STAMP)
 
@@ -41,7 +41,22 @@ typecheck: venv
 pytest: venv system-deps
 	$(BIN)/pytest
 
-test: venv system-deps lint typecheck pytest
+# The runtime library supports Python 3.10 (issue 11 §7): its unit tests run under 3.10 too,
+# in their own venv (conftest files above tests/unit/runtime import the engine: 3.11+).
+PY310  ?= $(shell for p in $$(ls -d $$(pyenv root 2>/dev/null)/versions/3.10*/bin/python $$HOME/.pyenv/versions/3.10*/bin/python /root/.pyenv/versions/3.10*/bin/python 2>/dev/null) $$(command -v python3.10); do $$p -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null && echo $$p && break; done)
+VENV310 := .venv310
+
+$(VENV310)/.installed: pyproject.toml
+	@test -n "$(PY310)" || { echo "no Python 3.10 found: set PY310=/path/to/python3.10"; exit 1; }
+	$(PY310) -m venv $(VENV310)
+	$(VENV310)/bin/pip install -q --upgrade pip
+	$(VENV310)/bin/pip install -q -e '.[web,sqlalchemy,structlog,metrics]' pytest pytest-timeout hypothesis
+	touch $@
+
+runtime-py310: $(VENV310)/.installed
+	$(VENV310)/bin/pytest -q -p no:cacheprovider --confcutdir=tests/unit/runtime tests/unit/runtime
+
+test: venv system-deps lint typecheck pytest runtime-py310
 
 # Benchmarks print ratios against what a user would otherwise use, measured side by side in
 # one run; they assert nothing. `bench` is the runtime (seconds); the others start real servers.
@@ -57,4 +72,4 @@ bench-reencrypt: venv system-deps
 bench-all: bench bench-db bench-reencrypt
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(VENV310) .mypy_cache .ruff_cache .pytest_cache

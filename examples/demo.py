@@ -14,8 +14,10 @@ import shlex
 import subprocess
 import sys
 import tempfile
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from keyroll import JWTKeyRing, StoreKeySource
 from keyroll.errors import InvalidToken
@@ -23,6 +25,42 @@ from keyroll.model import SecretRef, format_kid
 from keyroll.stores import open_store
 
 KEYROLL = str(Path(sys.executable).with_name("keyroll"))
+FILE_APP = Path(__file__).with_name("file_app.py")
+
+
+class FileApp:
+    """examples/file_app.py, running: its keys come from the .env keyroll's hook writes."""
+
+    def __init__(self, env_file: Path) -> None:
+        self.proc = subprocess.Popen([sys.executable, str(FILE_APP), str(env_file)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def ask(self, command: str) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        assert self.proc.stdout is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise SystemExit("the file-reading app died: demo failed")
+        reply: dict[str, Any] = json.loads(line)
+        return reply
+
+    def wait_for_kid(self, kid: str, seconds: float = 15.0) -> dict[str, Any]:
+        """Ask until the app signs with ``kid`` (bounded: at most ``seconds``, 0.25 s apart)."""
+        for _ in range(int(seconds / 0.25)):
+            reply = self.ask("kid")
+            if reply["kid"] == kid:
+                return reply
+            time.sleep(0.25)
+        raise SystemExit(f"the app never loaded kid {kid}: demo failed")
+
+    def stop(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
 
 
 def step(title: str) -> None:
@@ -82,6 +120,14 @@ def main() -> None:
         _, kid_before = ring.verify_with_kid(before)
         print(f"token signed before the rotation: kid {format_kid(kid_before)}")
 
+        print("a second app runs as its own process and reads its keys from .env with "
+              "FileKeySource (the dev deploy hook rewrites that file at every step)")
+        (work / ".env").write_text("# the app's own settings stay: keyroll updates only its "
+                                   "variables\nAPP_NAME=demo\n" + (work / ".env").read_text())
+        file_app = FileApp(work / ".env")
+        first = file_app.ask("sign")
+        print(f"file app (pid {first['pid']}) signs with kid {first['kid']}")
+
         step("7. rotate the JWT key: plan, create, apply, test, promote, then the overlap")
         keyroll("rotate", "jwt-access", "--env", "dev", "--dry-run", cwd=work)
         keyroll("rotate", "jwt-access", "--env", "dev", cwd=work)
@@ -92,7 +138,15 @@ def main() -> None:
         print(f"new token carries the new kid: {format_kid(kid_after)} "
               f"(was {format_kid(kid_before)})")
         print(".env now holds JWT_SECRET and JWT_SECRET_PREVIOUS:",
-              sorted(line.split("=")[0] for line in (work / ".env").read_text().splitlines()))
+              sorted(line.split("=")[0] for line in (work / ".env").read_text().splitlines()
+                     if "=" in line))
+        seen = file_app.wait_for_kid(format_kid(kid_after))
+        old_ok = file_app.ask(f"verify {first['token']}")
+        new_token = file_app.ask("sign")
+        if not old_ok["ok"] or seen["pid"] != first["pid"]:
+            raise SystemExit("the file app did not get the new key without a restart: demo failed")
+        print(f"file app, same pid {seen['pid']} (no restart): its old token verifies "
+              f"(kid {old_ok['kid']}); a new token carries the new kid {new_token['kid']}")
         keyroll("rotations", cwd=work)
 
         step("8. cron runs `keyroll advance`; we jump past the overlap (15m tokens + 1h margin)")
@@ -103,6 +157,14 @@ def main() -> None:
             raise SystemExit("the retired key still verified a token: demo failed")
         except InvalidToken:
             print("old key retired: tokens it signed no longer verify (InvalidToken)")
+        for _ in range(60):  # the file app polls .env every 0.5 s: at most 15 s
+            if not file_app.ask(f"verify {first['token']}")["ok"]:
+                print("file app, same pid: the retired key no longer verifies there either")
+                break
+            time.sleep(0.25)
+        else:
+            raise SystemExit("the file app still accepts the retired key: demo failed")
+        file_app.stop()
         store.close()
 
         step("9. status, audit journal and its hash-chain check")

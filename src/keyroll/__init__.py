@@ -14,6 +14,7 @@ from keyroll.model import SecretRef as SecretRef
 from keyroll.model import SecretValue as SecretValue
 from keyroll.runtime import EnvKeySource as EnvKeySource
 from keyroll.runtime import FieldCipher as FieldCipher
+from keyroll.runtime import FileKeySource as FileKeySource
 from keyroll.runtime import JWKSKeySource as JWKSKeySource
 from keyroll.runtime import JWTKeyRing as JWTKeyRing
 from keyroll.runtime import Key as Key
@@ -37,6 +38,7 @@ from keyroll.runtime import round_trip as round_trip
 __all__ = [
     "EnvKeySource",
     "FieldCipher",
+    "FileKeySource",
     "InvalidToken",
     "JWKSKeySource",
     "JWTKeyRing",

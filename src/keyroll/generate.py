@@ -27,8 +27,8 @@ import base64
 import secrets
 import string
 from collections.abc import Callable
-from enum import StrEnum
 
+from keyroll._compat import StrEnum
 from keyroll.jwk import generate_private_pem
 from keyroll.model import SecretValue
 

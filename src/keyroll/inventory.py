@@ -39,14 +39,19 @@ from keyroll.model import Kind, SecretRef, Tier
 __all__ = [
     "DEFAULT_FILE",
     "DEFAULT_MIN_LENGTH",
+    "HOOK_ACTIONS",
     "NOTIFY_KINDS",
     "EncryptionColumn",
     "EnvironmentPolicy",
     "Hook",
     "Hooks",
     "Inventory",
+    "KVDelivery",
+    "KubernetesSecret",
     "NotifyConfig",
     "Overlap",
+    "Rollout",
+    "SealedSecretHook",
     "SecretClass",
     "find_inventory",
     "load_inventory",
@@ -54,6 +59,12 @@ __all__ = [
 ]
 
 DEFAULT_FILE = "keyroll.toml"
+#: the kubelet's default sync period (1 min) plus its Secret cache TTL and a margin: how long a
+#: changed Secret takes to reach a mounted volume
+MOUNTED_PROPAGATION = timedelta(seconds=90)
+#: what a hook may do: exactly one of these per hook
+HOOK_ACTIONS = ("run", "http", "write_dotenv", "write_jwks", "kubernetes_secret", "rollout",
+                "sealed_secret", "kv_delivery")
 def _at_most(limit: timedelta, hint: str) -> AfterValidator:
     def check(value: timedelta) -> timedelta:
         if value > limit:
@@ -94,6 +105,70 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+_KUBE_NAME = r"^(\{env\}|[a-z0-9])([-a-z0-9.]|\{env\})*$"
+
+
+class KubernetesSecret(_Strict):
+    """``kubernetes_secret = { name, namespace }``: server-side apply (field manager
+    ``keyroll``) of the environment's variables into a Secret; other keys are kept.
+
+    ``name``, ``namespace`` and ``context`` may hold ``{env}`` (the environment's name). ``context`` and
+    ``kubeconfig`` pick the cluster (default: in-cluster config, else the current context of
+    ``$KUBECONFIG`` / ``~/.kube/config``). ``classes`` limits the keys to those classes' variables
+    (every hook that applies the same Secret must list the same classes).
+    """
+
+    name: str = Field(pattern=_KUBE_NAME, max_length=253)
+    namespace: str = Field(pattern=_KUBE_NAME, max_length=63)
+    context: str | None = None
+    kubeconfig: str | None = None
+    classes: list[str] | None = None
+
+
+class Rollout(_Strict):
+    """``rollout = { kind = "Deployment", name, namespace, timeout }``: restart the pods (the
+    pod template's ``restartedAt``, as ``kubectl rollout restart``) and wait until the rollout
+    is complete, or fail the step with the rollout's condition message. ``poll``: seconds
+    between status reads."""
+
+    kind: str = Field(default="Deployment", pattern="^Deployment$")
+    name: str = Field(pattern=_KUBE_NAME, max_length=253)
+    namespace: str = Field(pattern=_KUBE_NAME, max_length=63)
+    timeout: Timeout = timedelta(minutes=10)
+    poll: float = Field(default=2.0, gt=0, le=60)
+    context: str | None = None
+    kubeconfig: str | None = None
+
+
+class SealedSecretHook(_Strict):
+    """``sealed_secret = { path, cert, namespace, name, scope }``: write a ``SealedSecret``
+    manifest sealed with the controller's public certificate (as ``kubeseal`` does) to
+    ``path`` (a GitOps overlay, e.g. ``overlays/{env}/app-secrets.yaml``). ``scope``:
+    ``strict`` (default: only this name in this namespace), ``namespace-wide`` or
+    ``cluster-wide``. ``path`` and ``cert`` may hold ``{env}``."""
+
+    path: str
+    cert: str
+    name: str = Field(pattern=_KUBE_NAME, max_length=253)
+    namespace: str = Field(pattern=_KUBE_NAME, max_length=63)
+    scope: str = Field(default="strict", pattern="^(strict|namespace-wide|cluster-wide)$")
+    classes: list[str] | None = None
+
+
+class KVDelivery(_Strict):
+    """``kv_delivery = { mount, path }``: one OpenBao/Vault KV v2 entry per app and environment
+    in the env-var layout (``JWT_SECRET``, ``_PREVIOUS``, ``_NEXT``, ``_KID``), for External
+    Secrets' ``dataFrom.extract`` or the Vault Secrets Operator. ``path`` may hold ``{env}``;
+    the server and token come from ``BAO_ADDR``/``VAULT_ADDR`` and ``BAO_TOKEN``/``VAULT_TOKEN``
+    unless ``url`` is given (``token_env`` names another variable)."""
+
+    mount: str = Field(default="secret", pattern=r"^[A-Za-z0-9_.-]+$")
+    path: str = Field(pattern=r"^[A-Za-z0-9_.{}/-]+$")
+    url: str | None = None
+    token_env: str | None = None
+    classes: list[str] | None = None
+
+
 class Hook(_Strict):
     """One action run at a rotation step: a command, an HTTP check, or a .env write.
 
@@ -116,15 +191,18 @@ class Hook(_Strict):
     status: int = Field(default=200, ge=100, le=599)
     write_dotenv: str | None = None
     write_jwks: str | None = None
+    kubernetes_secret: KubernetesSecret | None = None
+    rollout: Rollout | None = None
+    sealed_secret: SealedSecretHook | None = None
+    kv_delivery: KVDelivery | None = None
     timeout: Timeout = timedelta(seconds=60)
     environments: list[str] | None = None
 
     @model_validator(mode="after")
     def _one_action(self) -> Hook:
-        actions = ("run", "http", "write_dotenv", "write_jwks")
-        chosen = [k for k in actions if getattr(self, k) is not None]
+        chosen = [k for k in HOOK_ACTIONS if getattr(self, k) is not None]
         if len(chosen) != 1:
-            raise ValueError("a hook needs exactly one of run, http, write_dotenv or write_jwks")
+            raise ValueError(f"a hook needs exactly one of {', '.join(HOOK_ACTIONS)}")
         if self.http is not None and not self.http.startswith(("http://", "https://")):
             raise ValueError("http must be an http:// or https:// URL")
         return self
@@ -146,6 +224,15 @@ class Hook(_Strict):
             return f"write {self.write_dotenv}"
         if self.write_jwks:
             return f"write JWKS {self.write_jwks}"
+        if self.kubernetes_secret:
+            return (f"apply Secret {self.kubernetes_secret.namespace}/"
+                    f"{self.kubernetes_secret.name}")
+        if self.rollout:
+            return f"rollout {self.rollout.kind} {self.rollout.namespace}/{self.rollout.name}"
+        if self.sealed_secret:
+            return f"write SealedSecret {self.sealed_secret.path}"
+        if self.kv_delivery:
+            return f"write KV {self.kv_delivery.mount}/{self.kv_delivery.path}"
         return " ".join(self.argv)[:80]
 
     def applies_to(self, environment: str) -> bool:
@@ -183,6 +270,10 @@ class Overlap(_Strict):
         propagation: how long running apps take to pick up a new pending key (their key
             source's refresh interval, 5 s by default, plus a margin). Promote waits this long
             after create, so no instance sees a token signed with a key it has not loaded.
+        usage_from: Prometheus ``/metrics`` URLs of apps using `FileKeySource` (or any key
+            source exported by `keyroll.runtime.metrics`): ``keyroll_key_uses_total`` and
+            ``keyroll_key_last_used_timestamp_seconds`` per kid, read by the usage-aware
+            overlap besides what apps report into the store.
     """
 
     min: Duration = timedelta(0)
@@ -192,6 +283,15 @@ class Overlap(_Strict):
     settle: Duration = timedelta(seconds=30)
     max: Duration = timedelta(days=45)
     propagation: Duration = timedelta(seconds=6)
+    usage_from: Annotated[list[str], BeforeValidator(lambda v: [v] if isinstance(v, str) else v)] = []
+
+    @field_validator("usage_from")
+    @classmethod
+    def _metrics_urls(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"{url[:80]!r}: usage_from takes http(s):// URLs of /metrics")
+        return urls
 
     def deadline(self) -> timedelta:
         """The time-based part of the overlap: ``max(min, token_ttl + margin)``."""
@@ -372,6 +472,22 @@ class SecretClass(_Strict):
         if self.prefix and self.generator is not None and self.generator.is_keypair:
             raise ValueError(f"generator {self.generator.value!r} makes a PEM key: remove prefix")
         return self
+
+    def propagation(self, environment: str) -> timedelta:
+        """How long promote waits after the new key was staged in ``environment``.
+
+        ``overlap.propagation`` when the inventory sets it. Otherwise 6 s (key sources refresh
+        every 5 s, files every 2 s), except where the class's deploy applies a Kubernetes
+        Secret without a ``rollout``: those pods read the Secret as mounted files, which the
+        kubelet updates only at its sync (`MOUNTED_PROPAGATION`), so promote waits that long.
+        """
+        if "propagation" in self.overlap.model_fields_set:
+            return self.overlap.propagation
+        deploys = [h for h in self.hooks.on_promote if h.applies_to(environment)]
+        if (any(h.kubernetes_secret is not None for h in deploys)
+                and not any(h.rollout is not None for h in deploys)):
+            return max(self.overlap.propagation, MOUNTED_PROPAGATION)
+        return self.overlap.propagation
 
     @property
     def previous_env_vars(self) -> list[str]:

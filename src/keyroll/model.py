@@ -13,10 +13,10 @@ import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from enum import StrEnum
+from datetime import datetime
 from typing import Any, NoReturn
 
+from keyroll._compat import UTC, StrEnum
 from keyroll.errors import UsageError
 
 __all__ = [

@@ -7,6 +7,8 @@ tokens; while a rotation stages a new key (between create and promote) it is ren
 ``<VAR>_PREVIOUS_KID``, ``<VAR>_NEXT_KID``): the version's random key id, so every instance of
 an env-var app puts the same ``kid`` in its tokens and ciphertexts and none has to derive one.
 Files are written atomically with mode 0600 (`keyroll.files.write_private`, re-exported).
+An existing .env is updated in place (`write_dotenv`): only the variables keyroll owns in that
+environment (`owned_vars`) change; every other line, comment and the order are kept.
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ import json
 import re
 import string
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import quote, urlsplit
 
+from keyroll import dotenv
 from keyroll.errors import NotFound, UsageError
 from keyroll.escaping import dotenv_quote
-from keyroll.files import write_private
+from keyroll.files import check_target, write_private
 from keyroll.inventory import Inventory, SecretClass
 from keyroll.model import Kind, Label, SecretRef, SecretValue
 from keyroll.stores.base import Store
@@ -31,8 +35,10 @@ __all__ = [
     "check_k8s_name",
     "check_template",
     "collect",
+    "owned_vars",
     "render",
     "split_dsn",
+    "write_dotenv",
     "write_private",
 ]
 
@@ -149,11 +155,13 @@ def check_k8s_name(name: str) -> str:
     )
 
 
-def render(entries: list[EnvEntry], fmt: str, *, name: str = "app-secrets") -> str:
+def render(entries: list[EnvEntry], fmt: str, *, name: str = "app-secrets",
+           namespace: str | None = None) -> str:
     """The file content. This string holds values: write it with `write_private` only.
 
     Raises:
-        UsageError: an unknown format, or (k8s) a name that is not a Kubernetes object name.
+        UsageError: an unknown format, or (k8s) a name or namespace that is not a Kubernetes
+            name.
     """
     if fmt == "dotenv":
         return "".join(f"{e.name}={dotenv_quote(e.value.reveal())}\n" for e in entries)
@@ -161,12 +169,50 @@ def render(entries: list[EnvEntry], fmt: str, *, name: str = "app-secrets") -> s
         return json.dumps({e.name: e.value.reveal() for e in entries}, indent=2) + "\n"
     if fmt == "k8s":
         check_k8s_name(name)
-        lines = [
-            "apiVersion: v1", "kind: Secret", "metadata:", f"  name: {name}", "type: Opaque",
-            "data:",
-        ]
+        lines = ["apiVersion: v1", "kind: Secret", "metadata:", f"  name: {name}"]
+        if namespace is not None:
+            lines.append(f"  namespace: {check_k8s_name(namespace)}")
+        lines += ["type: Opaque", "data:"]
         lines += [
             f"  {e.name}: {base64.b64encode(e.value.reveal_bytes()).decode()}" for e in entries
         ]
         return "\n".join(lines) + "\n"
     raise UsageError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
+
+
+def owned_vars(inventory: Inventory, environment: str) -> set[str]:
+    """Every variable keyroll may write for ``environment``: the classes' ``env_vars`` and, for
+    key kinds, their ``_KID``, ``_NEXT``, ``_NEXT_KID``, ``_PREVIOUS`` and ``_PREVIOUS_KID``."""
+    names: set[str] = set()
+    for cls, _ref in inventory.secrets(environment):
+        for var in cls.env_vars:
+            names.add(var)
+            if cls.kind in _KEEP_PREVIOUS:
+                names.update(f"{var}{suffix}" for suffix in
+                             ("_KID", "_NEXT", "_NEXT_KID", "_PREVIOUS", "_PREVIOUS_KID"))
+    return names
+
+
+def write_dotenv(path: Path, entries: list[EnvEntry], owned: set[str]) -> None:
+    """Write ``entries`` into the .env at ``path``: a new file, or the existing one with only
+    keyroll's variables (``owned``) updated in place. Atomic, mode 0600.
+
+    Raises:
+        UsageError: the target is not a regular file, or the existing file has a line that is
+            not ``KEY=value`` (nothing is written: keyroll would not know what it replaces).
+        OSError: the file cannot be read or written.
+    """
+    path = Path(path)
+    check_target(path)
+    try:
+        existing = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        existing = ""
+    except UnicodeDecodeError:
+        raise UsageError(f"{path} is not UTF-8 text; keyroll updates .env files only") from None
+    values = {e.name: e.value.reveal() for e in entries}
+    try:
+        text = dotenv.merge(existing, values, owned | set(values))
+    except UsageError as exc:
+        raise UsageError(f"{path}: {exc}; nothing was written") from None
+    write_private(path, text)

@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from keyroll import dotenv
 from keyroll.cli.context import AppContext
 from keyroll.cli.output import err, out, print_json
 from keyroll.errors import UsageError
@@ -24,7 +25,16 @@ from keyroll.generate import generate as make_value
 from keyroll.inventory import SecretClass
 from keyroll.jwk import ASYMMETRIC_ALGORITHMS
 from keyroll.model import Kind, Label, SecretRef, SecretValue
-from keyroll.render import FORMATS, check_k8s_name, collect, render, split_dsn, write_private
+from keyroll.render import (
+    FORMATS,
+    check_k8s_name,
+    collect,
+    owned_vars,
+    render,
+    split_dsn,
+    write_dotenv,
+    write_private,
+)
 from keyroll.rotation.deploy import jwks_text, write_jwks
 
 __all__ = ["parse_dotenv", "register"]
@@ -32,25 +42,7 @@ __all__ = ["parse_dotenv", "register"]
 
 def parse_dotenv(text: str) -> dict[str, str]:
     """Parse ``KEY=value`` lines (``export`` prefix, quotes, comments) like docker compose."""
-    result: dict[str, str] = {}
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        line = line.removeprefix("export ").strip()
-        key, sep, value = line.partition("=")
-        key = key.strip()
-        if not sep or not key.replace("_", "").isalnum():
-            raise UsageError(f"line {number} is not KEY=value; fix or remove it")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            quote, value = value[0], value[1:-1]
-            if quote == '"':
-                value = value.replace('\\"', '"').replace("\\$", "$").replace("\\\\", "\\")
-        elif " #" in value:
-            value = value.split(" #", 1)[0].rstrip()
-        result[key] = value
-    return result
+    return dotenv.parse(text)
 
 
 @dataclass(frozen=True)
@@ -261,11 +253,15 @@ def export(
         str, typer.Option("--format", help=f"One of: {', '.join(FORMATS)}, jwks.")
     ] = "dotenv",
     name: Annotated[str, typer.Option("--name", help="Secret name (k8s format).")] = "app-secrets",
+    namespace: Annotated[
+        str | None, typer.Option("--namespace", "-n", help="Secret namespace (k8s format).")
+    ] = None,
     class_name: Annotated[
         str | None, typer.Option("--class", help="jwks: the asymmetric JWT class to publish.")
     ] = None,
 ) -> None:
-    """Write an environment's current (and overlap-previous) values to a 0600 file; with
+    """Write an environment's current (and overlap-previous) values to a 0600 file (an existing
+    .env keeps its other lines: only keyroll's variables change); with
     ``--format jwks``, a class's public keys (``-o -`` prints them: nothing secret in them)."""
     app: AppContext = ctx.obj
     if fmt == "jwks":
@@ -275,9 +271,14 @@ def export(
         raise UsageError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}, jwks")
     if fmt == "k8s":
         check_k8s_name(name)
+        if namespace is not None:
+            check_k8s_name(namespace)
     check_target(output)
     entries = collect(app.store, app.inventory, env)
-    write_private(output, render(entries, fmt, name=name))
+    if fmt == "dotenv":  # an existing .env keeps every line that is not keyroll's
+        write_dotenv(output, entries, owned_vars(app.inventory, env))
+    else:
+        write_private(output, render(entries, fmt, name=name, namespace=namespace))
     if not git_ignores(output):
         err().print(
             f"warning: {output} is inside a git work tree and not ignored: add it to .gitignore "

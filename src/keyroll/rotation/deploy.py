@@ -18,7 +18,8 @@ from pathlib import Path
 from keyroll.errors import HookFailed, KeyrollError, NotFound
 from keyroll.inventory import Hook, Inventory, SecretClass
 from keyroll.model import SecretRef, SecretValue
-from keyroll.render import collect, render, write_private
+from keyroll.render import collect, owned_vars, render, write_dotenv, write_private
+from keyroll.rotation.delivery import DELIVERY_ACTIONS, deliver
 from keyroll.rotation.strategies.base import StepContext
 from keyroll.runtime.jwks import jwks_document
 from keyroll.runtime.keysource import StoreKeySource
@@ -153,8 +154,13 @@ class HookRunner:
 
         results: list[dict[str, object]] = []
         for hook in hooks:
-            if hook.write_jwks is not None:
-                result = self._write_jwks(ctx, hook)
+            if hook.write_jwks is not None or any(
+                    getattr(hook, action) is not None for action in DELIVERY_ACTIONS):
+                result = (self._write_jwks(ctx, hook) if hook.write_jwks is not None else
+                          deliver(ctx, hook, store=self.store, inventory=self.inventory,
+                                  workdir=self.workdir, step=step))
+                result = HookResult(result.label, result.ok, redactor.redact(result.detail),
+                                    result.output, result.seconds)
                 results.append(result.evidence())
                 report(f"{which}: {result.label}: {result.detail}")
                 if check and not result.ok:
@@ -165,7 +171,10 @@ class HookRunner:
                 result = run_hook(
                     hook, cwd=self.workdir, env=env, redact=redactor.redact,
                     stdin=dotenv() if hook.stdin_dotenv else None,
-                    write_dotenv=lambda path: write_private(path, dotenv()), check=False,
+                    write_dotenv=lambda path: write_dotenv(
+                        path, collect(self.store, self.inventory, environment),
+                        owned_vars(self.inventory, environment)),
+                    check=False,
                 )
             except OSError as exc:
                 raise HookFailed(f"hook {hook.label!r}: {exc.strerror or exc}") from None

@@ -864,8 +864,11 @@ class Engine:
             strategy.revoke(ctx)
             ctx.evidence["revoke"] = self._run_hooks(record, ctx, "revoke", check=False)
         # deployments must stop carrying the previous value (*_PREVIOUS vars); the hooks run
-        # before the value is destroyed, so their output is still masked with it
-        ctx.evidence["hooks"] = self._run_hooks(record, ctx, "on_promote", check=False)
+        # before the value is destroyed, so their output is still masked with it. A failing
+        # deploy fails the step: an app that restarts to load its keys (env vars, a Secret and
+        # a rollout) still accepts the old value, so retire is not done and nothing is
+        # destroyed; the rotation stops here and `advance` reruns it
+        ctx.evidence["hooks"] = self._run_hooks(record, ctx, "on_promote")
         if record.reverted and ctx.new is not None:
             ctx.evidence["verified_current"] = self._verify_current(ctx, strategy, ctx.new)
         # destroy even if the index says destroyed: a crash may have cut a backend's two-part
@@ -996,7 +999,7 @@ class Engine:
         resets_target = type(strategy).rollback is not Strategy.rollback
         if resets_target and body.ran(S.PROMOTE):
             # apps reload the old credential before the new one stops working
-            self.sleep(min(cls.overlap.propagation.total_seconds(), _MAX_SLEEP))
+            self.sleep(min(cls.propagation(record.ref.environment).total_seconds(), _MAX_SLEEP))
         try:
             if not target_reset:
                 self._guard()

@@ -7,6 +7,7 @@ are separate modules, imported only by apps that use them.
 """
 
 from keyroll.runtime.fields import FieldCipher as FieldCipher
+from keyroll.runtime.filesource import FileKeySource as FileKeySource
 from keyroll.runtime.jwks import jwks_document as jwks_document
 from keyroll.runtime.jwks_source import JWKSKeySource as JWKSKeySource
 from keyroll.runtime.jwt import JWTKeyRing as JWTKeyRing
@@ -31,6 +32,7 @@ from keyroll.runtime.webhooks import WebhookKeyRing as WebhookKeyRing
 __all__ = [
     "EnvKeySource",
     "FieldCipher",
+    "FileKeySource",
     "JWKSKeySource",
     "JWTKeyRing",
     "Key",

@@ -436,6 +436,12 @@ class StoreKeySource(KeySource):
 class EnvKeySource(KeySource):
     """Keys from environment variables, for apps that do not run the keyroll store.
 
+    A process's environment is fixed when it starts: a rotated key reaches an app on env vars
+    only when the app is restarted (keyroll's deploy hooks restart it at apply, promote and
+    retire). The source re-reads ``environ`` every interval only for tests and apps that change
+    ``os.environ`` themselves. To pick up new keys without a restart, read mounted files with
+    `FileKeySource` (same variables) or the store with `StoreKeySource`.
+
     Args:
         current_var: the variable holding the signing/encryption key (required).
         previous_var: the variable holding the key(s) still accepted (optional, may be unset).
@@ -445,7 +451,8 @@ class EnvKeySource(KeySource):
             sign (``JWT_SECRET_NEXT``).
         separator: if given, ``previous_var`` holds a list split on it (seed 001's
             ``OLD_SECRET_KEYS`` uses ``,``); blanks and duplicates of other keys are dropped.
-        environ: the environment (default: ``os.environ``, re-read on every refresh).
+        environ: the environment (default: ``os.environ``, re-read on every refresh; it
+            changes only if the process itself changes it).
         derive_kids: allow derived kids when no ``_KID`` variable is set (module docstring).
         min_length: values shorter than this are refused (seed 003: 32 for JWT keys).
         refresh_interval: seconds between re-reads of the environment.
@@ -478,7 +485,11 @@ class EnvKeySource(KeySource):
         self._environ = environ
         self.derive_kids = derive_kids
         self.min_length = min_length
+        self._last_keys: tuple[Key, ...] = ()
         self.refresh()
+
+    #: the prefix of every key's ``origin`` (``env:JWT_SECRET``; ``file:`` for files)
+    _origin = "env"
 
     @classmethod
     def jwt_secret(cls, name: str = "JWT_SECRET", **kwargs: Any) -> EnvKeySource:
@@ -509,8 +520,35 @@ class EnvKeySource(KeySource):
             raise UsageError(f"{var} has no kid: set {var}_KID to its 8-hex-digit kid, or allow derived kids")
         return derive_env_kid(value), False
 
+    def variable_names(self) -> list[str]:
+        """Every variable this source reads (values and kids), in the conventions above."""
+        names = [self.current_var, f"{self.current_var}_KID"]
+        if self.previous_var:
+            names += [self.previous_var,
+                      f"{self.previous_var}_KIDS" if self.separator else f"{self.previous_var}_KID"]
+        if self.next_var:
+            names += [self.next_var, f"{self.next_var}_KID"]
+        return names
+
+    def _variables(self) -> Mapping[str, str] | None:
+        """The variables to read keys from, or None to keep the keys loaded last (a source
+        whose input is still changing). `FileKeySource` reads them from files."""
+        return self._environ if self._environ is not None else os.environ
+
     def _load(self) -> Sequence[Key]:
-        env = self._environ if self._environ is not None else os.environ
+        env = self._variables()
+        if env is None:
+            return self._last_keys
+        self._last_keys = tuple(self._keys_from(env))
+        return self._last_keys
+
+    def _keys_from(self, env: Mapping[str, str]) -> list[Key]:
+        """The keys in ``env`` under this source's variable names, validated.
+
+        Raises:
+            SecretRejected: the current variable is unset, or a value fails `check_value`.
+            UsageError: a malformed ``_KID``, or a missing one with ``derive_kids=False``.
+        """
         raw = env.get(self.current_var, "")
         if not raw:
             raise SecretRejected(f"{self.current_var} is not set: the application needs its key")
@@ -545,5 +583,6 @@ class EnvKeySource(KeySource):
             if problems:
                 raise SecretRejected(f"{var} {problems[0]}")
             kid, assigned = self._kid(var, kid_text, value)
-            keys.append(Key(kid, value, label, origin=f"env:{var}", kid_assigned=assigned))
+            keys.append(Key(kid, value, label, origin=f"{self._origin}:{var}",
+                            kid_assigned=assigned))
         return keys

@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 
 from keyroll.model import SecretRef, format_kid, parse_kid
 from keyroll.stores.base import Store
@@ -183,7 +183,8 @@ def _fold(into: dict[int, list[float]], tables: Iterable[dict[int, list[float]]]
 
 
 def _usage(row: list[float]) -> KidUsage:
-    return KidUsage(count=int(row[0]), legacy=int(row[1]), last_seen=datetime.fromtimestamp(row[2], UTC))
+    return KidUsage(count=int(row[0]), legacy=int(row[1]),
+                    last_seen=datetime.fromtimestamp(row[2], timezone.utc))
 
 
 def usage_key(ref: SecretRef) -> str:

@@ -87,23 +87,31 @@ def _ts(moment: datetime) -> str:
     return moment.isoformat()
 
 
-_BUSY = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
+# SQLite's primary result codes (stable since SQLite 3); the sqlite3 module names them only from
+# Python 3.11, and the runtime's StoreKeySource opens this store on 3.10 too (issue 11 §7)
+_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_READONLY, _SQLITE_CORRUPT, _SQLITE_NOTADB = 5, 6, 8, 11, 26
+_BUSY = {_SQLITE_BUSY, _SQLITE_LOCKED}
+_BY_MESSAGE = (("locked", _SQLITE_BUSY), ("readonly", _SQLITE_READONLY),
+               ("malformed", _SQLITE_CORRUPT), ("not a database", _SQLITE_NOTADB))
 
 
 def _translate(exc: sqlite3.Error, path: Path) -> StoreError:
     code = getattr(exc, "sqlite_errorcode", None)
     primary = code & 0xFF if isinstance(code, int) else None
+    if primary is None:  # Python 3.10: no error code on the exception, only SQLite's message
+        text = str(exc).lower()
+        primary = next((number for word, number in _BY_MESSAGE if word in text), None)
     if primary in _BUSY:
         return StoreUnavailable(
             f"the local store {path} is busy: another keyroll process holds its write lock; "
             "retry when it has finished (nothing was changed)"
         )
-    if primary == sqlite3.SQLITE_READONLY:
+    if primary == _SQLITE_READONLY:
         return StoreForbidden(
             f"the local store {path} is read-only for this process: check the permissions of "
             "the file and its folder (nothing was changed)"
         )
-    if primary in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+    if primary in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
         return StoreCorrupted(
             f"the local store {path} is damaged or not a keyroll store: restore it from backup"
         )

@@ -75,7 +75,7 @@ def test_two_person_rule_on_the_cli(initialised: Keyroll, monkeypatch: pytest.Mo
     before = json.loads(initialised("get", "jwt-access", "--env", "prod", "--json").out)
     monkeypatch.setenv("KEYROLL_ACTOR", "bob")
     approved = initialised("approve", rid)
-    # bob's approval runs it; the example's prod deploy hook (kubectl rollout restart) cannot
+    # bob's approval runs it; the example's prod deploy hook (a Kubernetes Secret apply) cannot
     # work here, so staging the new key fails at apply, the rotation rolls back and the secret is untouched
     assert "approved by bob" in approved.out
     assert approved.code == 1

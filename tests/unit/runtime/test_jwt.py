@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import jwt as pyjwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from keyroll._compat import UTC
 from keyroll.errors import InvalidToken, UsageError
 from keyroll.model import Label, SecretRef, SecretValue
 from keyroll.runtime.jwt import JWTKeyRing

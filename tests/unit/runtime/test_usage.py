@@ -79,7 +79,9 @@ def test_report_usage_writes_the_documented_record(store: Store, ref: SecretRef,
 
 
 def test_two_reporters_merge(store: Store, ref: SecretRef) -> None:
-    from datetime import UTC, datetime
+    from datetime import datetime
+
+    from keyroll._compat import UTC
 
     t1 = datetime(2026, 11, 22, 1, 0, tzinfo=UTC)
     t2 = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
@@ -91,7 +93,9 @@ def test_two_reporters_merge(store: Store, ref: SecretRef) -> None:
 
 
 def test_lost_write_is_given_back(store: Store, ref: SecretRef) -> None:
-    from datetime import UTC, datetime
+    from datetime import datetime
+
+    from keyroll._compat import UTC
 
     put_meta = store.put_meta
 

@@ -1,13 +1,45 @@
-"""Usage-aware overlap for key rings: has anything used the old kid lately?"""
+"""Usage-aware overlap for key rings: has anything used the old kid lately?
+
+Usage comes from the store (apps whose `StoreKeySource` reports it) and from the Prometheus
+endpoints a class names in ``overlap.usage_from`` (apps on `FileKeySource`, which cannot write
+to the store). A scrape that fails keeps the overlap going: "unknown" is not "unused".
+"""
 
 from __future__ import annotations
 
+import urllib.error
+import urllib.request
 from datetime import datetime, timedelta
 
+from keyroll.errors import StepFailed
 from keyroll.rotation.strategies.base import StepContext, Verdict
-from keyroll.runtime.usage import read_usage
+from keyroll.runtime.metrics import parse_usage
+from keyroll.runtime.usage import KidUsage, read_usage
 
-__all__ = ["old_kid_unused"]
+_MAX_BYTES = 4 * 1024 * 1024
+_TIMEOUT = 10.0
+
+
+def scrape_usage(urls: list[str]) -> dict[int, KidUsage]:
+    """Per-kid usage summed over ``urls``' ``/metrics``.
+
+    Raises:
+        StepFailed: an endpoint could not be read (named by URL, with the reason).
+    """
+    total: dict[int, KidUsage] = {}
+    for url in urls:
+        request = urllib.request.Request(url, headers={"Accept": "text/plain"})  # noqa: S310
+        try:
+            with urllib.request.urlopen(request, timeout=_TIMEOUT) as reply:  # noqa: S310  (http(s) checked)
+                text = reply.read(_MAX_BYTES).decode("utf-8", "replace")
+        except (urllib.error.URLError, TimeoutError, OSError) as exc:
+            raise StepFailed(f"cannot read usage from {url}: "
+                             f"{getattr(exc, 'reason', None) or type(exc).__name__}") from None
+        for kid, use in parse_usage(text).items():
+            total[kid] = total[kid].merged(use) if kid in total else use
+    return total
+
+__all__ = ["old_kid_unused", "scrape_usage"]
 
 
 def old_kid_unused(ctx: StepContext, since: datetime) -> Verdict | None:
@@ -19,6 +51,16 @@ def old_kid_unused(ctx: StepContext, since: datetime) -> Verdict | None:
     if ctx.old is None or not ctx.cls.overlap.until_unused:
         return None
     usage = read_usage(ctx.store, ctx.ref)
+    urls = ctx.cls.overlap.usage_from
+    if urls:
+        try:
+            scraped = scrape_usage(urls)
+        except StepFailed as exc:
+            return Verdict(False, f"{exc}; the old kid may still be in use", {"usage_from": urls})
+        for kid, use in scraped.items():
+            usage[kid] = usage[kid].merged(use) if kid in usage else use
+        if not usage:
+            usage = {ctx.old.kid: KidUsage()}  # scraped: nothing used it, which is an answer
     if not usage:
         return None  # no app reports usage: the deadline alone decides
     settle: timedelta = ctx.cls.overlap.settle

@@ -71,7 +71,7 @@ class EncryptionKeyStrategy(Strategy):
         self.counters = counters if counters is not None else [count_by_hooks, count_by_columns]
 
     def propagation(self, ctx: StepContext) -> timedelta:
-        return ctx.cls.overlap.propagation
+        return ctx.cls.propagation(ctx.ref.environment)
 
     def test(self, ctx: StepContext) -> None:
         kid = pending_round_trip(ctx)

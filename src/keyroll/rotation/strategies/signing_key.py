@@ -57,7 +57,7 @@ def current_round_trip(ctx: StepContext, version: Version, *,
 
 class _RingStrategy(Strategy):
     def propagation(self, ctx: StepContext) -> timedelta:
-        return ctx.cls.overlap.propagation
+        return ctx.cls.propagation(ctx.ref.environment)
 
     def overlap_done(self, ctx: StepContext, started: datetime) -> Verdict:
         by_time = super().overlap_done(ctx, started)
@@ -102,7 +102,7 @@ class JWTSigningStrategy(_RingStrategy):
     kind = Kind.JWT_SIGNING
 
     def propagation(self, ctx: StepContext) -> timedelta:
-        base = ctx.cls.overlap.propagation
+        base = ctx.cls.propagation(ctx.ref.environment)
         return base + _jwks_wait(ctx.cls) if _published(ctx.cls) else base
 
     def validate(self, cls: SecretClass) -> None:
