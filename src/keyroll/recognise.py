@@ -10,9 +10,13 @@ base64, base64url, hex), computes the digest of each candidate and looks it up i
 What it proves: a span it reports is, with the certainty of HMAC-SHA256, a spelling of one of
 the recorded values. What it costs: one HMAC per candidate (a few microseconds; a 2 kB hook
 output yields a few hundred candidates) and 64 hex characters of bookkeeping per destroyed
-version. What it does not find: a value glued to other text with no delimiter between them
-(``abc<value>def``), split across lines, with more than 8 space-separated words, or in an
-encoding not listed above. A plain SHA-256
+version. A value split across lines is found when it is a block
+of its own: a PEM block (``-----BEGIN …-----`` to ``-----END …-----``, indented or not, as in a
+YAML ``|`` scalar) and base64/hex wrapped at a fixed width (``base64 -w 64``, a PEM body), whole
+or starting after ``KEY=`` on the first line. What it does not find: a value glued to other
+text with no delimiter between them (``abc<value>def``; ``keyroll scan`` adds a literal matcher
+for values it can read), with more than 8 space-separated words, wrapped inside a longer block
+whose first and last lines are not its own, or in an encoding not listed above. A plain SHA-256
 fingerprint would do the same lookup, but anyone holding the journal could brute-force short
 values from it; the keyed digest needs the store's key, so it is only as exposed as the store.
 
@@ -48,6 +52,12 @@ _SINGLE_QUOTED = re.compile(r"'([^'\n]*)'")
 _AFTER_EQUALS = re.compile(r"(?<==)[^\n]+")
 _MAX_CANDIDATE = 4096
 _MAX_WORDS = 8  # a value with spaces: runs of up to this many words of one line are tried
+# a block of its own across lines: PEM armour, and lines of one width of base64/hex (wrapped)
+_PEM = re.compile(r"-----BEGIN [A-Z0-9 ]{1,64}-----.{0,16384}?-----END [A-Z0-9 ]{1,64}-----\n?",
+                  re.S)
+_WRAPPED_LINE = re.compile(r"[ \t]*([A-Za-z0-9+/=_-]{4,})[\"',\\]*[ \t]*")
+_LINE_TAIL = re.compile(r"[A-Za-z0-9+/=_-]{8,}$")
+_MAX_WRAPPED_LINES = 128
 
 
 def derive_key(master_key: bytes) -> bytes:
@@ -77,6 +87,15 @@ def _unescape_backslashes(text: str) -> str:
 def _spellings(text: str) -> Iterator[str | bytes]:
     """``text`` and what it decodes to under each spelling keyroll masks."""
     yield text
+    if "\n" in text:  # a block across lines: a PEM as written (indented), or wrapped base64
+        lines = [line.strip() for line in text.splitlines()]
+        yield "\n".join(lines)
+        yield "\n".join(lines) + "\n"
+        joined = "".join(m.group(1) if (m := _WRAPPED_LINE.fullmatch(line)) else line
+                         for line in lines)
+        if joined != text:
+            yield from _spellings(joined)
+        return
     if "\\" in text:
         yield _unescape_backslashes(text)  # dotenv "…\$…" and printf %q
         try:
@@ -130,6 +149,60 @@ def _raw_candidates(text: str) -> Iterator[tuple[int, int]]:
         if value:
             start = match.start() + match.group().index(value)
             yield start, start + len(value)
+    if "\n" in text:
+        yield from _block_candidates(text)
+
+
+def _block_candidates(text: str) -> Iterator[tuple[int, int]]:
+    """Spans of values written across lines: PEM blocks, and runs of wrapped base64/hex lines
+    (a run ends after a line shorter than the run's second: the last line of a wrapped block).
+    Each run is tried from its first line (or the tail of the line before it, ``KEY=MIIB…``,
+    or after a ``KEY=`` on its first line) to every later line, and from every line to its end.
+    """
+    if "-----BEGIN " in text:
+        for pem in _PEM.finditer(text):
+            yield pem.span()
+            if pem.group().endswith("\n"):
+                yield pem.start(), pem.end() - 1
+    lines = list(_lines(text))
+    run: list[tuple[int, int]] = []  # (start, end) of the base64 part of each line
+    first = 0
+    for index, (offset, line) in enumerate(lines):
+        match = _WRAPPED_LINE.fullmatch(line)
+        if match is None:
+            yield from _run_spans(text, lines, first, run)
+            run = []
+            continue
+        if run and (len(run) >= _MAX_WRAPPED_LINES or (
+                len(run) >= 2 and run[-1][1] - run[-1][0] < run[1][1] - run[1][0])):
+            yield from _run_spans(text, lines, first, run)
+            run = []
+        if not run:
+            first = index
+        run.append((offset + match.start(1), offset + match.end(1)))
+    yield from _run_spans(text, lines, first, run)
+
+
+def _run_spans(text: str, lines: list[tuple[int, str]], first: int,
+               run: list[tuple[int, int]]) -> Iterator[tuple[int, int]]:
+    if not run:
+        return
+    starts = [run[0][0]] if len(run) >= 2 else []
+    head = text[run[0][0]:run[0][1]]
+    inner = head.rstrip("=").find("=")
+    if inner > 0 and len(run) >= 2:  # KEY=MIIB… on the first line
+        starts.append(run[0][0] + inner + 1)
+    if first > 0:  # the value starts at the end of the line before: `key: MIIB…`
+        offset, before = lines[first - 1]
+        tail = _LINE_TAIL.search(before)
+        if tail:
+            yield offset + tail.start(), run[0][1]
+            starts.append(offset + tail.start())
+    for start in starts:
+        for _, end in run[1:]:
+            yield start, end
+    for start, _ in run[1:-1]:
+        yield start, run[-1][1]
 
 
 class Recogniser:
@@ -149,20 +222,38 @@ class Recogniser:
 
     def knows(self, value: str | bytes) -> bool:
         """Whether ``value`` is one of the recorded values."""
-        return digest(self._key, value) in self._digests
+        return self._which(value) is not None
+
+    def _which(self, value: str | bytes) -> str | None:
+        data = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
+        found = hmac.digest(self._key, data, "sha256").hex()
+        return found if found in self._digests else None
 
     def find(self, text: str) -> list[Span]:
         """Every span of ``text`` that spells a recorded value, longest first, not overlapping."""
+        return _disjoint([span for span, _ in self.matches(text)])
+
+    def matches(self, text: str) -> list[tuple[Span, str]]:
+        """Every candidate span of ``text`` that spells a recorded value, with the digest it
+        matched (possibly overlapping: `find` keeps the longest). Each distinct candidate
+        string is decoded and hashed once per call, however often it occurs."""
         if not self._digests or not text:
             return []
         seen: set[tuple[int, int]] = set()
-        hits: list[Span] = []
+        known: dict[str, str | None] = {}
+        hits: list[tuple[Span, str]] = []
         for start, end in _candidates(text):
             if (start, end) in seen or end - start > _MAX_CANDIDATE:
                 continue
             seen.add((start, end))
-            if any(self.knows(form) for form in _spellings(text[start:end])):
-                hits.append(Span(start, end))
+            word = text[start:end]
+            if word in known:
+                found = known[word]
+            else:
+                found = known[word] = next(
+                    (d for form in _spellings(word) if (d := self._which(form)) is not None), None)
+            if found is not None:
+                hits.append((Span(start, end), found))
         for line_start, line in _lines(text):
             if "'" in line or "\\" in line:
                 # a shell line quoted in pieces ('a'"'"'b'): shlex rejoins them; mask the line
@@ -171,9 +262,10 @@ class Recogniser:
                 except ValueError:
                     continue
                 words += [word.partition("=")[2] for word in words if "=" in word]
-                if any(self.knows(word) for word in words):
-                    hits.append(Span(line_start, line_start + len(line)))
-        return _disjoint(hits)
+                found = next((d for w in words if (d := self._which(w)) is not None), None)
+                if found is not None:
+                    hits.append((Span(line_start, line_start + len(line)), found))
+        return hits
 
     def redact(self, text: str, replace: Callable[[str], str]) -> str:
         """``text`` with each recognised span replaced by ``replace(span_text)``."""
