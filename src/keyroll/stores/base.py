@@ -36,6 +36,12 @@ RECOGNISE_PREFIX = "recognise:"
 #: Bookkeeping key of the recognition key itself, where a backend keeps one (in its own form:
 #: migration moves the key with `Store.adopt_recognition_key`, never this entry verbatim).
 RECOGNITION_KEY = "recognise-key"
+#: Bookkeeping keys of scan-baseline digests (``keyroll scan --export-baseline``):
+#: ``scan-baseline:<environment>/<name>/<version>``, HMAC under `SCAN_BASELINE_KEY`.
+SCAN_BASELINE_PREFIX = "scan-baseline:"
+#: The key of the scan baseline's digests: random, and published in every baseline, so it is
+#: never the recognition key (which must stay as secret as the store).
+SCAN_BASELINE_KEY = "scan-baseline-key"
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,6 +331,19 @@ class Store(ABC):
         except NotFound:
             return
         self.put_meta(key, digest(self.recognition_key(), value.reveal()))
+        baseline = f"{SCAN_BASELINE_PREFIX}{ref.environment}/{ref.name}/{number}"
+        if self.get_meta(baseline) is None:
+            self.put_meta(baseline, digest(self.scan_baseline_key(), value.reveal()))
+
+    def scan_baseline_key(self) -> bytes:
+        """The key of scan-baseline digests (random, kept in bookkeeping, created on first
+        use). It is published in every exported baseline: never use it for anything else."""
+        text = self.get_meta(SCAN_BASELINE_KEY)
+        if text is None:
+            self.put_meta(SCAN_BASELINE_KEY, base64.b64encode(secrets.token_bytes(32)).decode())
+            text = self.get_meta(SCAN_BASELINE_KEY)
+            assert text is not None
+        return base64.b64decode(text)
 
     def recogniser(self) -> Recogniser:
         """A `Recogniser` of every value this store destroyed after recording its digest."""
