@@ -97,7 +97,9 @@ class Hook(_Strict):
     """One action run at a rotation step: a command, an HTTP check, or a .env write.
 
     Exactly one of ``run``, ``http``, ``write_dotenv``, ``write_jwks`` (the class's public keys
-    as a JWKS file, for a web server or CDN to publish: asymmetric JWT classes). Commands run
+    as a JWKS file, for a web server or CDN to publish: asymmetric JWT classes), ``scan`` (a
+    verify step: ``keyroll scan`` of these paths, and with ``git = true`` of the repository's
+    history; it fails on a current or pending value found, and its counts become evidence). Commands run
     without a shell unless ``shell = true``; with ``stdin_dotenv = true`` they receive the environment's new
     ``KEY=value`` lines on stdin (never on argv or in their environment), e.g. for
     ``kubectl create secret generic api --from-env-file=/dev/stdin --dry-run=client -o yaml``.
@@ -115,15 +117,20 @@ class Hook(_Strict):
     status: int = Field(default=200, ge=100, le=599)
     write_dotenv: str | None = None
     write_jwks: str | None = None
+    scan: list[str] | None = None
+    git: bool = False
     timeout: Timeout = timedelta(seconds=60)
     environments: list[str] | None = None
 
     @model_validator(mode="after")
     def _one_action(self) -> Hook:
-        actions = ("run", "http", "write_dotenv", "write_jwks")
+        actions = ("run", "http", "write_dotenv", "write_jwks", "scan")
         chosen = [k for k in actions if getattr(self, k) is not None]
         if len(chosen) != 1:
-            raise ValueError("a hook needs exactly one of run, http, write_dotenv or write_jwks")
+            raise ValueError("a hook needs exactly one of run, http, write_dotenv, write_jwks "
+                             "or scan")
+        if self.git and self.scan is None:
+            raise ValueError("git = true belongs to a scan hook: { scan = [\".\"], git = true }")
         if self.http is not None and not self.http.startswith(("http://", "https://")):
             raise ValueError("http must be an http:// or https:// URL")
         return self
@@ -145,6 +152,8 @@ class Hook(_Strict):
             return f"write {self.write_dotenv}"
         if self.write_jwks:
             return f"write JWKS {self.write_jwks}"
+        if self.scan is not None:
+            return f"scan {' '.join(self.scan)}{' and git history' if self.git else ''}"
         return " ".join(self.argv)[:80]
 
     def applies_to(self, environment: str) -> bool:

@@ -19,7 +19,7 @@ from rich.table import Table
 from keyroll.cli.context import AppContext
 from keyroll.cli.output import err, out, print_json
 from keyroll.errors import UsageError
-from keyroll.files import check_target, git_ignores
+from keyroll.files import check_target, git_ignores, git_tracks
 from keyroll.generate import generate as make_value
 from keyroll.inventory import SecretClass
 from keyroll.jwk import ASYMMETRIC_ALGORITHMS
@@ -282,6 +282,12 @@ def export(
         err().print(
             f"warning: {output} is inside a git work tree and not ignored: add it to .gitignore "
             "before a commit publishes its secrets",
+            markup=False,
+        )
+    elif git_tracks(output):
+        err().print(
+            f"warning: {output} is tracked by git although ignored: `git rm --cached` it, or "
+            "the next commit publishes its secrets",
             markup=False,
         )
     app.journal.append(
