@@ -14,7 +14,7 @@ version. A value split across lines is found when it is a block
 of its own: a PEM block (``-----BEGIN …-----`` to ``-----END …-----``, indented or not, as in a
 YAML ``|`` scalar) and base64/hex wrapped at a fixed width (``base64 -w 64``, a PEM body), whole
 or starting after ``KEY=`` on the first line. What it does not find: a value glued to other
-text with no delimiter between them (``abc<value>def``; ``keyroll scan`` adds a literal matcher
+text with no delimiter between them (``abc<value>def``, except a DSN's password: ``scheme://user:<value>@host``; ``keyroll scan`` adds a literal matcher
 for values it can read), with more than 8 space-separated words, wrapped inside a longer block
 whose first and last lines are not its own, or in an encoding not listed above. A plain SHA-256
 fingerprint would do the same lookup, but anyone holding the journal could brute-force short
@@ -50,6 +50,9 @@ _PIECE = re.compile(r"[^\s\"'=:@/,;&?#<>()\[\]{}|`]+")  # between delimiters
 _DOUBLE_QUOTED = re.compile(r'"((?:[^"\\\n]|\\.)*)"')
 _SINGLE_QUOTED = re.compile(r"'([^'\n]*)'")
 _AFTER_EQUALS = re.compile(r"(?<==)[^\n]+")
+# a DSN's password as written, unescaped delimiters and all: up to the first or the last "@"
+_DSN_FIRST = re.compile(r"://[^\s:/@]*:([^\s@]+)@")
+_DSN_LAST = re.compile(r"://[^\s:/@]*:(\S+)@")
 _MAX_CANDIDATE = 4096
 _MAX_WORDS = 8  # a value with spaces: runs of up to this many words of one line are tried
 # a block of its own across lines: PEM armour, and lines of one width of base64/hex (wrapped)
@@ -149,6 +152,10 @@ def _raw_candidates(text: str) -> Iterator[tuple[int, int]]:
         if value:
             start = match.start() + match.group().index(value)
             yield start, start + len(value)
+    if "://" in text:
+        for pattern in (_DSN_FIRST, _DSN_LAST):
+            for match in pattern.finditer(text):
+                yield match.span(1)
     if "\n" in text:
         yield from _block_candidates(text)
 

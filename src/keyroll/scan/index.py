@@ -28,7 +28,12 @@ from pathlib import Path
 from keyroll.errors import NotFound, UsageError
 from keyroll.model import Label, SecretRef, SecretValue, Version
 from keyroll.recognise import digest
-from keyroll.stores.base import RECOGNISE_PREFIX, SCAN_BASELINE_PREFIX, Store
+from keyroll.stores.base import (
+    RECOGNISE_PREFIX,
+    SCAN_BASELINE_MIN_LENGTH,
+    SCAN_BASELINE_PREFIX,
+    Store,
+)
 
 __all__ = ["BASELINE_FORMAT", "BASELINE_MIN_LENGTH", "Entry", "ScanIndex", "ValueState",
            "export_baseline", "load_baseline"]
@@ -36,7 +41,7 @@ __all__ = ["BASELINE_FORMAT", "BASELINE_MIN_LENGTH", "Entry", "ScanIndex", "Valu
 #: The ``format`` field of a baseline file.
 BASELINE_FORMAT = "keyroll-scan-baseline/1"
 #: Values shorter than this are not written to a baseline (guessable from a published-key HMAC).
-BASELINE_MIN_LENGTH = 16
+BASELINE_MIN_LENGTH = SCAN_BASELINE_MIN_LENGTH
 
 
 class ValueState(StrEnum):

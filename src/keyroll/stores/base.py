@@ -42,6 +42,8 @@ SCAN_BASELINE_PREFIX = "scan-baseline:"
 #: The key of the scan baseline's digests: random, and published in every baseline, so it is
 #: never the recognition key (which must stay as secret as the store).
 SCAN_BASELINE_KEY = "scan-baseline-key"
+#: Shorter values get no baseline digest: one under a published key is a guessable hash.
+SCAN_BASELINE_MIN_LENGTH = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,7 +334,7 @@ class Store(ABC):
             return
         self.put_meta(key, digest(self.recognition_key(), value.reveal()))
         baseline = f"{SCAN_BASELINE_PREFIX}{ref.environment}/{ref.name}/{number}"
-        if self.get_meta(baseline) is None:
+        if len(value.reveal()) >= SCAN_BASELINE_MIN_LENGTH and self.get_meta(baseline) is None:
             self.put_meta(baseline, digest(self.scan_baseline_key(), value.reveal()))
 
     def scan_baseline_key(self) -> bytes:
