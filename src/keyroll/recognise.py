@@ -10,13 +10,14 @@ base64, base64url, hex), computes the digest of each candidate and looks it up i
 What it proves: a span it reports is, with the certainty of HMAC-SHA256, a spelling of one of
 the recorded values. What it costs: one HMAC per candidate (a few microseconds; a 2 kB hook
 output yields a few hundred candidates) and 64 hex characters of bookkeeping per destroyed
-version. A value split across lines is found when it is a block
-of its own: a PEM block (``-----BEGIN …-----`` to ``-----END …-----``, indented or not, as in a
-YAML ``|`` scalar) and base64/hex wrapped at a fixed width (``base64 -w 64``, a PEM body), whole
-or starting after ``KEY=`` on the first line. What it does not find: a value glued to other
-text with no delimiter between them (``abc<value>def``, except a DSN's password: ``scheme://user:<value>@host``; ``keyroll scan`` adds a literal matcher
-for values it can read), with more than 8 space-separated words, wrapped inside a longer block
-whose first and last lines are not its own, or in an encoding not listed above. A plain SHA-256
+version. A value split across lines is found when it is a block of its own: a PEM block
+(``-----BEGIN …-----`` to ``-----END …-----``, indented or not, as in a YAML ``|`` scalar) and
+base64/hex wrapped at a fixed width (``base64 -w 64``, a PEM body), whole or starting after
+``KEY=`` on the first line. A DSN's password is tried as written (``scheme://user:<value>@host``,
+delimiters and all). What it does not find: a value glued to other text with no delimiter
+between them (``abc<value>def``; ``keyroll scan`` adds a literal matcher for the values it can
+read), with more than 8 space-separated words, wrapped inside a longer block whose first and
+last lines are not its own, or in an encoding not listed above. A plain SHA-256
 fingerprint would do the same lookup, but anyone holding the journal could brute-force short
 values from it; the keyed digest needs the store's key, so it is only as exposed as the store.
 

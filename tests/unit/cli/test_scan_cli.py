@@ -84,7 +84,7 @@ def test_tree_scan_finds_every_form_of_every_state_and_nothing_else(
 
 def test_git_history_finds_deleted_files_with_their_commit(
         corpus: tuple[list[Value], list[Planted]], initialised: Keyroll, project: Path) -> None:
-    values, planted = corpus
+    _values, planted = corpus
     result = initialised("scan", "--git", "--json")
     assert result.code == 1, result.err
     doc = json.loads(result.out)
