@@ -278,16 +278,16 @@ def export(
     check_target(output)
     entries = collect(app.store, app.inventory, env)
     write_private(output, render(entries, fmt, name=name))
-    if not git_ignores(output):
+    if git_tracks(output):
+        err().print(
+            f"warning: {output} is tracked by git: `git rm --cached` it and add it to "
+            ".gitignore, or the next commit publishes its secrets",
+            markup=False,
+        )
+    elif not git_ignores(output):
         err().print(
             f"warning: {output} is inside a git work tree and not ignored: add it to .gitignore "
             "before a commit publishes its secrets",
-            markup=False,
-        )
-    elif git_tracks(output):
-        err().print(
-            f"warning: {output} is tracked by git although ignored: `git rm --cached` it, or "
-            "the next commit publishes its secrets",
             markup=False,
         )
     app.journal.append(

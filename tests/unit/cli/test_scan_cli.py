@@ -202,3 +202,42 @@ def test_every_scan_is_journaled_with_counts_only(
     assert records and records[-1]["evidence"]["findings"] > 0
     assert records[-1]["outcome"] == "found-live"
     assert_no_leak([log.out], [v.text for v in values], where="the journal")
+
+
+def test_scan_verify_hook_puts_its_evidence_in_the_drill_report(
+        initialised: Keyroll, project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    inventory = project / "keyroll.toml"
+    inventory.write_text(inventory.read_text().replace(
+        "hooks.verify = [\n", 'hooks.verify = [\n  { scan = ["."], git = true, environments = ["dev"] },\n'))
+    git(project, "init", "-q", "-b", "main")
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", "inventory")
+    monkeypatch.setenv("KEYROLL_NOW", "2026-11-22T02:00:00+00:00")
+    assert initialised("generate", "jwt-access", "--env", "dev").code == 0
+    rotated = initialised("rotate", "jwt-access", "--env", "dev")
+    assert rotated.code == 0, rotated.err
+    assert "no current or pending value found" in rotated.out
+    rid = json.loads(initialised("rotations", "--all", "--json").out)[-1]["id"]
+    drill = initialised("report", "drill", rid)
+    assert "scan . and git history" in drill.out
+    assert "no current or pending value found" in drill.out
+
+
+def test_init_ignores_every_write_dotenv_target_and_export_warns_when_tracked(
+        keyroll: Keyroll, project: Path) -> None:
+    assert keyroll("init").code == 0
+    inventory = project / "keyroll.toml"
+    inventory.write_text(inventory.read_text().replace(
+        '{ write_dotenv = ".env", environments = ["dev"] }',
+        '{ write_dotenv = "deploy/app.env", environments = ["dev"] }'))
+    (project / ".keyroll" / "store.db").unlink()
+    assert keyroll("init").code == 0
+    assert "/deploy/app.env" in (project / ".gitignore").read_text().splitlines()
+    git(project, "init", "-q", "-b", "main")
+    (project / "deploy").mkdir()
+    (project / "deploy" / "app.env").write_text("X=1\n")
+    git(project, "add", "-f", "deploy/app.env")
+    assert keyroll("generate", "jwt-access", "--env", "dev").code == 0
+    exported = keyroll("export", "--env", "dev", "--format", "dotenv", "-o", "deploy/app.env")
+    assert exported.code == 0
+    assert "is tracked by git" in exported.err
