@@ -29,11 +29,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from keyroll.scan import Matcher, ScanIndex, export_baseline, load_baseline, scan_items  # noqa: E402
-from keyroll.scan.sources import Item  # noqa: E402
-from keyroll.stores import open_store  # noqa: E402
-from keyroll.model import utcnow  # noqa: E402
-from tests.scan_corpus import Planted, build_store, noise, plant_lines  # noqa: E402
+from tests.scan_corpus import Planted, build_store, noise, plant_lines
+
+from keyroll.model import utcnow
+from keyroll.scan import Matcher, ScanIndex, export_baseline, load_baseline, scan_items
+from keyroll.scan.sources import Item
+from keyroll.stores import open_store
 
 
 def _corpus(folder: Path, values: list, mb: float, rng: random.Random) -> list[Planted]:
