@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from urllib.parse import unquote, unquote_plus
 
-__all__ = ["DIGEST_INFO", "Recogniser", "Span", "derive_key", "digest"]
+__all__ = ["DIGEST_INFO", "Recogniser", "Span", "derive_key", "digest", "shape"]
 
 #: The HKDF ``info`` of the recognition key (distinct from every other use of the master key).
 DIGEST_INFO = b"keyroll recognise"
@@ -62,6 +62,10 @@ _PEM = re.compile(r"-----BEGIN [A-Z0-9 ]{1,64}-----.{0,16384}?-----END [A-Z0-9 ]
 _WRAPPED_LINE = re.compile(r"[ \t]*([A-Za-z0-9+/=_-]{4,})[\"',\\]*[ \t]*")
 _LINE_TAIL = re.compile(r"[A-Za-z0-9+/=_-]{8,}$")
 _MAX_WRAPPED_LINES = 128
+# the same candidates as strings, for `Recogniser.words` (every regex runs in C)
+_WINDOWS = [re.compile(rf"(?<!\S)(?=((?:\S+[ \t]+){{{k}}}\S+))") for k in range(1, _MAX_WORDS)]
+_TRIM = "\"'`()[]{}<>,;."
+_NEEDS_FULL = re.compile(r"[\n\\'%]|[^\x00-\x7f]")
 
 
 def derive_key(master_key: bytes) -> bytes:
@@ -121,6 +125,41 @@ def _spellings(text: str) -> Iterator[str | bytes]:
             with contextlib.suppress(ValueError, binascii.Error):
                 yield decode(padded.encode())
     if len(text) % 2 == 0 and len(text) >= 2:
+        with contextlib.suppress(ValueError):
+            yield bytes.fromhex(text)
+
+
+def shape(value: str) -> tuple[int, int, int]:
+    """A value's ``(bytes, whitespace-separated words, characters)``: what `Recogniser`
+    needs to skip candidates that cannot spell it (kept beside its digest by the stores)."""
+    return len(value.encode("utf-8", "surrogateescape")), len(value.split()) or 1, len(value)
+
+
+def _size(form: str | bytes) -> int:
+    if isinstance(form, bytes) or form.isascii():
+        return len(form)
+    return len(form.encode("utf-8", "surrogateescape"))
+
+
+def _sized_spellings(text: str, lengths: frozenset[int]) -> Iterator[str | bytes]:
+    """The `_spellings` of ``text`` that can have one of ``lengths`` (in bytes), without
+    decoding those that cannot: a plain token costs a few length checks, not five decodes."""
+    if "\n" in text or "\\" in text or "'" in text or "%" in text:
+        yield from (form for form in _spellings(text) if _size(form) in lengths)
+        return
+    size = _size(text)
+    if size in lengths:
+        yield text
+        if "+" in text:
+            yield text.replace("+", " ")  # unquote_plus of a text without %
+    stripped = text.strip("=")
+    chars = len(stripped)
+    if chars >= 4 and chars % 4 != 1 and chars * 3 // 4 in lengths:
+        padded = stripped + "=" * (-chars % 4)
+        for decode in (base64.b64decode, base64.urlsafe_b64decode):
+            with contextlib.suppress(ValueError, binascii.Error):
+                yield decode(padded.encode())
+    if len(text) % 2 == 0 and len(text) // 2 in lengths:
         with contextlib.suppress(ValueError):
             yield bytes.fromhex(text)
 
@@ -219,11 +258,25 @@ class Recogniser:
     Args:
         key: the recognition key (`derive_key`, or the store's `recognition_key`).
         digests: recorded digests (`digest` of each value).
+        shapes: the shape of every recorded value, when all are known: ``(bytes, words,
+            characters)`` (`shape`). `words` then decodes and hashes a candidate only in the
+            spellings that can have a recorded length, and tries runs of words only of the
+            exact length of a recorded value with spaces (``keyroll scan``'s speed); None
+            tries every spelling and every run of up to 8 words.
     """
 
-    def __init__(self, key: bytes, digests: Iterable[str] = ()) -> None:
+    def __init__(self, key: bytes, digests: Iterable[str] = (), *,
+                 shapes: Iterable[tuple[int, int, int]] | None = None) -> None:
         self._key = key
         self._digests = frozenset(digests)
+        self._lengths: frozenset[int] | None = None
+        self._windows = _WINDOWS
+        if shapes is not None:
+            known = list(shapes)
+            self._lengths = frozenset(size for size, _, _ in known)
+            spaced = sorted({chars for _, words, chars in known if words > 1 and chars >= 3})
+            self._windows = [re.compile(rf"(?<!\S)(?=(\S[^\n]{{{n - 2}}}\S)(?!\S))")
+                             for n in spaced]
 
     def __len__(self) -> int:
         return len(self._digests)
@@ -236,6 +289,71 @@ class Recogniser:
         data = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
         found = hmac.digest(self._key, data, "sha256").hex()
         return found if found in self._digests else None
+
+    def words(self, text: str) -> dict[str, str]:
+        """The distinct candidate strings of ``text`` that spell a recorded value, with the
+        digest each matched: the candidates `matches` tries, cut as strings by regexes
+        running in C and tried once each (``keyroll scan``'s pass; it locates the few hits
+        afterwards). With ``lengths``, a plain candidate whose length fits no spelling of a
+        recorded length is dropped before any decoding."""
+        if not self._digests or not text:
+            return {}
+        words: set[str] = set()
+        for pattern in (_WORD, _ALPHABET, _PIECE):
+            words.update(pattern.findall(text))
+        if '"' in text:
+            words.update(_DOUBLE_QUOTED.findall(text))
+        if "'" in text:
+            words.update(_SINGLE_QUOTED.findall(text))
+        if "=" in text:
+            words.update(w.strip() for w in _AFTER_EQUALS.findall(text))
+        if "://" in text:
+            words.update(_DSN_FIRST.findall(text))
+            words.update(_DSN_LAST.findall(text))
+        if " " in text or "\t" in text:
+            for window in self._windows:
+                words.update(window.findall(text))
+        words.update([w.strip(_TRIM) for w in words])
+        if "\n" in text:
+            words.update(text[a:b] for a, b in _block_candidates(text))
+        words.discard("")
+        lengths = self._lengths
+        if lengths is not None:
+            fits = self._plain_lengths()
+            words = {w for w in words if len(w) in fits or _NEEDS_FULL.search(w)}
+        found: dict[str, str] = {}
+        for word in words:
+            if len(word) > _MAX_CANDIDATE:
+                continue
+            forms = _spellings(word) if lengths is None else _sized_spellings(word, lengths)
+            for form in forms:
+                if (d := self._which(form)) is not None:
+                    found[word] = d
+                    break
+        if "'" in text or "\\" in text:
+            for _, line in _lines(text):
+                if ("'" in line or "\\" in line) and (d := self._shell_line(line)) is not None:
+                    found[line] = d
+        return found
+
+    def _plain_lengths(self) -> frozenset[int]:
+        """Lengths a plain ASCII candidate (no ``=``, ``%``, ``+``, quote, backslash) may have
+        to spell a value of a recorded length: raw, base64 (unpadded) or hex."""
+        assert self._lengths is not None
+        fits = set(self._lengths)
+        for n in self._lengths:
+            fits |= {(4 * n + 2) // 3, 4 * ((n + 2) // 3), 2 * n}
+        return frozenset(fits)
+
+    def _shell_line(self, line: str) -> str | None:
+        try:
+            words = shlex.split(line)
+        except ValueError:
+            return None
+        words += [word.partition("=")[2] for word in words if "=" in word]
+        if self._lengths is not None:
+            words = [w for w in words if _size(w) in self._lengths]
+        return next((d for w in words if (d := self._which(w)) is not None), None)
 
     def find(self, text: str) -> list[Span]:
         """Every span of ``text`` that spells a recorded value, longest first, not overlapping."""
@@ -258,8 +376,10 @@ class Recogniser:
             if word in known:
                 found = known[word]
             else:
+                forms = (_spellings(word) if self._lengths is None
+                         else _sized_spellings(word, self._lengths))
                 found = known[word] = next(
-                    (d for form in _spellings(word) if (d := self._which(form)) is not None), None)
+                    (d for form in forms if (d := self._which(form)) is not None), None)
             if found is not None:
                 hits.append((Span(start, end), found))
         for line_start, line in _lines(text):
@@ -270,6 +390,8 @@ class Recogniser:
                 except ValueError:
                     continue
                 words += [word.partition("=")[2] for word in words if "=" in word]
+                if self._lengths is not None:
+                    words = [w for w in words if _size(w) in self._lengths]
                 found = next((d for w in words if (d := self._which(w)) is not None), None)
                 if found is not None:
                     hits.append((Span(line_start, line_start + len(line)), found))

@@ -7,11 +7,14 @@ the literal matcher; every destroyed one is known by the digest recorded before 
 from an exported *scan baseline* (`load_baseline`: digests under the baseline key published in
 the file, no value, no store, no master key).
 
-A baseline is safe to commit for values with enough entropy: it holds HMAC-SHA256 digests
-under a key it publishes, i.e. salted hashes. Anyone with the file can test guesses of a value
-at the speed of HMAC-SHA256, so values shorter than `BASELINE_MIN_LENGTH` are left out of it
-(and counted in ``skipped``). Versions destroyed before keyroll recorded baseline digests (or
-before this feature) are left out too: their only digest is under the secret recognition key.
+A baseline records each value's shape too (bytes, words, characters: the matcher decodes a
+candidate only in the spellings that can have a known length): it tells nothing about a random
+value but its size. A baseline is safe to commit for values with enough entropy: it holds HMAC-
+SHA256 digests under a key it publishes, i.e. salted hashes. Anyone with the file can test
+guesses of a value at the speed of HMAC-SHA256, so values shorter than `BASELINE_MIN_LENGTH`
+are left out of it (and counted in ``skipped``). Versions destroyed before keyroll recorded
+baseline digests (or before this feature) are left out too: their only digest is under the
+secret recognition key.
 """
 
 from __future__ import annotations
@@ -27,9 +30,10 @@ from pathlib import Path
 
 from keyroll.errors import NotFound, UsageError
 from keyroll.model import Label, SecretRef, SecretValue, Version
-from keyroll.recognise import digest
+from keyroll.recognise import digest, shape
 from keyroll.stores.base import (
     RECOGNISE_PREFIX,
+    RECOGNISE_SHAPE_PREFIX,
     SCAN_BASELINE_MIN_LENGTH,
     SCAN_BASELINE_PREFIX,
     Store,
@@ -102,6 +106,9 @@ class ScanIndex:
         source: ``store`` or ``baseline``.
         skipped: versions that could not be included (destroyed without a digest, or left out
             of a baseline).
+        shapes: the values' shapes (`keyroll.recognise.shape`), or None when one is unknown (a
+            version destroyed before keyroll recorded shapes): the matcher then tries every
+            candidate in every spelling, slower but as exact.
     """
 
     key: bytes
@@ -109,6 +116,16 @@ class ScanIndex:
     values: list[tuple[SecretValue, Entry]] = field(default_factory=list)
     source: str = "store"
     skipped: int = 0
+    shapes: set[tuple[int, int, int]] | None = field(default_factory=set)
+
+    def _add_shape(self, text: str | None) -> None:
+        """Record a value's shape ``"<bytes> <words> <characters>"``; None (unknown) turns the
+        matcher's filters off."""
+        parts = text.split() if text else []
+        if self.shapes is None or len(parts) != 3 or not all(p.isdigit() for p in parts):
+            self.shapes = None
+            return
+        self.shapes.add((int(parts[0]), int(parts[1]), int(parts[2])))
 
     def __len__(self) -> int:
         return len(self.digests)
@@ -131,6 +148,7 @@ class ScanIndex:
                     index.skipped += 1
                 else:
                     index.digests[recorded] = entry
+                    index._add_shape(store.get_meta(_where(RECOGNISE_SHAPE_PREFIX, ref, version)))
                 continue
             try:
                 value = store.read_value(ref, version.number)
@@ -139,8 +157,17 @@ class ScanIndex:
                 continue
             entry = Entry(ref.name, ref.environment, version.number, state, value.fingerprint)
             index.digests[digest(index.key, value.reveal())] = entry
+            index._add_shape(_shape(value.reveal()))
             index.values.append((value, entry))
         return index
+
+
+def _where(prefix: str, ref: SecretRef, version: Version) -> str:
+    return f"{prefix}{ref.environment}/{ref.name}/{version.number}"
+
+
+def _shape(text: str) -> str:
+    return " ".join(map(str, shape(text)))
 
 
 def _versions(store: Store) -> Iterable[tuple[SecretRef, Version, ValueState]]:
@@ -169,7 +196,9 @@ def export_baseline(store: Store, now: datetime) -> tuple[dict[str, object], int
                 skipped += 1
                 continue
             entry = Entry(ref.name, ref.environment, version.number, state, version.fingerprint)
-            entries.append({"digest": recorded, **entry.to_json()})
+            recorded_shape = store.get_meta(_where(RECOGNISE_SHAPE_PREFIX, ref, version))
+            entries.append({"digest": recorded, **entry.to_json(),
+                            **({"shape": recorded_shape} if recorded_shape else {})})
             continue
         try:
             value = store.read_value(ref, version.number)
@@ -180,7 +209,8 @@ def export_baseline(store: Store, now: datetime) -> tuple[dict[str, object], int
             skipped += 1
             continue
         entry = Entry(ref.name, ref.environment, version.number, state, value.fingerprint)
-        entries.append({"digest": digest(key, value.reveal()), **entry.to_json()})
+        entries.append({"digest": digest(key, value.reveal()), **entry.to_json(),
+                        "shape": _shape(value.reveal())})
     document: dict[str, object] = {
         "format": BASELINE_FORMAT,
         "generated_at": now.isoformat(),
@@ -218,4 +248,6 @@ def load_baseline(path: Path) -> ScanIndex:
         if not isinstance(found, str) or len(found) != 64:
             raise UsageError(f"{path}: a baseline entry has no 64-hex digest")
         index.digests[found.lower()] = entry
+        given = item.get("shape")
+        index._add_shape(given if isinstance(given, str) else None)
     return index

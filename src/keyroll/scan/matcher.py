@@ -2,11 +2,13 @@
 
 Two matchers share the pass:
 
-- **digests** (always): the recogniser's candidate tokens (`keyroll.recognise`: words, pieces
-  between delimiters such as a DSN's ``user:PASSWORD@host``, quoted strings, ``KEY=value``
-  tails, PEM blocks and wrapped base64/hex blocks), each distinct candidate decoded under every
-  spelling and looked up by its keyed digest in a set: the cost per candidate is constant,
-  whatever the number of values. This is how retired values and a baseline are matched.
+- **digests** (always): the recogniser's candidate tokens (`keyroll.recognise`,
+  `Recogniser.words`: words, pieces between delimiters such as a DSN's ``user:PASSWORD@host``,
+  quoted strings, ``KEY=value`` tails, runs of words, PEM blocks and wrapped base64/hex
+  blocks), each distinct candidate decoded in the spellings that can have a recorded length
+  and looked up by its keyed digest in a set: the cost per candidate is constant, whatever the
+  number of values. The few candidates that match are then located (every occurrence) for
+  their line numbers. This is how retired values and a baseline are matched.
 - **literals** (store mode, values it can read): every spelling of every readable value in one
   Aho–Corasick automaton (``pyahocorasick``, extra ``scan``) or, without it, the redactor's
   compiled trie regex. It adds what candidates cannot cut out: a value glued inside a word.
@@ -53,7 +55,7 @@ class Matcher:
 
     def __init__(self, index: ScanIndex, *, literal: bool = True) -> None:
         self.index = index
-        self._recogniser = Recogniser(index.key, index.digests)
+        self._recogniser = Recogniser(index.key, index.digests, shapes=index.shapes)
         self._literal: Callable[[str], list[tuple[int, int, Entry]]] | None = None
         self.engine = "digests"
         if literal and index.values:
@@ -64,9 +66,15 @@ class Matcher:
         """Each version found in ``text``, once per line, in line order."""
         if not text:
             return []
-        found: list[tuple[int, Entry]] = [
-            (span.start, self.index.digests[digest])
-            for span, digest in self._recogniser.matches(text)]
+        found: list[tuple[int, Entry]] = []
+        for word, digest in self._recogniser.words(text).items():
+            entry = self.index.digests[digest]
+            start = text.find(word)
+            for _ in range(len(text)):  # every occurrence (bounded by the text's length)
+                if start < 0:
+                    break
+                found.append((start, entry))
+                start = text.find(word, start + len(word))
         if self._literal is not None:
             found += [(start, entry) for start, _end, entry in self._literal(text)]
         if not found:
