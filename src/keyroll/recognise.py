@@ -60,11 +60,13 @@ _MAX_WORDS = 8  # a value with spaces: runs of up to this many words of one line
 _PEM = re.compile(r"-----BEGIN [A-Z0-9 ]{1,64}-----.{0,16384}?-----END [A-Z0-9 ]{1,64}-----\n?",
                   re.S)
 _WRAPPED_LINE = re.compile(r"[ \t]*([A-Za-z0-9+/=_-]{4,})[\"',\\]*[ \t]*")
+_WRAPPED_LINES = re.compile(r"^[ \t]*([A-Za-z0-9+/=_-]{4,})[\"',\\]*[ \t]*\r?$", re.M)
 _LINE_TAIL = re.compile(r"[A-Za-z0-9+/=_-]{8,}$")
 _MAX_WRAPPED_LINES = 128
 # the same candidates as strings, for `Recogniser.words` (every regex runs in C)
 _WINDOWS = [re.compile(rf"(?<!\S)(?=((?:\S+[ \t]+){{{k}}}\S+))") for k in range(1, _MAX_WORDS)]
 _TRIM = "\"'`()[]{}<>,;."
+_PIECED_LINE = re.compile(r"^.*(?:'\"'\"'|'\\'').*$", re.M)
 _NEEDS_FULL = re.compile(r"[\n\\'%]|[^\x00-\x7f]")
 
 
@@ -211,27 +213,19 @@ def _block_candidates(text: str) -> Iterator[tuple[int, int]]:
             yield pem.span()
             if pem.group().endswith("\n"):
                 yield pem.start(), pem.end() - 1
-    lines = list(_lines(text))
     run: list[tuple[int, int]] = []  # (start, end) of the base64 part of each line
-    first = 0
-    for index, (offset, line) in enumerate(lines):
-        match = _WRAPPED_LINE.fullmatch(line)
-        if match is None:
-            yield from _run_spans(text, lines, first, run)
-            run = []
-            continue
-        if run and (len(run) >= _MAX_WRAPPED_LINES or (
+    previous_end = -2
+    for match in _WRAPPED_LINES.finditer(text):  # only the lines that fit, found in C
+        if run and (match.start() != previous_end + 1 or len(run) >= _MAX_WRAPPED_LINES or (
                 len(run) >= 2 and run[-1][1] - run[-1][0] < run[1][1] - run[1][0])):
-            yield from _run_spans(text, lines, first, run)
+            yield from _run_spans(text, run)
             run = []
-        if not run:
-            first = index
-        run.append((offset + match.start(1), offset + match.end(1)))
-    yield from _run_spans(text, lines, first, run)
+        previous_end = match.end()
+        run.append(match.span(1))
+    yield from _run_spans(text, run)
 
 
-def _run_spans(text: str, lines: list[tuple[int, str]], first: int,
-               run: list[tuple[int, int]]) -> Iterator[tuple[int, int]]:
+def _run_spans(text: str, run: list[tuple[int, int]]) -> Iterator[tuple[int, int]]:
     if not run:
         return
     starts = [run[0][0]] if len(run) >= 2 else []
@@ -239,8 +233,10 @@ def _run_spans(text: str, lines: list[tuple[int, str]], first: int,
     inner = head.rstrip("=").find("=")
     if inner > 0 and len(run) >= 2:  # KEY=MIIB… on the first line
         starts.append(run[0][0] + inner + 1)
-    if first > 0:  # the value starts at the end of the line before: `key: MIIB…`
-        offset, before = lines[first - 1]
+    line_start = text.rfind("\n", 0, run[0][0]) + 1
+    if line_start > 0:  # the value starts at the end of the line before: `key: MIIB…`
+        offset = text.rfind("\n", 0, line_start - 1) + 1
+        before = text[offset:line_start - 1].rstrip("\r")
         tail = _LINE_TAIL.search(before)
         if tail:
             yield offset + tail.start(), run[0][1]
@@ -330,9 +326,9 @@ class Recogniser:
                 if (d := self._which(form)) is not None:
                     found[word] = d
                     break
-        if "'" in text or "\\" in text:
-            for _, line in _lines(text):
-                if ("'" in line or "\\" in line) and (d := self._shell_line(line)) is not None:
+        if "'\"'\"'" in text or "'\\''" in text:  # shell words quoted in pieces: 'a'"'"'b'
+            for line in _PIECED_LINE.findall(text):
+                if (d := self._shell_line(line)) is not None:
                     found[line] = d
         return found
 
