@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 from keyroll.scan.index import Entry, ValueState
 
@@ -89,7 +90,7 @@ class ScanResult:
             if finding.hint:
                 text += f": rotate it now with `{finding.hint}`"
             location: dict[str, object] = {"physicalLocation": {
-                "artifactLocation": {"uri": finding.path},
+                "artifactLocation": {"uri": quote(finding.path)},
                 "region": {"startLine": finding.line}}}
             result: dict[str, object] = {
                 "ruleId": f"keyroll/{entry.state.value}",
