@@ -29,7 +29,8 @@ from pathlib import Path
 
 from keyroll.errors import UsageError
 
-__all__ = ["TEMP_PREFIX", "check_target", "git_ignores", "remove_stale_temps", "temp_name", "write_private"]
+__all__ = ["TEMP_PREFIX", "check_target", "git_ignores", "git_tracks", "remove_stale_temps", "temp_name",
+           "write_private"]
 
 TEMP_PREFIX = ".keyroll-tmp-"
 
@@ -180,3 +181,22 @@ def git_ignores(path: Path) -> bool:
     except (OSError, subprocess.SubprocessError):
         return True
     return done.returncode != 1  # 0 ignored, 1 not ignored, 128 not a work tree / error
+
+
+def git_tracks(path: Path) -> bool:
+    """True only when git tracks ``path`` (a tracked file stays published even once ignored).
+
+    Outside git, or when git is not installed or fails: False.
+    """
+    folder = Path(path).resolve().parent
+    git = shutil.which("git")
+    if git is None or not folder.is_dir():
+        return False
+    try:
+        done = subprocess.run(
+            [git, "-C", str(folder), "ls-files", "--error-unmatch", "--", Path(path).name],
+            capture_output=True, timeout=10, check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 0

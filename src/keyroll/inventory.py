@@ -63,8 +63,8 @@ DEFAULT_FILE = "keyroll.toml"
 #: changed Secret takes to reach a mounted volume
 MOUNTED_PROPAGATION = timedelta(seconds=90)
 #: what a hook may do: exactly one of these per hook
-HOOK_ACTIONS = ("run", "http", "write_dotenv", "write_jwks", "kubernetes_secret", "rollout",
-                "sealed_secret", "kv_delivery")
+HOOK_ACTIONS = ("run", "http", "write_dotenv", "write_jwks", "scan", "kubernetes_secret",
+                "rollout", "sealed_secret", "kv_delivery")
 def _at_most(limit: timedelta, hint: str) -> AfterValidator:
     def check(value: timedelta) -> timedelta:
         if value > limit:
@@ -173,7 +173,9 @@ class Hook(_Strict):
     """One action run at a rotation step: a command, an HTTP check, or a .env write.
 
     Exactly one of ``run``, ``http``, ``write_dotenv``, ``write_jwks`` (the class's public keys
-    as a JWKS file, for a web server or CDN to publish: asymmetric JWT classes). Commands run
+    as a JWKS file, for a web server or CDN to publish: asymmetric JWT classes), ``scan`` (a
+    verify step: ``keyroll scan`` of these paths, and with ``git = true`` of the repository's
+    history; it fails on a current or pending value found, and its counts become evidence). Commands run
     without a shell unless ``shell = true``; with ``stdin_dotenv = true`` they receive the environment's new
     ``KEY=value`` lines on stdin (never on argv or in their environment), e.g. for
     ``kubectl create secret generic api --from-env-file=/dev/stdin --dry-run=client -o yaml``.
@@ -195,6 +197,8 @@ class Hook(_Strict):
     rollout: Rollout | None = None
     sealed_secret: SealedSecretHook | None = None
     kv_delivery: KVDelivery | None = None
+    scan: list[str] | None = None
+    git: bool = False
     timeout: Timeout = timedelta(seconds=60)
     environments: list[str] | None = None
 
@@ -203,6 +207,8 @@ class Hook(_Strict):
         chosen = [k for k in HOOK_ACTIONS if getattr(self, k) is not None]
         if len(chosen) != 1:
             raise ValueError(f"a hook needs exactly one of {', '.join(HOOK_ACTIONS)}")
+        if self.git and self.scan is None:
+            raise ValueError("git = true belongs to a scan hook: { scan = [\".\"], git = true }")
         if self.http is not None and not self.http.startswith(("http://", "https://")):
             raise ValueError("http must be an http:// or https:// URL")
         return self
@@ -233,6 +239,8 @@ class Hook(_Strict):
             return f"write SealedSecret {self.sealed_secret.path}"
         if self.kv_delivery:
             return f"write KV {self.kv_delivery.mount}/{self.kv_delivery.path}"
+        if self.scan is not None:
+            return f"scan {' '.join(self.scan)}{' and git history' if self.git else ''}"
         return " ".join(self.argv)[:80]
 
     def applies_to(self, environment: str) -> bool:

@@ -10,9 +10,14 @@ base64, base64url, hex), computes the digest of each candidate and looks it up i
 What it proves: a span it reports is, with the certainty of HMAC-SHA256, a spelling of one of
 the recorded values. What it costs: one HMAC per candidate (a few microseconds; a 2 kB hook
 output yields a few hundred candidates) and 64 hex characters of bookkeeping per destroyed
-version. What it does not find: a value glued to other text with no delimiter between them
-(``abc<value>def``), split across lines, with more than 8 space-separated words, or in an
-encoding not listed above. A plain SHA-256
+version. A value split across lines is found when it is a block of its own: a PEM block
+(``-----BEGIN …-----`` to ``-----END …-----``, indented or not, as in a YAML ``|`` scalar) and
+base64/hex wrapped at a fixed width (``base64 -w 64``, a PEM body), whole or starting after
+``KEY=`` on the first line. A DSN's password is tried as written (``scheme://user:<value>@host``,
+delimiters and all). What it does not find: a value glued to other text with no delimiter
+between them (``abc<value>def``; ``keyroll scan`` adds a literal matcher for the values it can
+read), with more than 8 space-separated words, wrapped inside a longer block whose first and
+last lines are not its own, or in an encoding not listed above. A plain SHA-256
 fingerprint would do the same lookup, but anyone holding the journal could brute-force short
 values from it; the keyed digest needs the store's key, so it is only as exposed as the store.
 
@@ -34,7 +39,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from urllib.parse import unquote, unquote_plus
 
-__all__ = ["DIGEST_INFO", "Recogniser", "Span", "derive_key", "digest"]
+__all__ = ["DIGEST_INFO", "Recogniser", "Span", "derive_key", "digest", "shape"]
 
 #: The HKDF ``info`` of the recognition key (distinct from every other use of the master key).
 DIGEST_INFO = b"keyroll recognise"
@@ -46,8 +51,23 @@ _PIECE = re.compile(r"[^\s\"'=:@/,;&?#<>()\[\]{}|`]+")  # between delimiters
 _DOUBLE_QUOTED = re.compile(r'"((?:[^"\\\n]|\\.)*)"')
 _SINGLE_QUOTED = re.compile(r"'([^'\n]*)'")
 _AFTER_EQUALS = re.compile(r"(?<==)[^\n]+")
+# a DSN's password as written, unescaped delimiters and all: up to the first or the last "@"
+_DSN_FIRST = re.compile(r"://[^\s:/@]*:([^\s@]+)@")
+_DSN_LAST = re.compile(r"://[^\s:/@]*:(\S+)@")
 _MAX_CANDIDATE = 4096
 _MAX_WORDS = 8  # a value with spaces: runs of up to this many words of one line are tried
+# a block of its own across lines: PEM armour, and lines of one width of base64/hex (wrapped)
+_PEM = re.compile(r"-----BEGIN [A-Z0-9 ]{1,64}-----.{0,16384}?-----END [A-Z0-9 ]{1,64}-----\n?",
+                  re.S)
+_WRAPPED_LINE = re.compile(r"[ \t]*([A-Za-z0-9+/=_-]{4,})[\"',\\]*[ \t]*")
+_WRAPPED_LINES = re.compile(r"^[ \t]*([A-Za-z0-9+/=_-]{4,})[\"',\\]*[ \t]*\r?$", re.M)
+_LINE_TAIL = re.compile(r"[A-Za-z0-9+/=_-]{8,}$")
+_MAX_WRAPPED_LINES = 128
+# the same candidates as strings, for `Recogniser.words` (every regex runs in C)
+_WINDOWS = [re.compile(rf"(?<!\S)(?=((?:\S+[ \t]+){{{k}}}\S+))") for k in range(1, _MAX_WORDS)]
+_TRIM = "\"'`()[]{}<>,;."
+_PIECED_LINE = re.compile(r"^.*(?:'\"'\"'|'\\'').*$", re.M)
+_NEEDS_FULL = re.compile(r"[\n\\'%]|[^\x00-\x7f]")
 
 
 def derive_key(master_key: bytes) -> bytes:
@@ -77,6 +97,15 @@ def _unescape_backslashes(text: str) -> str:
 def _spellings(text: str) -> Iterator[str | bytes]:
     """``text`` and what it decodes to under each spelling keyroll masks."""
     yield text
+    if "\n" in text:  # a block across lines: a PEM as written (indented), or wrapped base64
+        lines = [line.strip() for line in text.splitlines()]
+        yield "\n".join(lines)
+        yield "\n".join(lines) + "\n"
+        joined = "".join(m.group(1) if (m := _WRAPPED_LINE.fullmatch(line)) else line
+                         for line in lines)
+        if joined != text:
+            yield from _spellings(joined)
+        return
     if "\\" in text:
         yield _unescape_backslashes(text)  # dotenv "…\$…" and printf %q
         try:
@@ -98,6 +127,41 @@ def _spellings(text: str) -> Iterator[str | bytes]:
             with contextlib.suppress(ValueError, binascii.Error):
                 yield decode(padded.encode())
     if len(text) % 2 == 0 and len(text) >= 2:
+        with contextlib.suppress(ValueError):
+            yield bytes.fromhex(text)
+
+
+def shape(value: str) -> tuple[int, int, int]:
+    """A value's ``(bytes, whitespace-separated words, characters)``: what `Recogniser`
+    needs to skip candidates that cannot spell it (kept beside its digest by the stores)."""
+    return len(value.encode("utf-8", "surrogateescape")), len(value.split()) or 1, len(value)
+
+
+def _size(form: str | bytes) -> int:
+    if isinstance(form, bytes) or form.isascii():
+        return len(form)
+    return len(form.encode("utf-8", "surrogateescape"))
+
+
+def _sized_spellings(text: str, lengths: frozenset[int]) -> Iterator[str | bytes]:
+    """The `_spellings` of ``text`` that can have one of ``lengths`` (in bytes), without
+    decoding those that cannot: a plain token costs a few length checks, not five decodes."""
+    if "\n" in text or "\\" in text or "'" in text or "%" in text:
+        yield from (form for form in _spellings(text) if _size(form) in lengths)
+        return
+    size = _size(text)
+    if size in lengths:
+        yield text
+        if "+" in text:
+            yield text.replace("+", " ")  # unquote_plus of a text without %
+    stripped = text.strip("=")
+    chars = len(stripped)
+    if chars >= 4 and chars % 4 != 1 and chars * 3 // 4 in lengths:
+        padded = stripped + "=" * (-chars % 4)
+        for decode in (base64.b64decode, base64.urlsafe_b64decode):
+            with contextlib.suppress(ValueError, binascii.Error):
+                yield decode(padded.encode())
+    if len(text) % 2 == 0 and len(text) // 2 in lengths:
         with contextlib.suppress(ValueError):
             yield bytes.fromhex(text)
 
@@ -130,6 +194,58 @@ def _raw_candidates(text: str) -> Iterator[tuple[int, int]]:
         if value:
             start = match.start() + match.group().index(value)
             yield start, start + len(value)
+    if "://" in text:
+        for pattern in (_DSN_FIRST, _DSN_LAST):
+            for match in pattern.finditer(text):
+                yield match.span(1)
+    if "\n" in text:
+        yield from _block_candidates(text)
+
+
+def _block_candidates(text: str) -> Iterator[tuple[int, int]]:
+    """Spans of values written across lines: PEM blocks, and runs of wrapped base64/hex lines
+    (a run ends after a line shorter than the run's second: the last line of a wrapped block).
+    Each run is tried from its first line (or the tail of the line before it, ``KEY=MIIB…``,
+    or after a ``KEY=`` on its first line) to every later line, and from every line to its end.
+    """
+    if "-----BEGIN " in text:
+        for pem in _PEM.finditer(text):
+            yield pem.span()
+            if pem.group().endswith("\n"):
+                yield pem.start(), pem.end() - 1
+    run: list[tuple[int, int]] = []  # (start, end) of the base64 part of each line
+    previous_end = -2
+    for match in _WRAPPED_LINES.finditer(text):  # only the lines that fit, found in C
+        if run and (match.start() != previous_end + 1 or len(run) >= _MAX_WRAPPED_LINES or (
+                len(run) >= 2 and run[-1][1] - run[-1][0] < run[1][1] - run[1][0])):
+            yield from _run_spans(text, run)
+            run = []
+        previous_end = match.end()
+        run.append(match.span(1))
+    yield from _run_spans(text, run)
+
+
+def _run_spans(text: str, run: list[tuple[int, int]]) -> Iterator[tuple[int, int]]:
+    if not run:
+        return
+    starts = [run[0][0]] if len(run) >= 2 else []
+    head = text[run[0][0]:run[0][1]]
+    inner = head.rstrip("=").find("=")
+    if inner > 0 and len(run) >= 2:  # KEY=MIIB… on the first line
+        starts.append(run[0][0] + inner + 1)
+    line_start = text.rfind("\n", 0, run[0][0]) + 1
+    if line_start > 0:  # the value starts at the end of the line before: `key: MIIB…`
+        offset = text.rfind("\n", 0, line_start - 1) + 1
+        before = text[offset:line_start - 1].rstrip("\r")
+        tail = _LINE_TAIL.search(before)
+        if tail:
+            yield offset + tail.start(), run[0][1]
+            starts.append(offset + tail.start())
+    for start in starts:
+        for _, end in run[1:]:
+            yield start, end
+    for start, _ in run[1:-1]:
+        yield start, run[-1][1]
 
 
 class Recogniser:
@@ -138,31 +254,130 @@ class Recogniser:
     Args:
         key: the recognition key (`derive_key`, or the store's `recognition_key`).
         digests: recorded digests (`digest` of each value).
+        shapes: the shape of every recorded value, when all are known: ``(bytes, words,
+            characters)`` (`shape`). `words` then decodes and hashes a candidate only in the
+            spellings that can have a recorded length, and tries runs of words only of the
+            exact length of a recorded value with spaces (``keyroll scan``'s speed); None
+            tries every spelling and every run of up to 8 words.
     """
 
-    def __init__(self, key: bytes, digests: Iterable[str] = ()) -> None:
+    def __init__(self, key: bytes, digests: Iterable[str] = (), *,
+                 shapes: Iterable[tuple[int, int, int]] | None = None) -> None:
         self._key = key
         self._digests = frozenset(digests)
+        self._lengths: frozenset[int] | None = None
+        self._windows = _WINDOWS
+        if shapes is not None:
+            known = list(shapes)
+            self._lengths = frozenset(size for size, _, _ in known)
+            spaced = sorted({chars for _, words, chars in known if words > 1 and chars >= 3})
+            self._windows = [re.compile(rf"(?<!\S)(?=(\S[^\n]{{{n - 2}}}\S)(?!\S))")
+                             for n in spaced]
 
     def __len__(self) -> int:
         return len(self._digests)
 
     def knows(self, value: str | bytes) -> bool:
         """Whether ``value`` is one of the recorded values."""
-        return digest(self._key, value) in self._digests
+        return self._which(value) is not None
+
+    def _which(self, value: str | bytes) -> str | None:
+        data = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
+        found = hmac.digest(self._key, data, "sha256").hex()
+        return found if found in self._digests else None
+
+    def words(self, text: str) -> dict[str, str]:
+        """The distinct candidate strings of ``text`` that spell a recorded value, with the
+        digest each matched: the candidates `matches` tries, cut as strings by regexes
+        running in C and tried once each (``keyroll scan``'s pass; it locates the few hits
+        afterwards). With ``lengths``, a plain candidate whose length fits no spelling of a
+        recorded length is dropped before any decoding."""
+        if not self._digests or not text:
+            return {}
+        words: set[str] = set()
+        for pattern in (_WORD, _ALPHABET, _PIECE):
+            words.update(pattern.findall(text))
+        if '"' in text:
+            words.update(_DOUBLE_QUOTED.findall(text))
+        if "'" in text:
+            words.update(_SINGLE_QUOTED.findall(text))
+        if "=" in text:
+            words.update(w.strip() for w in _AFTER_EQUALS.findall(text))
+        if "://" in text:
+            words.update(_DSN_FIRST.findall(text))
+            words.update(_DSN_LAST.findall(text))
+        if " " in text or "\t" in text:
+            for window in self._windows:
+                words.update(window.findall(text))
+        words.update([w.strip(_TRIM) for w in words])
+        if "\n" in text:
+            words.update(text[a:b] for a, b in _block_candidates(text))
+        words.discard("")
+        lengths = self._lengths
+        if lengths is not None:
+            fits = self._plain_lengths()
+            words = {w for w in words if len(w) in fits or _NEEDS_FULL.search(w)}
+        found: dict[str, str] = {}
+        for word in words:
+            if len(word) > _MAX_CANDIDATE:
+                continue
+            forms = _spellings(word) if lengths is None else _sized_spellings(word, lengths)
+            for form in forms:
+                if (d := self._which(form)) is not None:
+                    found[word] = d
+                    break
+        if "'\"'\"'" in text or "'\\''" in text:  # shell words quoted in pieces: 'a'"'"'b'
+            for line in _PIECED_LINE.findall(text):
+                if (d := self._shell_line(line)) is not None:
+                    found[line] = d
+        return found
+
+    def _plain_lengths(self) -> frozenset[int]:
+        """Lengths a plain ASCII candidate (no ``=``, ``%``, ``+``, quote, backslash) may have
+        to spell a value of a recorded length: raw, base64 (unpadded) or hex."""
+        assert self._lengths is not None
+        fits = set(self._lengths)
+        for n in self._lengths:
+            fits |= {(4 * n + 2) // 3, 4 * ((n + 2) // 3), 2 * n}
+        return frozenset(fits)
+
+    def _shell_line(self, line: str) -> str | None:
+        try:
+            words = shlex.split(line)
+        except ValueError:
+            return None
+        words += [word.partition("=")[2] for word in words if "=" in word]
+        if self._lengths is not None:
+            words = [w for w in words if _size(w) in self._lengths]
+        return next((d for w in words if (d := self._which(w)) is not None), None)
 
     def find(self, text: str) -> list[Span]:
         """Every span of ``text`` that spells a recorded value, longest first, not overlapping."""
+        return _disjoint([span for span, _ in self.matches(text)])
+
+    def matches(self, text: str) -> list[tuple[Span, str]]:
+        """Every candidate span of ``text`` that spells a recorded value, with the digest it
+        matched (possibly overlapping: `find` keeps the longest). Each distinct candidate
+        string is decoded and hashed once per call, however often it occurs."""
         if not self._digests or not text:
             return []
         seen: set[tuple[int, int]] = set()
-        hits: list[Span] = []
+        known: dict[str, str | None] = {}
+        hits: list[tuple[Span, str]] = []
         for start, end in _candidates(text):
             if (start, end) in seen or end - start > _MAX_CANDIDATE:
                 continue
             seen.add((start, end))
-            if any(self.knows(form) for form in _spellings(text[start:end])):
-                hits.append(Span(start, end))
+            word = text[start:end]
+            if word in known:
+                found = known[word]
+            else:
+                forms = (_spellings(word) if self._lengths is None
+                         else _sized_spellings(word, self._lengths))
+                found = known[word] = next(
+                    (d for form in forms if (d := self._which(form)) is not None), None)
+            if found is not None:
+                hits.append((Span(start, end), found))
         for line_start, line in _lines(text):
             if "'" in line or "\\" in line:
                 # a shell line quoted in pieces ('a'"'"'b'): shlex rejoins them; mask the line
@@ -171,9 +386,12 @@ class Recogniser:
                 except ValueError:
                     continue
                 words += [word.partition("=")[2] for word in words if "=" in word]
-                if any(self.knows(word) for word in words):
-                    hits.append(Span(line_start, line_start + len(line)))
-        return _disjoint(hits)
+                if self._lengths is not None:
+                    words = [w for w in words if _size(w) in self._lengths]
+                found = next((d for w in words if (d := self._which(w)) is not None), None)
+                if found is not None:
+                    hits.append((Span(line_start, line_start + len(line)), found))
+        return hits
 
     def redact(self, text: str, replace: Callable[[str], str]) -> str:
         """``text`` with each recognised span replaced by ``replace(span_text)``."""

@@ -107,9 +107,10 @@ def test_sqlite_to_sqlite(sqlite_factory: Callable[[str], SQLiteStore]) -> None:
     assert _dump(target) == before == _dump(source)
     _same_recognition(source, target)
     assert (report.secrets, report.versions, report.destroyed_versions) == (3, 6, 1)
-    # bookkeeping: notify, reencrypt, and the recognition digest destroying version 1 recorded
+    # bookkeeping: notify, reencrypt, and what destroying version 1 recorded: its recognition
+    # digest, its shape and its scan-baseline digest (and the scan-baseline key)
     assert (report.labels, report.rotations, report.audit_entries, report.meta_keys) == (
-        4, 2, 3, 3,
+        4, 2, 3, 6,
     )
     assert report.verified_values == 5
     assert Journal(target).verify().ok

@@ -29,6 +29,7 @@ from keyroll.cli import (
     reencrypt_cmd,
     report_cmd,
     rotate_cmd,
+    scan_cmd,
     secrets_cmd,
     serve_cmd,
     status_cmd,
@@ -81,6 +82,7 @@ adopt_cmd.register(app)
 reencrypt_cmd.register(app)
 dashboard_cmd.register(app)
 serve_cmd.register(app)
+scan_cmd.register(app)
 app.add_typer(report_cmd.app, name="report")
 app.add_typer(inventory_cmd.app, name="inventory")
 app.add_typer(audit_cmd.app, name="audit")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from importlib.resources import files
 from pathlib import Path
 from typing import Annotated
@@ -14,7 +15,7 @@ from keyroll.cli.context import clock_from_env
 from keyroll.cli.output import out
 from keyroll.errors import UsageError
 from keyroll.files import TEMP_PREFIX
-from keyroll.inventory import DEFAULT_FILE, load_inventory
+from keyroll.inventory import DEFAULT_FILE, Inventory, load_inventory
 from keyroll.stores import open_store, sqlite_path
 from keyroll.stores.masterkey import ENV_VAR, create_key_file
 
@@ -23,10 +24,20 @@ __all__ = ["register"]
 _IGNORED = (".keyroll/", ".env", ".env*", "*.key", "*.pem", "secrets/", f"{TEMP_PREFIX}*")
 
 
-def _ensure_gitignored(folder: Path) -> list[str]:
+def _export_targets(inventory: Inventory) -> list[str]:
+    """Every file the inventory's hooks write values to (``write_dotenv``), as .gitignore
+    entries anchored at the project folder."""
+    targets = [hook.write_dotenv for cls in inventory.classes.values()
+               for hook in (*cls.hooks.on_promote, *cls.hooks.verify, *cls.hooks.revoke)
+               if hook.write_dotenv]
+    return ["/" + t.removeprefix("./") for t in dict.fromkeys(targets) if not t.startswith("/")]
+
+
+def _ensure_gitignored(folder: Path, extra: Sequence[str] = ()) -> list[str]:
     path = folder / ".gitignore"
     lines = path.read_text().splitlines() if path.exists() else []
-    missing = [entry for entry in _IGNORED if entry not in lines and entry.rstrip("/") not in lines]
+    missing = [entry for entry in (*_IGNORED, *extra)
+               if entry not in lines and entry.rstrip("/") not in lines]
     if missing:
         with path.open("a") as handle:
             if lines and lines[-1].strip():
@@ -87,7 +98,7 @@ def init(
             "store.init", evidence={"store": store.url, "classes": len(inventory.classes)}
         )
         console.print(f"store ready: {store.url}")
-    added = _ensure_gitignored(directory)
+    added = _ensure_gitignored(directory, _export_targets(inventory))
     if added:
         console.print(f"added {', '.join(added)} to .gitignore")
     console.print("next: `keyroll import --env dev --file .env` or `keyroll generate CLASS --env dev`")

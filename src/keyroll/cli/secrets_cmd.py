@@ -20,7 +20,7 @@ from keyroll import dotenv
 from keyroll.cli.context import AppContext
 from keyroll.cli.output import err, out, print_json
 from keyroll.errors import UsageError
-from keyroll.files import check_target, git_ignores
+from keyroll.files import check_target, git_ignores, git_tracks
 from keyroll.generate import generate as make_value
 from keyroll.inventory import SecretClass
 from keyroll.jwk import ASYMMETRIC_ALGORITHMS
@@ -279,7 +279,13 @@ def export(
         write_dotenv(output, entries, owned_vars(app.inventory, env))
     else:
         write_private(output, render(entries, fmt, name=name, namespace=namespace))
-    if not git_ignores(output):
+    if git_tracks(output):
+        err().print(
+            f"warning: {output} is tracked by git: `git rm --cached` it and add it to "
+            ".gitignore, or the next commit publishes its secrets",
+            markup=False,
+        )
+    elif not git_ignores(output):
         err().print(
             f"warning: {output} is inside a git work tree and not ignored: add it to .gitignore "
             "before a commit publishes its secrets",

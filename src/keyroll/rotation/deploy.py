@@ -16,9 +16,10 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from keyroll.errors import HookFailed, KeyrollError, NotFound
+from keyroll.files import git_ignores, git_tracks
 from keyroll.inventory import Hook, Inventory, SecretClass
 from keyroll.model import SecretRef, SecretValue
-from keyroll.render import collect, owned_vars, render, write_dotenv, write_private
+from keyroll.render import EnvEntry, collect, owned_vars, render, write_dotenv, write_private
 from keyroll.rotation.delivery import DELIVERY_ACTIONS, deliver
 from keyroll.rotation.strategies.base import StepContext
 from keyroll.runtime.jwks import jwks_document
@@ -105,6 +106,16 @@ def store_redactor(
     return Redactor(values=values, recognisers=[store.recogniser()])
 
 
+def _write_dotenv(path: Path, entries: list[EnvEntry], owned: set[str],
+                  report: Callable[[str], None]) -> None:
+    """A ``write_dotenv`` hook's write (an existing file keeps every line that is not
+    keyroll's), with export's warning when git would publish it."""
+    write_dotenv(path, entries, owned)
+    if not git_ignores(path) or git_tracks(path):
+        report(f"warning: {path} is tracked or not ignored by git: add it to .gitignore "
+               "(and `git rm --cached` it) before a commit publishes its secrets")
+
+
 class HookRunner:
     """Runs hooks for the engine.
 
@@ -154,11 +165,15 @@ class HookRunner:
 
         results: list[dict[str, object]] = []
         for hook in hooks:
-            if hook.write_jwks is not None or any(
+            if hook.write_jwks is not None or hook.scan is not None or any(
                     getattr(hook, action) is not None for action in DELIVERY_ACTIONS):
-                result = (self._write_jwks(ctx, hook) if hook.write_jwks is not None else
-                          deliver(ctx, hook, store=self.store, inventory=self.inventory,
-                                  workdir=self.workdir, step=step))
+                if hook.write_jwks is not None:
+                    result = self._write_jwks(ctx, hook)
+                elif hook.scan is not None:
+                    result = self._scan(hook)
+                else:
+                    result = deliver(ctx, hook, store=self.store, inventory=self.inventory,
+                                     workdir=self.workdir, step=step)
                 result = HookResult(result.label, result.ok, redactor.redact(result.detail),
                                     result.output, result.seconds)
                 results.append(result.evidence())
@@ -171,9 +186,9 @@ class HookRunner:
                 result = run_hook(
                     hook, cwd=self.workdir, env=env, redact=redactor.redact,
                     stdin=dotenv() if hook.stdin_dotenv else None,
-                    write_dotenv=lambda path: write_dotenv(
+                    write_dotenv=lambda path: _write_dotenv(
                         path, collect(self.store, self.inventory, environment),
-                        owned_vars(self.inventory, environment)),
+                        owned_vars(self.inventory, environment), report),
                     check=False,
                 )
             except OSError as exc:
@@ -184,6 +199,37 @@ class HookRunner:
                 ctx.evidence[f"{which}_failed"] = results
                 raise HookFailed(f"{which} hook {result.label!r} failed: {result.detail}")
         return results
+
+    def _scan(self, hook: Hook) -> HookResult:
+        """A ``scan`` verify step: every version the store knows, in the hook's paths (and the
+        repository's history with ``git``); fails on a current or pending value."""
+        from keyroll.scan import Matcher, ScanIndex, scan_items
+        from keyroll.scan.sources import Item, Skipped, git_history, tree
+
+        assert hook.scan is not None
+        started = time.monotonic()
+        skipped = Skipped()
+        paths = [self.workdir / p for p in hook.scan]
+
+        def items() -> Iterable[Item]:
+            if hook.git:
+                yield from git_history(paths[0] if paths else self.workdir, since=None,
+                                       skipped=skipped)
+            yield from tree(paths, all_files=False, skipped=skipped)
+
+        try:
+            result = scan_items(Matcher(ScanIndex.from_store(self.store)), items(),
+                                sources=[*hook.scan, *(["git"] if hook.git else [])])
+        except KeyrollError as exc:
+            return HookResult(hook.label, False, f"scan failed: {exc}", "",
+                              time.monotonic() - started)
+        summary = result.summary()
+        live = result.exit_code(fail_on_retired=False) != 0
+        detail = (f"scanned {result.texts} texts for {result.versions} versions: "
+                  + ("a current or pending value found: " + "; ".join(result.hints())
+                     if live else "no current or pending value found")
+                  + f" ({summary['previous']} previous, {summary['retired']} retired)")
+        return HookResult(hook.label, not live, detail, "", time.monotonic() - started)
 
     def _write_jwks(self, ctx: StepContext, hook: Hook) -> HookResult:
         assert hook.write_jwks is not None

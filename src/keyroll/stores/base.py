@@ -26,7 +26,7 @@ from typing import Any
 
 from keyroll.errors import NotFound
 from keyroll.model import Label, SecretRef, SecretValue, Version
-from keyroll.recognise import Recogniser, digest
+from keyroll.recognise import Recogniser, digest, shape
 
 __all__ = ["RECOGNISE_PREFIX", "RECOGNITION_KEY", "AuditEntry", "Fence", "LockInfo", "RotationRecord",
            "Store"]
@@ -36,6 +36,18 @@ RECOGNISE_PREFIX = "recognise:"
 #: Bookkeeping key of the recognition key itself, where a backend keeps one (in its own form:
 #: migration moves the key with `Store.adopt_recognition_key`, never this entry verbatim).
 RECOGNITION_KEY = "recognise-key"
+#: Bookkeeping keys of the shape of each recognised value, ``"<bytes> <words> <characters>"``
+#: (`keyroll.recognise.shape`: ``keyroll scan`` decodes a candidate only in the spellings that
+#: can have a recorded length): ``recognise-shape:<environment>/<name>/<version>``.
+RECOGNISE_SHAPE_PREFIX = "recognise-shape:"
+#: Bookkeeping keys of scan-baseline digests (``keyroll scan --export-baseline``):
+#: ``scan-baseline:<environment>/<name>/<version>``, HMAC under `SCAN_BASELINE_KEY`.
+SCAN_BASELINE_PREFIX = "scan-baseline:"
+#: The key of the scan baseline's digests: random, and published in every baseline, so it is
+#: never the recognition key (which must stay as secret as the store).
+SCAN_BASELINE_KEY = "scan-baseline-key"
+#: Shorter values get no baseline digest: one under a published key is a guessable hash.
+SCAN_BASELINE_MIN_LENGTH = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,7 +332,8 @@ class Store(ABC):
         self.put_meta(RECOGNITION_KEY, base64.b64encode(key).decode())
 
     def remember_value(self, ref: SecretRef, number: int) -> None:
-        """Record the recognition digest of a version's value, if not recorded yet.
+        """Record the recognition digest of a version's value, if not recorded yet (with, for
+        ``keyroll scan``, its byte length and, from 16 characters, its scan-baseline digest).
 
         Backends call it first thing in `destroy_version`; it may run again (idempotent).
         A version already destroyed, or absent, is left as it is.
@@ -332,7 +345,24 @@ class Store(ABC):
             value = self.read_value(ref, number)
         except NotFound:
             return
-        self.put_meta(key, digest(self.recognition_key(), value.reveal()))
+        text = value.reveal()
+        where = f"{ref.environment}/{ref.name}/{number}"
+        # what `keyroll scan` uses first, the recognition digest (checked above) last: a crash
+        # in between leaves no digest, and the next call writes all three again
+        self.put_meta(f"{RECOGNISE_SHAPE_PREFIX}{where}", " ".join(map(str, shape(text))))
+        if len(text) >= SCAN_BASELINE_MIN_LENGTH:
+            self.put_meta(f"{SCAN_BASELINE_PREFIX}{where}", digest(self.scan_baseline_key(), text))
+        self.put_meta(key, digest(self.recognition_key(), text))
+
+    def scan_baseline_key(self) -> bytes:
+        """The key of scan-baseline digests (random, kept in bookkeeping, created on first
+        use). It is published in every exported baseline: never use it for anything else."""
+        text = self.get_meta(SCAN_BASELINE_KEY)
+        if text is None:
+            self.put_meta(SCAN_BASELINE_KEY, base64.b64encode(secrets.token_bytes(32)).decode())
+            text = self.get_meta(SCAN_BASELINE_KEY)
+            assert text is not None
+        return base64.b64decode(text)
 
     def recogniser(self) -> Recogniser:
         """A `Recogniser` of every value this store destroyed after recording its digest."""

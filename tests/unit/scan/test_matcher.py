@@ -1,0 +1,99 @@
+"""The scan matcher: every spelling, the fast path agreeing with the redactor's path, shapes
+unknown (old stores), baselines refused when malformed, SARIF levels by state."""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import textwrap
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+from keyroll.errors import UsageError
+from keyroll.recognise import Recogniser, derive_key, digest, shape
+from keyroll.scan import Entry, Finding, Matcher, ScanIndex, ScanResult, ValueState, load_baseline
+from tests.scan_corpus import noise, spellings
+
+KEY = derive_key(b"s" * 32)
+VALUES = [
+    base64.b64encode(random.Random(1).randbytes(48)).decode(),
+    'pa:ss@w/rd"with\'quotes\\and$dollars-0123',
+    "correct horse battery staple 1234",
+    "-----BEGIN PRIVATE KEY-----\n" + "\n".join(textwrap.wrap(
+        base64.b64encode(random.Random(2).randbytes(120)).decode(), 64)) + "\n-----END PRIVATE KEY-----\n",
+]
+
+
+def _index(shapes: bool = True) -> ScanIndex:
+    index = ScanIndex(KEY, source="baseline")
+    for number, value in enumerate(VALUES, start=1):
+        entry = Entry(f"c{number}", "prod", 1, ValueState.CURRENT, f"{number:016x}")
+        index.digests[digest(KEY, value)] = entry
+        index._add_shape(" ".join(map(str, shape(value))) if shapes else None)
+    return index
+
+
+@pytest.mark.parametrize("shapes", [True, False])
+def test_every_spelling_of_every_value_is_found_on_its_line(shapes: bool) -> None:
+    matcher = Matcher(_index(shapes))
+    for number, value in enumerate(VALUES, start=1):
+        for form, lines in spellings(value).items():
+            text = "first line\n" + "\n".join(lines) + "\nlast line\n"
+            hits = matcher.find(text)
+            assert {h.entry.name for h in hits} == {f"c{number}"}, form
+            first = 3 if lines[0].endswith("|") else 2
+            assert min(h.line for h in hits) == first, form
+
+
+def test_words_finds_what_matches_finds_on_noise_with_planted_values() -> None:
+    shapes = [shape(v) for v in VALUES]
+    fast = Recogniser(KEY, [digest(KEY, v) for v in VALUES], shapes=shapes)
+    slow = Recogniser(KEY, [digest(KEY, v) for v in VALUES])
+    rng = random.Random(4)
+    filler = noise(rng, [])
+    lines = [next(filler) for _ in range(500)]
+    for value in VALUES:
+        for body in spellings(value).values():
+            lines[rng.randrange(len(lines)):0] = body
+    text = "\n".join(lines)
+    assert set(fast.words(text).values()) == {d for _, d in slow.matches(text)}
+
+
+def test_nothing_is_found_in_noise_and_look_alikes() -> None:
+    matcher = Matcher(_index())
+    rng = random.Random(9)
+    near = [VALUES[0][:-1], VALUES[0][:10] + "X" + VALUES[0][11:], quote(VALUES[1][:-2])]
+    text = "\n".join([next(noise(rng, [])) for _ in range(3000)] + near)
+    assert matcher.find(text) == []
+
+
+def test_a_baseline_that_is_not_one_is_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "b.json"
+    for content in ("not json", json.dumps({"format": "x"}),
+                    json.dumps({"format": "keyroll-scan-baseline/1", "key": "!!", "versions": []}),
+                    json.dumps({"format": "keyroll-scan-baseline/1", "key": "QUJDREVGR0hJSktMTU5PUA==",
+                                "versions": [{"class": "a"}]})):
+        bad.write_text(content)
+        with pytest.raises(UsageError):
+            load_baseline(bad)
+    with pytest.raises(UsageError, match="export one"):
+        load_baseline(tmp_path / "missing.json")
+
+
+def test_exit_codes_and_sarif_levels_follow_the_state() -> None:
+    def result(state: ValueState) -> ScanResult:
+        entry = Entry("api", "prod", 3, state, "0123456789abcdef")
+        return ScanResult(findings=[Finding("a.txt", 1, entry)])
+
+    assert result(ValueState.CURRENT).exit_code(fail_on_retired=False) == 1
+    assert result(ValueState.PENDING).exit_code(fail_on_retired=False) == 1
+    assert result(ValueState.RETIRED).exit_code(fail_on_retired=False) == 0
+    assert result(ValueState.RETIRED).exit_code(fail_on_retired=True) == 1
+    assert result(ValueState.CURRENT).hints() == ["keyroll rotate api --env prod --incident"]
+    levels = {s: result(s).to_sarif()["runs"][0]["results"][0]["level"]  # type: ignore[index]
+              for s in ValueState}
+    assert levels == {ValueState.CURRENT: "error", ValueState.PENDING: "error",
+                      ValueState.PREVIOUS: "warning", ValueState.RETIRED: "note"}
