@@ -61,6 +61,28 @@ class _Bar:
                              description=f"{update.column} (pass {update.passes})")
 
 
+def _needed_keys(report: ReencryptReport, class_name: str, env: str) -> None:
+    """Say which key (kid, version, fingerprint) rows need that no retained key is."""
+    for c in report.columns:
+        for m in c.missing_keys:
+            head = f"{c.label}: {m['rows']} rows are under kid {m['kid']}, which no retained key is"
+            if m["version"] is None:
+                tail = (f"; no version of {report.secret} had that kid (data of another "
+                        "environment or class?)")
+            elif not m["destroyed"]:
+                tail = (f": version {m['version']} (fingerprint {m['fingerprint']}) is in the "
+                        "store but not retained (no label)")
+            elif m["escrowed_until"]:
+                tail = (f": version {m['version']} (fingerprint {m['fingerprint']}) was "
+                        f"destroyed and is escrowed until {m['escrowed_until'][:10]}: run "
+                        f"`keyroll escrow restore {class_name} --env {env} --version "
+                        f"{m['version']} --private-key FILE`")
+            else:
+                tail = (f": version {m['version']} (fingerprint {m['fingerprint']}) was "
+                        "destroyed without escrow; these rows cannot be decrypted")
+            err().print(f"error: {head}{tail}", markup=False)
+
+
 def _print(report: ReencryptReport) -> None:
     console = out()
     title = (f"{report.secret}: rows per key (current {report.current_kid})" if report.dry_run
@@ -134,6 +156,7 @@ def reencrypt(
         print_json(summary)
     else:
         _print(report)
+    _needed_keys(report, class_name, env)
     if not report.ok:
         raise typer.Exit(1)
 

@@ -34,9 +34,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from keyroll import escrow
 from keyroll.errors import InvalidToken, UsageError
 from keyroll.inventory import EncryptionColumn
-from keyroll.model import SecretRef
+from keyroll.model import SecretRef, format_kid
 from keyroll.reencrypt.database import Column, Database, KeyValue, Update, open_database
 from keyroll.reencrypt.headers import HeaderMatch
 from keyroll.runtime.fields import Context, FieldCipher
@@ -180,6 +181,7 @@ class ColumnResult:
     resumed_after: str | None = None
     seconds: float = 0.0
     longest_batch_ms: float = 0.0
+    missing_keys: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def label(self) -> str:
@@ -201,6 +203,7 @@ class ColumnResult:
             "resumed_after": self.resumed_after, "seconds": round(self.seconds, 3),
             "rows_per_second": round(self.rows_per_second, 1),
             "longest_batch_ms": round(self.longest_batch_ms, 1),
+            "missing_keys": self.missing_keys,
         }
 
 
@@ -320,6 +323,7 @@ class Reencryptor:
                 report.columns.append(result)
                 started = self.clock()
                 result.census = db.census(column)
+                result.missing_keys = self._missing_keys(result.census)
                 result.stale_before = db.count_stale(column, self.current)
                 if dry_run:
                     result.remaining = result.stale_before
@@ -330,6 +334,28 @@ class Reencryptor:
             for db in databases.values():
                 db.close()
         return report
+
+    def _missing_keys(self, census: Mapping[str, int]) -> list[dict[str, Any]]:
+        """Kids in the data that no key of the run opens, with what the store knows of them:
+        which version had it, its fingerprint, whether it was destroyed, and whether an
+        escrow record can bring it back (`keyroll escrow restore`)."""
+        held = {format_kid(k.kid) for k in self.cipher.source.snapshot().keys}
+        versions = {v.kid_hex: v for v in self.store.list_versions(self.ref)}
+        missing = []
+        for kid, rows in sorted(census.items()):
+            if len(kid) != 8 or kid in held:
+                continue  # legacy-fernet, malformed, null buckets; or a key we hold
+            version = versions.get(kid)
+            record = None if version is None else escrow.get_record(self.store, self.ref,
+                                                                     version.number)
+            missing.append({
+                "kid": kid, "rows": rows,
+                "version": None if version is None else version.number,
+                "fingerprint": None if version is None else version.fingerprint,
+                "destroyed": None if version is None else version.destroyed,
+                "escrowed_until": None if record is None else record.expires_at,
+            })
+        return missing
 
     # --- one column -----------------------------------------------------------------------
 
