@@ -45,6 +45,7 @@ class StandbyServer(PostgresServer):
         env = {**os.environ, "PGPASSWORD": self.primary.password}
         done = subprocess.run(
             [str(self.basebackup), "-D", str(self.data), "-R", "-X", "stream", "--no-sync",
+             "--checkpoint=fast",
              "-d", self.primary.base_dsn() + f" user={self.primary.superuser}"],
             capture_output=True, cwd=self.dir, timeout=300, check=False, env=env,
             **self._run_as(),

@@ -424,6 +424,7 @@ class Reencryptor:
             failed_this_pass = 0
             for _batch in range(10**9):  # bounded by the table: keys strictly increase
                 batch = self.batch_size if governor is None else governor.last.batch
+                batch_began = self.clock()
                 window = db.scan(column, after, batch, self.current)
                 if window.last_key is None:
                     break
@@ -457,7 +458,7 @@ class Reencryptor:
                 report()
                 if governor is not None:
                     governor.notify = report
-                    governor.after_batch()
+                    governor.after_batch(self.clock() - batch_began)
                 elif self.pause:
                     self.sleep(self.pause)
             self.store.put_meta(name, None)  # pass complete

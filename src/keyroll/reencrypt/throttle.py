@@ -13,13 +13,16 @@ adapts its batch size and the pause between batches:
   oldest WAL position the job saw written that the slowest replica has not replayed yet
   (`LagTracker`), or the replica's own ``replay_lag`` if larger.
 
-The controller (`Throttle`) is multiplicative-decrease, additive-increase: over target, it
-halves the batch (down to ``min_batch``) and doubles the pause (up to ``max_pause``); under
-80 % of the target it grows the batch back by a tenth and cuts the pause by a third. After
-each change it waits for a fresh half window of probe samples, so it measures the effect of
-what it changed. Lag over ``max_lag`` or too many lock waiters *hold* the job (pause
-repeatedly, nothing written) until they recover, at most ``max_hold`` seconds, then it stops
-with an error (the checkpoint lets the next run resume).
+The controller (`Throttle`) sets a *sleep ratio* (gh-ost's nice ratio): after a batch that
+took ``t`` seconds of work the job sleeps ``ratio × t`` (at least ``--pause-ms``, at most
+``max_pause``), so its duty cycle is ``1 / (1 + ratio)`` whatever the machine's speed. Over
+target it multiplies the ratio by 1.5 (plus 0.2, up to `MAX_RATIO`) and shrinks the batch by
+a quarter (down to ``min_batch``: shorter bursts); under 90 % of the target it cuts the ratio
+by 30 % and grows the batch back by a tenth. It starts at ``initial_ratio`` (0.25: a fifth of
+the time idle) rather than at full speed. After each change it waits for a fresh half window
+of probe samples, so it judges what it changed. Lag over ``max_lag`` or too many lock
+waiters *hold* the job (pause repeatedly, nothing written) until they recover, at most
+``max_hold`` seconds, then it stops with an error (the checkpoint lets the next run resume).
 
 Clocks and sleeps are the job's parameters; the controller itself never sleeps or reads a
 clock, so it is tested with plain numbers.
@@ -36,6 +39,7 @@ from typing import Any, Protocol
 from keyroll.errors import UsageError
 
 __all__ = [
+    "MAX_RATIO",
     "DatabaseHealth",
     "Decision",
     "Governor",
@@ -46,6 +50,10 @@ __all__ = [
     "ThrottlePolicy",
     "percentile",
 ]
+
+
+#: The largest sleep ratio: the job then works 1/21 of the time.
+MAX_RATIO = 20.0
 
 
 def percentile(values: Sequence[float], p: float) -> float:
@@ -74,6 +82,7 @@ class ThrottlePolicy:
         baseline_seconds: how long the baseline is measured with the job idle.
         window: probe samples the p99 is computed over.
         probe_interval: seconds between two probes.
+        initial_ratio: the sleep ratio the job starts with.
     """
 
     enabled: bool = True
@@ -87,6 +96,7 @@ class ThrottlePolicy:
     baseline_seconds: float = 3.0
     window: int = 400
     probe_interval: float = 0.005
+    initial_ratio: float = 0.25
 
     def __post_init__(self) -> None:
         if self.max_p99_ms is not None and not 0 < self.max_p99_ms <= 60_000:
@@ -192,6 +202,7 @@ class Throttle:
     max_batch: int
     min_pause: float = 0.0
     batch: int = 0
+    ratio: float = 0.0
     pause: float = 0.0
     baseline_p99_ms: float | None = None
     baseline_samples: int = 0
@@ -209,6 +220,7 @@ class Throttle:
 
     def __post_init__(self) -> None:
         self.batch = self.max_batch
+        self.ratio = self.policy.initial_ratio
         self.pause = self.min_pause
         self.samples = deque(maxlen=self.policy.window)
 
@@ -233,8 +245,13 @@ class Throttle:
     def _count(self, reason: str) -> None:
         self.reasons[reason] = self.reasons.get(reason, 0) + 1
 
-    def decide(self, health: Health) -> Decision:
-        """The next batch size and pause, from one reading."""
+    def _pause(self, work: float) -> float:
+        self.pause = min(self.policy.max_pause, max(self.min_pause, self.ratio * work))
+        return self.pause
+
+    def decide(self, health: Health, work: float = 0.0) -> Decision:
+        """The next batch size and pause, from one reading and the last batch's work time
+        (seconds)."""
         self.samples.extend(health.probe_ms)
         self.all_samples.extend(health.probe_ms)
         self.since_change += len(health.probe_ms)
@@ -255,24 +272,22 @@ class Throttle:
                             f"locks > {policy.max_waiting}", hold=True)
         target, p99 = self.target_ms, self.p99_ms
         if target is None or p99 is None or self.since_change < policy.window // 2:
-            return Decision(self.batch, self.pause)  # not enough fresh samples to judge
+            return Decision(self.batch, self._pause(work))  # too few fresh samples to judge
         if p99 > target:
             self.backoffs += 1
             self._count("probe p99")
-            self.batch = max(policy.min_batch, self.batch // 2)
-            self.pause = min(policy.max_pause, max(self.pause * 2, 0.005, self.min_pause))
+            self.batch = max(policy.min_batch, self.batch * 3 // 4)
+            self.ratio = min(MAX_RATIO, self.ratio * 1.5 + 0.2)
             self.since_change = 0
             self.samples.clear()  # judge the next change on what follows it
-            return Decision(self.batch, self.pause,
+            return Decision(self.batch, self._pause(work),
                             f"probe p99 {p99:.2f} ms > target {target:.2f} ms")
-        if p99 < 0.8 * target:
+        if p99 < 0.9 * target:
             self.batch = min(self.max_batch, self.batch + max(1, self.max_batch // 10))
-            self.pause = max(self.min_pause, self.pause * 2 / 3)
-            if self.pause < 0.001:
-                self.pause = self.min_pause
+            self.ratio = self.ratio * 0.7 if self.ratio > 0.02 else 0.0
             self.since_change = 0
             self.samples.clear()
-        return Decision(self.batch, self.pause)
+        return Decision(self.batch, self._pause(work))
 
     def summary(self) -> dict[str, Any]:
         """What the throttle did, for the report (``--json``: ``throttle``)."""
@@ -291,6 +306,7 @@ class Throttle:
             "paused_seconds": round(self.paused_seconds, 2),
             "final_batch": self.batch,
             "final_pause_ms": round(self.pause * 1000, 1),
+            "final_ratio": round(self.ratio, 2),
             "replicas": self.replicas,
             "max_lag_s": _round(self.max_lag_seen),
             "max_lag_allowed_s": self.policy.max_lag,
@@ -360,8 +376,11 @@ class Governor:
                 lag = self.lag.observe(self.clock(), db.wal_position, db.replayed)
         return Health(probe, None if db is None else db.waiting, lag, replicas)
 
-    def after_batch(self) -> Decision:
+    def after_batch(self, work: float = 0.0) -> Decision:
         """Read the database, hold while lag or lock waiters are over bound, then pause.
+
+        Args:
+            work: seconds the last batch took (scan, crypto, compare-and-set, checkpoint).
 
         Raises:
             TargetError: a hold lasted longer than ``max_hold`` (the checkpoint is saved:
@@ -369,7 +388,7 @@ class Governor:
         """
         from keyroll.errors import TargetError
 
-        decision = self.throttle.decide(self._read())
+        decision = self.throttle.decide(self._read(), work)
         if decision.hold:
             self.throttle.holds += 1
             began = self.clock()
@@ -383,7 +402,7 @@ class Governor:
                     raise TargetError(
                         f"re-encryption held for {waited:.0f} s ({decision.reason}): stopped; "
                         "run it again once the database recovers (it resumes)")
-                decision = self.throttle.decide(self._read())
+                decision = self.throttle.decide(self._read(), work)
                 if not decision.hold:
                     break
             self.throttle.held_seconds += self.clock() - began

@@ -11,7 +11,9 @@ import pytest
 
 from keyroll.errors import TargetError, UsageError
 from keyroll.reencrypt.throttle import (
+    MAX_RATIO,
     DatabaseHealth,
+    Decision,
     Governor,
     Health,
     LagTracker,
@@ -34,25 +36,31 @@ def test_policy_bounds_are_usage_errors() -> None:
 
 
 def test_backs_off_over_target_and_recovers_under_it() -> None:
-    policy = ThrottlePolicy(window=20, min_batch=100)
+    policy = ThrottlePolicy(window=20, min_batch=100, initial_ratio=0.0)
     throttle = Throttle(policy, max_batch=1000)
     throttle.set_baseline([1.0] * 100)
     assert throttle.target_ms == 1.5
     # not enough fresh samples yet: no change
-    assert throttle.decide(Health([5.0] * 5)).batch == 1000
-    slowed = throttle.decide(Health([5.0] * 10))
-    assert (slowed.batch, slowed.pause) == (500, 0.005) and slowed.reason is not None
-    for _ in range(5):
-        throttle.decide(Health([5.0] * 10))
-    assert throttle.batch == 100 and throttle.pause > 0.005
-    assert throttle.backoffs >= 3
-    paused = throttle.pause
+    assert throttle.decide(Health([5.0] * 5), work=0.01) == Decision(1000, 0.0)
+    slowed = throttle.decide(Health([5.0] * 10), work=0.01)
+    assert (slowed.batch, slowed.pause) == (750, 0.002) and slowed.reason is not None
+    for _ in range(12):
+        throttle.decide(Health([5.0] * 10), work=0.01)
+    assert throttle.batch == 100 and throttle.ratio == MAX_RATIO
+    assert throttle.decide(Health(), work=0.01).pause == pytest.approx(0.2)  # ratio times work
+    assert throttle.decide(Health(), work=10.0).pause == policy.max_pause
     for _ in range(200):  # bounded: recovers to the configured batch and no pause
-        throttle.decide(Health([0.5] * 10))
-    assert throttle.batch == 1000 and throttle.pause == 0.0 < paused
+        throttle.decide(Health([0.5] * 10), work=0.01)
+    assert throttle.batch == 1000 and throttle.ratio == 0.0
+    assert throttle.decide(Health(), work=0.01).pause == 0.0
     summary = throttle.summary()
     assert summary["baseline_p99_ms"] == 1.0 and summary["target_p99_ms"] == 1.5
-    assert summary["reasons"]["probe p99"] == throttle.backoffs
+    assert summary["reasons"]["probe p99"] == throttle.backoffs == 13
+
+
+def test_the_pause_is_never_under_pause_ms() -> None:
+    throttle = Throttle(ThrottlePolicy(initial_ratio=0.0), max_batch=10, min_pause=0.05)
+    assert throttle.decide(Health(), work=0.001).pause == 0.05
 
 
 def test_an_absolute_target_overrides_the_slowdown() -> None:
