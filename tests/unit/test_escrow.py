@@ -260,3 +260,35 @@ def test_restore_is_two_person_in_production(tmp_path: Path, monkeypatch: pytest
     source = StoreKeySource(world.store, ref, refresh_interval=0)
     assert copy.kid in {k.kid for k in source.snapshot().keys}
     assert source.snapshot().current.kid != copy.kid
+
+
+def test_bad_restore_input_is_one_line_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    world = _world(tmp_path, monkeypatch)
+    world.populate(10)
+    clock = Clock()
+    engine = _engine(world, clock)
+    record = engine.run(engine.start("field", "dev").id)
+    _reencrypt(world, world.ref)
+    clock.now += timedelta(hours=2)
+    assert engine.run(record.id).state == "done"
+    capsys.readouterr()
+    _, stranger = _pems("x25519")
+    (tmp_path / "stranger.pem").write_bytes(stranger)
+    (tmp_path / "junk.pem").write_text("not a key\n")
+    base = ["escrow", "restore", "field", "--env", "dev", "--version", "1", "--private-key"]
+    for args, message in (
+        ([*base, str(tmp_path / "stranger.pem")], "is not the escrow key of version 1"),
+        ([*base, str(tmp_path / "junk.pem")], "is not a PEM private key"),
+        ([*base, str(tmp_path / "absent.pem")], "cannot read it"),
+        (["escrow", "restore", "nope", "--env", "dev", "--version", "1"], "no class 'nope'"),
+        (["escrow", "restore", "field", "--env", "dev", "--version", "1"],
+         "--private-key FILE is required"),
+    ):
+        assert run(args) == 2, args
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+    assert escrow.find_restored(world.store, world.ref, 1) is None
+    assert run(["escrow", "list", "--json"]) == 0
+    (doc,) = json.loads(capsys.readouterr().out)
+    assert doc["version"] == 1 and doc["restored_as"] is None and "ciphertext" not in doc
