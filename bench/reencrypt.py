@@ -1,6 +1,7 @@
 """Re-encryption benchmark: keyroll's job against seed 001's naive script, on real PostgreSQL.
 
     .venv/bin/python bench/reencrypt.py [--rows 1000000] [--naive-rows 100000] [--batch-size 1000]
+                                        [--replica-rows 100000] [--max-lag 1.0]
 
 It starts its own PostgreSQL (`tests.servers.PostgresServer`: fsync off, loopback), loads
 ``--rows`` rows whose ``bytea`` ciphertext is under key 1, promotes key 2, then in one run:
@@ -11,7 +12,18 @@ It starts its own PostgreSQL (`tests.servers.PostgresServer`: fsync off, loopbac
    a copy of the first ``--naive-rows`` rows (the same data; a sample, because on a 2-core
    machine the naive script over 1M rows takes many minutes; ``--naive-rows 0`` uses all);
 3. ``keyroll``'s `Reencryptor` (keyset windows, compare-and-set batches, a checkpoint in a real
-   SQLite store after every batch) runs on the full table.
+   SQLite store after every batch) runs on the full table, unthrottled (``--no-throttle``);
+4. the same job with the **default throttle** (what ``keyroll reencrypt`` does without
+   options: a latency probe in its own process, target 1.5× the probe's baseline p99,
+   ``--max-lag`` 5 s) runs on an identical copy of the full table;
+5. the **replica case**: a second PostgreSQL with a streaming replica
+   (`tests.pg_standby.StandbyServer`), ``--replica-rows`` rows; the throttled job runs with
+   ``--max-lag`` while the replica's replay is paused for a few seconds mid-job. It shows the
+   lag the job measured, the holds, and that no batch was written while it held.
+
+The targets (issue 17): the throttled job at least 5× the naive script's rows/s, *and* the
+reader's p99 during it at most 1.5× the reader's baseline p99. Both are printed, with which
+were met.
 
 The reader runs during both jobs. "Longest transaction" is the longest single statement each
 job sent (every statement is its own autocommit transaction), as its client timed it, counts
@@ -23,12 +35,14 @@ asserted: numbers are for a person to read.
 from __future__ import annotations
 
 import argparse
+import itertools
 import multiprocessing as mp
 import os
 import random
 import secrets
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -41,14 +55,16 @@ sys.path.insert(0, str(ROOT))
 
 import psycopg  # noqa: E402
 from psycopg import sql  # noqa: E402
+from tests.pg_standby import StandbyServer  # noqa: E402
 from tests.servers import PostgresServer  # noqa: E402
 
 from keyroll.generate import generate  # noqa: E402
 from keyroll.inventory import EncryptionColumn  # noqa: E402
 from keyroll.model import Label, SecretRef  # noqa: E402
-from keyroll.reencrypt import Reencryptor  # noqa: E402
+from keyroll.reencrypt import Progress, Reencryptor  # noqa: E402
 from keyroll.reencrypt.database import Column, Database, Update, Window, open_database  # noqa: E402
 from keyroll.reencrypt.headers import HeaderMatch  # noqa: E402
+from keyroll.reencrypt.throttle import ThrottlePolicy  # noqa: E402
 from keyroll.runtime.fields import FieldCipher  # noqa: E402
 from keyroll.runtime.keysource import Key, StaticKeySource, StoreKeySource  # noqa: E402
 from keyroll.stores.sqlite import SQLiteStore  # noqa: E402
@@ -189,6 +205,12 @@ class TimedDatabase(Database):
     def _census_range(self, column: Column, lower: Any, upper: Any) -> Any:
         return self._timed(lambda: self.inner._census_range(column, lower, upper))
 
+    def probe(self, column: Column, *, interval: float) -> Any:
+        return self.inner.probe(column, interval=interval)
+
+    def health(self) -> Any:
+        return self._timed(self.inner.health)
+
     def close(self) -> None:
         self.inner.close()
 
@@ -201,6 +223,10 @@ def main() -> None:
     parser.add_argument("--pause-ms", type=int, default=0)
     parser.add_argument("--nice", type=int, default=0,
                         help="run keyroll's job at this CPU niceness (the reader keeps 0)")
+    parser.add_argument("--replica-rows", type=int, default=100_000,
+                        help="rows of the replica case (0: skip it)")
+    parser.add_argument("--max-lag", type=float, default=1.0,
+                        help="--max-lag of the replica case, seconds")
     args = parser.parse_args()
     naive_rows = args.naive_rows or args.rows
 
@@ -226,6 +252,7 @@ def main() -> None:
         with psycopg.connect(dsn, autocommit=True) as conn:
             _load(conn, "datasources", args.rows, old_only)
             _clone(conn, "datasources", "datasources_naive", naive_rows)
+            _clone(conn, "datasources", "datasources_throttled", args.rows)
         print(f"loaded {args.rows:,} rows (+{naive_rows:,} for the naive script) in "
               f"{time.perf_counter() - t0:.0f} s", flush=True)
 
@@ -249,6 +276,9 @@ def main() -> None:
                                   database_env=DSN_ENV)
         job = Reencryptor(cipher, store=store, ref=ref, batch_size=args.batch_size,
                           pause=args.pause_ms / 1000, environ={DSN_ENV: dsn}, connect=connect)
+        throttled_job = Reencryptor(cipher, store=store, ref=ref, batch_size=args.batch_size,
+                                    pause=args.pause_ms / 1000, environ={DSN_ENV: dsn},
+                                    connect=connect, throttle=ThrottlePolicy())
         reader = Reader(dsn, "datasources", args.rows)
         time.sleep(1.0)
         if args.nice:
@@ -261,6 +291,25 @@ def main() -> None:
         result = report.columns[0]
         print(f"keyroll: {ours.rows:,} rows in {k_seconds:.1f} s, remaining {result.remaining}, "
               f"failed {result.failed}, passes {result.passes}", flush=True)
+
+        t_column = EncryptionColumn(table="datasources_throttled", column="payload",
+                                    context=CONTEXT, database_env=DSN_ENV)
+        # the machine is shared and its noise drifts: the reader alone again, just before
+        reader = Reader(dsn, "datasources_throttled", args.rows)
+        time.sleep(BASELINE_SECONDS / 2)
+        baseline_near = reader.stop()
+        reader = Reader(dsn, "datasources_throttled", args.rows)
+        time.sleep(1.0)
+        began = time.perf_counter()
+        t_report = throttled_job.run([t_column])
+        t_seconds = time.perf_counter() - began
+        t_result = t_report.columns[0]
+        throttled = Outcome(t_result.rewritten, t_seconds, timed[-1].longest * 1000,
+                            reader.stop())
+        (t_summary,) = t_report.throttle.values()
+        print(f"keyroll throttled: {throttled.rows:,} rows in {t_seconds:.1f} s, remaining "
+              f"{t_result.remaining}, failed {t_result.failed}; throttle {t_summary}",
+              flush=True)
         if args.nice:
             print("note: with --nice the second baseline's reader inherits the niceness")
         reader = Reader(dsn, "datasources", args.rows)  # the machine is shared: measure again
@@ -278,12 +327,17 @@ def main() -> None:
         print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         print(f"| reader alone (baseline, before) | | {BASELINE_SECONDS:.0f} | | | | "
               f"{base_p50:.2f} ms | {base_p99:.2f} ms | 1.00x |")
+        near_p99 = _pct(baseline_near, 0.99)
+        print(f"| reader alone (just before the throttled run) | | {BASELINE_SECONDS / 2:.0f} | "
+              f"| | | {_pct(baseline_near, 0.5):.2f} ms | {near_p99:.2f} ms | "
+              f"{near_p99 / base_p99 if base_p99 else 0:.2f}x |")
         after_p99 = _pct(baseline_after, 0.99)
         print(f"| reader alone (again, after) | | {BASELINE_SECONDS:.0f} | | | | "
               f"{_pct(baseline_after, 0.5):.2f} ms | {after_p99:.2f} ms | "
               f"{after_p99 / base_p99 if base_p99 else 0:.2f}x |")
         for name, out in ((f"naive (seed 001), sample of {naive_rows:,}", naive_out),
-                          ("keyroll reencrypt", ours)):
+                          ("keyroll reencrypt --no-throttle", ours),
+                          ("keyroll reencrypt (default throttle)", throttled)):
             p99 = _pct(out.reader, 0.99)
             print(f"| {name} | {out.rows:,} | {out.seconds:.1f} | {out.rate:,.0f} | "
                   f"{out.rate / naive_out.rate:.2f}x | {out.longest_ms:.1f} ms | "
@@ -291,12 +345,133 @@ def main() -> None:
                   f"{p99 / base_p99 if base_p99 else 0:.2f}x |")
         print()
         print(f"reader samples: baseline {len(baseline):,}, naive {len(naive_out.reader):,}, "
-              f"keyroll {len(ours.reader):,}; keyroll's longest compare-and-set "
-              f"{result.longest_batch_ms:.1f} ms; its time includes the census and two counts "
-              "(before and after, windowed) and a checkpoint write per batch")
+              f"keyroll {len(ours.reader):,}, throttled {len(throttled.reader):,}; keyroll's "
+              f"longest compare-and-set {result.longest_batch_ms:.1f} ms; its time includes the "
+              "census and two counts (before and after, windowed) and a checkpoint write per "
+              "batch; the throttled run's also its 2 s baseline")
+        print(f"throttle: probe baseline p99 {t_summary['baseline_p99_ms']} ms, target "
+              f"{t_summary['target_p99_ms']} ms, probe p99 during {t_summary['probe_p99_ms']} "
+              f"ms, slowed {t_summary['backoffs']} times, paused {t_summary['paused_seconds']} "
+              f"s, final batch {t_summary['final_batch']}")
+        speedup = throttled.rate / naive_out.rate if naive_out.rate else 0.0
+        t_p99 = _pct(throttled.reader, 0.99)
+        slowdown = t_p99 / base_p99 if base_p99 else 0.0
+        print()
+        print(f"target 1: throttled rows/s >= 5x naive: {speedup:.2f}x -> "
+              f"{'MET' if speedup >= 5 else 'NOT MET'}")
+        print(f"target 2: reader p99 during the throttled job <= 1.5x baseline: "
+              f"{slowdown:.2f}x ({t_p99:.2f} ms vs {base_p99:.2f} ms) -> "
+              f"{'MET' if slowdown <= 1.5 else 'NOT MET'}")
+        near = t_p99 / near_p99 if near_p99 else 0.0
+        print(f"          against the reader alone just before the throttled run: {near:.2f}x "
+              f"({t_p99:.2f} ms vs {near_p99:.2f} ms) -> {'MET' if near <= 1.5 else 'NOT MET'}")
         store.close()
     finally:
         server.stop()
+        for path in tmp.glob("*"):
+            path.unlink()
+        tmp.rmdir()
+    if args.replica_rows:
+        replica_case(args.replica_rows, args.batch_size, args.max_lag)
+
+
+# --- the replica case -------------------------------------------------------------------------
+
+REPLAY_PAUSE_AFTER = 0.2   # seconds after the job's first batch
+REPLAY_PAUSE_FOR = 4.0     # seconds the replica stops replaying
+
+
+def replica_case(rows: int, batch_size: int, max_lag: float) -> None:
+    """A throttled job beside a streaming replica whose replay stops for a while."""
+    primary = PostgresServer().start()
+    standby: StandbyServer | None = None
+    tmp = Path(tempfile.mkdtemp(prefix="keyroll-bench-"))
+    try:
+        with psycopg.connect(primary.superuser_dsn, autocommit=True) as admin:
+            admin.execute("CREATE DATABASE bench")
+            admin.execute("ALTER DATABASE bench SET log_statement = 'none'")
+        dsn = primary.dsn("bench")
+        store = SQLiteStore(tmp / "replica-store.db", secrets.token_bytes(32))
+        ref = SecretRef("prod", "field-encryption")
+        old = store.put_version(ref, generate("key-32"))
+        new = store.put_version(ref, generate("key-32"))
+        store.set_labels(ref, expected={}, new={Label.CURRENT: new.number,
+                                                Label.PREVIOUS: old.number})
+        old_only = FieldCipher(StaticKeySource([Key(old.kid, store.read_value(ref, old.number))]))
+        cipher = FieldCipher(StoreKeySource(store, ref, refresh_interval=float("inf")))
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            _load(conn, "datasources", rows, old_only)
+        standby = StandbyServer(primary).start()
+
+        events: list[tuple[float, int, str | None]] = []
+        started = time.monotonic()
+
+        first_batch = threading.Event()
+
+        def progress(update: Progress) -> None:
+            events.append((time.monotonic() - started, update.rewritten, update.throttled))
+            first_batch.set()
+
+        delays: list[float] = []
+        stop = threading.Event()
+
+        def replica_side() -> None:
+            assert standby is not None
+            first_batch.wait(600)
+            stop.wait(REPLAY_PAUSE_AFTER)
+            standby.pause_replay()
+            paused_until = time.monotonic() + REPLAY_PAUSE_FOR
+            resumed = False
+            for _ in range(100_000):
+                if stop.is_set() and resumed:
+                    break
+                if not resumed and time.monotonic() >= paused_until:
+                    standby.resume_replay()
+                    resumed = True
+                delays.append(standby.replay_delay())
+                time.sleep(0.1)
+            if not resumed:
+                standby.resume_replay()
+
+        column = EncryptionColumn(table="datasources", column="payload", context=CONTEXT,
+                                  database_env=DSN_ENV)
+        job = Reencryptor(cipher, store=store, ref=ref, batch_size=batch_size,
+                          environ={DSN_ENV: dsn}, progress=progress,
+                          throttle=ThrottlePolicy(max_lag=max_lag))
+        side = threading.Thread(target=replica_side, daemon=True)
+        started = time.monotonic()
+        side.start()
+        report = job.run([column])
+        seconds = time.monotonic() - started
+        stop.set()
+        side.join(timeout=60)
+        (summary,) = report.throttle.values()
+        result = report.columns[0]
+        written_while_held = sum(
+            max(0, b[1] - a[1]) for a, b in itertools.pairwise(events)
+            if b[2] is not None and "replica lag" in b[2])
+        print()
+        print(f"replica case: {rows:,} rows, 1 streaming replica, replay paused "
+              f"{REPLAY_PAUSE_AFTER:g} s after the job's first batch for "
+              f"{REPLAY_PAUSE_FOR:.0f} s, --max-lag {max_lag:g} s")
+        print()
+        print("| job | rows | seconds | rows/s | holds | held | max lag the job saw | "
+              "replica's own max delay | rows written while held |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        print(f"| keyroll reencrypt --max-lag {max_lag:g} | {result.rewritten:,} | "
+              f"{seconds:.1f} | {result.rewritten / seconds:,.0f} | {summary['holds']} | "
+              f"{summary['held_seconds']:.1f} s | {summary['max_lag_s']} s | "
+              f"{max(delays, default=0):.1f} s | {written_while_held} |")
+        held = summary["holds"] >= 1 and written_while_held == 0
+        print()
+        print(f"--max-lag held (the job stopped writing while the replica lagged more than "
+              f"{max_lag:g} s, and resumed after): {'YES' if held else 'NO'}; remaining "
+              f"{result.remaining}, failed {result.failed}")
+        store.close()
+    finally:
+        if standby is not None:
+            standby.stop()
+        primary.stop()
         for path in tmp.glob("*"):
             path.unlink()
         tmp.rmdir()

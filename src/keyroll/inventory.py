@@ -43,6 +43,7 @@ __all__ = [
     "NOTIFY_KINDS",
     "EncryptionColumn",
     "EnvironmentPolicy",
+    "EscrowConfig",
     "Hook",
     "Hooks",
     "Inventory",
@@ -410,6 +411,30 @@ class StoreConfig(_Strict):
     url: str = "sqlite:.keyroll/store.db"
 
 
+class EscrowConfig(_Strict):
+    """``[escrow]``: where encryption keys are sealed before retire destroys them.
+
+    Attributes:
+        public_key: a PEM file (relative to keyroll.toml) holding the escrow **public** key,
+            X25519 or RSA >= 2048 bits; its private key stays off the keyroll host.
+        public_key_env: or an env var holding that PEM.
+        days: how long a sealed key is kept; default: the longest ``backup_retention_days``
+            of any class (else `keyroll.escrow.DEFAULT_ESCROW_DAYS`).
+    """
+
+    public_key: str | None = None
+    public_key_env: str | None = None
+    days: int | None = Field(default=None, ge=1, le=3650)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> EscrowConfig:
+        if (self.public_key is None) == (self.public_key_env is None):
+            raise ValueError("set exactly one of public_key (a PEM file) and public_key_env")
+        if self.public_key_env is not None and not _ENV_VAR.match(self.public_key_env):
+            raise ValueError(f"{self.public_key_env!r} is not an env var name")
+        return self
+
+
 class SecretClass(_Strict):
     """One class of secret (a row of seed 004 §1)."""
 
@@ -434,6 +459,9 @@ class SecretClass(_Strict):
     hooks: Hooks = Hooks()
     options: dict[str, Any] = {}
     columns: list[EncryptionColumn] = []
+    #: How long backups of what this class protects are kept (e.g. the pre-rotation pg_dump);
+    #: the longest one is the default of ``[escrow] days``.
+    backup_retention_days: int | None = Field(default=None, ge=1, le=3650)
 
     @field_validator("env_vars")
     @classmethod
@@ -513,7 +541,17 @@ class Inventory(_Strict):
     notify: NotifyConfig = NotifyConfig()
     #: Named groups of people for ``approvers`` (``group:cto``): ``cto = ["linh"]``.
     groups: dict[str, list[str]] = {}
+    escrow: EscrowConfig | None = None
     path: Path | None = None
+
+    def escrow_days(self, default: int) -> int:
+        """How long escrow records are kept: ``[escrow] days``, else the longest
+        ``backup_retention_days`` any class declares, else ``default``."""
+        if self.escrow is not None and self.escrow.days is not None:
+            return self.escrow.days
+        declared = [c.backup_retention_days for c in self.classes.values()
+                    if c.backup_retention_days is not None]
+        return max(declared) if declared else default
 
     @model_validator(mode="before")
     @classmethod

@@ -23,6 +23,7 @@ from keyroll.cli import (
     audit_cmd,
     calendar_cmd,
     dashboard_cmd,
+    escrow_cmd,
     init_cmd,
     inventory_cmd,
     notify_cmd,
@@ -86,6 +87,7 @@ scan_cmd.register(app)
 app.add_typer(report_cmd.app, name="report")
 app.add_typer(inventory_cmd.app, name="inventory")
 app.add_typer(audit_cmd.app, name="audit")
+app.add_typer(escrow_cmd.app, name="escrow")
 
 
 def run(argv: list[str] | None = None) -> int:

@@ -28,6 +28,7 @@ from keyroll.cli.context import AppContext
 from keyroll.cli.output import err, out, print_json
 from keyroll.reencrypt import Progress as JobProgress
 from keyroll.reencrypt import Reencryptor, ReencryptReport, cipher_for_class
+from keyroll.reencrypt.throttle import ThrottlePolicy
 
 __all__ = ["reencrypt", "register"]
 
@@ -58,7 +59,57 @@ class _Bar:
             task = self.tasks[update.column] = self.progress.add_task(update.column,
                                                                       total=update.total)
         self.progress.update(task, completed=update.done, total=update.total,
-                             description=f"{update.column} (pass {update.passes})")
+                             description=f"{update.column} (pass {update.passes})"
+                             + _throttle_text(update))
+
+
+def _throttle_text(update: JobProgress) -> str:
+    """The throttle's state for the bar: probe p99 against its target, batch, pause."""
+    if update.throttled is not None:
+        return f" throttled: {update.throttled}"
+    if update.target_p99_ms is None:
+        return ""
+    p99 = "--" if update.probe_p99_ms is None else f"{update.probe_p99_ms:.2f}"
+    return (f" p99 {p99}/{update.target_p99_ms:.2f} ms, batch {update.batch_size}, "
+            f"pause {update.pause_ms:.0f} ms")
+
+
+def _print_throttle(report: ReencryptReport) -> None:
+    for var, t in report.throttle.items():
+        if t["target_p99_ms"] is None:
+            probe = "no latency probe on this database"
+        else:
+            probe = (f"probe p99 {t['probe_p99_ms']} ms (baseline {t['baseline_p99_ms']} ms, "
+                     f"target {t['target_p99_ms']} ms)")
+        lag = ("no replicas" if not t["replicas"] else
+               f"{t['replicas']} replica(s), max lag {t['max_lag_s']} s (limit "
+               f"{t['max_lag_allowed_s']:g} s)")
+        out().print(f"throttle ({var}): {probe}; slowed {t['backoffs']} times, held "
+                    f"{t['holds']} times ({t['held_seconds']} s), paused "
+                    f"{t['paused_seconds']} s; final batch {t['final_batch']}; {lag}",
+                    markup=False)
+
+
+def _needed_keys(report: ReencryptReport, class_name: str, env: str) -> None:
+    """Say which key (kid, version, fingerprint) rows need that no retained key is."""
+    for c in report.columns:
+        for m in c.missing_keys:
+            head = f"{c.label}: {m['rows']} rows are under kid {m['kid']}, which no retained key is"
+            if m["version"] is None:
+                tail = (f"; no version of {report.secret} had that kid (data of another "
+                        "environment or class?)")
+            elif not m["destroyed"]:
+                tail = (f": version {m['version']} (fingerprint {m['fingerprint']}) is in the "
+                        "store but not retained (no label)")
+            elif m["escrowed_until"]:
+                tail = (f": version {m['version']} (fingerprint {m['fingerprint']}) was "
+                        f"destroyed and is escrowed until {m['escrowed_until'][:10]}: run "
+                        f"`keyroll escrow restore {class_name} --env {env} --version "
+                        f"{m['version']} --private-key FILE`")
+            else:
+                tail = (f": version {m['version']} (fingerprint {m['fingerprint']}) was "
+                        "destroyed without escrow; these rows cannot be decrypted")
+            err().print(f"error: {head}{tail}", markup=False)
 
 
 def _print(report: ReencryptReport) -> None:
@@ -85,6 +136,7 @@ def _print(report: ReencryptReport) -> None:
                       str(c.remaining), str(c.passes), f"{c.rows_per_second:,.0f}",
                       f"{c.longest_batch_ms:.0f} ms")
     console.print(table)
+    _print_throttle(report)
     for c in report.columns:
         if c.resumed_after is not None:
             console.print(f"{c.label}: resumed after row key {c.resumed_after}")
@@ -111,15 +163,31 @@ def reencrypt(
                                             help="Rows per batch (one transaction each).")] = 1000,
     pause_ms: Annotated[int, typer.Option("--pause-ms", min=0, max=60_000,
                                           help="Sleep between batches, to spare a busy "
-                                          "database.")] = 0,
+                                          "database (with the throttle: the least).")] = 0,
+    max_p99_ms: Annotated[float | None, typer.Option(
+        "--max-p99-ms", help="Keep the latency probe's p99 under this (ms); default: "
+        "--max-slowdown times the baseline it measures first.")] = None,
+    max_slowdown: Annotated[float, typer.Option(
+        "--max-slowdown", help="Keep the probe's p99 within this multiple of its "
+        "baseline.")] = 1.5,
+    max_lag: Annotated[float, typer.Option(
+        "--max-lag", help="Hold while a replica lags more than this (seconds).")] = 5.0,
+    max_waiting: Annotated[int, typer.Option(
+        "--max-waiting", help="Hold while more sessions than this wait on locks.")] = 5,
+    no_throttle: Annotated[bool, typer.Option(
+        "--no-throttle", help="Run at --batch-size and --pause-ms, whatever the database "
+        "feels.")] = False,
 ) -> None:
     """Rewrite every row of the class's columns under its current key (resumable, online)."""
     app: AppContext = ctx.obj
     cls, ref = app.inventory.resolve(class_name, env)
     cipher = cipher_for_class(app.store, ref, cls)
     bar = _Bar() if (sys.stderr.isatty() and not as_json and not dry_run) else None
+    throttle = ThrottlePolicy(enabled=not no_throttle, max_p99_ms=max_p99_ms,
+                              max_slowdown=max_slowdown, max_lag=max_lag,
+                              max_waiting=max_waiting)
     job = Reencryptor(cipher, store=app.store, ref=ref, batch_size=batch_size,
-                      pause=pause_ms / 1000, progress=bar)
+                      pause=pause_ms / 1000, progress=bar, throttle=throttle)
     if bar is not None:
         with bar.progress:
             report = job.run(cls.columns, dry_run=dry_run)
@@ -134,6 +202,7 @@ def reencrypt(
         print_json(summary)
     else:
         _print(report)
+    _needed_keys(report, class_name, env)
     if not report.ok:
         raise typer.Exit(1)
 

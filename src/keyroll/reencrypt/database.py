@@ -20,6 +20,7 @@ from typing import Literal
 from keyroll.errors import UsageError
 from keyroll.model import format_kid
 from keyroll.reencrypt.headers import MALFORMED, HeaderMatch, kid_of_text_head
+from keyroll.reencrypt.throttle import DatabaseHealth, ProbeSampler
 from keyroll.scrub import scrub
 
 __all__ = [
@@ -174,6 +175,17 @@ class Database(ABC):
                     bucket = MALFORMED if kid is None else format_kid(kid)
                 counts[bucket] = counts.get(bucket, 0) + count
         return counts
+
+    # --- throttle signals (optional: an adapter without them runs unthrottled) ----------
+
+    def probe(self, column: Column, *, interval: float) -> ProbeSampler | None:
+        """Start a latency probe beside the job (a cheap indexed read of ``column``'s
+        table), or None when the adapter has none (SQLite)."""
+        return None
+
+    def health(self) -> DatabaseHealth | None:
+        """Lock waiters and replication positions, or None when not measurable."""
+        return None
 
     def close(self) -> None:  # noqa: B027  (optional: adapters holding nothing skip it)
         """Close the connection."""

@@ -26,6 +26,7 @@ run). The core reports progress through a callback; the CLI draws the progress b
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -34,11 +35,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from keyroll import escrow
 from keyroll.errors import InvalidToken, UsageError
 from keyroll.inventory import EncryptionColumn
-from keyroll.model import SecretRef
+from keyroll.model import SecretRef, format_kid
 from keyroll.reencrypt.database import Column, Database, KeyValue, Update, open_database
 from keyroll.reencrypt.headers import HeaderMatch
+from keyroll.reencrypt.throttle import Decision, Governor, ThrottlePolicy
 from keyroll.runtime.fields import Context, FieldCipher
 from keyroll.stores.base import Store
 
@@ -131,6 +134,11 @@ class Progress:
         failed: rows no retained key opens.
         conflicts: rows the application changed meanwhile (left alone).
         passes: the pass under way (1-based).
+        batch_size: the throttle's current batch size (the configured one unthrottled).
+        pause_ms: the pause before the next batch.
+        probe_p99_ms: the latency probe's recent p99, when throttled.
+        target_p99_ms: the p99 the throttle keeps the probe under.
+        throttled: why the throttle slowed or holds the job now (None: it does not).
     """
 
     column: str
@@ -140,6 +148,11 @@ class Progress:
     failed: int
     conflicts: int
     passes: int
+    batch_size: int = 0
+    pause_ms: float = 0.0
+    probe_p99_ms: float | None = None
+    target_p99_ms: float | None = None
+    throttled: str | None = None
 
 
 ProgressCallback = Callable[[Progress], None]
@@ -180,6 +193,7 @@ class ColumnResult:
     resumed_after: str | None = None
     seconds: float = 0.0
     longest_batch_ms: float = 0.0
+    missing_keys: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def label(self) -> str:
@@ -201,6 +215,7 @@ class ColumnResult:
             "resumed_after": self.resumed_after, "seconds": round(self.seconds, 3),
             "rows_per_second": round(self.rows_per_second, 1),
             "longest_batch_ms": round(self.longest_batch_ms, 1),
+            "missing_keys": self.missing_keys,
         }
 
 
@@ -213,12 +228,15 @@ class ReencryptReport:
         current_kid: the kid every row is rewritten under (8 hex digits).
         dry_run: counts only, nothing written.
         columns: one result per column.
+        throttle: per database (by its DSN variable), what the throttle did
+            (`keyroll.reencrypt.throttle.Throttle.summary`); empty when unthrottled.
     """
 
     secret: str
     current_kid: str
     dry_run: bool
     columns: list[ColumnResult] = field(default_factory=list)
+    throttle: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -235,6 +253,7 @@ class ReencryptReport:
             "rewritten": sum(c.rewritten for c in self.columns),
             "failed": sum(c.failed for c in self.columns),
             "remaining": sum(c.remaining for c in self.columns),
+            "throttle": self.throttle,
         }
 
 
@@ -248,7 +267,10 @@ class Reencryptor:
         ref: the secret (environment, class), for checkpoint names and the report.
         batch_size: rows per keyset window and per transaction.
         max_passes: full scans at most per column (see the module docstring, step 6).
-        pause: seconds to sleep between batches, to leave room for the application.
+        pause: seconds to sleep between batches, to leave room for the application (with a
+            throttle: the least it pauses).
+        throttle: adapt batch size and pause to the database's response
+            (`keyroll.reencrypt.throttle`); None runs at ``batch_size`` and ``pause``.
         progress: called after every batch.
         environ: where DSNs are read (default ``os.environ``).
         clock: monotonic seconds (timings in the report).
@@ -265,6 +287,7 @@ class Reencryptor:
         batch_size: int = 1000,
         max_passes: int = 3,
         pause: float = 0.0,
+        throttle: ThrottlePolicy | None = None,
         progress: ProgressCallback | None = None,
         environ: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -283,6 +306,8 @@ class Reencryptor:
         self.batch_size = batch_size
         self.max_passes = max_passes
         self.pause = pause
+        self.throttle = throttle if throttle is not None and throttle.enabled else None
+        self._governors: dict[int, Governor] = {}
         self.progress = progress
         self.environ = os.environ if environ is None else environ
         self.clock = clock
@@ -301,6 +326,7 @@ class Reencryptor:
         """
         report = ReencryptReport(str(self.ref), self.current.kid_hex, dry_run)
         databases: dict[str, Database] = {}
+        self._governors = {}
         try:
             resolved: list[tuple[EncryptionColumn, Database, Column]] = []
             for spec in columns:
@@ -320,16 +346,56 @@ class Reencryptor:
                 report.columns.append(result)
                 started = self.clock()
                 result.census = db.census(column)
+                result.missing_keys = self._missing_keys(result.census)
                 result.stale_before = db.count_stale(column, self.current)
                 if dry_run:
                     result.remaining = result.stale_before
                 else:
-                    self._rewrite(spec, db, column, result)
+                    self._rewrite(spec, db, column, result, self._governor(db, column))
                 result.seconds = self.clock() - started
         finally:
-            for db in databases.values():
+            for var, db in databases.items():
+                governor = self._governors.pop(id(db), None)
+                if governor is not None:
+                    governor.close()
+                    report.throttle[var] = governor.summary()
                 db.close()
         return report
+
+    def _governor(self, db: Database, column: Column) -> Governor | None:
+        """The throttle of one database, started (with its baseline) at its first column."""
+        if self.throttle is None:
+            return None
+        governor = self._governors.get(id(db))
+        if governor is None:
+            sampler = db.probe(column, interval=self.throttle.probe_interval)
+            governor = self._governors[id(db)] = Governor(
+                self.throttle, max_batch=self.batch_size, min_pause=self.pause,
+                sampler=sampler, health=db.health, clock=self.clock, sleep=self.sleep)
+            governor.baseline()
+        return governor
+
+    def _missing_keys(self, census: Mapping[str, int]) -> list[dict[str, Any]]:
+        """Kids in the data that no key of the run opens, with what the store knows of them:
+        which version had it, its fingerprint, whether it was destroyed, and whether an
+        escrow record can bring it back (`keyroll escrow restore`)."""
+        held = {format_kid(k.kid) for k in self.cipher.source.snapshot().keys}
+        versions = {v.kid_hex: v for v in self.store.list_versions(self.ref)}
+        missing = []
+        for kid, rows in sorted(census.items()):
+            if len(kid) != 8 or kid in held:
+                continue  # legacy-fernet, malformed, null buckets; or a key we hold
+            version = versions.get(kid)
+            record = None if version is None else escrow.get_record(self.store, self.ref,
+                                                                     version.number)
+            missing.append({
+                "kid": kid, "rows": rows,
+                "version": None if version is None else version.number,
+                "fingerprint": None if version is None else version.fingerprint,
+                "destroyed": None if version is None else version.destroyed,
+                "escrowed_until": None if record is None else record.expires_at,
+            })
+        return missing
 
     # --- one column -----------------------------------------------------------------------
 
@@ -346,7 +412,7 @@ class Reencryptor:
             return None  # unreadable bookkeeping: start over (always safe)
 
     def _rewrite(self, spec: EncryptionColumn, db: Database, column: Column,
-                 result: ColumnResult) -> None:
+                 result: ColumnResult, governor: Governor | None = None) -> None:
         name = checkpoint_key(self.ref, spec.table, spec.column)
         after = self._load_checkpoint(name)
         if after is not None:
@@ -357,7 +423,9 @@ class Reencryptor:
             result.passes = pass_number
             failed_this_pass = 0
             for _batch in range(10**9):  # bounded by the table: keys strictly increase
-                window = db.scan(column, after, self.batch_size, self.current)
+                batch = self.batch_size if governor is None else governor.last.batch
+                batch_began = self.clock()
+                window = db.scan(column, after, batch, self.current)
                 if window.last_key is None:
                     break
                 updates: list[Update] = []
@@ -379,12 +447,19 @@ class Reencryptor:
                 self.store.put_meta(name, json.dumps({
                     "kid": self.current.kid_hex, "after": _dump_key(after), "pass": pass_number,
                 }))
-                if self.progress is not None:
-                    done = result.rewritten + result.conflicts + failed_this_pass
-                    total = max(total, done)
-                    self.progress(Progress(column.label, done, total, result.rewritten,
-                                           len(failed), result.conflicts, pass_number))
-                if self.pause:
+                done = result.rewritten + result.conflicts + failed_this_pass
+                total = max(total, done)
+
+                report = functools.partial(
+                    self._report, Progress(column.label, done, total, result.rewritten,
+                                           len(failed), result.conflicts, pass_number,
+                                           batch_size=batch, pause_ms=self.pause * 1000),
+                    governor)
+                report()
+                if governor is not None:
+                    governor.notify = report
+                    governor.after_batch(self.clock() - batch_began)
+                elif self.pause:
                     self.sleep(self.pause)
             self.store.put_meta(name, None)  # pass complete
             resumed = pass_number == 1 and result.resumed_after is not None
@@ -397,6 +472,20 @@ class Reencryptor:
                 break  # only rows no key opens are left: another pass cannot help
         result.failed = min(len(failed), result.remaining) if failed else 0
         result.failed_keys = list(failed)[:MAX_REPORTED_KEYS]
+
+    def _report(self, base: Progress, governor: Governor | None,
+                decision: Decision | None = None) -> None:
+        """Tell the progress callback, with the throttle's state (and decision, if any)."""
+        if self.progress is None:
+            return
+        throttle = None if governor is None else governor.throttle
+        self.progress(dataclasses.replace(
+            base,
+            batch_size=base.batch_size if decision is None else decision.batch,
+            pause_ms=base.pause_ms if decision is None else decision.pause * 1000,
+            probe_p99_ms=None if throttle is None else throttle.p99_ms,
+            target_p99_ms=None if throttle is None else throttle.target_ms,
+            throttled=None if decision is None else decision.reason))
 
     def _reencrypt(self, value: object, context: Context) -> bytes | str | None:
         """The value under the current key, or None if no retained key opens it."""

@@ -31,6 +31,7 @@ from keyroll.reencrypt.headers import (
     TEXT_HEAD,
     HeaderMatch,
 )
+from keyroll.reencrypt.throttle import DatabaseHealth, ProbeSampler
 
 try:
     import psycopg
@@ -69,9 +70,11 @@ def _password(dsn: str) -> list[str]:
 class PostgresDatabase(Database):
     """A psycopg connection (autocommit) to the application's database."""
 
-    def __init__(self, conn: psycopg.Connection[Any], env_var: str) -> None:
+    def __init__(self, conn: psycopg.Connection[Any], env_var: str,
+                 conninfo: str | None = None) -> None:
         self.conn = conn
         self.env_var = env_var
+        self._conninfo = conninfo  # for the probe's own connection; never shown
 
     @classmethod
     def connect(cls, dsn: str, *, env_var: str) -> PostgresDatabase:
@@ -97,7 +100,7 @@ class PostgresDatabase(Database):
             ) from None
         conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(_LOCK_TIMEOUT)))
         conn.execute(sql.SQL("SET statement_timeout = {}").format(sql.Literal(_STATEMENT_TIMEOUT)))
-        return cls(conn, env_var)
+        return cls(conn, env_var, conninfo)
 
     # --- catalog --------------------------------------------------------------------------
 
@@ -269,6 +272,41 @@ class PostgresDatabase(Database):
 
     def _error(self, column: Column, what: str, exc: psycopg.Error) -> TargetError:
         return TargetError(f"PostgreSQL: {what} of {column.label} failed: {scrub(str(exc))}")
+
+    # --- throttle signals -----------------------------------------------------------------
+
+    def probe(self, column: Column, *, interval: float) -> ProbeSampler | None:
+        """See `Database.probe`: the first key of the table, by its index, in a child process
+        (`keyroll.reencrypt.probe`)."""
+        if self._conninfo is None:
+            return None
+        from keyroll.reencrypt.probe import ProcessProbe
+
+        key = sql.Identifier(column.key)
+        query = sql.SQL("SELECT {key} FROM {table} ORDER BY {key} LIMIT 1").format(
+            key=key, table=self._table(column.table)).as_string(self.conn)
+        return ProcessProbe(self._conninfo, query, interval=interval)
+
+    def health(self) -> DatabaseHealth | None:
+        """See `Database.health`: ``pg_stat_activity`` lock waiters of this database, the WAL
+        position, and ``pg_stat_replication``'s slowest replay position."""
+        try:
+            row = self.conn.execute(
+                "SELECT (SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND datname = current_database() AND pid <> pg_backend_pid()), "
+                "CASE WHEN pg_is_in_recovery() THEN NULL "
+                "ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint END, "
+                "(SELECT count(*) FROM pg_stat_replication), "
+                "(SELECT min(pg_wal_lsn_diff(replay_lsn, '0/0'))::bigint "
+                "FROM pg_stat_replication)"
+            ).fetchone()
+        except psycopg.Error:
+            return None  # not measurable (privileges, an old server): run on the probe alone
+        if row is None:
+            return None
+        waiting, position, replicas, replayed = row
+        return DatabaseHealth(int(waiting), None if position is None else int(position),
+                              int(replicas), None if replayed is None else int(replayed))
 
     def close(self) -> None:
         """Close the connection."""

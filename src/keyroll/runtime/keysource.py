@@ -370,18 +370,24 @@ class StoreKeySource(KeySource):
         self._values: dict[int, SecretValue] = {}
         self._last_labels: dict[Label, int] | None = None
         self._last_keys: tuple[Key, ...] = ()
+        self._last_extra: tuple[int, ...] = ()
         self.refresh()
 
     def _load(self) -> Sequence[Key]:
         labels = self.store.get_labels(self.ref)
-        if labels == self._last_labels:
+        extra = tuple(self.store.decrypt_only_versions(self.ref))
+        if labels == self._last_labels and extra == self._last_extra:
             return self._last_keys
         if self.primary not in labels:
             raise NotFound(f"{self.ref} has no {self.primary.value} version to use")
         versions = {v.number: v for v in self.store.list_versions(self.ref)}
         keys: list[Key] = []
-        for label in (self.primary, *self.accept):
-            number = labels.get(label)
+        # decrypt-only versions (keys restored from escrow) are accepted, never primary
+        labelled = set(labels.values())
+        slots: list[tuple[Label, int | None]] = [(label, labels.get(label))
+                                                 for label in (self.primary, *self.accept)]
+        slots += [(Label.PREVIOUS, n) for n in extra if n not in labelled]
+        for label, number in slots:
             version = versions.get(number) if number is not None else None
             if version is None or version.destroyed:
                 continue
@@ -408,6 +414,7 @@ class StoreKeySource(KeySource):
         live = {k.version for k in keys}
         self._values = {n: v for n, v in self._values.items() if n in live}
         self._last_labels, self._last_keys = dict(labels), tuple(keys)
+        self._last_extra = extra
         return keys
 
     def _after_refresh(self) -> None:

@@ -17,6 +17,7 @@ Every backend passes the same contract tests (``tests/stores/contract.py``).
 from __future__ import annotations
 
 import base64
+import json
 import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
@@ -33,6 +34,8 @@ __all__ = ["RECOGNISE_PREFIX", "RECOGNITION_KEY", "AuditEntry", "Fence", "LockIn
 
 #: Bookkeeping keys of recognition digests: ``recognise:<environment>/<name>/<version>``.
 RECOGNISE_PREFIX = "recognise:"
+#: Bookkeeping key prefix of the decrypt-only versions of a secret (`Store.decrypt_only_versions`).
+DECRYPT_ONLY_PREFIX = "decrypt-only:"
 #: Bookkeeping key of the recognition key itself, where a backend keeps one (in its own form:
 #: migration moves the key with `Store.adopt_recognition_key`, never this entry verbatim).
 RECOGNITION_KEY = "recognise-key"
@@ -376,6 +379,25 @@ class Store(ABC):
         """The credentials this store was opened with (master key, token), to be masked in
         every output; ``[]`` for a backend that holds none."""
         return []
+
+    # --- decrypt-only versions (restored from escrow) ----------------------------------------
+
+    def decrypt_only_versions(self, ref: SecretRef) -> list[int]:
+        """Versions every key source accepts for decryption (never as primary) besides the
+        labelled ones: keys brought back from escrow (`keyroll.escrow`) for a restored
+        backup. Kept in the bookkeeping as ``decrypt-only:<env>/<name>``."""
+        text = self.get_meta(f"{DECRYPT_ONLY_PREFIX}{ref.environment}/{ref.name}")
+        if not text:
+            return []
+        try:
+            return [int(n) for n in json.loads(text)]
+        except (ValueError, TypeError):
+            return []
+
+    def set_decrypt_only_versions(self, ref: SecretRef, numbers: list[int]) -> None:
+        """Replace the decrypt-only versions of a secret (empty: none)."""
+        key = f"{DECRYPT_ONLY_PREFIX}{ref.environment}/{ref.name}"
+        self.put_meta(key, json.dumps(sorted(set(numbers))) if numbers else None)
 
     # --- conveniences built on the contract -----------------------------------------------
 

@@ -17,7 +17,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from keyroll.errors import HookFailed, KeyrollError, StepFailed
+from keyroll import escrow
+from keyroll.errors import HookFailed, KeyrollError, StepFailed, UsageError
 from keyroll.model import Kind, Label, Version, format_kid
 from keyroll.rotation.strategies.base import StepContext, Strategy, Verdict
 from keyroll.rotation.strategies.signing_key import current_round_trip, pending_round_trip
@@ -25,7 +26,7 @@ from keyroll.runtime.fields import FieldCipher
 from keyroll.runtime.keysource import StoreKeySource
 from keyroll.targets.hooks import run_hook
 
-__all__ = ["EncryptionKeyStrategy", "RemainingCounter"]
+__all__ = ["EncryptionKeyStrategy", "RemainingCounter", "escrow_old_key"]
 
 #: How the engine counts records still under a kid: ``(ctx, old_kid) -> count or None``.
 RemainingCounter = Callable[[StepContext, int], "int | None"]
@@ -118,12 +119,50 @@ class EncryptionKeyStrategy(Strategy):
         return Verdict(True, "no data left under the old key", evidence)
 
     def retire(self, ctx: StepContext) -> None:
-        if not ctx.cls.overlap.until_unused:
-            return
-        left = self.remaining(ctx)
-        ctx.evidence["remaining_under_old_key"] = left
-        if left is None or left > 0:
-            raise StepFailed(
-                f"{ctx.ref}: refusing to retire the old key: "
-                f"{'unknown' if left is None else left} records still use it"
-            )
+        if ctx.cls.overlap.until_unused:
+            left = self.remaining(ctx)
+            ctx.evidence["remaining_under_old_key"] = left
+            if left is None or left > 0:
+                raise StepFailed(
+                    f"{ctx.ref}: refusing to retire the old key: "
+                    f"{'unknown' if left is None else left} records still use it"
+                )
+        escrow_old_key(ctx)
+
+
+def escrow_old_key(ctx: StepContext) -> None:
+    """Seal the retiring key to the escrow public key before the engine destroys it.
+
+    The engine destroys ``ctx.old`` right after `Strategy.retire` returns (forward: the old
+    key; on a rotation back: the rolled-back key, which encrypted rows while it was current),
+    so a backup taken before the retire needs this record to be read after a restore. A
+    failure to seal fails the step: nothing is destroyed. Without ``[escrow]`` in keyroll.toml
+    the key is destroyed unescrowed, and the evidence and a progress line say so.
+    """
+    old = ctx.old
+    if old is None or old.destroyed:
+        return
+    try:
+        source = escrow.escrow_public_key(ctx.inventory, ctx.workdir)
+    except UsageError as exc:
+        raise StepFailed(f"{ctx.ref}: refusing to retire: cannot escrow version "
+                         f"{old.number}: {exc}") from None
+    if source is None:
+        ctx.evidence["escrow"] = {"sealed": False, "reason": "no [escrow] in keyroll.toml"}
+        ctx.emit(f"warning: version {old.number} (kid {old.kid_hex}) is destroyed without "
+                 "escrow: a backup taken under it cannot be read after a restore; add "
+                 "[escrow] public_key to keyroll.toml")
+        return
+    pem, where = source
+    try:
+        record = escrow.seal_version(
+            ctx.store, ctx.ref, old, ctx.value(old), public_pem=pem, where=where,
+            days=ctx.inventory.escrow_days(escrow.DEFAULT_ESCROW_DAYS), now=ctx.now,
+            rotation=ctx.rotation)
+    except UsageError as exc:
+        raise StepFailed(f"{ctx.ref}: refusing to retire: cannot escrow version "
+                         f"{old.number}: {exc}") from None
+    purged = escrow.purge_expired(ctx.store, ctx.now)
+    ctx.evidence["escrow"] = {"sealed": True, **record.public_view(),
+                              "purged_expired": [f"{r.ref}#{r.version}" for r in purged]}
+    ctx.emit(f"escrowed version {old.number} (kid {old.kid_hex}) until {record.expires_at}")

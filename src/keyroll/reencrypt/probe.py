@@ -1,0 +1,109 @@
+"""The latency probe beside a re-encryption job: a child process with its own connection.
+
+The probe is a cheap indexed read of the table being re-encrypted, paced (``interval``), so it
+feels what the application's reads feel: CPU, I/O and lock contention on the database host.
+It runs in a *process* of its own (multiprocessing, spawn) because a thread in the job's
+process would time the job's own Python work (the GIL) instead of the database. The DSN goes
+to the child through multiprocessing's pipe, never on a command line. The child stops when
+the parent asks, when the parent dies, or after ``max_seconds``.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import time
+from typing import Any
+
+from keyroll.scrub import scrub
+
+__all__ = ["ProcessProbe"]
+
+_SEND_EVERY = 0.05  # seconds between two messages to the parent
+_STARTUP_TIMEOUT = 30.0
+
+
+def _probe_loop(conninfo: str, query: str, interval: float, max_seconds: float,
+                stop: Any, out: Any) -> None:  # pragma: no cover - runs in the child
+    import psycopg
+
+    parent = os.getppid()
+    try:
+        conn = psycopg.connect(conninfo, autocommit=True, connect_timeout=10,
+                               application_name="keyroll-reencrypt-probe")
+    except psycopg.Error as exc:
+        out.send(("error", scrub(str(exc))))
+        return
+    buffered: list[float] = []
+    sent = time.monotonic()
+    deadline = sent + max_seconds
+    out.send(("ready", None))
+    with conn:
+        conn.execute(query, prepare=True).fetchall()
+        while not stop.is_set() and time.monotonic() < deadline and os.getppid() == parent:
+            began = time.perf_counter()
+            try:
+                conn.execute(query, prepare=True).fetchall()
+            except psycopg.Error as exc:
+                out.send(("error", scrub(str(exc))))
+                return
+            buffered.append((time.perf_counter() - began) * 1000)
+            if time.monotonic() - sent >= _SEND_EVERY:
+                try:
+                    out.send(("samples", buffered))
+                except (BrokenPipeError, OSError):
+                    return
+                buffered, sent = [], time.monotonic()
+            time.sleep(interval)
+
+
+class ProcessProbe:
+    """Starts the probe child; `drain` returns its latencies (ms) since the last call.
+
+    Raises:
+        TargetError: the child could not connect (the message has no password).
+    """
+
+    def __init__(self, conninfo: str, query: str, *, interval: float,
+                 max_seconds: float = 86_400.0) -> None:
+        from keyroll.errors import TargetError
+
+        ctx = mp.get_context("spawn")
+        self._stop = ctx.Event()
+        receive, send = ctx.Pipe(duplex=False)
+        self._receive = receive
+        self.error: str | None = None
+        self.proc = ctx.Process(target=_probe_loop, daemon=True,
+                                args=(conninfo, query, interval, max_seconds, self._stop, send))
+        self.proc.start()
+        send.close()
+        if not receive.poll(_STARTUP_TIMEOUT):
+            self.close()
+            raise TargetError("PostgreSQL: the re-encryption latency probe did not start")
+        kind, payload = receive.recv()
+        if kind == "error":
+            self.close()
+            raise TargetError(f"PostgreSQL: the latency probe cannot connect: {payload}")
+
+    def drain(self) -> list[float]:
+        samples: list[float] = []
+        for _ in range(100_000):  # bounded: the child sends ~20 messages a second
+            try:
+                if not self._receive.poll():
+                    break
+                kind, payload = self._receive.recv()
+            except (EOFError, OSError):
+                break
+            if kind == "samples":
+                samples.extend(payload)
+            elif kind == "error":
+                self.error = str(payload)
+        return samples
+
+    def close(self) -> None:
+        self._stop.set()
+        self.proc.join(timeout=5)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join(timeout=5)
+        self._receive.close()
