@@ -56,6 +56,7 @@ from types import MappingProxyType
 from typing import Any, NoReturn
 
 from keyroll.errors import KeyrollError, NotFound, SecretRejected, UsageError
+from keyroll.layout import DEFAULT_LAYOUT, Layout, check_layout, layout_mismatch
 from keyroll.model import Label, SecretRef, SecretValue, format_kid
 from keyroll.runtime.startup import check_value
 from keyroll.runtime.usage import UsageCounter, merge_usage
@@ -450,10 +451,13 @@ class EnvKeySource(KeySource):
         min_length: values shorter than this are refused (seed 003: 32 for JWT keys).
         refresh_interval: seconds between re-reads of the environment.
         clock: monotonic seconds.
+        layout: the `keyroll.layout` these names follow (set by `from_layout`): then the
+            environment is checked for another layout's spellings at every load.
 
     Raises:
         SecretRejected: the current variable is unset, or a value fails `startup.check_value`.
-        UsageError: a ``_KID`` variable is malformed, or ``derive_kids=False`` and one is unset.
+        UsageError: a ``_KID`` variable is malformed, or ``derive_kids=False`` and one is unset,
+            or the environment was written for another layout than ``layout``.
     """
 
     def __init__(
@@ -468,6 +472,7 @@ class EnvKeySource(KeySource):
         min_length: int = 32,
         refresh_interval: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        layout: Layout | None = None,
     ) -> None:
         name = f"env:{current_var}" + (f"+{previous_var}" if previous_var else "")
         super().__init__(name=name, refresh_interval=refresh_interval, clock=clock)
@@ -478,25 +483,48 @@ class EnvKeySource(KeySource):
         self._environ = environ
         self.derive_kids = derive_kids
         self.min_length = min_length
+        self.layout = layout
         self.refresh()
+
+    @classmethod
+    def from_layout(cls, var: str, layout: str = DEFAULT_LAYOUT, **kwargs: Any) -> EnvKeySource:
+        """The key whose current value is in ``var``, with the other names from `keyroll.layout`
+        (the table keyroll's exports and deploy hooks write with): pass the class's
+        ``layout`` from keyroll.toml.
+
+        Raises:
+            UsageError: an unknown layout, a name that does not fit it, or (at the first load)
+                an environment written for another layout.
+        """
+        try:
+            chosen = check_layout(layout)
+            names = chosen.names(var)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        kwargs.setdefault("next_var", names.next)
+        return cls(names.current, names.previous, separator=names.separator, layout=chosen,
+                   **kwargs)
 
     @classmethod
     def jwt_secret(cls, name: str = "JWT_SECRET", **kwargs: Any) -> EnvKeySource:
         """Seed 004: ``JWT_SECRET`` + ``JWT_SECRET_PREVIOUS`` (also ``JWT_REFRESH_SECRET``), and
-        ``JWT_SECRET_NEXT`` while keyroll stages a new key."""
-        kwargs.setdefault("next_var", f"{name}_NEXT")
-        return cls(name, f"{name}_PREVIOUS", **kwargs)
+        ``JWT_SECRET_NEXT`` while keyroll stages a new key (layout ``seed-004``)."""
+        return cls.from_layout(name, "seed-004", **kwargs)
 
     @classmethod
     def jwt_secret_key(cls, stem: str = "JWT_SECRET_KEY", **kwargs: Any) -> EnvKeySource:
-        """Seed 003: ``JWT_SECRET_KEY_CURRENT`` + ``JWT_SECRET_KEY_PREVIOUS``."""
-        return cls(f"{stem}_CURRENT", f"{stem}_PREVIOUS", **kwargs)
+        """Seed 003: ``JWT_SECRET_KEY_CURRENT`` + ``JWT_SECRET_KEY_PREVIOUS`` (+ ``_NEXT``),
+        layout ``seed-003``."""
+        return cls.from_layout(f"{stem}_CURRENT", "seed-003", **kwargs)
 
     @classmethod
     def secret_key(
-        cls, name: str = "SECRET_KEY", old: str = "OLD_SECRET_KEYS", **kwargs: Any
+        cls, name: str = "SECRET_KEY", old: str | None = None, **kwargs: Any
     ) -> EnvKeySource:
-        """Seed 001: ``SECRET_KEY`` + ``OLD_SECRET_KEYS`` (comma-separated)."""
+        """Seed 001: ``SECRET_KEY`` + ``OLD_SECRET_KEYS`` (comma-separated), layout
+        ``seed-001``; ``old`` names another list variable (then no layout check)."""
+        if old is None or old == f"OLD_{name}S":
+            return cls.from_layout(name, "seed-001", **kwargs)
         return cls(name, old, separator=",", **kwargs)
 
     def _kid(self, var: str, kid_text: str | None, value: SecretValue) -> tuple[int, bool]:
@@ -511,6 +539,10 @@ class EnvKeySource(KeySource):
 
     def _load(self) -> Sequence[Key]:
         env = self._environ if self._environ is not None else os.environ
+        if self.layout is not None:
+            mismatch = layout_mismatch(self.layout, self.current_var, env)
+            if mismatch is not None:
+                raise UsageError(mismatch)
         raw = env.get(self.current_var, "")
         if not raw:
             raise SecretRejected(f"{self.current_var} is not set: the application needs its key")
