@@ -67,6 +67,7 @@ __all__ = [
     "Key",
     "KeySet",
     "KeySource",
+    "LazyKeySource",
     "StaticKeySource",
     "StoreKeySource",
     "derive_env_kid",
@@ -200,6 +201,10 @@ class KeySource(ABC):
         usage: counters that rings record into (a fresh `UsageCounter` if None).
     """
 
+    #: True for a source that loads nothing until first used (`LazyKeySource`): rings built on
+    #: it skip their construction-time check of the keys.
+    lazy: bool = False
+
     def __init__(
         self,
         *,
@@ -287,6 +292,64 @@ class KeySource(ABC):
 
     def __reduce__(self) -> NoReturn:
         raise TypeError(f"{type(self).__name__} refuses to be pickled: it holds secrets")
+
+
+class LazyKeySource(KeySource):
+    """A source built on first use: ``LazyKeySource(EnvKeySource.jwt_secret)``.
+
+    A ring on it (``JWTKeyRing(LazyKeySource(...))``) can be created at import time in a module
+    that scripts, migrations and tests also import: nothing reads keys, and nothing fails for
+    lack of them, until a token is signed or verified. Then the factory runs once (thread-safe)
+    and every call goes to the source it returned: its refresh, its usage counters.
+
+    Args:
+        factory: builds the real source; its errors (unset variable, store down) surface on the
+            first use and the factory runs again on the next.
+        name: for messages until the source is built.
+    """
+
+    lazy = True
+
+    def __init__(self, factory: Callable[[], KeySource], *, name: str = "lazy key source") -> None:
+        super().__init__(name=name, refresh_interval=float("inf"))
+        self._factory = factory
+        self._inner: KeySource | None = None
+        self._build_lock = threading.Lock()
+
+    @property
+    def inner(self) -> KeySource:
+        """The real source, built now if it was not yet."""
+        inner = self._inner
+        if inner is None:
+            with self._build_lock:
+                if self._inner is None:
+                    self._inner = self._factory()
+                    self.name = self._inner.name
+                inner = self._inner
+        return inner
+
+    @property  # read from the real source once it exists
+    def usage(self) -> UsageCounter:
+        return self.inner.usage
+
+    @usage.setter
+    def usage(self, value: UsageCounter) -> None:
+        """`KeySource.__init__` assigns one; the real source's counters are used instead."""
+
+    def snapshot(self) -> KeySet:
+        return self.inner.snapshot()
+
+    def refresh(self) -> KeySet:
+        return self.inner.refresh()
+
+    def refresh_for_unknown_kid(self, kid_hex: str) -> KeySet | None:
+        return self.inner.refresh_for_unknown_kid(kid_hex)
+
+    def _load(self) -> Sequence[Key]:
+        return self.inner.snapshot().keys
+
+    def __repr__(self) -> str:
+        return f"LazyKeySource({self._inner!r})" if self._inner else "LazyKeySource(not built)"
 
 
 class StaticKeySource(KeySource):
