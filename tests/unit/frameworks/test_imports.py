@@ -14,6 +14,7 @@ FORBIDDEN = ("keyroll.rotation", "keyroll.cli", "keyroll.dashboard", "keyroll.ta
 #: module → (the framework it needs, the extra that installs it)
 INTEGRATIONS = {
     "keyroll.fastapi": ("starlette", "web"),
+    "keyroll.flask": ("flask", "flask"),
 }
 
 
