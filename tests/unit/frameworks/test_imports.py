@@ -15,6 +15,7 @@ FORBIDDEN = ("keyroll.rotation", "keyroll.cli", "keyroll.dashboard", "keyroll.ta
 INTEGRATIONS = {
     "keyroll.fastapi": ("starlette", "web"),
     "keyroll.flask": ("flask", "flask"),
+    "keyroll.django": ("django", "django"),
 }
 
 
