@@ -28,6 +28,7 @@ from keyroll.cli import (
     reencrypt_cmd,
     report_cmd,
     rotate_cmd,
+    run_cmd,
     secrets_cmd,
     status_cmd,
     store_cmd,
@@ -77,6 +78,7 @@ store_cmd.register(app)
 adopt_cmd.register(app)
 reencrypt_cmd.register(app)
 dashboard_cmd.register(app)
+run_cmd.register(app)
 app.add_typer(report_cmd.app, name="report")
 app.add_typer(inventory_cmd.app, name="inventory")
 app.add_typer(audit_cmd.app, name="audit")
