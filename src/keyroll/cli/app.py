@@ -12,10 +12,12 @@ import os
 import sys
 import traceback
 from collections.abc import Mapping
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+import typer.main
 from typer.exceptions import TyperException
 
 from keyroll.cli import (
@@ -41,7 +43,10 @@ from keyroll.rotation.deploy import SENSITIVE_ENV
 from keyroll.runtime.redaction import Redactor
 from keyroll.scrub import dsn_secret_parts, scrub
 
-__all__ = ["app", "debug_traceback", "main", "run"]
+__all__ = ["ENV_VAR", "app", "debug_traceback", "main", "run"]
+
+#: The default of every required ``--env`` (as kubectl's context namespace, ``VAULT_FORMAT``).
+ENV_VAR = "KEYROLL_ENV"
 
 app = typer.Typer(
     name="keyroll",
@@ -53,17 +58,33 @@ app = typer.Typer(
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        try:
+            text = version("keyroll")
+        except PackageNotFoundError:  # pragma: no cover - running from a source tree
+            text = "unknown"
+        typer.echo(f"keyroll {text}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _root(
     ctx: typer.Context,
     config: Annotated[
         Path | None,
-        typer.Option("--config", "-c", help="keyroll.toml to use (default: search upwards)."),
+        typer.Option("--config", "-c", envvar="KEYROLL_CONFIG",
+                     help="keyroll.toml to use (default: search upwards)."),
     ] = None,
     store: Annotated[
         str | None,
-        typer.Option("--store", help="Store URL, overriding [store] url (env KEYROLL_STORE)."),
+        typer.Option("--store", envvar="KEYROLL_STORE",
+                     help="Store URL, overriding [store] url."),
     ] = None,
+    _show_version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True,
+                           help="Print keyroll's version and exit.")
+    ] = False,
 ) -> None:
     ctx.obj = AppContext(config=config, store_url=store)
     ctx.call_on_close(ctx.obj.close)
@@ -84,10 +105,24 @@ app.add_typer(inventory_cmd.app, name="inventory")
 app.add_typer(audit_cmd.app, name="audit")
 
 
+def _env_default(command: Any) -> Any:
+    """Give every *required* ``--env`` the default `ENV_VAR`. Optional ``--env`` filters
+    (status, advance, notify, audit log) keep meaning "every environment" when it is set, so
+    a cron ``keyroll advance`` never narrows to one by accident."""
+    for param in command.params:
+        if param.name == "env" and param.required and param.envvar is None:
+            param.envvar = ENV_VAR
+            param.show_envvar = True
+    for sub in getattr(command, "commands", {}).values():
+        _env_default(sub)
+    return command
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
     try:
-        result = app(args=argv, prog_name="keyroll", standalone_mode=False)
+        command = _env_default(typer.main.get_command(app))
+        result = command(args=argv, prog_name="keyroll", standalone_mode=False)
     except TyperException as exc:  # click's usage errors (typer vendors click)
         err().print(f"error: {escape(exc.format_message())}", markup=False)
         return exc.exit_code
