@@ -52,7 +52,7 @@ app = typer.Typer(
     name="keyroll",
     help="Rotate secrets without downtime, prove it, and know before one is due.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion [bash|zsh|fish]
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
@@ -128,6 +128,8 @@ def run(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except typer.Exit as exc:
         return exc.exit_code
+    except SystemExit as exc:  # typer's --show-completion / --install-completion exit so
+        return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
     except typer.Abort:
         err().print("aborted", markup=False)
         return 1

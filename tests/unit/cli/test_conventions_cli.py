@@ -42,3 +42,8 @@ def test_global_options_have_env_vars(initialised: Keyroll, project: Path,
     monkeypatch.setenv("KEYROLL_STORE", "nope://x")
     bad = initialised("status")
     assert bad.code == 2 and len(bad.err.strip().splitlines()) == 1
+
+
+def test_shell_completion_script(keyroll: Keyroll) -> None:
+    done = keyroll("--show-completion", "bash")
+    assert done.code == 0 and "_KEYROLL_COMPLETE" in done.out
