@@ -21,6 +21,7 @@ from keyroll.runtime import Key as Key
 from keyroll.runtime import KeySet as KeySet
 from keyroll.runtime import KeySource as KeySource
 from keyroll.runtime import KidUsage as KidUsage
+from keyroll.runtime import LazyKeySource as LazyKeySource
 from keyroll.runtime import RedactingFilter as RedactingFilter
 from keyroll.runtime import Redactor as Redactor
 from keyroll.runtime import StaticKeySource as StaticKeySource
@@ -48,6 +49,7 @@ __all__ = [
     "KeyrollError",
     "KidUsage",
     "Label",
+    "LazyKeySource",
     "RedactingFilter",
     "Redactor",
     "SecretRef",

@@ -34,6 +34,8 @@ The tree::
 
 from __future__ import annotations
 
+import jwt as _pyjwt
+
 __all__ = [
     "AuditTampered",
     "Conflict",
@@ -138,11 +140,13 @@ class AuditTampered(KeyrollError):
     """Raised when the audit journal's hash chain does not verify."""
 
 
-class InvalidToken(KeyrollError):
+class InvalidToken(KeyrollError, _pyjwt.InvalidTokenError):
     """Raised when a token, ciphertext or webhook signature fails verification.
 
     Deliberately one type with one message: the caller cannot tell which check failed
     (unknown key id, bad signature, expired, malformed), as with Fernet's ``InvalidToken``.
+    It is also a PyJWT ``jwt.InvalidTokenError``, so an app's existing
+    ``except jwt.InvalidTokenError`` turns a bad token into a 401, not a 500.
     """
 
 

@@ -34,6 +34,7 @@ from keyroll.durations import format_duration, parse_duration
 from keyroll.errors import InventoryError, UnknownSecret
 from keyroll.generate import Format
 from keyroll.jwk import DEFAULT_FORMAT_FOR_ALGORITHM, algorithm_problem
+from keyroll.layout import DEFAULT_LAYOUT, VarNames, check_layout
 from keyroll.model import Kind, SecretRef, Tier
 
 __all__ = [
@@ -462,6 +463,23 @@ class SecretClass(_Strict):
     #: How long backups of what this class protects are kept (e.g. the pre-rotation pg_dump);
     #: the longest one is the default of ``[escrow] days``.
     backup_retention_days: int | None = Field(default=None, ge=1, le=3650)
+    #: How the env vars of a key are spelled (`keyroll.layout`): ``suffix`` (default),
+    #: ``seed-004``, ``seed-003`` (``*_CURRENT`` + ``*_PREVIOUS``), ``seed-001``
+    #: (``OLD_SECRET_KEYS``). Exports, deploy hooks and `EnvKeySource.from_layout` share it.
+    layout: str = DEFAULT_LAYOUT
+
+    @model_validator(mode="after")
+    def _layout_fits(self) -> SecretClass:
+        layout = check_layout(self.layout)  # ValueError names the layouts
+        for var in self.env_vars:
+            problem = layout.problem(var)
+            if problem:
+                raise ValueError(problem)
+        return self
+
+    def var_names(self, var: str) -> VarNames:
+        """The layout's names for the key whose current value is in ``var``."""
+        return check_layout(self.layout).names(var)
 
     @field_validator("env_vars")
     @classmethod
@@ -527,8 +545,9 @@ class SecretClass(_Strict):
 
     @property
     def previous_env_vars(self) -> list[str]:
-        """The ``*_PREVIOUS`` names the runtime reads during an overlap (seed 004 §3.1)."""
-        return [f"{name}_PREVIOUS" for name in self.env_vars]
+        """The names the runtime reads the previous key from during an overlap (seed 004 §3.1:
+        ``*_PREVIOUS``; per `layout`)."""
+        return [self.var_names(name).previous for name in self.env_vars]
 
 
 class Inventory(_Strict):

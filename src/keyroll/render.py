@@ -4,8 +4,9 @@ During an overlap the previous value is rendered too, as ``<VAR>_PREVIOUS`` (see
 ``JWT_SECRET`` + ``JWT_SECRET_PREVIOUS``), so apps on the env-var key source keep verifying old
 tokens; while a rotation stages a new key (between create and promote) it is rendered as
 ``<VAR>_NEXT``, accepted but not yet signing. Key kinds also get ``<VAR>_KID`` (and
-``<VAR>_PREVIOUS_KID``, ``<VAR>_NEXT_KID``): the version's random key id, so every instance of
-an env-var app puts the same ``kid`` in its tokens and ciphertexts and none has to derive one.
+``<VAR>_PREVIOUS_KID``, ``<VAR>_NEXT_KID``; the default ``suffix`` layout's names, a class's
+``layout`` picks another row of `keyroll.layout`'s table): the version's random key id, so every
+instance of an env-var app puts the same ``kid`` in its tokens and ciphertexts and none has to derive one.
 Files are written atomically with mode 0600 (`keyroll.files.write_private`, re-exported).
 An existing .env is updated in place (`write_dotenv`): only the variables keyroll owns in that
 environment (`owned_vars`) change; every other line, comment and the order are kept.
@@ -120,21 +121,24 @@ def collect(store: Store, inventory: Inventory, environment: str) -> list[EnvEnt
         entries.extend(EnvEntry(var, value) for var in cls.env_vars)
         if cls.kind not in _KEEP_PREVIOUS:
             continue
+        # every name below comes from the class's layout (`keyroll.layout`), the same table
+        # `EnvKeySource.from_layout` reads with
+        names = [cls.var_names(var) for var in cls.env_vars]
         kid = SecretValue(store.get_version(ref, labels[Label.CURRENT]).kid_hex)
-        entries.extend(EnvEntry(f"{var}_KID", kid) for var in cls.env_vars)
+        entries.extend(EnvEntry(n.current_kid, kid) for n in names)
         if Label.PENDING in labels:
             pending = _value_for(cls, store, ref, labels[Label.PENDING])
             new_kid = SecretValue(store.get_version(ref, labels[Label.PENDING]).kid_hex)
-            entries.extend(EnvEntry(f"{var}_NEXT", pending) for var in cls.env_vars)
-            entries.extend(EnvEntry(f"{var}_NEXT_KID", new_kid) for var in cls.env_vars)
+            entries.extend(EnvEntry(n.next, pending) for n in names)
+            entries.extend(EnvEntry(n.next_kid, new_kid) for n in names)
         if Label.PREVIOUS in labels:
             try:
                 previous = _value_for(cls, store, ref, labels[Label.PREVIOUS])
             except NotFound:
                 continue
             old_kid = SecretValue(store.get_version(ref, labels[Label.PREVIOUS]).kid_hex)
-            entries.extend(EnvEntry(var, previous) for var in cls.previous_env_vars)
-            entries.extend(EnvEntry(f"{var}_KID", old_kid) for var in cls.previous_env_vars)
+            entries.extend(EnvEntry(n.previous, previous) for n in names)
+            entries.extend(EnvEntry(n.previous_kid, old_kid) for n in names)
     return sorted(entries, key=lambda e: e.name)
 
 

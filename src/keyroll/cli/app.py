@@ -12,10 +12,12 @@ import os
 import sys
 import traceback
 from collections.abc import Mapping
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+import typer.main
 from typer.exceptions import TyperException
 
 from keyroll.cli import (
@@ -30,6 +32,7 @@ from keyroll.cli import (
     reencrypt_cmd,
     report_cmd,
     rotate_cmd,
+    run_cmd,
     scan_cmd,
     secrets_cmd,
     serve_cmd,
@@ -44,16 +47,29 @@ from keyroll.rotation.deploy import SENSITIVE_ENV
 from keyroll.runtime.redaction import Redactor
 from keyroll.scrub import dsn_secret_parts, scrub
 
-__all__ = ["app", "debug_traceback", "main", "run"]
+__all__ = ["ENV_VAR", "app", "debug_traceback", "main", "run"]
+
+#: The default of every required ``--env`` (as kubectl's context namespace, ``VAULT_FORMAT``).
+ENV_VAR = "KEYROLL_ENV"
 
 app = typer.Typer(
     name="keyroll",
     help="Rotate secrets without downtime, prove it, and know before one is due.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion [bash|zsh|fish]
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        try:
+            text = version("keyroll")
+        except PackageNotFoundError:  # pragma: no cover - running from a source tree
+            text = "unknown"
+        typer.echo(f"keyroll {text}")
+        raise typer.Exit(0)
 
 
 @app.callback()
@@ -61,12 +77,18 @@ def _root(
     ctx: typer.Context,
     config: Annotated[
         Path | None,
-        typer.Option("--config", "-c", help="keyroll.toml to use (default: search upwards)."),
+        typer.Option("--config", "-c", envvar="KEYROLL_CONFIG",
+                     help="keyroll.toml to use (default: search upwards)."),
     ] = None,
     store: Annotated[
         str | None,
-        typer.Option("--store", help="Store URL, overriding [store] url (env KEYROLL_STORE)."),
+        typer.Option("--store", envvar="KEYROLL_STORE",
+                     help="Store URL, overriding [store] url."),
     ] = None,
+    _show_version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True,
+                           help="Print keyroll's version and exit.")
+    ] = False,
 ) -> None:
     ctx.obj = AppContext(config=config, store_url=store)
     ctx.call_on_close(ctx.obj.close)
@@ -84,21 +106,38 @@ reencrypt_cmd.register(app)
 dashboard_cmd.register(app)
 serve_cmd.register(app)
 scan_cmd.register(app)
+run_cmd.register(app)
 app.add_typer(report_cmd.app, name="report")
 app.add_typer(inventory_cmd.app, name="inventory")
 app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(escrow_cmd.app, name="escrow")
 
 
+def _env_default(command: Any) -> Any:
+    """Give every *required* ``--env`` the default `ENV_VAR`. Optional ``--env`` filters
+    (status, advance, notify, audit log) keep meaning "every environment" when it is set, so
+    a cron ``keyroll advance`` never narrows to one by accident."""
+    for param in command.params:
+        if param.name == "env" and param.required and param.envvar is None:
+            param.envvar = ENV_VAR
+            param.show_envvar = True
+    for sub in getattr(command, "commands", {}).values():
+        _env_default(sub)
+    return command
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
     try:
-        result = app(args=argv, prog_name="keyroll", standalone_mode=False)
+        command = _env_default(typer.main.get_command(app))
+        result = command(args=argv, prog_name="keyroll", standalone_mode=False)
     except TyperException as exc:  # click's usage errors (typer vendors click)
         err().print(f"error: {escape(exc.format_message())}", markup=False)
         return exc.exit_code
     except typer.Exit as exc:
         return exc.exit_code
+    except SystemExit as exc:  # typer's --show-completion / --install-completion exit so
+        return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
     except typer.Abort:
         err().print("aborted", markup=False)
         return 1

@@ -63,10 +63,19 @@ def verify(
     expect_head: Annotated[
         str | None, typer.Option("--expect-head", help="A head hash pinned earlier.")
     ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON document (schema keyroll.audit-verify/v1).")
+    ] = False,
 ) -> None:
     """Check the hash chain: exit 1 and name every edited, deleted, inserted or moved record."""
     context: AppContext = ctx.obj
     report = context.journal.verify(expect_head=expect_head)
+    if as_json:
+        print_json({"schema": "keyroll.audit-verify/v1", "ok": report.ok, "count": report.count,
+                    "head": report.head, "problems": list(report.problems)})
+        if not report.ok:
+            raise typer.Exit(1)
+        return
     if report.ok:
         out().print(f"journal ok: {report.count} records, head {report.head}")
         return

@@ -19,7 +19,37 @@ from keyroll.inventory import DEFAULT_FILE, Inventory, load_inventory
 from keyroll.stores import open_store, sqlite_path
 from keyroll.stores.masterkey import ENV_VAR, create_key_file
 
-__all__ = ["register"]
+__all__ = ["MINIMAL", "register"]
+
+#: What ``keyroll init --minimal`` writes: one JWT signing key of one app.
+MINIMAL = """\
+# keyroll inventory: one JWT signing key for one app (`keyroll init --minimal`).
+# Add a [classes.NAME] table per secret; `keyroll init` without --minimal writes a full example.
+project = "{project}"
+
+[environments.dev]
+
+[environments.prod]
+production = true
+
+[classes.jwt]
+kind = "jwt-signing"
+description = "Signs the app's access tokens"
+env_vars = ["{var}"]
+layout = "{layout}"          # variable names: see docs/frameworks.md, "Variable layouts"
+cadence_days = 90
+tier = "high"
+blast_radius = "every signed-in session"
+owner = "you"
+environments = ["dev", "prod"]
+overlap = {{ token_ttl = "15m", margin = "1h" }}
+# deliver it: `keyroll run --env dev -- CMD`, `keyroll export --env dev -o .env`, or
+# hooks.on_promote = [{{ write_dotenv = ".env" }}]
+"""
+
+#: The current-key variable ``--minimal`` names for each layout.
+_MINIMAL_VAR = {"suffix": "JWT_SECRET", "seed-004": "JWT_SECRET",
+                "seed-003": "JWT_SECRET_KEY_CURRENT", "seed-001": "SECRET_KEY"}
 
 _IGNORED = (".keyroll/", ".env", ".env*", "*.key", "*.pem", "secrets/", f"{TEMP_PREFIX}*")
 
@@ -64,11 +94,21 @@ def _store_missing(url: str, directory: Path) -> bool:
 def init(
     ctx: typer.Context,
     directory: Annotated[Path, typer.Argument(help="Project folder.")] = Path("."),
+    minimal: Annotated[
+        bool, typer.Option("--minimal", help="Write a one-class JWT inventory for a single app.")
+    ] = False,
+    layout: Annotated[
+        str, typer.Option("--layout", help="With --minimal: suffix, seed-004, seed-003 or seed-001.")
+    ] = "suffix",
 ) -> None:
     """Write an example keyroll.toml, create the local store and its master key (0600).
 
     With an existing keyroll.toml whose local store is missing or empty, create only the store.
     """
+    if layout not in _MINIMAL_VAR:
+        raise UsageError(f"unknown layout {layout!r}: use one of {', '.join(_MINIMAL_VAR)}")
+    if layout != "suffix" and not minimal:
+        raise UsageError("--layout goes with --minimal (the full example names its own variables)")
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
     inventory_path = directory / DEFAULT_FILE
@@ -82,7 +122,11 @@ def init(
             )
         console.print(f"kept {inventory_path}; its local store is missing or empty: creating it")
     else:
-        example = files("keyroll").joinpath("example_inventory.toml").read_text(encoding="utf-8")
+        if minimal:
+            project = "".join(c if c.isalnum() or c in "-_" else "-" for c in directory.name) or "app"
+            example = MINIMAL.format(project=project, var=_MINIMAL_VAR[layout], layout=layout)
+        else:
+            example = files("keyroll").joinpath("example_inventory.toml").read_text(encoding="utf-8")
         inventory_path.write_text(example, encoding="utf-8")
         inventory = load_inventory(inventory_path)
         console.print(f"wrote {inventory_path} ({len(inventory.classes)} secret classes)")
@@ -101,7 +145,8 @@ def init(
     added = _ensure_gitignored(directory, _export_targets(inventory))
     if added:
         console.print(f"added {', '.join(added)} to .gitignore")
-    console.print("next: `keyroll import --env dev --file .env` or `keyroll generate CLASS --env dev`")
+    first = "jwt" if minimal else "CLASS"
+    console.print(f"next: `keyroll import --env dev --file .env` or `keyroll generate {first} --env dev`")
 
 
 def register(app: typer.Typer) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from keyroll.cli.context import AppContext
-from keyroll.cli.output import out
+from keyroll.cli.output import out, print_json
 from keyroll.rotation.strategies import strategy_for
 
 __all__ = ["app"]
@@ -14,7 +16,12 @@ app = typer.Typer(help="Inspect the inventory (keyroll.toml).", no_args_is_help=
 
 
 @app.command()
-def check(ctx: typer.Context) -> None:
+def check(
+    ctx: typer.Context,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON document (schema keyroll.inventory-check/v1).")
+    ] = False,
+) -> None:
     """Validate keyroll.toml and each class's kind options: the first problem in one line
     (with how many more there are), exit 2 when invalid."""
     context: AppContext = ctx.obj
@@ -22,6 +29,16 @@ def check(ctx: typer.Context) -> None:
     for cls in inventory.classes.values():  # kind-specific options, as a rotation would
         strategy_for(cls.kind).validate(cls)
     secrets = inventory.secrets()
+    if as_json:  # an invalid inventory is still the one-line error on stderr, exit 2
+        print_json({
+            "schema": "keyroll.inventory-check/v1", "ok": True, "file": str(context.inventory_path),
+            "environments": list(inventory.environments),
+            "classes": [{"name": c.name, "kind": c.kind.value, "layout": c.layout,
+                         "env_vars": list(c.env_vars), "environments": list(c.environments)}
+                        for c in inventory.classes.values()],
+            "secrets": len(secrets),
+        })
+        return
     out().print(
         f"{context.inventory_path}: ok: {len(inventory.classes)} classes, {len(secrets)} secrets "
         f"in {len(inventory.environments)} environments ({', '.join(inventory.environments)})"

@@ -6,8 +6,10 @@ The engine emits events; `EventPrinter` shows them live, one line each.
 from __future__ import annotations
 
 import getpass
+import json
 import sys
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -20,7 +22,7 @@ from keyroll.rotation.engine import Engine
 from keyroll.rotation.events import Event, Observer
 from keyroll.rotation.record import ACTIVE, Rotation, RotationState
 
-__all__ = ["EventPrinter", "register"]
+__all__ = ["EventPrinter", "EventStreamer", "register"]
 
 _MARK = {
     "step.started": "[cyan]…[/]", "step.finished": "[green]✓[/]", "step.failed": "[red]✗[/]",
@@ -46,10 +48,28 @@ class EventPrinter:
         self.console.print(event.message, markup=False, highlight=False)
 
 
-def _engine(app: AppContext, *, quiet: bool = False) -> Engine:
-    """The engine as every command runs it: events printed, and sent where ``[notify]`` says
-    (the notices go out when the command ends)."""
-    observers: list[Observer] = [EventPrinter(quiet)]
+class EventStreamer:
+    """``rotate --json``: one JSON object per engine event on stdout (NDJSON), schema
+    ``keyroll.rotate-event/v1``; the last line is ``keyroll.rotate-result/v1``. Events carry
+    fingerprints and redacted evidence only, as the journal does."""
+
+    def __call__(self, event: Event) -> None:
+        _line({"schema": "keyroll.rotate-event/v1", "rotation": event.rotation,
+               "secret": str(event.ref), "kind": event.kind, "step": event.step,
+               "message": event.message, "at": event.at.isoformat(),
+               "evidence": dict(event.evidence)})
+
+
+def _line(doc: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(doc, sort_keys=True, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def _engine(app: AppContext, *, quiet: bool = False,
+            observer: Callable[[Event], None] | None = None) -> Engine:
+    """The engine as every command runs it: events printed (or streamed as JSON), and sent
+    where ``[notify]`` says (the notices go out when the command ends)."""
+    observers: list[Observer] = [observer or EventPrinter(quiet)]
     if app.notifier is not None:
         observers.append(app.notifier)
     return Engine(
@@ -79,11 +99,19 @@ def rotate(
                                            "retire at once, run revoke hooks.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan, change nothing.")] = False,
     drill: Annotated[bool, typer.Option("--drill", help="Record it as a rehearsal.")] = False,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Stream events as NDJSON (keyroll.rotate-event/v1, then "
+        "keyroll.rotate-result/v1), for CI.")] = False,
 ) -> None:
     """Rotate one secret now, showing every step live."""
     app: AppContext = ctx.obj
     app.guard_clock(env)
-    engine = _engine(app)
+    engine = _engine(app, observer=EventStreamer() if as_json else None)
+    if dry_run and as_json:
+        for planned in engine.preview(class_name, env, incident=incident):
+            _line({"schema": "keyroll.rotate-plan/v1", "step": planned.step,
+                   "description": planned.description})
+        return
     if dry_run:
         table = Table(title=f"plan: rotate {class_name} in {env}"
                       + (" (incident)" if incident else ""))
@@ -100,8 +128,12 @@ def rotate(
         raise UsageError(f"--drill is for rehearsal environments; {env} is production")
     record = engine.start(class_name, env, incident=incident, drill=drill)
     record = engine.run(record.id)
+    if as_json:
+        _line({"schema": "keyroll.rotate-result/v1", "rotation": record.id,
+               "secret": f"{env}/{class_name}", "state": str(record.state),
+               "waiting": record.state in ACTIVE})
     _finish(record)
-    if record.state not in ("done",):
+    if record.state not in ("done",) and not as_json:
         out().print(f"rotation {record.id} is at [bold]{record.state}[/]: "
                     "`keyroll advance` moves it on (cron), `keyroll rotations` lists it")
 
@@ -114,6 +146,8 @@ def advance(
         "to production environments, and the journal keeps the real time.")] = None,
     start_due: Annotated[bool, typer.Option("--start-due/--no-start-due",
                                             help="Start due rotations where auto = true.")] = True,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="One JSON document (keyroll.advance/v1) instead of lines.")] = False,
 ) -> None:
     """The cron tick: move every rotation whose wait is over; start due ones (auto)."""
     app: AppContext = ctx.obj
@@ -134,7 +168,16 @@ def advance(
         if production:
             err().print(f"{moved}: skipping production environments "
                         f"({', '.join(sorted(production))})", markup=False)
-    report = _engine(app).advance(start_due=start_due, environments=environments)
+    report = _engine(app, quiet=as_json).advance(start_due=start_due, environments=environments)
+    if as_json:  # step lines went to stderr (quiet)
+        print_json({"schema": "keyroll.advance/v1", "moved": list(report.moved),
+                    "started": list(report.started), "waiting": list(report.waiting),
+                    "busy": list(report.busy),
+                    "failed": [{"rotation": str(what), "error": str(why)}
+                               for what, why in report.failed]})
+        if report.failed:
+            raise typer.Exit(1)
+        return
     console = out()
     console.print(f"advance: {len(report.moved)} moved, {len(report.started)} started, "
                   f"{len(report.waiting)} waiting, {len(report.busy)} busy, "

@@ -15,6 +15,7 @@ from keyroll.runtime.keysource import EnvKeySource as EnvKeySource
 from keyroll.runtime.keysource import Key as Key
 from keyroll.runtime.keysource import KeySet as KeySet
 from keyroll.runtime.keysource import KeySource as KeySource
+from keyroll.runtime.keysource import LazyKeySource as LazyKeySource
 from keyroll.runtime.keysource import StaticKeySource as StaticKeySource
 from keyroll.runtime.keysource import StoreKeySource as StoreKeySource
 from keyroll.runtime.redaction import RedactingFilter as RedactingFilter
@@ -39,6 +40,7 @@ __all__ = [
     "KeySet",
     "KeySource",
     "KidUsage",
+    "LazyKeySource",
     "RedactingFilter",
     "Redactor",
     "StaticKeySource",

@@ -199,8 +199,9 @@ class FieldCipher:
         self.legacy = legacy
         self._ring: _Ring | None = None
         self._legacy_ring: _LegacyRing | None = None
-        self._ring_for(source.snapshot())
-        if legacy is not None:
+        if not source.lazy:
+            self._ring_for(source.snapshot())
+        if legacy is not None and not legacy.lazy:
             self._legacy_for(legacy.snapshot())
 
     def _ring_for(self, keyset: KeySet) -> _Ring:

@@ -177,7 +177,8 @@ class JWTKeyRing:
         self.legacy_kidless = legacy_kidless
         self._clock = clock
         self._ring: _Ring | None = None
-        self._ring_for(source.snapshot())  # fail at construction on a bad key
+        if not source.lazy:
+            self._ring_for(source.snapshot())  # fail at construction on a bad key
 
     def _ring_for(self, keyset: KeySet) -> _Ring:
         ring = self._ring

@@ -56,6 +56,7 @@ from types import MappingProxyType
 from typing import Any, NoReturn
 
 from keyroll.errors import KeyrollError, NotFound, SecretRejected, UsageError
+from keyroll.layout import DEFAULT_LAYOUT, Layout, check_layout, layout_mismatch
 from keyroll.model import Label, SecretRef, SecretValue, format_kid
 from keyroll.runtime.startup import check_value
 from keyroll.runtime.usage import UsageCounter, merge_usage
@@ -66,6 +67,7 @@ __all__ = [
     "Key",
     "KeySet",
     "KeySource",
+    "LazyKeySource",
     "StaticKeySource",
     "StoreKeySource",
     "derive_env_kid",
@@ -199,6 +201,10 @@ class KeySource(ABC):
         usage: counters that rings record into (a fresh `UsageCounter` if None).
     """
 
+    #: True for a source that loads nothing until first used (`LazyKeySource`): rings built on
+    #: it skip their construction-time check of the keys.
+    lazy: bool = False
+
     def __init__(
         self,
         *,
@@ -286,6 +292,64 @@ class KeySource(ABC):
 
     def __reduce__(self) -> NoReturn:
         raise TypeError(f"{type(self).__name__} refuses to be pickled: it holds secrets")
+
+
+class LazyKeySource(KeySource):
+    """A source built on first use: ``LazyKeySource(EnvKeySource.jwt_secret)``.
+
+    A ring on it (``JWTKeyRing(LazyKeySource(...))``) can be created at import time in a module
+    that scripts, migrations and tests also import: nothing reads keys, and nothing fails for
+    lack of them, until a token is signed or verified. Then the factory runs once (thread-safe)
+    and every call goes to the source it returned: its refresh, its usage counters.
+
+    Args:
+        factory: builds the real source; its errors (unset variable, store down) surface on the
+            first use and the factory runs again on the next.
+        name: for messages until the source is built.
+    """
+
+    lazy = True
+
+    def __init__(self, factory: Callable[[], KeySource], *, name: str = "lazy key source") -> None:
+        super().__init__(name=name, refresh_interval=float("inf"))
+        self._factory = factory
+        self._inner: KeySource | None = None
+        self._build_lock = threading.Lock()
+
+    @property
+    def inner(self) -> KeySource:
+        """The real source, built now if it was not yet."""
+        inner = self._inner
+        if inner is None:
+            with self._build_lock:
+                if self._inner is None:
+                    self._inner = self._factory()
+                    self.name = self._inner.name
+                inner = self._inner
+        return inner
+
+    @property  # read from the real source once it exists
+    def usage(self) -> UsageCounter:
+        return self.inner.usage
+
+    @usage.setter
+    def usage(self, value: UsageCounter) -> None:
+        """`KeySource.__init__` assigns one; the real source's counters are used instead."""
+
+    def snapshot(self) -> KeySet:
+        return self.inner.snapshot()
+
+    def refresh(self) -> KeySet:
+        return self.inner.refresh()
+
+    def refresh_for_unknown_kid(self, kid_hex: str) -> KeySet | None:
+        return self.inner.refresh_for_unknown_kid(kid_hex)
+
+    def _load(self) -> Sequence[Key]:
+        return self.inner.snapshot().keys
+
+    def __repr__(self) -> str:
+        return f"LazyKeySource({self._inner!r})" if self._inner else "LazyKeySource(not built)"
 
 
 class StaticKeySource(KeySource):
@@ -464,10 +528,13 @@ class EnvKeySource(KeySource):
         min_length: values shorter than this are refused (seed 003: 32 for JWT keys).
         refresh_interval: seconds between re-reads of the environment.
         clock: monotonic seconds.
+        layout: the `keyroll.layout` these names follow (set by `from_layout`): then the
+            environment is checked for another layout's spellings at every load.
 
     Raises:
         SecretRejected: the current variable is unset, or a value fails `startup.check_value`.
-        UsageError: a ``_KID`` variable is malformed, or ``derive_kids=False`` and one is unset.
+        UsageError: a ``_KID`` variable is malformed, or ``derive_kids=False`` and one is unset,
+            or the environment was written for another layout than ``layout``.
     """
 
     def __init__(
@@ -482,6 +549,7 @@ class EnvKeySource(KeySource):
         min_length: int = 32,
         refresh_interval: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        layout: Layout | None = None,
     ) -> None:
         name = f"env:{current_var}" + (f"+{previous_var}" if previous_var else "")
         super().__init__(name=name, refresh_interval=refresh_interval, clock=clock)
@@ -493,28 +561,51 @@ class EnvKeySource(KeySource):
         self.derive_kids = derive_kids
         self.min_length = min_length
         self._last_keys: tuple[Key, ...] = ()
+        self.layout = layout
         self.refresh()
 
     #: the prefix of every key's ``origin`` (``env:JWT_SECRET``; ``file:`` for files)
     _origin = "env"
 
     @classmethod
+    def from_layout(cls, var: str, layout: str = DEFAULT_LAYOUT, **kwargs: Any) -> EnvKeySource:
+        """The key whose current value is in ``var``, with the other names from `keyroll.layout`
+        (the table keyroll's exports and deploy hooks write with): pass the class's
+        ``layout`` from keyroll.toml.
+
+        Raises:
+            UsageError: an unknown layout, a name that does not fit it, or (at the first load)
+                an environment written for another layout.
+        """
+        try:
+            chosen = check_layout(layout)
+            names = chosen.names(var)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        kwargs.setdefault("next_var", names.next)
+        return cls(names.current, names.previous, separator=names.separator, layout=chosen,
+                   **kwargs)
+
+    @classmethod
     def jwt_secret(cls, name: str = "JWT_SECRET", **kwargs: Any) -> EnvKeySource:
         """Seed 004: ``JWT_SECRET`` + ``JWT_SECRET_PREVIOUS`` (also ``JWT_REFRESH_SECRET``), and
-        ``JWT_SECRET_NEXT`` while keyroll stages a new key."""
-        kwargs.setdefault("next_var", f"{name}_NEXT")
-        return cls(name, f"{name}_PREVIOUS", **kwargs)
+        ``JWT_SECRET_NEXT`` while keyroll stages a new key (layout ``seed-004``)."""
+        return cls.from_layout(name, "seed-004", **kwargs)
 
     @classmethod
     def jwt_secret_key(cls, stem: str = "JWT_SECRET_KEY", **kwargs: Any) -> EnvKeySource:
-        """Seed 003: ``JWT_SECRET_KEY_CURRENT`` + ``JWT_SECRET_KEY_PREVIOUS``."""
-        return cls(f"{stem}_CURRENT", f"{stem}_PREVIOUS", **kwargs)
+        """Seed 003: ``JWT_SECRET_KEY_CURRENT`` + ``JWT_SECRET_KEY_PREVIOUS`` (+ ``_NEXT``),
+        layout ``seed-003``."""
+        return cls.from_layout(f"{stem}_CURRENT", "seed-003", **kwargs)
 
     @classmethod
     def secret_key(
-        cls, name: str = "SECRET_KEY", old: str = "OLD_SECRET_KEYS", **kwargs: Any
+        cls, name: str = "SECRET_KEY", old: str | None = None, **kwargs: Any
     ) -> EnvKeySource:
-        """Seed 001: ``SECRET_KEY`` + ``OLD_SECRET_KEYS`` (comma-separated)."""
+        """Seed 001: ``SECRET_KEY`` + ``OLD_SECRET_KEYS`` (comma-separated), layout
+        ``seed-001``; ``old`` names another list variable (then no layout check)."""
+        if old is None or old == f"OLD_{name}S":
+            return cls.from_layout(name, "seed-001", **kwargs)
         return cls(name, old, separator=",", **kwargs)
 
     def _kid(self, var: str, kid_text: str | None, value: SecretValue) -> tuple[int, bool]:
@@ -556,6 +647,10 @@ class EnvKeySource(KeySource):
             SecretRejected: the current variable is unset, or a value fails `check_value`.
             UsageError: a malformed ``_KID``, or a missing one with ``derive_kids=False``.
         """
+        if self.layout is not None:
+            mismatch = layout_mismatch(self.layout, self.current_var, env)
+            if mismatch is not None:
+                raise UsageError(mismatch)
         raw = env.get(self.current_var, "")
         if not raw:
             raise SecretRejected(f"{self.current_var} is not set: the application needs its key")

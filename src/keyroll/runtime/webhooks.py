@@ -123,7 +123,8 @@ class WebhookKeyRing:
         self.tolerance = tolerance.total_seconds()
         self._clock = clock
         self._ring: _Ring | None = None
-        self._ring_for(source.snapshot())
+        if not source.lazy:
+            self._ring_for(source.snapshot())
 
     def _ring_for(self, keyset: KeySet) -> _Ring:
         ring = self._ring
