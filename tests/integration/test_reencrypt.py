@@ -27,7 +27,8 @@ from keyroll.audit import Journal
 from keyroll.cli.app import run
 from keyroll.model import Label
 from keyroll.reencrypt import Reencryptor, cipher_for_class
-from keyroll.reencrypt.database import Database, Update, open_database
+from keyroll.reencrypt.connect import open_database
+from keyroll.reencrypt.database import Database, Update
 from keyroll.reencrypt.job import checkpoint_key
 from keyroll.rotation.engine import Engine
 from tests.leaks import assert_no_leak

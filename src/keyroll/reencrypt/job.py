@@ -37,7 +37,8 @@ from typing import Any
 from keyroll.errors import InvalidToken, UsageError
 from keyroll.inventory import EncryptionColumn
 from keyroll.model import SecretRef
-from keyroll.reencrypt.database import Column, Database, KeyValue, Update, open_database
+from keyroll.reencrypt.connect import open_database
+from keyroll.reencrypt.database import Column, Database, KeyValue, Update
 from keyroll.reencrypt.headers import HeaderMatch
 from keyroll.runtime.fields import Context, FieldCipher
 from keyroll.stores.base import Store

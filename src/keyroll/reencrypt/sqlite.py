@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import quote
 
 from keyroll.errors import TargetError, UsageError
-from keyroll.reencrypt.database import NULL, Column, Database, KeyValue, Update, Window, scrub
+from keyroll.reencrypt.database import NULL, Column, Database, KeyValue, Update, Window
 from keyroll.reencrypt.headers import (
     FERNET_PREFIX,
     LEGACY,
@@ -26,6 +26,7 @@ from keyroll.reencrypt.headers import (
     TEXT_HEAD,
     HeaderMatch,
 )
+from keyroll.scrub import scrub
 
 __all__ = ["SQLiteDatabase", "quote_identifier", "sqlite_file"]
 
