@@ -50,13 +50,13 @@ from keyroll.errors import (
     LeaseLost,
     LockHeld,
     RotationRefused,
-    StepFailed,
     StoreForbidden,
     StoreUnavailable,
 )
 from keyroll.inventory import EnvironmentPolicy, Inventory, SecretClass
 from keyroll.model import Label, SecretRef, SecretValue, Version, utcnow
 from keyroll.rotation import rollback as back
+from keyroll.rotation import steps
 from keyroll.rotation.deploy import HookRunner
 from keyroll.rotation.events import Event, Observer
 from keyroll.rotation.lock import LEASE_TTL, START_TTL, Lease, rotation_ended
@@ -618,7 +618,7 @@ class Engine:
         self._emit(record, "step.started", step, f"{step}…")
         self._guard()
         try:
-            record = getattr(self, f"_do_{step.value}")(record, ctx, strategy) or record
+            record = steps.RUN[step](self, record, ctx, strategy) or record
         except (StoreUnavailable, StoreForbidden):
             # the store itself is out of reach: pause, and rerun this step when it is back.
             # Rolling back now would act on a state we cannot read.
@@ -681,126 +681,6 @@ class Engine:
             return True
         self._emit(record, "waiting", "promote", f"apps load the new key until {ready:%H:%M:%S}")
         return False
-
-    # --- the steps ------------------------------------------------------------------------
-
-    def _do_plan(self, record: Rotation, ctx: StepContext, strategy: Strategy) -> None:
-        body = record.body
-        if 1 + len(body.approvals) < body.approvals_required:
-            raise RotationRefused(f"rotation {record.id} needs {body.approvals_required} "
-                                  "approvals")
-        labels = self.store.get_labels(record.ref)
-        if labels.get(Label.CURRENT) != body.old_version:
-            raise RotationRefused(f"{record.ref}: current version moved since the rotation was "
-                                  "requested")
-        strategy.plan(ctx)
-        if ctx.old is not None:
-            ctx.evidence["current"] = {"version": ctx.old.number, "fingerprint": ctx.old.fingerprint}
-        if body.approvals:
-            ctx.evidence["approved_by"] = list(body.approvals)
-
-    def _do_create(self, record: Rotation, ctx: StepContext, strategy: Strategy) -> Rotation:
-        labels = self.store.get_labels(record.ref)
-        mine = [v for v in self.store.list_versions(record.ref)
-                if v.meta.get("rotation") == record.id and not v.destroyed]
-        if mine:  # a crash after put_version: reuse what this rotation stored
-            version = mine[-1]
-        else:
-            value = strategy.create(ctx)
-            meta = {"rotation": record.id, **strategy.version_meta(ctx)}
-            if ctx.cls.generator is not None and ctx.entered is None:
-                meta["generator"] = ctx.cls.generator.value
-            self._guard()
-            version = self.store.put_version(record.ref, value, created_at=ctx.now, meta=meta,
-                                             fence=self._fence())
-        if labels.get(Label.PENDING) != version.number:
-            self.store.set_labels(
-                record.ref, expected={Label.PENDING: labels.get(Label.PENDING)},
-                new={Label.PENDING: version.number}, fence=self._fence())
-        ctx.new = version
-        body = record.body.but(new_version=version.number,
-                               pending_since=record.body.pending_since or ctx.now)
-        ctx.evidence["new"] = {"version": version.number, "fingerprint": version.fingerprint,
-                               "kid": version.kid_hex}
-        return self._save(record, record.state, body)
-
-    def _do_apply(self, record: Rotation, ctx: StepContext, strategy: Strategy) -> None:
-        strategy.apply(ctx)
-        if strategy.propagation(ctx) > timedelta(0) and not ctx.incident:
-            # stage the new key (<VAR>_NEXT, accepted, not signing) with the same deploy that
-            # promote uses: every instance accepts it before any instance signs with it
-            ctx.evidence["staged"] = self._run_hooks(record, ctx, "on_promote")
-
-    def _do_test(self, record: Rotation, ctx: StepContext, strategy: Strategy) -> None:
-        strategy.test(ctx)
-
-    def _do_promote(self, record: Rotation, ctx: StepContext, strategy: Strategy) -> None:
-        """Forward: pending → current, current → previous. Back: the old version current
-        again, the rolled-back one previous (accepted, never used to sign or encrypt)."""
-        assert ctx.new is not None
-        body = record.body
-        keep, retire = body.keeping_version, body.retiring_version
-        labels = self.store.get_labels(record.ref)
-        if labels.get(Label.CURRENT) != keep:
-            self._guard()
-            self.store.set_labels(
-                record.ref,
-                expected={Label.CURRENT: retire, Label.PENDING: labels.get(Label.PENDING),
-                          Label.PREVIOUS: labels.get(Label.PREVIOUS)},
-                new={Label.CURRENT: keep, Label.PREVIOUS: retire, Label.PENDING: None},
-                fence=self._fence())
-        if not record.reverted:
-            strategy.promote(ctx)
-        ctx.evidence["hooks"] = self._run_hooks(record, ctx, "on_promote")
-        # on the way back the verify hooks are recorded, not obeyed (a failing one is often
-        # why we turned back); what must hold is that the target accepts the old value
-        ctx.evidence["verify"] = self._run_hooks(record, ctx, "verify",
-                                                 check=not record.reverted)
-        if record.reverted:
-            ctx.evidence["verified_current"] = self._verify_current(ctx, strategy, ctx.new)
-
-    def _do_overlap(self, record: Rotation, ctx: StepContext, strategy: Strategy) -> None:
-        """The wait itself happened in `_step`; nothing to do on the target."""
-
-    def _do_retire(self, record: Rotation, ctx: StepContext, strategy: Strategy) -> None:
-        strategy.retire(ctx)
-        body = record.body
-        retiring = body.retiring_version
-        labels = self.store.get_labels(record.ref)
-        if retiring is not None and labels.get(Label.PREVIOUS) == retiring:
-            self._guard()
-            self.store.set_labels(record.ref, expected={Label.PREVIOUS: retiring},
-                                  new={Label.PREVIOUS: None}, fence=self._fence())
-        ctx.evidence["retired"] = {"version": retiring,
-                                   "fingerprint": ctx.old.fingerprint if ctx.old else None}
-        if ctx.incident:
-            strategy.revoke(ctx)
-            ctx.evidence["revoke"] = self._run_hooks(record, ctx, "revoke", check=False)
-        # deployments must stop carrying the previous value (*_PREVIOUS vars); the hooks run
-        # before the value is destroyed, so their output is still masked with it
-        ctx.evidence["hooks"] = self._run_hooks(record, ctx, "on_promote", check=False)
-        if record.reverted and ctx.new is not None:
-            ctx.evidence["verified_current"] = self._verify_current(ctx, strategy, ctx.new)
-        # destroy even if the index says destroyed: a crash may have cut a backend's two-part
-        # destroy in half (destroying again is a no-op); also values entered but not used
-        labelled = set(self.store.get_labels(record.ref).values())
-        keeping = body.keeping_version
-        self._guard()
-        for version in self.store.list_versions(record.ref):
-            if version.number in labelled or version.number == keeping:
-                continue
-            if version.number == retiring or version.meta.get("rotation") == record.id:
-                self.store.destroy_version(record.ref, version.number, fence=self._fence())
-
-    def _verify_current(self, ctx: StepContext, strategy: Strategy,
-                        version: Version) -> dict[str, Any]:
-        """Prove the target accepts the version that is current after a rollback."""
-        try:
-            return {"version": version.number, "fingerprint": version.fingerprint,
-                    **strategy.verify_current(ctx, version)}
-        except KeyrollError as exc:
-            raise StepFailed(f"{ctx.ref}: after the rollback the target does not accept the "
-                             f"restored current version {version.number}: {exc}") from None
 
     # --- rollback (`keyroll.rotation.rollback`) -------------------------------------------
 

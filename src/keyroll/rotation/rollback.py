@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from keyroll.errors import KeyrollError, LeaseLost, RotationRefused, StepFailed
 from keyroll.model import Label
 from keyroll.rotation.record import Direction, ErrorInfo, Rotation, RotationState, StepEntry
+from keyroll.rotation.steps import verify_current
 from keyroll.rotation.strategies import StepContext, Strategy
 
 if TYPE_CHECKING:
@@ -225,7 +226,7 @@ def restore(engine: Engine, record: Rotation) -> Rotation:
     if current is not None:
         kept = engine.store.get_version(record.ref, current)
         try:
-            evidence["verified"] = engine._verify_current(ctx, strategy, kept)
+            evidence["verified"] = verify_current(engine, ctx, strategy, kept)
         except StepFailed as exc:
             evidence["verified"] = {"version": current, "ok": False, "error": str(exc)}
     record = engine._save(record, S.ROLLED_BACK, body.but(rollback=evidence))
