@@ -95,18 +95,7 @@ def fail(engine: Engine, record: Rotation, step: RotationState, ctx: StepContext
     return restore(engine, record)
 
 def roll_back(engine: Engine, rotation_id: str, *, reason: str = "requested") -> Rotation:
-    """Undo a rotation.
-
-    Before promote the target and the labels are restored and the new value destroyed.
-    After promote it is a rotation back: the old version is current again, the rolled-back
-    one stays accepted (verify/decrypt only) through the class's overlap and gates (token
-    TTL, usage, rows still encrypted under it), then retires; `keyroll advance` moves it.
-
-    Raises:
-        RotationRefused: the rotation ended or is retiring already; or there is no way
-            back (an incident rotation after create, a provider secret after the portal
-            step): the message says to rotate forward.
-    """
+    """`Engine.rollback` (its docstring says what happens and when it is refused)."""
     record = engine.get(rotation_id)
     refuse(engine, record)
     with engine._holding(record) as record:  # re-read under the lease

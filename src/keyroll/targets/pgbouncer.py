@@ -36,6 +36,7 @@ from keyroll.errors import TargetError
 from keyroll.files import write_private
 from keyroll.model import SecretValue
 from keyroll.targets._redact import target_error
+from keyroll.targets.postgres._driver import psycopg as psycopg_module
 from keyroll.targets.scram import ScramVerifier
 
 if TYPE_CHECKING:
@@ -49,13 +50,7 @@ _SYSTEM = "PgBouncer"
 
 
 def _psycopg() -> ModuleType:
-    try:
-        import psycopg
-    except ImportError:  # pragma: no cover - exercised only without the extra
-        raise TargetError(
-            "PgBouncer targets need psycopg: pip install 'keyroll[postgres]'"
-        ) from None
-    return psycopg
+    return psycopg_module(_SYSTEM)
 
 
 #: What `parse_admin_url` accepts (for messages: the URL itself holds a password).

@@ -35,13 +35,17 @@ SYSTEM = "PostgreSQL"
 MAX_IDENTIFIER_BYTES = 63  # NAMEDATALEN - 1: longer names are silently truncated by the server
 
 
-def psycopg() -> ModuleType:
-    """The psycopg module, or a `TargetError` that names the extra to install."""
+def psycopg(system: str = SYSTEM) -> ModuleType:
+    """The psycopg module, or a `TargetError` that names the extra to install.
+
+    Args:
+        system: who needs it, for the message (``PostgreSQL``, ``PgBouncer``).
+    """
     try:
         import psycopg
     except ImportError:  # pragma: no cover - exercised only without the extra
         raise TargetError(
-            "PostgreSQL targets need psycopg: pip install 'keyroll[postgres]'"
+            f"{system} targets need psycopg: pip install 'keyroll[postgres]'"
         ) from None
     return psycopg
 
