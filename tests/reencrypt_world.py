@@ -19,11 +19,13 @@ from typing import Any
 from cryptography.fernet import Fernet
 
 from keyroll.generate import generate
-from keyroll.inventory import Inventory, parse_inventory
+from keyroll.inventory import parse_inventory
 from keyroll.model import Label, SecretRef, SecretValue, Version
 from keyroll.runtime.fields import FieldCipher
 from keyroll.runtime.keysource import Key, StaticKeySource
 from keyroll.stores.sqlite import SQLiteStore
+from tests.world import Clock
+from tests.world import World as EngineWorld
 
 DSN_ENV = "APP_DATABASE_URL"
 EMAIL_CONTEXT = "users,email,{key}"
@@ -102,17 +104,20 @@ class AppDatabase:
 
 
 @dataclass
-class World:
-    """A project folder with keyroll.toml, a store holding the class's key, an app table."""
+class World(EngineWorld):
+    """`tests.world.World` with keyroll.toml's encryption-key class, its key in the store, and
+    an application table (``db``) whose rows the tests plant and check."""
 
-    path: Path
-    store: SQLiteStore
-    master_key: bytes
-    inventory: Inventory
-    db: AppDatabase
-    ref: SecretRef = field(default_factory=lambda: SecretRef("dev", "field"))
-    fernet_keys: list[bytes] = field(default_factory=list)
-    plaintexts: dict[int, tuple[str | None, bytes | None]] = field(default_factory=dict)
+    store: SQLiteStore  # type: ignore[assignment]  # narrower than Store: tests reach into it
+    db: AppDatabase = field(kw_only=True)
+    ref: SecretRef = field(default_factory=lambda: SecretRef("dev", "field"), kw_only=True)
+    fernet_keys: list[bytes] = field(default_factory=list, kw_only=True)
+    plaintexts: dict[int, tuple[str | None, bytes | None]] = field(default_factory=dict,
+                                                                   kw_only=True)
+
+    @property
+    def master_key(self) -> bytes:
+        return self.key
 
     @property
     def env(self) -> dict[str, str]:
@@ -140,8 +145,9 @@ class World:
     def fernet(self, i: int = 1) -> Fernet:
         return Fernet(self.fernet_keys[i])
 
-    def rotate(self) -> Version:
-        """Promote a fresh key: current → previous (what the engine does at promote)."""
+    def rotate(self) -> Version:  # type: ignore[override]
+        """Promote a fresh key: current → previous (what the engine does at promote), without
+        the engine (`tests.world.World.rotate` drives a whole rotation)."""
         labels = self.store.get_labels(self.ref)
         version = self.store.put_version(self.ref, generate("key-32"))
         self.store.set_labels(
@@ -213,8 +219,9 @@ def make_world(tmp_path: Path, db: AppDatabase, *, table: str = "users") -> Worl
     master = secrets.token_bytes(32)
     store = SQLiteStore(tmp_path / ".keyroll" / "store.db", master)
     inventory = parse_inventory(text, tmp_path / "keyroll.toml")
-    world = World(tmp_path, store, master, inventory, db,
-                  fernet_keys=[Fernet.generate_key(), Fernet.generate_key()])
+    world = World(tmp_path, store, inventory, Clock(), master, db=db,
+                  fernet_keys=[Fernet.generate_key(), Fernet.generate_key()],
+                  move_clock_on_sleep=False)
     version = store.put_version(world.ref, generate("key-32"))
     store.set_labels(world.ref, expected={}, new={Label.CURRENT: version.number})
     db.create_table(table)

@@ -26,6 +26,7 @@ The tree::
     │   ├── RotationRefused        preflight said no (approval missing, gate closed, …)
     │   └── StepFailed             a step's side effect failed; the engine rolls back
     ├── TargetError                PostgreSQL, PgBouncer, Redis or a provider failed
+    │   └── RoleMissing            the PostgreSQL role a step acts on does not exist
     └── HookFailed                 an inventory hook exited non-zero or timed out
 
 `UsageError` subclasses (and a few others a person can fix at once, such as `LockHeld`) have
@@ -47,6 +48,7 @@ __all__ = [
     "LockHeld",
     "MasterKeyError",
     "NotFound",
+    "RoleMissing",
     "RotationError",
     "RotationRefused",
     "SecretRejected",
@@ -172,6 +174,14 @@ class StepFailed(RotationError):
 
 class TargetError(KeyrollError):
     """Raised when the rotation target (database, cache, provider) fails or refuses."""
+
+
+class RoleMissing(TargetError):
+    """Raised when the PostgreSQL role a target step acts on does not exist.
+
+    Typed so that a caller for which a missing role means "already done" (a retire rerun after
+    a crash in ``drop`` mode, a rollback before the layout existed) tests the type, not a text.
+    """
 
 
 class HookFailed(KeyrollError):

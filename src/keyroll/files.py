@@ -11,6 +11,10 @@ target first removes the stale temp files of that target. A writer holds an excl
 ``flock`` on its temp file while it works, so a concurrent writer never removes a temp file
 that is still being written; the kernel drops the lock when its holder dies.
 
+A file another program writes (``pg_dump -f``) takes the same path: `private_temp` reserves
+the 0600 temp file (flock-held while the program fills it) and `publish_private` fsyncs it,
+renames it over the target and fsyncs the directory.
+
 `check_target` refuses a target that exists and is not a regular file: renaming over
 ``/dev/null``, a FIFO or a socket would replace it with a file of plaintext secrets.
 """
@@ -25,12 +29,22 @@ import secrets
 import shutil
 import stat
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 from keyroll.errors import UsageError
 
-__all__ = ["TEMP_PREFIX", "check_target", "git_ignores", "git_tracks", "remove_stale_temps", "temp_name",
-           "write_private"]
+__all__ = [
+    "TEMP_PREFIX",
+    "check_target",
+    "git_ignores",
+    "git_tracks",
+    "private_temp",
+    "publish_private",
+    "remove_stale_temps",
+    "temp_name",
+    "write_private",
+]
 
 TEMP_PREFIX = ".keyroll-tmp-"
 
@@ -162,6 +176,44 @@ def write_private(
     finally:
         os.close(fd)
     _fsync_dir(path.parent)
+
+
+@contextlib.contextmanager
+def private_temp(target: Path) -> Iterator[Path]:
+    """An empty 0600 temp file beside ``target`` for another program to fill.
+
+    Named and locked like `write_private`'s temp files, so a run killed before
+    `publish_private` leaves a file the next write of ``target`` removes. Removed on exit
+    unless published.
+
+    Raises:
+        UsageError: the target exists and is not a regular file (`check_target`).
+        OSError: the folder cannot be written.
+    """
+    target = Path(target)
+    check_target(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(target)
+    tmp = target.parent / temp_name(target)
+    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield tmp
+    finally:
+        os.close(fd)
+        tmp.unlink(missing_ok=True)
+
+
+def publish_private(tmp: Path, target: Path) -> None:
+    """Make a filled `private_temp` file the target: 0600, fsync, rename, fsync the folder."""
+    fd = os.open(tmp, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        os.fchmod(fd, 0o600)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, target)
+    _fsync_dir(Path(target).parent)
 
 
 def git_ignores(path: Path) -> bool:

@@ -5,24 +5,16 @@ inspects the servers."""
 from __future__ import annotations
 
 import json
-import secrets
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from keyroll.audit import Journal
-from keyroll.inventory import Inventory, parse_inventory
-from keyroll.model import Label, SecretRef, SecretValue
-from keyroll.rotation.engine import TERMINAL, Engine
-from keyroll.rotation.events import Event
-from keyroll.stores.base import RotationRecord
+from keyroll.model import SecretRef, SecretValue
 from keyroll.stores.sqlite import SQLiteStore
+from tests.world import T0, Clock, World
 
-__all__ = ["Clock", "EngineWorld", "class_toml", "inventory_text"]
-
-T0 = datetime(2026, 11, 1, 2, 0, tzinfo=UTC)
+__all__ = ["T0", "Clock", "EngineWorld", "class_toml", "inventory_text"]
 
 
 def _toml(value: Any) -> str:
@@ -58,80 +50,25 @@ def inventory_text(*classes: str) -> str:
 
 
 @dataclass
-class Clock:
-    """A clock the test moves (``real=True``: wall time plus the moves)."""
+class EngineWorld(World):
+    """`tests.world.World` for the server strategies: store file ``store.db``, actor ``ops``,
+    the engine's waits really sleep (the servers run in real time)."""
 
-    real: bool = False
-    offset: timedelta = timedelta(0)
-
-    def __call__(self) -> datetime:
-        base = datetime.now(UTC) if self.real else T0
-        return base + self.offset
-
-    def tick(self, delta: timedelta) -> None:
-        self.offset += delta
-
-
-@dataclass
-class EngineWorld:
-    """A keyroll project in ``path`` with its own store."""
-
-    path: Path
-    store: SQLiteStore
-    inventory: Inventory
-    clock: Clock
-    key: bytes
-    events: list[Event] = field(default_factory=list)
+    store: SQLiteStore  # type: ignore[assignment]  # narrower than Store: tests reach into it
 
     @classmethod
-    def create(cls, path: Path, text: str, *, real_clock: bool = False) -> EngineWorld:
-        (path / "keyroll.toml").write_text(text)
-        key = secrets.token_bytes(32)
-        store = SQLiteStore(path / "store.db", key)
-        inventory = parse_inventory(text, path / "keyroll.toml")
-        return cls(path, store, inventory, Clock(real=real_clock), key)
-
-    def engine(self, observers: Sequence[Callable[[Event], None]] = ()) -> Engine:
-        journal = Journal(self.store, actor="ops", clock=self.clock)
-        return Engine(self.store, self.inventory, journal=journal, clock=self.clock,
-                      observers=[self.events.append, *observers], workdir=self.path)
+    def create(cls, path: Path, text: str, *, real_clock: bool = False) -> EngineWorld:  # type: ignore[override]
+        made = World.create(path, text, store_file="store.db", real_clock=real_clock,
+                            actor="ops", move_clock_on_sleep=False)
+        assert isinstance(made.store, SQLiteStore)
+        return cls(made.path, made.store, made.inventory, made.clock, made.key, actor="ops",
+                   move_clock_on_sleep=False)
 
     def seed(self, name: str, value: SecretValue, role: str | None = None) -> SecretRef:
-        ref = SecretRef("dev", name)
-        meta = {"role": role} if role else {}
-        version = self.store.put_version(ref, value, created_at=self.clock(), meta=meta)
-        self.store.set_labels(ref, expected={}, new={Label.CURRENT: version.number})
-        return ref
+        return self.put_current(SecretRef("dev", name), value, role=role)
 
     def current(self, name: str) -> tuple[str | None, SecretValue]:
         """(role, value) of the current version."""
         version, value = self.store.read(SecretRef("dev", name))
         role = version.meta.get("role")
         return (str(role) if role else None), value
-
-    def rotate(self, name: str, *, incident: bool = False, tick: timedelta = timedelta(hours=1),
-               engine: Engine | None = None, max_ticks: int = 20) -> RotationRecord:
-        """Start and drive a rotation to its end, moving the clock over each overlap wait."""
-        engine = engine or self.engine()
-        record = engine.start(name, "dev", incident=incident)
-        return self.finish(record.id, engine=engine, tick=tick, max_ticks=max_ticks)
-
-    def finish(self, rotation_id: str, *, engine: Engine | None = None,
-               tick: timedelta = timedelta(hours=1), max_ticks: int = 20) -> RotationRecord:
-        engine = engine or self.engine()
-        for _ in range(max_ticks):
-            record = engine.run(rotation_id)
-            if record.state in TERMINAL:
-                return record
-            assert record.state == "overlap", record.state
-            self.clock.tick(tick)
-        raise AssertionError(f"rotation {rotation_id} did not end within {max_ticks} ticks")
-
-    def journal_text(self) -> str:
-        return "\n".join(entry.payload for entry in self.store.audit_entries())
-
-    def records_text(self) -> str:
-        return "\n".join(json.dumps(r.body, default=str) for r in self.store.list_rotations())
-
-    def close(self) -> None:
-        self.store.close()

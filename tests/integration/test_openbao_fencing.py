@@ -11,7 +11,6 @@ import pytest
 
 from keyroll.audit import Journal
 from keyroll.errors import LeaseLost
-from keyroll.inventory import parse_inventory
 from keyroll.model import Label, utcnow
 from keyroll.rotation.engine import Engine
 from keyroll.rotation.lock import LEASE_TTL
@@ -29,7 +28,7 @@ def test_a_writer_paused_past_its_lease_is_fenced_on_openbao(
 ) -> None:
     world = EngineWorld.make(bao_store_factory(), tmp_path)
     ref = world.seed("jwt-access")
-    inventory = parse_inventory(world.inventory, tmp_path / "keyroll.toml")
+    inventory = world.inventory
     def take_over() -> None:
         store = bao_store_factory()  # the cron tick: another handle (another process's view)
         b = Engine(store, inventory, journal=Journal(store, actor="cron", clock=world.clock),

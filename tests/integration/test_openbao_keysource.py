@@ -26,22 +26,13 @@ from keyroll.stores.sqlite import SQLiteStore
 from tests.openbao_fixtures import bao_dev as bao_dev
 from tests.openbao_fixtures import bao_store_factory as bao_store_factory
 from tests.openbao_server import DevServer
+from tests.world import SecondsClock
 
 pytestmark = pytest.mark.integration
 
 REF = SecretRef("prod", "jwt-access")
 TTL = timedelta(minutes=15)
 Pair = tuple[Store, Store]  # (the app's handle, the rotator's handle) on the same data
-
-
-class Clock:
-    """Monotonic seconds moved by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture(params=["sqlite", "openbao"])
@@ -80,7 +71,7 @@ def _rotate(store: Store, value: SecretValue) -> Version:
 
 def test_rotation_reaches_the_app_after_the_refresh_interval(stores: Pair) -> None:
     app, rotator = stores
-    clock = Clock()
+    clock = SecondsClock(1000.0)
     v1 = _put(rotator, generate("base64-48"), Label.CURRENT)
     source = StoreKeySource(app, REF, refresh_interval=30, clock=clock)
     ring = JWTKeyRing(source)
@@ -103,7 +94,7 @@ def test_rotation_reaches_the_app_after_the_refresh_interval(stores: Pair) -> No
 
 def test_usage_counters_reach_the_store(stores: Pair) -> None:
     app, rotator = stores
-    clock = Clock()
+    clock = SecondsClock(1000.0)
     v1 = _put(rotator, generate("base64-48"), Label.CURRENT)
     source = StoreKeySource(app, REF, refresh_interval=10, clock=clock, report_usage=True)
     ring = JWTKeyRing(source)
@@ -120,7 +111,7 @@ def test_openbao_outage_keeps_the_last_keys() -> None:
         url = f"openbao://{server.addr.removeprefix('http://')}/secret?prefix=outage"
         store = OpenBaoStore.from_url(url, environ={"BAO_TOKEN": server.token})
         v1 = _put(store, generate("base64-48"), Label.CURRENT)
-        clock = Clock()
+        clock = SecondsClock(1000.0)
         source = StoreKeySource(store, REF, refresh_interval=5, clock=clock)
         ring = JWTKeyRing(source)
         token = ring.sign({"sub": "u"}, ttl=TTL)

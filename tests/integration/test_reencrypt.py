@@ -17,19 +17,18 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from keyroll.audit import Journal
 from keyroll.cli.app import run
 from keyroll.model import Label
 from keyroll.reencrypt import Reencryptor, cipher_for_class
-from keyroll.reencrypt.database import Database, Update, open_database
+from keyroll.reencrypt.connect import open_database
+from keyroll.reencrypt.database import Database, Update
 from keyroll.reencrypt.job import checkpoint_key
-from keyroll.rotation.engine import Engine
 from tests.leaks import assert_no_leak
 from tests.reencrypt_world import (
     DOC_CONTEXT,
@@ -308,23 +307,13 @@ def test_application_thread_writing_throughout(world: World) -> None:
 # --- the retire gate ----------------------------------------------------------------------
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 1, 2, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 def test_retire_gate_blocks_at_one_remaining_row(world: World) -> None:
     world.populate(120)
-    clock = Clock()
-    engine = Engine(world.store, world.inventory, journal=Journal(world.store, clock=clock),
-                    clock=clock, workdir=world.path)
+    engine = world.engine()
     record = engine.run(engine.start("field", "dev").id)
     assert record.state == "overlap"
     old_cipher = world.cipher_of(Label.PREVIOUS)
-    clock.now += timedelta(hours=2)
+    world.clock.tick(timedelta(hours=2))
     waiting = engine.run(record.id)
     assert waiting.state == "overlap"
     assert "223 records still encrypted under the old key" in waiting.body.waiting
@@ -356,11 +345,9 @@ def test_retire_gate_cannot_count_without_the_dsn(world: World,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     world.populate(10)
     monkeypatch.delenv(DSN_ENV)
-    clock = Clock()
-    engine = Engine(world.store, world.inventory, journal=Journal(world.store, clock=clock),
-                    clock=clock, workdir=world.path)
+    engine = world.engine()
     record = engine.run(engine.start("field", "dev").id)
-    clock.now += timedelta(hours=2)
+    world.clock.tick(timedelta(hours=2))
     waiting = engine.run(record.id)
     assert waiting.state == "overlap"
     assert "no way to count" in waiting.body.waiting

@@ -1,22 +1,21 @@
-"""A small real inventory, a real SQLite store and a movable clock for engine tests."""
+"""The ``world`` fixture: the engine tests' inventory around `tests.world.World` (a real
+SQLite store and a movable clock)."""
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from keyroll.audit import Journal
 from keyroll.generate import generate
-from keyroll.inventory import Inventory, parse_inventory
-from keyroll.model import Label, SecretRef, SecretValue
-from keyroll.rotation.engine import Engine
-from keyroll.rotation.events import Event
+from keyroll.model import SecretRef, SecretValue
 from keyroll.stores.sqlite import SQLiteStore
+from tests.world import T0, Clock
+from tests.world import World as EngineWorld
+
+__all__ = ["INVENTORY", "T0", "Clock", "World", "world"]
 
 INVENTORY = """
 project = "test"
@@ -93,49 +92,23 @@ environments = ["dev", "prod"]
 options = { provider = "vnpay", retry_window = "24h" }
 """
 
-T0 = datetime(2026, 11, 1, 2, 0, tzinfo=UTC)
-
 
 @dataclass
-class Clock:
-    now: datetime = T0
+class World(EngineWorld):
+    """The engine world of the unit tests (SQLite store; the engine's waits move the clock)."""
 
-    def __call__(self) -> datetime:
-        return self.now
-
-    def tick(self, delta: timedelta) -> None:
-        self.now += delta
-
-
-@dataclass
-class World:
-    path: Path
-    store: SQLiteStore
-    inventory: Inventory
-    clock: Clock
-    key: bytes
-    events: list[Event] = field(default_factory=list)
-
-    def engine(self, actor: str = "alice") -> Engine:
-        journal = Journal(self.store, actor=actor, clock=self.clock)
-        return Engine(self.store, self.inventory, journal=journal, clock=self.clock,
-                      observers=[self.events.append], workdir=self.path,
-                      sleep=lambda seconds: self.clock.tick(timedelta(seconds=seconds)))
+    store: SQLiteStore  # type: ignore[assignment]  # narrower than Store: tests reach into it
 
     def seed(self, name: str, env: str = "dev", value: str | None = None) -> SecretRef:
         cls = self.inventory.classes[name]
-        ref = SecretRef(env, name)
         fmt = cls.generator.value if cls.generator else "base64-48"
         made = generate(fmt, prefix=cls.prefix) if value is None else SecretValue(value)
-        version = self.store.put_version(ref, made, created_at=self.clock())
-        self.store.set_labels(ref, expected={}, new={Label.CURRENT: version.number})
-        return ref
+        return self.put_current(SecretRef(env, name), made)
 
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
-    (tmp_path / "keyroll.toml").write_text(INVENTORY)
-    key = secrets.token_bytes(32)
-    inventory = parse_inventory(INVENTORY, tmp_path / "keyroll.toml")
-    with SQLiteStore(tmp_path / ".keyroll" / "store.db", key) as store:
-        yield World(tmp_path, store, inventory, Clock(), key)
+    created = EngineWorld.create(tmp_path, INVENTORY)
+    assert isinstance(created.store, SQLiteStore)
+    with created.store as store:
+        yield World(tmp_path, store, created.inventory, created.clock, created.key)

@@ -3,11 +3,12 @@
 Modules:
 
 - `headers`: which key a ciphertext is under, from its first bytes or characters;
-- `database`: the adapter contract, and opening one from a DSN; `postgres` and `sqlite`
-  implement it;
+- `database`: the adapter contract; `postgres` and `sqlite` implement it; `connect` opens
+  one from a DSN (`open_database`);
 - `job`: the resumable, batched, compare-and-set re-encryption (`Reencryptor`);
 - `keys`: the pinned `FieldCipher` of a class (store versions + legacy Fernet keys);
-- `gate`: `count_remaining`, which the ``encryption-key`` strategy asks before retire.
+- `gate`: `count_remaining` (plain arguments, a `RemainingCount` back), which the
+  ``encryption-key`` strategy asks before retire.
 
 The CLI (``keyroll reencrypt``) lives in `keyroll.cli.reencrypt_cmd`; nothing here imports
 typer or rich.

@@ -1,4 +1,4 @@
-"""The contract a database adapter fulfils for re-encryption, and opening one from a DSN.
+"""The contract a database adapter fulfils for re-encryption (`keyroll.reencrypt.connect` opens one).
 
 An adapter knows one dialect's SQL (`keyroll.reencrypt.postgres`, `keyroll.reencrypt.sqlite`);
 the job (`keyroll.reencrypt.job`) knows none. Every statement an adapter runs is short (and
@@ -15,9 +15,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-from keyroll.errors import UsageError
 from keyroll.model import format_kid
 from keyroll.reencrypt.headers import MALFORMED, HeaderMatch, kid_of_text_head
 from keyroll.reencrypt.throttle import DatabaseHealth, ProbeSampler
@@ -32,7 +31,6 @@ __all__ = [
     "KeyValue",
     "Update",
     "Window",
-    "open_database",
     "scrub",
 ]
 
@@ -197,34 +195,11 @@ class Database(ABC):
         self.close()
 
 
-def open_database(dsn: str, *, env_var: str) -> Database:
-    """Connect to the database a DSN names.
+def __getattr__(name: str) -> Any:
+    # `open_database` lives in `keyroll.reencrypt.connect` (the contract does not import its
+    # implementations); the old import path keeps working for callers not yet moved.
+    if name == "open_database":
+        from keyroll.reencrypt.connect import open_database
 
-    ``postgresql://``/``postgres://`` URLs (also SQLAlchemy's ``postgresql+psycopg://``) and
-    libpq ``key=value`` strings open PostgreSQL; ``sqlite:///relative.db``,
-    ``sqlite:////absolute.db`` (SQLAlchemy's spelling) and ``sqlite:path.db`` open SQLite.
-
-    Args:
-        dsn: the connection string (never repeated in a message).
-        env_var: the variable it came from, for messages.
-
-    Raises:
-        UsageError: a scheme keyroll cannot re-encrypt, or psycopg missing.
-        TargetError: the database cannot be reached or refused the login.
-    """
-    scheme = dsn.split(":", 1)[0].lower() if "://" in dsn or dsn.startswith("sqlite:") else ""
-    if scheme == "sqlite" or scheme.startswith("sqlite+"):
-        from keyroll.reencrypt.sqlite import SQLiteDatabase
-
-        return SQLiteDatabase.connect(dsn, env_var=env_var)
-    if scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+") or (
-        not scheme and "=" in dsn
-    ):
-        from keyroll.reencrypt.postgres import PostgresDatabase
-
-        return PostgresDatabase.connect(dsn, env_var=env_var)
-    raise UsageError(
-        f"{env_var} names a database keyroll cannot re-encrypt (scheme {scheme or 'unknown'!r}): "
-        "use a postgresql:// or sqlite:/// URL"
-    )
-
+        return open_database
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,8 +1,9 @@
 """The retire gate's count: rows of a class's columns not yet under its current key.
 
 The ``encryption-key`` strategy (`keyroll.rotation.strategies.encryption_key`) imports
-`count_remaining` and refuses to retire the previous key until it returns 0; the engine puts
-the count in the audit evidence.
+`count_remaining` and refuses to retire the previous key until the count is 0; it puts
+`RemainingCount.evidence` in the audit evidence. This module takes plain arguments and knows
+nothing of the rotation engine.
 
 It counts rows *not under the current kid* (the previous kid, older kids, legacy Fernet tokens,
 malformed values), not just rows under ``old_kid``. That is the safe reading: if the DSN points
@@ -14,53 +15,69 @@ ciphertext headers alone; nothing is decrypted and no key is read.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
-from keyroll.errors import NotFound
-from keyroll.model import Label, format_kid
-from keyroll.reencrypt.database import Database, open_database
+from keyroll.inventory import EncryptionColumn
+from keyroll.model import format_kid
+from keyroll.reencrypt.connect import open_database
+from keyroll.reencrypt.database import Database
 from keyroll.reencrypt.headers import HeaderMatch
-from keyroll.rotation.strategies.base import StepContext
 
-__all__ = ["count_remaining"]
-
-
-def _current_kid(ctx: StepContext) -> int:
-    labels = ctx.store.get_labels(ctx.ref)
-    number = labels.get(Label.CURRENT)
-    if number is not None:
-        return ctx.store.get_version(ctx.ref, number).kid
-    if ctx.new is not None:
-        return ctx.new.kid
-    raise NotFound(f"{ctx.ref} has no current version: nothing to count rows against")
+__all__ = ["RemainingCount", "count_remaining"]
 
 
-def count_remaining(ctx: StepContext, old_kid: int, *,
-                    environ: Mapping[str, str] | None = None) -> int | None:
-    """Rows in the class's ``columns`` not under its current kid (0 lets retire proceed).
+@dataclass(frozen=True, slots=True)
+class RemainingCount:
+    """Rows not under the current kid, per column (``table.column``) and in all."""
+
+    current_kid: int
+    old_kid: int
+    columns: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        """The sum over every column (0 lets retire proceed)."""
+        return sum(self.columns.values())
+
+    def evidence(self) -> dict[str, object]:
+        """The audit evidence (kids in hex, counts per column)."""
+        return {"current_kid": format_kid(self.current_kid), "old_kid": format_kid(self.old_kid),
+                "columns": dict(self.columns)}
+
+
+def count_remaining(
+    columns: Sequence[EncryptionColumn],
+    environment: str,
+    *,
+    current_kid: int,
+    old_kid: int,
+    environ: Mapping[str, str] | None = None,
+) -> RemainingCount | None:
+    """Rows in ``columns`` not under ``current_kid``.
 
     Args:
-        ctx: the rotation step (its class's ``columns``, its store).
+        columns: the class's ``columns`` (from the inventory).
+        environment: whose DSN variables to read (`EncryptionColumn.dsn_var`).
+        current_kid: the kid every row should be under.
         old_kid: the kid about to be retired (recorded in the evidence; see the module
             docstring for why every non-current row counts).
         environ: where the DSN variables are read (default ``os.environ``).
 
     Returns:
-        The count, or None when the class has no columns or a column's DSN variable is unset
+        The count, or None when there are no columns or a column's DSN variable is unset
         (the gate then cannot count and stays shut).
 
     Raises:
         UsageError: a table or column in the inventory does not exist.
         TargetError: a database cannot be reached.
     """
-    columns = ctx.cls.columns
     if not columns:
         return None
     env = os.environ if environ is None else environ
-    environment = ctx.ref.environment
     if any(not env.get(spec.dsn_var(environment)) for spec in columns):
         return None
-    current = HeaderMatch.for_kid(_current_kid(ctx))
+    current = HeaderMatch.for_kid(current_kid)
     databases: dict[str, Database] = {}
     per_column: dict[str, int] = {}
     try:
@@ -74,8 +91,4 @@ def count_remaining(ctx: StepContext, old_kid: int, *,
     finally:
         for db in databases.values():
             db.close()
-    total = sum(per_column.values())
-    ctx.evidence["reencrypt_remaining"] = {
-        "current_kid": current.kid_hex, "old_kid": format_kid(old_kid), "columns": per_column,
-    }
-    return total
+    return RemainingCount(current_kid, old_kid, per_column)

@@ -39,7 +39,8 @@ from keyroll import escrow
 from keyroll.errors import InvalidToken, UsageError
 from keyroll.inventory import EncryptionColumn
 from keyroll.model import SecretRef, format_kid
-from keyroll.reencrypt.database import Column, Database, KeyValue, Update, open_database
+from keyroll.reencrypt.connect import open_database
+from keyroll.reencrypt.database import Column, Database, KeyValue, Update
 from keyroll.reencrypt.headers import HeaderMatch
 from keyroll.reencrypt.throttle import Decision, Governor, ThrottlePolicy
 from keyroll.runtime.fields import Context, FieldCipher

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from keyroll.errors import TargetError, UsageError
-from keyroll.reencrypt.database import NULL, Column, Database, KeyValue, Update, Window, scrub
+from keyroll.reencrypt.database import NULL, Column, Database, KeyValue, Update, Window
 from keyroll.reencrypt.headers import (
     FERNET_PREFIX,
     LEGACY,
@@ -42,6 +42,8 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         f"re-encrypting PostgreSQL needs psycopg ({exc.name} is missing): "
         "pip install 'keyroll[postgres]'"
     ) from None
+
+from keyroll.targets.postgres import driver_error, hint_for, where
 
 __all__ = ["PostgresDatabase"]
 
@@ -70,10 +72,11 @@ def _password(dsn: str) -> list[str]:
 class PostgresDatabase(Database):
     """A psycopg connection (autocommit) to the application's database."""
 
-    def __init__(self, conn: psycopg.Connection[Any], env_var: str,
+    def __init__(self, conn: psycopg.Connection[Any], env_var: str, place: str = "",
                  conninfo: str | None = None) -> None:
         self.conn = conn
         self.env_var = env_var
+        self.where = place or f"({env_var})"
         self._conninfo = conninfo  # for the probe's own connection; never shown
 
     @classmethod
@@ -94,13 +97,13 @@ class PostgresDatabase(Database):
             conn = psycopg.connect(conninfo, autocommit=True, connect_timeout=10,
                                    application_name="keyroll-reencrypt")
         except psycopg.Error as exc:
-            raise TargetError(
-                f"PostgreSQL: cannot connect to the database in {env_var}: "
-                f"{scrub(str(exc), secrets)}; check the server and the credentials"
+            raise driver_error(
+                where(conninfo), f"connect to the database in {env_var}", "cannot connect",
+                "check the server and the credentials", exc, secrets,
             ) from None
         conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(_LOCK_TIMEOUT)))
         conn.execute(sql.SQL("SET statement_timeout = {}").format(sql.Literal(_STATEMENT_TIMEOUT)))
-        return cls(conn, env_var, conninfo)
+        return cls(conn, env_var, where(conninfo), conninfo)
 
     # --- catalog --------------------------------------------------------------------------
 
@@ -271,7 +274,7 @@ class PostgresDatabase(Database):
             raise self._error(column, what, exc) from None
 
     def _error(self, column: Column, what: str, exc: psycopg.Error) -> TargetError:
-        return TargetError(f"PostgreSQL: {what} of {column.label} failed: {scrub(str(exc))}")
+        return driver_error(self.where, f"{what} of {column.label}", "failed", hint_for(exc), exc)
 
     # --- throttle signals -----------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import quote
 
 from keyroll.errors import TargetError, UsageError
-from keyroll.reencrypt.database import NULL, Column, Database, KeyValue, Update, Window, scrub
+from keyroll.reencrypt.database import NULL, Column, Database, KeyValue, Update, Window
 from keyroll.reencrypt.headers import (
     FERNET_PREFIX,
     LEGACY,
@@ -26,6 +26,8 @@ from keyroll.reencrypt.headers import (
     TEXT_HEAD,
     HeaderMatch,
 )
+from keyroll.scrub import scrub
+from keyroll.urls import sqlite_url_path
 
 __all__ = ["SQLiteDatabase", "quote_identifier", "sqlite_file"]
 
@@ -40,19 +42,15 @@ def quote_identifier(name: str) -> str:
 
 
 def sqlite_file(dsn: str) -> Path:
-    """The file an SQLAlchemy-style SQLite URL names.
+    """The file an SQLite URL names (`keyroll.urls.sqlite_url_path`, SQLAlchemy's rule).
 
-    ``sqlite:///app.db`` is relative, ``sqlite:////srv/app.db`` absolute (SQLAlchemy's rule);
-    ``sqlite:app.db`` is accepted too. Query strings are ignored.
+    ``sqlite:///app.db`` is relative, ``sqlite:////srv/app.db`` absolute; ``sqlite:app.db`` is
+    accepted too. Query strings are ignored.
+
+    Raises:
+        UsageError: a host in the URL, or an in-memory database (nothing to re-encrypt).
     """
-    rest = dsn.split(":", 1)[1].split("?", 1)[0]
-    if rest.startswith("//"):
-        rest = rest[2:]
-        rest = rest[1:] if rest.startswith("/") else rest
-    if not rest or rest == ":memory:":
-        raise UsageError("an in-memory SQLite database has nothing to re-encrypt: point the "
-                         "URL at the application's database file")
-    return Path(rest)
+    return sqlite_url_path(dsn)
 
 
 class SQLiteDatabase(Database):

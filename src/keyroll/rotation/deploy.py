@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from keyroll.errors import HookFailed, KeyrollError, NotFound
@@ -137,9 +137,12 @@ class HookRunner:
         step: str,
         report: Callable[[str], None],
         check: bool = True,
+        extra_env: Mapping[str, str] | None = None,
     ) -> list[dict[str, object]]:
-        """Run the class's ``which`` hooks (``on_promote``, ``verify``, ``revoke``) that apply to
-        the environment; return their redacted results.
+        """Run the class's ``which`` hooks (``on_promote``, ``verify``, ``revoke``,
+        ``remaining``) that apply to the environment; return their redacted results.
+
+        ``extra_env`` adds variables to the hooks' environment (``KEYROLL_OLD_KID``).
 
         Raises:
             HookFailed: a hook failed and ``check`` is set (the results so far are in
@@ -158,6 +161,7 @@ class HookRunner:
             "KEYROLL_SECRET": ctx.ref.name, "KEYROLL_STEP": step,
             "KEYROLL_NEW_FINGERPRINT": ctx.new.fingerprint if ctx.new else "",
             "KEYROLL_OLD_FINGERPRINT": ctx.old.fingerprint if ctx.old else "",
+            **(extra_env or {}),
         }
 
         def dotenv() -> str:

@@ -50,12 +50,13 @@ from keyroll.errors import (
     LeaseLost,
     LockHeld,
     RotationRefused,
-    StepFailed,
     StoreForbidden,
     StoreUnavailable,
 )
 from keyroll.inventory import EnvironmentPolicy, Inventory, SecretClass
 from keyroll.model import Label, SecretRef, SecretValue, Version, utcnow
+from keyroll.rotation import rollback as back
+from keyroll.rotation import steps
 from keyroll.rotation.deploy import HookRunner
 from keyroll.rotation.events import Event, Observer
 from keyroll.rotation.lock import LEASE_TTL, START_TTL, Lease, rotation_ended
@@ -65,12 +66,12 @@ from keyroll.rotation.record import (
     TERMINAL,
     Confirmation,
     Direction,
-    ErrorInfo,
     Rotation,
     RotationBody,
     RotationState,
     StepEntry,
 )
+from keyroll.rotation.rollback import MAX_SLEEP
 from keyroll.rotation.strategies import ManualStep, StepContext, Strategy, strategy_for
 from keyroll.status import State, statuses
 from keyroll.stores.base import Fence, Store
@@ -91,7 +92,6 @@ AWAITING_APPROVAL = S.AWAITING_APPROVAL
 AWAITING_CONFIRMATION = S.AWAITING_CONFIRMATION
 ROLLING_BACK = S.ROLLING_BACK
 APPROVAL_TTL = timedelta(days=7)  # an unapproved request expires (and stops blocking the secret)
-_MAX_SLEEP = 120.0
 _MAX_TRANSITIONS = 40
 #: A clock further than this from the wall clock is a moved one (``--now``, tests).
 _MOVED = timedelta(minutes=1)
@@ -546,7 +546,7 @@ class Engine:
                     return record
                 try:
                     if record.state == ROLLING_BACK:
-                        record = self._rollback(record)
+                        record = back.restore(self, record)
                     else:
                         moved, record = self._step(record)
                         if not moved:
@@ -645,7 +645,7 @@ class Engine:
         self._emit(record, "step.started", step, f"{step}…")
         self._guard()
         try:
-            record = getattr(self, f"_do_{step.value}")(record, ctx, strategy) or record
+            record = steps.RUN[step](self, record, ctx, strategy) or record
         except (StoreUnavailable, StoreForbidden):
             # the store itself is out of reach: pause, and rerun this step when it is back.
             # Rolling back now would act on a state we cannot read.
@@ -654,7 +654,7 @@ class Engine:
         except LeaseLost:
             raise
         except Exception as exc:  # noqa: BLE001  (every failure is recorded, then handled)
-            return True, self._failed(record, step, ctx, exc)
+            return True, back.fail(self, record, step, ctx, exc)
         body = record.body
         finished = StepEntry(step.value, started.started_at, self.clock(), "ok", ctx.evidence)
         changes: dict[str, Any] = {"strategy": ctx.state, "steps": (*body.steps[:-1], finished),
@@ -700,7 +700,7 @@ class Engine:
         left = (ready - ctx.now).total_seconds()
         if left <= 0:
             return True
-        if left <= _MAX_SLEEP:
+        if left <= MAX_SLEEP:
             self._emit(record, "waiting", "promote", f"waiting {left:.0f}s for running apps to "
                        "load the new key before it signs anything")
             self.sleep(left)
@@ -709,190 +709,7 @@ class Engine:
         self._emit(record, "waiting", "promote", f"apps load the new key until {ready:%H:%M:%S}")
         return False
 
-    # --- failures -------------------------------------------------------------------------
-
-    def _no_way_back(self, record: Rotation, strategy: Strategy) -> str | None:
-        """Why this rotation can no longer return to the old value, or None if it can."""
-        body = record.body
-        if body.incident and (body.new_version is not None or body.ran(S.CREATE)):
-            return ("it is an incident rotation: the old value is burned and returning to it "
-                    "is refused")
-        if any(m.name == "portal" for m in strategy.manual_steps) and "portal" in body.confirmed:
-            return ("the provider has already replaced the value in its portal, so the old "
-                    "value is dead")
-        if record.reverted:
-            return "it is already a rotation back to the old version"
-        return None
-
-    def _promoted(self, record: Rotation) -> bool:
-        """The new version has been current (it may have signed tokens or encrypted data)."""
-        body = record.body
-        if body.new_version is None:
-            return False
-        if record.state in (S.OVERLAP, S.RETIRE) or body.overlap_started is not None:
-            return True
-        return self.store.get_labels(record.ref).get(Label.CURRENT) == body.new_version
-
-    def _failed(self, record: Rotation, step: RotationState, ctx: StepContext,
-                exc: Exception) -> Rotation:
-        # keyroll's own errors never carry a value; anything else may quote one (a driver's
-        # message with a statement in it), so only its type is kept
-        message = str(exc) if isinstance(exc, KeyrollError) else (
-            f"{exc.__class__.__name__} in step {step} (details withheld: they may quote a value)"
-        )
-        body = record.body
-        error = ErrorInfo(step.value, message, self.clock())
-        last = body.steps[-1]
-        failed_entry = StepEntry(last.step, last.started_at, self.clock(), "failed",
-                                 {**ctx.evidence, "error": message})
-        body = body.but(error=error, steps=(*body.steps[:-1], failed_entry), strategy=ctx.state)
-        self._emit(record, "step.failed", step, message)
-        strategy = self.strategy(ctx.cls)
-        stuck = self._no_way_back(record, strategy)
-        if step in (S.OVERLAP, S.RETIRE) or stuck is not None:
-            record = self._save(record, step, body)
-            self._audit(record, f"rotation.{step.value}", outcome="failed",
-                        evidence={**ctx.evidence, "error": message})
-            why = (f"{stuck}; fix forward" if stuck is not None
-                   else "rolling back is no longer safe")
-            raise StepFailed(
-                f"rotation {record.id}: {step} failed: {message}; the rotation stopped where it "
-                f"is ({why}): fix the cause and run `keyroll advance` to retry"
-            ) from None
-        if self._promoted(record):
-            record = self._save(record, step, body)
-            self._audit(record, f"rotation.{step.value}", outcome="failed",
-                        evidence={**ctx.evidence, "error": message})
-            return self._turn_back(record, reason=f"{step} failed")
-        record = self._save(record, ROLLING_BACK, body)
-        self._audit(record, f"rotation.{step.value}", outcome="failed",
-                    evidence={**ctx.evidence, "error": message})
-        return self._rollback(record)
-
-    # --- the steps ------------------------------------------------------------------------
-
-    def _do_plan(self, record: Rotation, ctx: StepContext, strategy: Strategy) -> None:
-        body = record.body
-        if 1 + len(body.approvals) < body.approvals_required:
-            raise RotationRefused(f"rotation {record.id} needs {body.approvals_required} "
-                                  "approvals")
-        labels = self.store.get_labels(record.ref)
-        if labels.get(Label.CURRENT) != body.old_version:
-            raise RotationRefused(f"{record.ref}: current version moved since the rotation was "
-                                  "requested")
-        strategy.plan(ctx)
-        if ctx.old is not None:
-            ctx.evidence["current"] = {"version": ctx.old.number, "fingerprint": ctx.old.fingerprint}
-        if body.approvals:
-            ctx.evidence["approved_by"] = list(body.approvals)
-
-    def _do_create(self, record: Rotation, ctx: StepContext, strategy: Strategy) -> Rotation:
-        labels = self.store.get_labels(record.ref)
-        mine = [v for v in self.store.list_versions(record.ref)
-                if v.meta.get("rotation") == record.id and not v.destroyed]
-        if mine:  # a crash after put_version: reuse what this rotation stored
-            version = mine[-1]
-        else:
-            value = strategy.create(ctx)
-            meta = {"rotation": record.id, **strategy.version_meta(ctx)}
-            if ctx.cls.generator is not None and ctx.entered is None:
-                meta["generator"] = ctx.cls.generator.value
-            self._guard()
-            version = self.store.put_version(record.ref, value, created_at=ctx.now, meta=meta,
-                                             fence=self._fence())
-        if labels.get(Label.PENDING) != version.number:
-            self.store.set_labels(
-                record.ref, expected={Label.PENDING: labels.get(Label.PENDING)},
-                new={Label.PENDING: version.number}, fence=self._fence())
-        ctx.new = version
-        body = record.body.but(new_version=version.number,
-                               pending_since=record.body.pending_since or ctx.now)
-        ctx.evidence["new"] = {"version": version.number, "fingerprint": version.fingerprint,
-                               "kid": version.kid_hex}
-        return self._save(record, record.state, body)
-
-    def _do_apply(self, record: Rotation, ctx: StepContext, strategy: Strategy) -> None:
-        strategy.apply(ctx)
-        if strategy.propagation(ctx) > timedelta(0) and not ctx.incident:
-            # stage the new key (<VAR>_NEXT, accepted, not signing) with the same deploy that
-            # promote uses: every instance accepts it before any instance signs with it
-            ctx.evidence["staged"] = self._run_hooks(record, ctx, "on_promote")
-
-    def _do_test(self, record: Rotation, ctx: StepContext, strategy: Strategy) -> None:
-        strategy.test(ctx)
-
-    def _do_promote(self, record: Rotation, ctx: StepContext, strategy: Strategy) -> None:
-        """Forward: pending → current, current → previous. Back: the old version current
-        again, the rolled-back one previous (accepted, never used to sign or encrypt)."""
-        assert ctx.new is not None
-        body = record.body
-        keep, retire = body.keeping_version, body.retiring_version
-        labels = self.store.get_labels(record.ref)
-        if labels.get(Label.CURRENT) != keep:
-            self._guard()
-            self.store.set_labels(
-                record.ref,
-                expected={Label.CURRENT: retire, Label.PENDING: labels.get(Label.PENDING),
-                          Label.PREVIOUS: labels.get(Label.PREVIOUS)},
-                new={Label.CURRENT: keep, Label.PREVIOUS: retire, Label.PENDING: None},
-                fence=self._fence())
-        if not record.reverted:
-            strategy.promote(ctx)
-        ctx.evidence["hooks"] = self._run_hooks(record, ctx, "on_promote")
-        # on the way back the verify hooks are recorded, not obeyed (a failing one is often
-        # why we turned back); what must hold is that the target accepts the old value
-        ctx.evidence["verify"] = self._run_hooks(record, ctx, "verify",
-                                                 check=not record.reverted)
-        if record.reverted:
-            ctx.evidence["verified_current"] = self._verify_current(ctx, strategy, ctx.new)
-
-    def _do_overlap(self, record: Rotation, ctx: StepContext, strategy: Strategy) -> None:
-        """The wait itself happened in `_step`; nothing to do on the target."""
-
-    def _do_retire(self, record: Rotation, ctx: StepContext, strategy: Strategy) -> None:
-        strategy.retire(ctx)
-        body = record.body
-        retiring = body.retiring_version
-        labels = self.store.get_labels(record.ref)
-        if retiring is not None and labels.get(Label.PREVIOUS) == retiring:
-            self._guard()
-            self.store.set_labels(record.ref, expected={Label.PREVIOUS: retiring},
-                                  new={Label.PREVIOUS: None}, fence=self._fence())
-        ctx.evidence["retired"] = {"version": retiring,
-                                   "fingerprint": ctx.old.fingerprint if ctx.old else None}
-        if ctx.incident:
-            strategy.revoke(ctx)
-            ctx.evidence["revoke"] = self._run_hooks(record, ctx, "revoke", check=False)
-        # deployments must stop carrying the previous value (*_PREVIOUS vars); the hooks run
-        # before the value is destroyed, so their output is still masked with it. A failing
-        # deploy fails the step: an app that restarts to load its keys (env vars, a Secret and
-        # a rollout) still accepts the old value, so retire is not done and nothing is
-        # destroyed; the rotation stops here and `advance` reruns it
-        ctx.evidence["hooks"] = self._run_hooks(record, ctx, "on_promote")
-        if record.reverted and ctx.new is not None:
-            ctx.evidence["verified_current"] = self._verify_current(ctx, strategy, ctx.new)
-        # destroy even if the index says destroyed: a crash may have cut a backend's two-part
-        # destroy in half (destroying again is a no-op); also values entered but not used
-        labelled = set(self.store.get_labels(record.ref).values())
-        keeping = body.keeping_version
-        self._guard()
-        for version in self.store.list_versions(record.ref):
-            if version.number in labelled or version.number == keeping:
-                continue
-            if version.number == retiring or version.meta.get("rotation") == record.id:
-                self.store.destroy_version(record.ref, version.number, fence=self._fence())
-
-    def _verify_current(self, ctx: StepContext, strategy: Strategy,
-                        version: Version) -> dict[str, Any]:
-        """Prove the target accepts the version that is current after a rollback."""
-        try:
-            return {"version": version.number, "fingerprint": version.fingerprint,
-                    **strategy.verify_current(ctx, version)}
-        except KeyrollError as exc:
-            raise StepFailed(f"{ctx.ref}: after the rollback the target does not accept the "
-                             f"restored current version {version.number}: {exc}") from None
-
-    # --- rollback -------------------------------------------------------------------------
+    # --- rollback (`keyroll.rotation.rollback`) -------------------------------------------
 
     def rollback(self, rotation_id: str, *, reason: str = "requested") -> Rotation:
         """Undo a rotation.
@@ -907,136 +724,7 @@ class Engine:
                 back (an incident rotation after create, a provider secret after the portal
                 step): the message says to rotate forward.
         """
-        record = self.get(rotation_id)
-        self._refuse_rollback(record)
-        with self._holding(record) as record:  # re-read under the lease
-            self._refuse_rollback(record)
-            if record.state == ROLLING_BACK:
-                return self._rollback(record)
-            if self._promoted(record):
-                return self._turn_back(record, reason=f"rolled back: {reason} by {self.actor}")
-            body = record.body
-            error = body.error or ErrorInfo(record.state.value,
-                                            f"rolled back: {reason} by {self.actor}", self.clock())
-            record = self._save(record, ROLLING_BACK, body.but(error=error))
-            return self._rollback(record)
-
-    def _refuse_rollback(self, record: Rotation) -> None:
-        if record.state == ROLLING_BACK:
-            return
-        if record.terminal or record.state == S.RETIRE:
-            raise RotationRefused(
-                f"rotation {record.id} is {record.state}: too late to roll back (the old value "
-                "is retired or retiring); rotate forward instead"
-            )
-        if record.reverted:
-            raise RotationRefused(
-                f"rotation {record.id} is already rolling back (a rotation back after promote, "
-                f"now at {record.state}): `keyroll advance` retires version "
-                f"{record.body.new_version} once its overlap ends"
-            )
-        stuck = self._no_way_back(record, self.strategy(self._class_of(record)))
-        if stuck is not None:
-            raise RotationRefused(
-                f"rotation {record.id} cannot be rolled back: {stuck}. Rotate forward: fix "
-                f"the cause and run `keyroll advance`, or start a new rotation once this one "
-                "is done"
-            )
-
-    def _turn_back(self, record: Rotation, *, reason: str) -> Rotation:
-        """After promote: turn the rotation into a rotation back (see `rollback`)."""
-        body = record.body
-        error = body.error or ErrorInfo(record.state.value, reason, self.clock())
-        body = body.but(direction=Direction.BACK, reverted_at=self.clock(), error=error,
-                        waiting=None, overlap_started=None, overlap_started_real=None,
-                        overlap_until=None)
-        record = self._save(record, S.PROMOTE, body)
-        self._audit(record, "rotation.rollback", outcome="turned-back",
-                    evidence={"reason": reason, "retiring_version": body.new_version,
-                              "current_again": body.old_version})
-        self._emit(record, "step.started", "rollback",
-                   f"rolling back after promote: version {body.old_version} becomes current "
-                   f"again; version {body.new_version} stays accepted through the overlap, then "
-                   "retires")
-        _, record = self._step(record)  # the labels go back now, not at the next tick
-        return record
-
-    def _rollback(self, record: Rotation) -> Rotation:
-        """Before promote: restore labels, deployments, then the target. Idempotent.
-
-        The order keeps the invariant: the labels go back first (the old value is still
-        accepted by the target, which only ever *gained* a credential), the deployments follow,
-        apps get the propagation time to reload, and only then does the target stop accepting
-        the new value. If the target cannot be reset, the rotation stays ``rolling-back`` and
-        the next ``keyroll advance`` tries again.
-
-        Raises:
-            StepFailed: the target could not be reset (labels and deployments are restored).
-        """
-        cls = self._class_of(record)
-        strategy = self.strategy(cls)
-        ctx = self._context(record, cls)
-        self._emit(record, "step.started", "rollback", "rolling back…")
-        evidence: dict[str, Any] = {}
-        before = dict(record.body.labels_before)
-        versions = [v for v in self.store.list_versions(record.ref)
-                    if v.meta.get("rotation") == record.id]
-        mine = {v.number for v in versions}
-        # values are destroyed only after the target was reset: if one is gone, a run before
-        # a crash already reset the target (and the strategy could no longer read the value)
-        target_reset = any(v.destroyed for v in versions)
-        labels = self.store.get_labels(record.ref)
-        if mine & set(labels.values()):  # found by meta: a crash may have lost new_version
-            self._guard()
-            self.store.set_labels(
-                record.ref,
-                expected={label: labels.get(label) for label in Label},
-                new={label: before.get(label) for label in Label}, fence=self._fence())
-        # from the history, not the labels: a rerun after a crash must still redeploy
-        body = record.body
-        if body.ran(S.APPLY) or body.ran(S.PROMOTE):
-            evidence["hooks"] = self._run_hooks(record, ctx, "on_promote", check=False)
-        resets_target = type(strategy).rollback is not Strategy.rollback
-        if resets_target and body.ran(S.PROMOTE):
-            # apps reload the old credential before the new one stops working
-            self.sleep(min(cls.propagation(record.ref.environment).total_seconds(), _MAX_SLEEP))
-        try:
-            if not target_reset:
-                self._guard()
-                strategy.rollback(ctx)
-        except LeaseLost:
-            raise
-        except KeyrollError as exc:
-            failed = body.but(rollback={**evidence, "target_error": str(exc)})
-            self._save(record, ROLLING_BACK, failed)
-            self._audit(record, "rotation.rollback", outcome="failed",
-                        evidence={"target_error": str(exc)})
-            raise StepFailed(
-                f"rotation {record.id}: labels and deployments are restored, but the target "
-                f"could not be reset: {exc}; fix it and run `keyroll advance` to finish the "
-                "rollback"
-            ) from None
-        self._guard()
-        for number in sorted(mine):
-            if number not in self.store.get_labels(record.ref).values():
-                self.store.destroy_version(record.ref, number, fence=self._fence())
-        restored = self.store.get_labels(record.ref)
-        evidence["labels"] = {k.value: v for k, v in restored.items()}
-        current = restored.get(Label.CURRENT)
-        if current is not None:
-            kept = self.store.get_version(record.ref, current)
-            try:
-                evidence["verified"] = self._verify_current(ctx, strategy, kept)
-            except StepFailed as exc:
-                evidence["verified"] = {"version": current, "ok": False, "error": str(exc)}
-        record = self._save(record, S.ROLLED_BACK, body.but(rollback=evidence))
-        error = body.error
-        self._audit(record, "rotation.rollback", outcome="rolled-back",
-                    evidence={**evidence, "error": {"step": error.step, "message": error.message,
-                                                    "at": error.at.isoformat()} if error else None})
-        self._emit(record, "rolled-back", "rollback", "rolled back: labels and target restored",
-                   evidence)
-        return record
+        return back.roll_back(self, rotation_id, reason=reason)
 
     # --- hooks ----------------------------------------------------------------------------
 

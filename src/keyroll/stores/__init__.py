@@ -3,9 +3,10 @@
 =================================================== =======================================
 URL                                                  backend
 =================================================== =======================================
-``sqlite:///abs/path/store.db`` or ``sqlite:rel.db`` `SQLiteStore` (master key from
-                                                     ``KEYROLL_MASTER_KEY`` or ``master.key``
-                                                     beside the file)
+``sqlite:rel.db``, ``sqlite:///rel.db``,            `SQLiteStore` (master key from
+``sqlite:////abs/path/store.db``                     ``KEYROLL_MASTER_KEY`` or ``master.key``
+                                                     beside the file; the URL rule is
+                                                     `keyroll.urls`)
 ``openbao://host:port/<mount>?…`` (also ``vault://``) `keyroll.stores.openbao` (extra
                                                      ``openbao``)
 =================================================== =======================================
@@ -23,19 +24,20 @@ from keyroll.stores.base import AuditEntry as AuditEntry
 from keyroll.stores.base import LockInfo as LockInfo
 from keyroll.stores.base import RotationRecord as RotationRecord
 from keyroll.stores.base import Store as Store
+from keyroll.urls import sqlite_url_path
 
 __all__ = ["AuditEntry", "LockInfo", "RotationRecord", "Store", "open_store", "sqlite_path"]
 
 
 def sqlite_path(url: str, base: Path | None = None) -> Path:
-    """The file a ``sqlite:`` URL names, relative paths resolved against ``base``."""
-    rest = url.removeprefix("sqlite:")
-    if rest.startswith("///"):
-        path = Path(rest[2:])
-    elif rest.startswith("//"):
-        raise UsageError(f"store URL {url!r}: use sqlite:///absolute/path or sqlite:relative/path")
-    else:
-        path = Path(rest)
+    """The file a ``sqlite:`` URL names (`keyroll.urls.sqlite_url_path`: SQLAlchemy's rule,
+    ``sqlite:///relative`` and ``sqlite:////absolute``), relative paths resolved against
+    ``base``.
+
+    Raises:
+        UsageError: a host in the URL, or no file (in-memory).
+    """
+    path = sqlite_url_path(url)
     if not path.is_absolute() and base is not None:
         path = base / path
     return path
@@ -87,6 +89,7 @@ def open_store(
             ) from None
         return OpenBaoStore.from_url(url, environ=environ)
     raise UsageError(
-        f"unknown store URL scheme {scheme!r} in {url!r}: use sqlite:///path/store.db or "
+        f"unknown store URL scheme {scheme!r} in {url!r}: use sqlite:path/store.db, "
+        "sqlite:////absolute/path/store.db or "
         "openbao://host:port/mount"
     )

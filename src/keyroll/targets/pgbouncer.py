@@ -30,29 +30,48 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
 
 from keyroll.errors import TargetError
 from keyroll.files import write_private
 from keyroll.model import SecretValue
 from keyroll.targets._redact import target_error
+from keyroll.targets.postgres._driver import psycopg as psycopg_module
 from keyroll.targets.scram import ScramVerifier
 
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["PgBouncerTarget", "format_auth_line", "parse_auth_file"]
+__all__ = [
+    "ADMIN_URL_SHAPE", "PgBouncerTarget", "format_auth_line", "parse_admin_url", "parse_auth_file",
+]
 
 _SYSTEM = "PgBouncer"
 
 
 def _psycopg() -> ModuleType:
+    return psycopg_module(_SYSTEM)
+
+
+#: What `parse_admin_url` accepts (for messages: the URL itself holds a password).
+ADMIN_URL_SHAPE = "postgresql://ADMIN:PASSWORD@HOST:PORT/pgbouncer"
+
+
+def parse_admin_url(url: str) -> tuple[str, int, str, SecretValue] | None:
+    """Host, port (default 6432), admin user and password of an admin console URL.
+
+    Returns None when ``url`` is not `ADMIN_URL_SHAPE` (the caller names the variable; the
+    text itself is never shown: it holds a password).
+    """
     try:
-        import psycopg
-    except ImportError:  # pragma: no cover - exercised only without the extra
-        raise TargetError(
-            "PgBouncer targets need psycopg: pip install 'keyroll[postgres]'"
-        ) from None
-    return psycopg
+        parts = urlsplit(url)
+        port = parts.port or 6432
+    except ValueError:
+        return None
+    if parts.scheme not in ("postgresql", "postgres") or not parts.hostname \
+            or not parts.username or parts.password is None:
+        return None
+    return parts.hostname, port, unquote(parts.username), SecretValue(unquote(parts.password))
 
 
 def _quote(text: str) -> str:

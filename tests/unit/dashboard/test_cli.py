@@ -25,15 +25,10 @@ from keyroll.model import Label, SecretRef
 from keyroll.net import is_loopback
 from keyroll.stores.sqlite import SQLiteStore
 from tests.leaks import assert_no_leak
+from tests.servers import free_port
 from tests.unit.conftest import INVENTORY
 
 FROZEN = "2026-12-01T00:00:00+00:00"
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _project(folder: Path) -> tuple[dict[str, str], str]:
@@ -67,7 +62,7 @@ def _wait_healthy(proc: subprocess.Popen[bytes], url: str) -> httpx.Response:
 @pytest.mark.slow
 def test_keyroll_dashboard_serves_healthz_and_metrics(tmp_path: Path) -> None:
     env, value = _project(tmp_path)
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "dashboard.log"
     with log.open("wb") as sink:
         proc = subprocess.Popen(
@@ -118,7 +113,7 @@ def test_a_missing_master_key_is_one_line_before_the_port_opens(
     monkeypatch.chdir(tmp_path)
     for var in ("KEYROLL_MASTER_KEY", "KEYROLL_CONFIG", "KEYROLL_STORE", "KEYROLL_NOW"):
         monkeypatch.delenv(var, raising=False)
-    assert run(["dashboard", "--port", str(_free_port())]) == 2
+    assert run(["dashboard", "--port", str(free_port())]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: no master key") and err.count("\n") == 1
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from keyroll.errors import UsageError
-from keyroll.reencrypt.database import open_database, scrub
+from keyroll.reencrypt.connect import open_database
+from keyroll.reencrypt.database import scrub
 from keyroll.reencrypt.sqlite import quote_identifier, sqlite_file
 
 

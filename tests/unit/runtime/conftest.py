@@ -10,19 +10,10 @@ import pytest
 
 from keyroll.model import SecretRef
 from keyroll.stores.sqlite import SQLiteStore
+from tests.world import SecondsClock
 
-
-class FakeClock:
-    """A clock the test moves by hand (monotonic or wall seconds)."""
-
-    def __init__(self, start: float = 1_763_776_800.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+#: The one test clock of seconds (`tests.world.SecondsClock`), by the name these tests use.
+FakeClock = SecondsClock
 
 
 @pytest.fixture

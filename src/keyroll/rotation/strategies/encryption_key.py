@@ -3,28 +3,29 @@
 apply: nothing (readers decrypt with every retained key); test: an encrypt/decrypt round trip
 through `FieldCipher` with the new key current and the old one retained; overlap: the deadline
 *and* no data left under the old key. Retire is refused while any record is still encrypted
-under the old kid: the count comes from ``hooks.remaining`` commands (each prints a number)
-and, for ``columns`` in the inventory, from the re-encryption module; it goes into the audit
-evidence. With no way to count, retire waits (set ``overlap.until_unused = false`` to accept
-the risk explicitly).
+under the old kid: the count comes from ``hooks.remaining`` commands (each prints a number,
+run through `keyroll.rotation.deploy.HookRunner`) and, for ``columns`` in the inventory, from
+the re-encryption gate (`keyroll.reencrypt.gate`); it goes into the audit evidence. With no
+way to count, retire waits (set ``overlap.until_unused = false`` to accept the risk
+explicitly).
 """
 
 from __future__ import annotations
 
-import importlib
 import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from keyroll import escrow
-from keyroll.errors import HookFailed, KeyrollError, StepFailed, UsageError
+from keyroll.errors import HookFailed, KeyrollError, NotFound, StepFailed, UsageError
 from keyroll.model import Kind, Label, Version, format_kid
+from keyroll.reencrypt.gate import count_remaining
+from keyroll.rotation.deploy import HookRunner
 from keyroll.rotation.strategies.base import StepContext, Strategy, Verdict
 from keyroll.rotation.strategies.signing_key import current_round_trip, pending_round_trip
 from keyroll.runtime.fields import FieldCipher
 from keyroll.runtime.keysource import StoreKeySource
-from keyroll.targets.hooks import run_hook
 
 __all__ = ["EncryptionKeyStrategy", "RemainingCounter", "escrow_old_key"]
 
@@ -33,36 +34,48 @@ RemainingCounter = Callable[[StepContext, int], "int | None"]
 
 
 def count_by_hooks(ctx: StepContext, old_kid: int) -> int | None:
-    """Sum what the class's ``hooks.remaining`` commands print (None without such hooks)."""
-    hooks = [h for h in ctx.cls.hooks.remaining if h.applies_to(ctx.ref.environment)]
-    if not hooks:
+    """Sum what the class's ``hooks.remaining`` commands print (None without such hooks).
+
+    They run through the engine's `HookRunner`, so their output is masked by the store
+    redactor like every other hook's, and they get the same environment plus
+    ``KEYROLL_OLD_KID``.
+    """
+    if not any(h.applies_to(ctx.ref.environment) for h in ctx.cls.hooks.remaining):
         return None
+    runner = HookRunner(ctx.store, ctx.inventory, ctx.workdir)
+    results = runner.run(ctx, "remaining", step="overlap", report=lambda _line: None,
+                         extra_env={"KEYROLL_OLD_KID": format_kid(old_kid)})
     total = 0
-    env = {
-        "KEYROLL_ENVIRONMENT": ctx.ref.environment, "KEYROLL_SECRET": ctx.ref.name,
-        "KEYROLL_OLD_KID": format_kid(old_kid), "KEYROLL_ROTATION": ctx.rotation,
-    }
-    for hook in hooks:
-        result = run_hook(hook, cwd=ctx.workdir, env=env, redact=lambda text: text)
+    for result in results:
         try:
-            total += int(result.output.strip().splitlines()[-1])
+            total += int(str(result["output"]).strip().splitlines()[-1])
         except (ValueError, IndexError):
             raise HookFailed(
-                f"hook {hook.label!r} must print the number of records under the old key"
+                f"hook {result['hook']!r} must print the number of records under the old key"
             ) from None
     return total
 
 
+def _current_kid(ctx: StepContext) -> int:
+    """The kid rows should be under: the current version's (the new one before promote)."""
+    number = ctx.store.get_labels(ctx.ref).get(Label.CURRENT)
+    if number is not None:
+        return ctx.store.get_version(ctx.ref, number).kid
+    if ctx.new is not None:
+        return ctx.new.kid
+    raise NotFound(f"{ctx.ref} has no current version: nothing to count rows against")
+
+
 def count_by_columns(ctx: StepContext, old_kid: int) -> int | None:
-    """Rows under the old kid in the class's ``columns`` (the re-encryption module)."""
+    """Rows not under the current kid in the class's ``columns`` (`keyroll.reencrypt.gate`)."""
     if not ctx.cls.columns:
         return None
-    try:  # the re-encryption module (issue 6) plugs in here when present
-        module = importlib.import_module("keyroll.reencrypt")
-    except ImportError:
+    counted = count_remaining(ctx.cls.columns, ctx.ref.environment,
+                              current_kid=_current_kid(ctx), old_kid=old_kid)
+    if counted is None:
         return None
-    counter: RemainingCounter | None = getattr(module, "count_remaining", None)
-    return None if counter is None else counter(ctx, old_kid)
+    ctx.evidence["reencrypt_remaining"] = counted.evidence()
+    return counted.total
 
 
 class EncryptionKeyStrategy(Strategy):

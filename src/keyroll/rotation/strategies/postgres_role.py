@@ -44,27 +44,34 @@ inventory. Options (``[classes.<name>].options``)::
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
-from keyroll.errors import RotationRefused, StepFailed, TargetError, UsageError
+from keyroll.errors import RoleMissing, RotationRefused, StepFailed, TargetError, UsageError
 from keyroll.inventory import SecretClass
 from keyroll.model import Kind, SecretValue, Version
 from keyroll.render import check_template
 from keyroll.rotation.strategies._options import env_name_option, option_error, text_option
 from keyroll.rotation.strategies._settle import forget_quiet, settled
 from keyroll.rotation.strategies.base import StepContext, Strategy, Verdict
-from keyroll.targets.pgbouncer import PgBouncerTarget
-from keyroll.targets.postgres import AdoptResult, PostgresTarget, RetireMode, RoleLayout, backup
+from keyroll.targets.pgbouncer import ADMIN_URL_SHAPE, PgBouncerTarget, parse_admin_url
+from keyroll.targets.postgres import (
+    AdoptResult,
+    PostgresTarget,
+    RetireMode,
+    RoleLayout,
+    backup,
+    identifier_problem,
+)
+from keyroll.targets.postgres import dbname as target_dbname
 
 __all__ = ["PostgresRoleOptions", "PostgresRoleStrategy", "adopt_role", "role_options"]
 
-_MAX_IDENTIFIER_BYTES = 63
 _KNOWN = (
     "admin_dsn_env", "admin_password_env", "group_role", "login_roles", "probe_table", "retire",
     "backup_dir", "pg_dump", "app_dsn", "pgbouncer_auth_file", "pgbouncer_admin_url_env",
@@ -89,11 +96,11 @@ class PostgresRoleOptions:
 
 
 def _identifier(cls: SecretClass, name: str, value: object) -> str:
-    if not isinstance(value, str) or not value or "\x00" in value:
-        raise option_error(cls, name, "role names must be non-empty strings without NUL")
-    if len(value.encode()) > _MAX_IDENTIFIER_BYTES:
-        raise option_error(cls, name, f"{value!r} is longer than {_MAX_IDENTIFIER_BYTES} bytes "
-                   "(PostgreSQL would truncate it)")
+    """``value`` as a role name, by the target's identifier rule (`identifier_problem`)."""
+    problem = identifier_problem(value)
+    if problem is not None:
+        raise option_error(cls, name, f"role name {problem}")
+    assert isinstance(value, str)
     return value
 
 
@@ -174,19 +181,6 @@ def _env(environ: Mapping[str, str], var: str, what: str, ref: object) -> str:
     return value
 
 
-def _dbname(dsn: str) -> str:
-    try:
-        from psycopg.conninfo import conninfo_to_dict
-    except ImportError:  # pragma: no cover - without the postgres extra
-        raise TargetError("PostgreSQL targets need psycopg: pip install 'keyroll[postgres]'") \
-            from None
-    try:
-        return str(conninfo_to_dict(dsn).get("dbname") or "postgres")
-    except Exception:  # noqa: BLE001 - a malformed DSN must not leak through its message
-        raise TargetError("PostgreSQL: the admin DSN is neither conninfo nor a postgresql:// "
-                          "URL (its text is not shown: it may hold a password)") from None
-
-
 def _admin(opts: PostgresRoleOptions, environ: Mapping[str, str], ref: object
            ) -> tuple[PostgresTarget, str, SecretValue | None]:
     dsn = _env(environ, opts.admin_dsn_env, "options.admin_dsn_env", ref)
@@ -203,28 +197,23 @@ def _bouncer(opts: PostgresRoleOptions, environ: Mapping[str, str], workdir: Pat
         return None
     var = opts.pgbouncer_admin_url_env
     url = _env(environ, var, "options.pgbouncer_admin_url_env", ref)
-    shape = "postgresql://ADMIN:PASSWORD@HOST:PORT/pgbouncer"
-    try:
-        parts = urlsplit(url)
-        port = parts.port or 6432
-    except ValueError:
-        raise RotationRefused(f"{ref}: env var {var} must be {shape} (its text is not shown)") \
-            from None
-    if parts.scheme not in ("postgresql", "postgres") or not parts.hostname \
-            or not parts.username or parts.password is None:
-        raise RotationRefused(f"{ref}: env var {var} must be {shape} (its text is not shown)")
+    admin = parse_admin_url(url)
+    if admin is None:
+        raise RotationRefused(f"{ref}: env var {var} must be {ADMIN_URL_SHAPE} (its text is not "
+                              "shown)")
+    host, port, user, password = admin
     auth_file = Path(opts.pgbouncer_auth_file)
     return PgBouncerTarget(
         auth_file if auth_file.is_absolute() else workdir / auth_file,
-        host=parts.hostname, port=port, admin_user=unquote(parts.username),
-        admin_password=SecretValue(unquote(parts.password)),
+        host=host, port=port, admin_user=user, admin_password=password,
     )
 
 
 def _targets(ctx: StepContext, opts: PostgresRoleOptions) -> _Targets:
     pg, dsn, password = _admin(opts, os.environ, ctx.ref)
     bouncer = _bouncer(opts, os.environ, ctx.workdir, ctx.ref)
-    dbname = opts.pgbouncer_dbname or (_dbname(dsn) if bouncer is not None else "")
+    dbname = opts.pgbouncer_dbname or (
+        target_dbname(dsn, "read the admin DSN") if bouncer is not None else "")
     return _Targets(pg, dsn, password, bouncer, dbname)
 
 
@@ -419,11 +408,8 @@ class PostgresRoleStrategy(Strategy):
 def _retire_if_present(pg: PostgresTarget, role: str, mode: RetireMode) -> None:
     """`PostgresTarget.retire`, but a role that is already gone counts as retired (a rerun after
     a crash in ``drop`` mode; a rollback before the layout existed)."""
-    try:
+    with contextlib.suppress(RoleMissing):
         pg.retire(role, mode)
-    except TargetError as exc:
-        if "the role does not exist" not in str(exc):
-            raise
 
 
 def adopt_role(

@@ -1,4 +1,5 @@
-"""The foundation commands end to end, in-process, with planted secrets grepped everywhere."""
+"""`keyroll init` and the secrets commands (import, generate, export, get) end to end, with
+status exit codes, bad input and migrate-store, in-process, planted secrets grepped everywhere."""
 
 from __future__ import annotations
 

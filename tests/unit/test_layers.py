@@ -1,0 +1,143 @@
+"""The layer rules of ARCHITECTURE.md, checked on the import graph of ``src/keyroll``.
+
+Every import counts, also the lazy ones inside functions: a lazy import is still a dependency
+(it only defers the cost). A failure names the module, what it imports and the rule it breaks.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+#: Core modules that import nothing but each other (and the standard library).
+CORE_LEAVES = {
+    "errors", "model", "jwk", "generate", "durations", "inventory", "escaping", "recognise",
+    "scrub", "files", "urls", "net",
+}
+#: Core modules that also read the store contract and the rotation record (a leaf).
+CORE_SERVICES = {"audit", "status", "render", "reports", "notify", "migrate"}
+#: What a screen is drawn with: the engine (everything but cli/, dashboard/, runtime/) never
+#: imports them; it emits events that the CLI and the dashboard observe.
+SCREEN = ("typer", "rich", "fastapi", "starlette", "uvicorn", "jinja2")
+
+
+def _module(path: Path) -> str:
+    parts = list(path.relative_to(SRC).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _imports(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            if node.module == "keyroll":
+                found |= {f"keyroll.{alias.name}" for alias in node.names}
+            else:
+                found.add(node.module)
+    return found
+
+
+GRAPH = {_module(p): _imports(p) for p in sorted((SRC / "keyroll").rglob("*.py"))}
+
+
+def _area(module: str) -> str:
+    """``core`` for a top-level module, else the first package under keyroll (``stores``…);
+    ``stores.base`` and ``rotation.record`` are their own (the contract and the record)."""
+    parts = module.split(".")
+    if parts[0] != "keyroll":
+        return "third-party"
+    if module in ("keyroll.stores.base", "keyroll.rotation.record"):
+        return module.removeprefix("keyroll.")
+    if len(parts) == 1:
+        return "keyroll"
+    return parts[1] if (SRC / "keyroll" / parts[1]).is_dir() else "core"
+
+
+def _violations(sources: set[str], allowed: set[str]) -> list[str]:
+    bad = []
+    for module in sorted(sources):
+        for target in sorted(GRAPH[module]):
+            if target.startswith("keyroll") and _area(target) not in allowed \
+                    and _area(target) != _area(module):
+                bad.append(f"{module} imports {target}")
+    return bad
+
+
+def _in(area: str) -> set[str]:
+    return {m for m in GRAPH if _area(m) == area}
+
+
+def test_the_graph_is_read() -> None:
+    assert "keyroll.rotation.engine" in GRAPH
+    assert "keyroll.stores.base" in GRAPH["keyroll.rotation.engine"]
+
+
+def test_core_leaves_import_only_core_leaves() -> None:
+    bad = []
+    for name in sorted(CORE_LEAVES):
+        for target in sorted(GRAPH[f"keyroll.{name}"]):
+            if target.startswith("keyroll") and target.removeprefix("keyroll.") not in CORE_LEAVES:
+                bad.append(f"keyroll.{name} imports {target}")
+    assert bad == []
+
+
+def test_core_is_leaves_and_services() -> None:
+    assert {m.removeprefix("keyroll.") for m in _in("core")} == CORE_LEAVES | CORE_SERVICES
+
+
+def test_core_services_import_nothing_above_the_contract_and_the_record() -> None:
+    bad = []
+    for name in sorted(CORE_SERVICES):
+        for target in sorted(GRAPH[f"keyroll.{name}"]):
+            if not target.startswith("keyroll"):
+                continue
+            if target.removeprefix("keyroll.") in CORE_LEAVES | CORE_SERVICES:
+                continue
+            if target not in ("keyroll.stores.base", "keyroll.rotation.record"):
+                bad.append(f"keyroll.{name} imports {target}")
+    assert bad == []
+
+
+def test_the_contract_and_the_record_are_leaves() -> None:
+    assert _violations({"keyroll.stores.base"}, {"core"}) == []
+    assert _violations({"keyroll.rotation.record"}, {"core", "stores.base"}) == []
+
+
+def test_store_backends_import_only_the_contract_and_core() -> None:
+    assert _violations(_in("stores"), {"core", "stores.base"}) == []
+
+
+def test_runtime_imports_no_engine_cli_or_dashboard() -> None:
+    # the read side of the stores only: an app that uses key rings pulls in no server code
+    assert _violations(_in("runtime"), {"core", "stores.base", "keyroll"}) == []
+
+
+def test_targets_know_nothing_of_the_engine_or_the_stores() -> None:
+    assert _violations(_in("targets"), {"core"}) == []
+
+
+def test_reencrypt_imports_no_rotation_cli_or_dashboard() -> None:
+    allowed = {"core", "stores.base", "runtime", "targets"}
+    assert _violations(_in("reencrypt"), allowed) == []
+
+
+def test_rotation_imports_no_cli_or_dashboard() -> None:
+    allowed = {"core", "stores.base", "rotation.record", "stores", "runtime", "targets",
+               "reencrypt"}
+    assert _violations(_in("rotation"), allowed) == []
+
+
+@pytest.mark.parametrize("area", ["core", "stores", "stores.base", "rotation", "rotation.record",
+                                  "reencrypt", "targets"])
+def test_the_engine_imports_no_screen(area: str) -> None:
+    bad = [f"{m} imports {t}" for m in sorted(_in(area)) for t in sorted(GRAPH[m])
+           if t.split(".")[0] in SCREEN]
+    assert bad == []
