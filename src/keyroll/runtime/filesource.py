@@ -45,6 +45,7 @@ from pathlib import Path
 
 from keyroll import dotenv
 from keyroll.errors import KeyrollError
+from keyroll.layout import Layout
 from keyroll.runtime import metrics
 from keyroll.runtime.keysource import EnvKeySource, Key
 
@@ -116,6 +117,7 @@ class FileKeySource(EnvKeySource):
         refresh_interval: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
         metrics: bool = True,
+        layout: Layout | None = None,
     ) -> None:
         self.path = Path(path)
         #: polls that found the files incomplete, unreadable or invalid (never reset)
@@ -125,7 +127,7 @@ class FileKeySource(EnvKeySource):
         super().__init__(
             current_var, previous_var, next_var=next_var, separator=separator,
             derive_kids=derive_kids, min_length=min_length, refresh_interval=refresh_interval,
-            clock=clock,
+            clock=clock, layout=layout,
         )
         self.name = f"file:{self.path}:{current_var}"
         if metrics:
