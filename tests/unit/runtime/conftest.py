@@ -10,9 +10,9 @@ import pytest
 
 from keyroll.model import SecretRef
 from keyroll.stores.sqlite import SQLiteStore
-from tests.world import SecondsClock
+from tests.clocks import SecondsClock
 
-#: The one test clock of seconds (`tests.world.SecondsClock`), by the name these tests use.
+#: The one test clock of seconds (`tests.clocks.SecondsClock`), by the name these tests use.
 FakeClock = SecondsClock
 
 
