@@ -84,12 +84,15 @@ def test_every_layout_round_trips_through_export(layout_world: tuple[str, World]
     assert store_ring.verify_with_kid(new_token)[1] == keys.current.kid
 
 
-@pytest.mark.parametrize("written", sorted(LAYOUTS))
-@pytest.mark.parametrize("read", sorted(LAYOUTS))
+#: Every (written, read) pairing whose writer can spell the reader's variable (seed-003 names
+#: must end in ``_CURRENT``, so a seed-003 writer cannot write the other layouts' names).
+PAIRINGS = [(w, r) for w in sorted(LAYOUTS) for r in sorted(LAYOUTS)
+            if check_layout(w).problem(CASES[r][0]) is None]
+
+
+@pytest.mark.parametrize(("written", "read"), PAIRINGS)
 def test_a_reader_of_another_layout_refuses_at_startup(written: str, read: str) -> None:
     var = CASES[read][0]
-    if check_layout(written).problem(var) is not None:
-        pytest.skip("seed-003 names need *_CURRENT")
     names_w, names_r = check_layout(written).names(var), check_layout(read).names(var)
     a, b = secrets.token_urlsafe(40), secrets.token_urlsafe(40)
     env = {names_w.current: a, names_w.previous: b}
