@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from keyroll import jwk
 from keyroll.errors import InventoryError
@@ -31,8 +32,11 @@ def test_thumbprint_matches_rfc7638_known_answer() -> None:
 def test_generated_key_pairs_are_pkcs8_pem_with_a_public_fingerprint(fmt: str) -> None:
     value = generate(fmt)
     text = value.reveal()
-    assert text.startswith("-----BEGIN PRIVATE KEY-----\n")  # PKCS#8, unencrypted
     key = jwk.load_pem_key(text)
+    # PKCS#8, unencrypted: exactly what cryptography writes for that format
+    assert text.encode() == key.private_bytes(serialization.Encoding.PEM,
+                                              serialization.PrivateFormat.PKCS8,
+                                              serialization.NoEncryption())
     assert jwk.is_private(key)
     public = jwk.public_jwk(key)
     assert not jwk.PRIVATE_MEMBERS & set(public)
@@ -47,7 +51,8 @@ def test_generated_key_pairs_are_pkcs8_pem_with_a_public_fingerprint(fmt: str) -
 def test_secret_formats_keep_sha256_fingerprints_and_bad_pem_falls_back() -> None:
     plain = generate("base64-48")
     assert len(plain.fingerprint) == 16
-    junk = "-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n"
+    real = generate("ed25519").reveal().splitlines()
+    junk = "\n".join([real[0], "not a key", real[-1]]) + "\n"  # a PEM frame around no key
     assert SecretValue(junk).fingerprint == fingerprint(junk.encode())
     with pytest.raises(ValueError, match="no prefix"):
         generate(Format.EC_P256, prefix="k_")

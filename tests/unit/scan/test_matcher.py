@@ -6,13 +6,13 @@ from __future__ import annotations
 import base64
 import json
 import random
-import textwrap
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 
 from keyroll.errors import UsageError
+from keyroll.generate import generate
 from keyroll.recognise import Recogniser, derive_key, digest, shape
 from keyroll.scan import Entry, Finding, Matcher, ScanIndex, ScanResult, ValueState, load_baseline
 from tests.scan_corpus import noise, spellings
@@ -22,8 +22,7 @@ VALUES = [
     base64.b64encode(random.Random(1).randbytes(48)).decode(),
     'pa:ss@w/rd"with\'quotes\\and$dollars-0123',
     "correct horse battery staple 1234",
-    "-----BEGIN PRIVATE KEY-----\n" + "\n".join(textwrap.wrap(
-        base64.b64encode(random.Random(2).randbytes(120)).decode(), 64)) + "\n-----END PRIVATE KEY-----\n",
+    generate("ed25519").reveal(),  # a PKCS#8 PEM block, generated at run time
 ]
 
 
