@@ -454,8 +454,13 @@ class RedisServer(_Server):
 
     prefix = "keyroll-redis-"
 
-    def __init__(self, *, aclfile: bool = True, binary: Path | None = None) -> None:
-        """Find the binary (exactly ``binary``, when given) or raise `ServerUnavailable`."""
+    def __init__(self, *, aclfile: bool = True, binary: Path | None = None,
+                 cmdline: bool = False) -> None:
+        """Find the binary (exactly ``binary``, when given) or raise `ServerUnavailable`.
+
+        ``cmdline``: no config file and no ACL file, ``--requirepass`` on the command line
+        (a Compose ``command: redis-server --requirepass …``): users live in memory only.
+        """
         self.binary = (
             find_binary(binary.name, "redis-server", (binary.parent,), search_path=False)
             if binary else find_binary("redis-server", "redis-server", (Path("/usr/bin"),))
@@ -464,11 +469,11 @@ class RedisServer(_Server):
         self.user = None  # redis-server runs fine as root; keep it simple
         self.admin_user = "default"
         self.password = secrets.token_urlsafe(24)
-        self.aclfile: Path | None = self.dir / "users.acl" if aclfile else None
+        self.cmdline = cmdline
+        self.aclfile: Path | None = self.dir / "users.acl" if aclfile and not cmdline else None
+        self._argv: list[str] = []
 
-    def start(self) -> RedisServer:
-        """Start the server; return when it answers an authenticated PING."""
-        conf = self.dir / "redis.conf"
+    def _settings(self) -> list[str]:
         lines = [
             "bind 127.0.0.1", "protected-mode yes", f"dir {self.dir}", 'save ""',
             "appendonly no", "daemonize no",
@@ -478,10 +483,26 @@ class RedisServer(_Server):
             lines.append(f"aclfile {self.aclfile}")
         else:
             lines.append(f"requirepass {self.password}")
+        return lines
+
+    def _argv_for(self, lines: list[str]) -> list[str]:
+        if self.cmdline:
+            argv = [str(self.binary)]
+            for line in [*lines, f"port {self.port}"]:
+                name, _, value = line.partition(" ")
+                argv += [f"--{name}", value.strip('"')]
+            return argv
+        conf = self.dir / "redis.conf"
+        conf.write_text("\n".join([*lines, f"port {self.port}"]) + "\n")
+        return [str(self.binary), str(conf)]
+
+    def start(self) -> RedisServer:
+        """Start the server; return when it answers an authenticated PING."""
+        lines = self._settings()
         for attempt in range(3):
             self.port = free_port()
-            conf.write_text("\n".join([*lines, f"port {self.port}"]) + "\n")
-            self._spawn([str(self.binary), str(conf)])
+            self._argv = self._argv_for(lines)
+            self._spawn(self._argv)
             assert self.proc is not None
             try:
                 _wait_port(self.port, self.proc, "redis-server", self.log_path)
@@ -493,6 +514,21 @@ class RedisServer(_Server):
             else:
                 return self
         raise AssertionError("unreachable")
+
+    def restart(self, password: str | None = None) -> None:
+        """Stop (SIGTERM) and start the same server again on the same port, the way a
+        container restart does: whatever it did not persist is gone. ``password``: the
+        ``default`` user's password after the restart, for the readiness PING."""
+        _stop_process(self.proc, signal.SIGTERM)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        if password is not None:
+            self.password = password
+        self._spawn(self._argv)
+        assert self.proc is not None
+        _wait_port(self.port, self.proc, "redis-server", self.log_path)
+        self._wait_ping()
 
     def _wait_ping(self) -> None:
         import redis
