@@ -61,8 +61,9 @@ class ChangeWindow:
         """The first instant at or after ``when`` inside the window (UTC).
 
         Candidates are each day's local start (and midnight, for a window that crosses it),
-        from the day before ``when`` to eight days after; a start the clocks skip maps to the
-        first instant after the gap, which `contains` then judges.
+        from the day before ``when`` to eight days after, and every half hour on the UTC
+        clock in between: a start the clocks skip (spring forward) opens at the end of the
+        gap, which is a transition on a whole or half hour, and `contains` judges each.
         """
         if self.contains(when):
             return when.astimezone(UTC)
@@ -73,12 +74,21 @@ class ChangeWindow:
             day = today + timedelta(days=days)
             for wall in (self.start, time(0, 0)):
                 candidate = datetime.combine(day, wall, tzinfo=tz).astimezone(UTC)
-                # a wall time inside a DST gap converts to the instant after the gap
                 if candidate > when and self.contains(candidate):
                     found.append(candidate)
-        if not found:  # pragma: no cover - a window always opens within a day or two
+        first = min(found) if found else when + timedelta(days=9)
+        step = when.astimezone(UTC).replace(minute=30 if when.minute >= 30 else 0, second=0,
+                                            microsecond=0)
+        for _ in range(9 * 48):  # bounded: the half hours up to the first start found
+            step += timedelta(minutes=30)
+            if step >= first:
+                break
+            if self.contains(step):
+                first = step
+                break
+        if first > when + timedelta(days=8):  # pragma: no cover - a window opens every day
             raise ValueError(f"window {self} never opens")
-        return min(found)
+        return first
 
 
 def parse_window(text: str) -> ChangeWindow:
