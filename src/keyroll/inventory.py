@@ -461,6 +461,7 @@ class Preflight(_Strict):
         verify: check the artefact (pg_dump archives are always read back).
         dsn_env: the env var holding the database URL (never the URL itself).
         database: sqlite: the database file (relative to keyroll.toml).
+        pg_dump: pg_dump: the binary (at least the server's major version; default: PATH).
         dir: where artefacts go (relative to keyroll.toml), named
             ``<env>-<class>-<rotation>.<ext>``.
         timeout: how long the backup may take.
@@ -471,6 +472,7 @@ class Preflight(_Strict):
     verify: bool = True
     dsn_env: str | None = None
     database: str | None = None
+    pg_dump: str | None = None
     dir: str = ".keyroll/backups"
     timeout: Timeout = timedelta(hours=1)
     environments: list[str] | None = None
@@ -485,6 +487,8 @@ class Preflight(_Strict):
             raise ValueError('backup = "sqlite" needs exactly one of database (a file) and dsn_env')
         if self.database is not None and self.backup != "sqlite":
             raise ValueError("database belongs to a sqlite backup")
+        if self.pg_dump is not None and self.backup != "pg_dump":
+            raise ValueError("pg_dump (the binary) belongs to a pg_dump backup")
         return self
 
     @property

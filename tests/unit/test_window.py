@@ -67,5 +67,5 @@ def test_a_start_the_clocks_skip_opens_after_the_gap() -> None:
 @pytest.mark.parametrize("text", ["", "02:00-04:00", "2-4 UTC", "02:00-04:00 Nowhere/City",
                                   "24:00-01:00 UTC", "01:00-01:00 UTC", "02:00 -04:00UTC"])
 def test_malformed_windows_say_how_to_write_them(text: str) -> None:
-    with pytest.raises(ValueError, match="HH:MM|IANA|empty|00-23"):
+    with pytest.raises(ValueError, match=r"HH:MM|IANA|empty|00-23"):
         parse_window(text)

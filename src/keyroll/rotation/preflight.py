@@ -71,7 +71,7 @@ def _pg_dump(ctx: StepContext, entry: Preflight, target: Path) -> dict[str, Any]
 
     assert entry.dsn_env is not None
     dsn = _env_value(ctx, entry.dsn_env, "preflight dsn_env")
-    result = backup(dsn, target, timeout=entry.timeout.total_seconds())
+    result = backup(dsn, target, pg_dump=entry.pg_dump, timeout=entry.timeout.total_seconds())
     return {"path": str(result.path), "sha256": result.sha256, "size": result.size,
             "verified": f"pg_restore --list ({result.entries} entries)"}
 
