@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import sqlite3
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -21,8 +22,9 @@ from keyroll.generate import generate
 from keyroll.inventory import parse_inventory
 from keyroll.model import SecretRef
 from keyroll.reports import checklist
+from keyroll.stores.sqlite import SQLiteStore
 from tests.leaks import assert_no_leak
-from tests.world import World
+from tests.world import Clock, World
 
 # 2026-11-01 02:00 UTC is 09:00 in Ho Chi Minh City (UTC+7, no DST)
 INSIDE = datetime(2026, 11, 1, 19, 30, tzinfo=UTC)  # 02:30 local
@@ -232,3 +234,48 @@ def test_bad_gate_settings_are_one_line_inventory_errors(extra: str, says: str) 
     with pytest.raises(InventoryError) as caught:
         parse_inventory(_text(class_extra=extra))
     assert says in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_crash_in_the_middle_of_a_backup_resumes_and_leaves_no_partial_file(
+    tmp_path: Path,
+) -> None:
+    """The backup command SIGKILLs keyroll itself after writing half a backup (first run only);
+    the next run removes the partial temp file, takes the backup again and finishes."""
+    text = _text(class_extra=(
+        'preflight = [{ backup = { run = "sh -c \'echo half > $KEYROLL_BACKUP_PATH; '
+        'if [ ! -e crashed ]; then touch crashed; kill -9 $PPID; exit 1; fi; '
+        'echo whole >> $KEYROLL_BACKUP_PATH\'" } }]'))
+    world = _world(tmp_path, text)
+    key, store_path = world.key, tmp_path / ".keyroll" / "store.db"
+    world.store.close()
+
+    def reopen() -> World:
+        store = SQLiteStore(store_path, key)
+        return World(tmp_path, store, parse_inventory(text, tmp_path / "keyroll.toml"),
+                     Clock(INSIDE), key)
+
+    pid = os.fork()
+    if pid == 0:  # the child: keyroll, killed by its own backup command
+        try:
+            child = reopen()
+            child.engine().run(child.engine().start("jwt", "prod").id)
+        finally:
+            os._exit(3)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    folder = tmp_path / ".keyroll" / "backups"
+    [partial] = [p.name for p in folder.iterdir()]
+    assert partial.startswith(".keyroll-tmp-")  # half a backup, under its temp name
+    resumed = reopen()
+    try:
+        [record] = resumed.store.list_rotations(SecretRef("prod", "jwt"))
+        assert record.state == "plan"
+        final = resumed.finish(record.id)
+        assert final.state == "done", final.body.error
+        [backup] = next(s.evidence for s in final.body.steps
+                        if s.step == "plan" and s.outcome == "ok")["preflight"]
+        files = sorted(p.name for p in folder.iterdir())
+        assert files == [Path(backup["path"]).name]  # the partial temp file is gone
+        assert Path(backup["path"]).read_text() == "half\nwhole\n"
+    finally:
+        resumed.close()
