@@ -347,6 +347,22 @@ class Engine:
             if not (incident and manual.name == "drain"):
                 steps.append(PlannedStep(f"confirm {manual.name}",
                                          f"before {manual.before}: {manual.prompt}"))
+        window = self.inventory.window_for(cls, environment)
+        if window is not None:
+            closed = closed_window(self.inventory, cls, ref, self.clock())
+            steps.append(PlannedStep("window", f"{window}: "
+                                     + ("not enforced (not production)" if not policy.production
+                                        else "open now" if closed is None
+                                        else f"closed: {closed.reason()}")))
+        gate = self.inventory.rehearsal_for(cls, environment)
+        if gate is not None:
+            missing = missing_rehearsal(self.store, self.inventory, cls, ref, self.clock())
+            steps.append(PlannedStep("rehearsal", missing or "a completed drill in "
+                                     f"{' or '.join(gate.environments)} within "
+                                     f"{format_duration(gate.within)}: found"))
+        for entry in self.inventory.preflight_for(cls, environment):
+            steps.append(PlannedStep("backup", f"{entry.label} before anything changes, to "
+                                     f"{entry.dir}/ (path and SHA-256 as evidence)"))
         source = cls.generator.value if cls.generator else "entered by a person"
         deadline = strategy.overlap_deadline(self._preview_context(cls, ref, incident, current))
         steps += [

@@ -279,3 +279,14 @@ def test_a_crash_in_the_middle_of_a_backup_resumes_and_leaves_no_partial_file(
         assert Path(backup["path"]).read_text() == "half\nwhole\n"
     finally:
         resumed.close()
+
+
+def test_the_dry_run_shows_the_gates_and_backups(tmp_path: Path) -> None:
+    world = _world(tmp_path, _text(env_extra=f'{WINDOW}\nrequire_rehearsal = "14d"',
+                                   class_extra='preflight = [{ backup = "sqlite", '
+                                               'database = "app.db" }]'), now=OUTSIDE)
+    planned = {p.step: p.description for p in world.engine().preview("jwt", "prod")}
+    assert planned["window"].startswith("02:00-04:00 Asia/Ho_Chi_Minh: closed: outside")
+    assert "no completed rehearsal" in planned["rehearsal"]
+    assert planned["backup"].startswith("sqlite before anything changes")
+    assert world.store.list_rotations() == []
