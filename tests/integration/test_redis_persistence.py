@@ -32,7 +32,7 @@ ADMIN_ENV = "KR_TEST_REDIS_PERSIST_URL"
 RULES = ["~kr:*", "+@all", "-@dangerous"]
 
 
-def _inventory(user: str) -> str:
+def _inventory(user: str, mode: str = "dual-password") -> str:
     return f'''project = "t"
 [environments.dev]
 [environments.prod]
@@ -50,6 +50,7 @@ overlap = {{ min = "0s", margin = "0s", until_unused = false }}
 [classes.cache.options]
 admin_url_env = "{ADMIN_ENV}"
 user = "{user}"
+mode = "{mode}"
 '''
 
 
@@ -166,3 +167,30 @@ def test_memory_only_server_rotates_elsewhere_with_a_warning_that_a_restart_prov
         assert not _logs_in(server, user, new)
     finally:
         server.stop()
+
+
+def test_alternating_users_survive_a_restart_with_config_rewrite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """alternating-users: the idle user created and enabled at apply, the old one disabled at
+    retire, every change written into redis.conf: after a restart the new user logs in and
+    the retired one does not."""
+    user = f"kra{secrets.token_hex(3)}"
+    world = EngineWorld.create(tmp_path, _inventory(user, "alternating-users"))
+    server = _server(aclfile=False)
+    try:
+        first = generate("password-32")
+        _prepare(server, f"{user}_a", first, monkeypatch)
+        ref = world.put_current(SecretRef("prod", "cache"), first, role=f"{user}_a")
+        record = world.rotate("cache", "prod")
+        assert record.state == "done", record.body.error
+        version, new = world.store.read(ref)
+        assert version.meta["role"] == f"{user}_b"
+        server.restart()
+        assert _logs_in(server, f"{user}_b", new)
+        assert not _logs_in(server, f"{user}_a", first)
+        conf = (server.dir / "redis.conf").read_text()
+        assert f"user {user}_a off" in conf
+    finally:
+        server.stop()
+        world.close()
