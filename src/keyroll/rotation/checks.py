@@ -27,6 +27,8 @@ from keyroll.targets.hooks import HookResult, http_check
 
 __all__ = ["jwt_request", "rollout_status"]
 
+_MAX_OUTPUT = 2000  # as much of a reply as a command hook's output keeps
+
 
 def _signing_label(ctx: StepContext, which: str) -> Label:
     """Which label signs: ``current``, or wherever the rotation's new version stands now."""
@@ -62,8 +64,10 @@ def jwt_request(ctx: StepContext, hook: Hook, *, redact: Callable[[str], str],
     value = f"{spec.scheme} {token}" if spec.scheme else token
     ok, detail, body = http_check(hook, url=spec.url, method=spec.method,
                                   secret_headers={spec.header: value}, redact=mask, sleep=sleep)
+    shown = mask(body).strip()  # masked whole first: a cut could split the token
+    shown = shown if len(shown) <= _MAX_OUTPUT else "…" + shown[-_MAX_OUTPUT:]
     return HookResult(hook.label, ok, f"{detail}; token signed by kid {kid} ({label.value})",
-                      mask(body), time.monotonic() - started, "jwt_request")
+                      shown, time.monotonic() - started, "jwt_request")
 
 
 def rollout_status(ctx: StepContext, hook: Hook, *, workdir: Path,
