@@ -349,11 +349,17 @@ def test_adopt_refuses_what_it_cannot_move_by_name_and_changes_nothing(
 # the plan and test steps -----------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("admin", ["superuser", "createrole"])
 def test_plan_gives_the_group_what_a_login_role_created_outside_it(
-    admin_env: FreshDatabase, tmp_path: Path,
+    admin: str, admin_env: FreshDatabase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     db = admin_env
     group = f"{db.prefix}_app"
+    if admin == "createrole":  # the whole rotation with a CREATEROLE admin (PostgreSQL 15)
+        name = f"{db.prefix}_rotator"
+        secret = _create_login(db.dsn, name, "CREATEROLE")
+        _run(db.dsn, sql.SQL("GRANT pg_signal_backend TO {}").format(sql.Identifier(name)))
+        monkeypatch.setenv(ADMIN_ENV, db.base_dsn + f" user={name} password={secret.reveal()}")
     pg = PostgresTarget(db.dsn)
     a, b = pg.ensure_layout(group).logins
     _run(db.dsn, sql.SQL("GRANT USAGE, CREATE ON SCHEMA public TO {}").format(
@@ -418,5 +424,43 @@ def test_the_test_step_fails_on_any_privilege_difference_with_the_diff_in_the_ev
         test = next(s for s in record.body.steps if s.step == "test").evidence
         assert test["privileges"]["diff"] == [] and test["privileges"]["compared"] > 5
         assert world.current("database")[0] == b
+    finally:
+        world.close()
+
+
+def test_rollback_after_promote_keeps_what_the_new_role_created_reachable(
+    admin_env: FreshDatabase, tmp_path: Path,
+) -> None:
+    """A rotation back (Direction.BACK): the role that stays is the old one; what the rolled-back
+    role created while it was current belongs to the group, so the old role keeps it."""
+    db = admin_env
+    group = f"{db.prefix}_app"
+    pg = PostgresTarget(db.dsn)
+    a, b = pg.ensure_layout(group).logins
+    _run(db.dsn, sql.SQL("GRANT USAGE, CREATE ON SCHEMA public TO {}").format(
+        sql.Identifier(group)))
+    first = generate("password-32")
+    pg.set_password(a, first)
+    world = _world(tmp_path, "w", {"group_role": group})
+    try:
+        world.seed("database", first, role=a)
+        engine = world.engine()
+        record = engine.run(engine.start("database", "dev").id)
+        assert record.state == "overlap"
+        role, second = world.current("database")
+        assert role == b
+        with _as(db, b, second) as conn:  # a deploy's migration under the new role
+            conn.execute("CREATE TABLE public.made_by_b (id serial PRIMARY KEY)")
+            conn.execute("INSERT INTO public.made_by_b DEFAULT VALUES")
+        engine.rollback(record.id, reason="the deploy went wrong")
+        record = world.finish(record.id, engine=engine)
+        assert record.state == "rolled-back", record.body.error
+        assert world.current("database") == (a, world.current("database")[1])
+        with _as(db, a, first) as conn:
+            conn.execute("INSERT INTO public.made_by_b DEFAULT VALUES")
+            conn.execute("ALTER TABLE public.made_by_b ADD COLUMN note text")
+            assert conn.execute("SELECT count(*) FROM public.made_by_b").fetchone() == (2,)
+        with pytest.raises(TargetError):
+            pg.check_login(db.base_dsn, b, second)  # the rolled-back role retired
     finally:
         world.close()
