@@ -28,6 +28,7 @@ from tests.integration.conftest import FreshDatabase
 from tests.integration.rotation_world import EngineWorld, class_toml, inventory_text
 from tests.integration.test_postgres_role_strategy import ADMIN_ENV
 from tests.leaks import assert_no_leak
+from tests.servers import PostgresServer
 
 pytestmark = pytest.mark.integration
 
@@ -464,3 +465,33 @@ def test_rollback_after_promote_keeps_what_the_new_role_created_reachable(
             pg.check_login(db.base_dsn, b, second)  # the rolled-back role retired
     finally:
         world.close()
+
+
+def test_adopt_refuses_objects_in_another_database_and_a_schema_named_after_the_role(
+    fresh_db: FreshDatabase, postgres_server: PostgresServer,
+) -> None:
+    db = fresh_db
+    role = f"{db.prefix}_goodgo_app"
+    other = f"{db.name}_other"
+    password = _create_login(db.dsn, role)
+    _run(db.dsn, sql.SQL("CREATE SCHEMA {} AUTHORIZATION {}").format(
+        sql.Identifier(role), sql.Identifier(role)))
+    _run(db.dsn, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(other)))
+    try:
+        with psycopg.connect(postgres_server.dsn(other), autocommit=True) as conn:
+            conn.execute("CREATE TABLE elsewhere (id int)")
+            conn.execute(sql.SQL("ALTER TABLE elsewhere OWNER TO {}").format(
+                sql.Identifier(role)))
+        before = PostgresTarget(db.dsn).privileges(role)
+        with pytest.raises(TargetError) as info:
+            PostgresTarget(db.dsn).adopt(role)
+        message = str(info.value)
+        assert "2 thing(s) cannot be moved" in message
+        assert f"owns 1 object(s) and holds 0 privilege(s) or default privilege(s) in " \
+            f"database {other!r}" in message
+        assert f"schema {role} is named after the role" in message
+        assert PostgresTarget(db.dsn).privileges(role) == before
+        with _as(db, role, password) as conn:  # the role itself is untouched
+            assert conn.execute("SELECT current_user").fetchone() == (role,)
+    finally:
+        _run(db.dsn, sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(other)))
