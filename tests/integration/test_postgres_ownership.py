@@ -282,6 +282,9 @@ def test_adopt_moves_grants_ownership_default_privileges_policies_and_settings(
 
     again = target.adopt(role)
     assert again.already_adopted and again.moved_grants == 0
+    # the role's own default-privilege entries are not "owned objects": the plan step's
+    # reclaim finds nothing to move
+    assert target.reclaim(result.layout) == ({}, [])
 
 
 def test_createrole_adopt_names_every_grant_a_superuser_made_and_changes_nothing(

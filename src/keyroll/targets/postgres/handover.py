@@ -115,9 +115,12 @@ WHERE %(role)s = ANY(p.polroles) ORDER BY 2, 3, 1
 """
 
 # What the role owns, or holds privileges on, by database (pg_shdepend: 0 = shared objects).
+# A default-privilege entry FOR ROLE x is recorded as owned by x: it counts as a privilege
+# here (REASSIGN OWNED does not move it; `_default_moves` does).
 _SHDEPEND_SQL = """
 SELECT coalesce(d.datname, ''), s.dbid = 0 OR d.datname = current_database(),
-  count(*) FILTER (WHERE s.deptype = 'o'), count(*) FILTER (WHERE s.deptype <> 'o')
+  count(*) FILTER (WHERE s.deptype = 'o' AND s.classid <> 'pg_default_acl'::regclass),
+  count(*) FILTER (WHERE s.deptype <> 'o' OR s.classid = 'pg_default_acl'::regclass)
 FROM pg_shdepend s LEFT JOIN pg_database d ON d.oid = s.dbid
 WHERE s.refclassid = 'pg_authid'::regclass AND s.refobjid = %(role)s
 GROUP BY 1, 2 ORDER BY 1
