@@ -1,4 +1,4 @@
-"""Fixtures that start real PostgreSQL, PgBouncer and Redis servers for integration tests.
+"""Fixtures that start real PostgreSQL, PgBouncer, Redis and MariaDB servers for integration tests.
 
 Servers are session-scoped (started once, stopped by PID at the end); databases and Redis users
 are per test. A missing binary fails the test with the package to install: never a skip.
@@ -14,13 +14,14 @@ from typing import Any, TypeVar
 import pytest
 
 from tests.servers import (
+    MariaDBServer,
     PgBouncerServer,
     PostgresServer,
     RedisServer,
     ServerUnavailable,
 )
 
-Server = TypeVar("Server", PostgresServer, PgBouncerServer, RedisServer)
+Server = TypeVar("Server", PostgresServer, PgBouncerServer, RedisServer, MariaDBServer)
 
 
 def _start(server: Server) -> Server:
@@ -67,6 +68,14 @@ def redis_server() -> Iterator[RedisServer]:
 def redis_server_no_aclfile() -> Iterator[RedisServer]:
     """redis-server configured with requirepass and no ACL file."""
     server = _start(_make(RedisServer, aclfile=False))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def mariadb_server() -> Iterator[MariaDBServer]:
+    """Debian's MariaDB for the whole session (temp datadir, loopback port, general log on)."""
+    server = _start(_make(MariaDBServer))
     yield server
     server.stop()
 
