@@ -616,6 +616,7 @@ class MariaDBServer(_Server):
             time.sleep(POLL_INTERVAL)
         try:
             with conn.cursor() as cur:
+                cur.execute("SET SESSION sql_log_off = 1")  # the fixture's own passwords
                 cur.execute("SELECT User, Host FROM mysql.user WHERE User = 'root' AND "
                             "Host <> 'localhost'")
                 for user, host in cur.fetchall():

@@ -380,11 +380,12 @@ class MySQLUserStrategy(Strategy):
                 target.discard_old_password(account)
                 action = "DISCARD OLD PASSWORD"
             forget_quiet(ctx)
-            ctx.evidence["retired"] = {"account": str(account), "mode": mode, "action": action}
+            ctx.evidence["retired_account"] = {"account": str(account), "mode": mode,
+                                               "action": action}
             return
         result = target.lock(opts.account(old), opts.retire)
         forget_quiet(ctx)
-        ctx.evidence["retired"] = {
+        ctx.evidence["retired_account"] = {
             "account": str(result.account), "mode": mode, "retire": result.mode.value,
             "break_glass_fingerprint": result.break_glass_fingerprint,
         }
