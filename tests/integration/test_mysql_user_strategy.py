@@ -28,6 +28,7 @@ from keyroll.stores.sqlite import SQLiteStore
 from keyroll.targets.mysql import Account, MySQLTarget, parse_url
 from keyroll.targets.mysql.accounts import MirrorResult
 from keyroll.targets.mysql.statements import native_password_hash
+from tests.integration.conftest import MySQLDatabase
 from tests.integration.rotation_world import EngineWorld, class_toml, inventory_text
 from tests.leaks import assert_no_leak
 from tests.servers import MariaDBServer
@@ -79,39 +80,7 @@ def admin_sql(server: MariaDBServer, *statements: str | tuple[str, tuple[Any, ..
         conn.close()
 
 
-@dataclass(frozen=True)
-class AppDB:
-    """A database (``orders`` table, procedure ``p``), a role and a prefix for user names."""
-
-    name: str
-    prefix: str
-    role: str
-
-
-@pytest.fixture
-def app_db(mariadb_server: MariaDBServer) -> Iterator[AppDB]:
-    token = secrets.token_hex(4)
-    db = AppDB(f"kr_{token}", f"kr{token}", f"kr{token}_role")
-    admin_sql(mariadb_server, f"CREATE DATABASE `{db.name}`",
-              f"CREATE TABLE `{db.name}`.orders (id INT PRIMARY KEY, total INT)",
-              f"INSERT INTO `{db.name}`.orders VALUES (1, 10)",
-              f"CREATE PROCEDURE `{db.name}`.p() SELECT 1",
-              f"CREATE ROLE `{db.role}`",
-              f"GRANT SELECT ON `{db.name}`.* TO `{db.role}`")
-    yield db
-    conn = mariadb_server.connect()
-    try:
-        with conn.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS `{db.name}`")
-            cur.execute("SELECT User, Host FROM mysql.user WHERE User LIKE %s",
-                        (db.prefix + "%",))
-            for user, host in cur.fetchall():
-                cur.execute("DROP USER IF EXISTS %s@%s", (user, host))
-    finally:
-        conn.close()
-
-
-def create_app_user(server: MariaDBServer, db: AppDB, user: str, password: SecretValue) -> None:
+def create_app_user(server: MariaDBServer, db: MySQLDatabase, user: str, password: SecretValue) -> None:
     """The account the application uses today, with every kind of grant MariaDB has."""
     name = f"`{db.name}`"
     admin_sql(
@@ -129,7 +98,7 @@ def create_app_user(server: MariaDBServer, db: AppDB, user: str, password: Secre
     )
 
 
-def options(db: AppDB, **extra: Any) -> dict[str, Any]:
+def options(db: MySQLDatabase, **extra: Any) -> dict[str, Any]:
     return {"admin_url_env": ADMIN_ENV, "user": db.prefix, "database": db.name,
             "probe_table": f"{db.name}.orders", **extra}
 
@@ -143,17 +112,17 @@ class Rig:
 
 
 @pytest.fixture
-def make_rig(tmp_path: Path, mariadb_server: MariaDBServer, app_db: AppDB,
+def make_rig(tmp_path: Path, mariadb_server: MariaDBServer, mysql_db: MySQLDatabase,
              monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Rig]]:
     monkeypatch.setenv(ADMIN_ENV, mariadb_server.admin_url())
     made: list[EngineWorld] = []
 
     def make(store_password: SecretValue | None = None, **extra: Any) -> Rig:
-        users = (f"{app_db.prefix}_a", f"{app_db.prefix}_b")
+        users = (f"{mysql_db.prefix}_a", f"{mysql_db.prefix}_b")
         first = planted()
-        create_app_user(mariadb_server, app_db, users[0], first)
+        create_app_user(mariadb_server, mysql_db, users[0], first)
         text = inventory_text(class_toml("database", "mysql-user", "DATABASE_URL",
-                                         options(app_db, **extra), OVERLAP))
+                                         options(mysql_db, **extra), OVERLAP))
         folder = tmp_path / f"world{len(made)}"
         folder.mkdir()
         world = EngineWorld.create(folder, text)
@@ -167,12 +136,12 @@ def make_rig(tmp_path: Path, mariadb_server: MariaDBServer, app_db: AppDB,
 
 
 def test_alternating_rotation_mirrors_every_grant_and_waits_for_sessions(
-    make_rig: Callable[..., Rig], mariadb_server: MariaDBServer, app_db: AppDB,
+    make_rig: Callable[..., Rig], mariadb_server: MariaDBServer, mysql_db: MySQLDatabase,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     rig = make_rig()
     a, b = rig.users
-    held = mariadb_server.connect(a, rig.first.reveal(), app_db.name)  # an app session
+    held = mariadb_server.connect(a, rig.first.reveal(), mysql_db.name)  # an app session
     try:
         engine = rig.world.engine()
         record = engine.run(engine.start("database", "dev").id)
@@ -207,14 +176,14 @@ def test_alternating_rotation_mirrors_every_grant_and_waits_for_sessions(
 
 
 def test_the_next_rotation_mirrors_grants_changed_meanwhile(
-    make_rig: Callable[..., Rig], mariadb_server: MariaDBServer, app_db: AppDB,
+    make_rig: Callable[..., Rig], mariadb_server: MariaDBServer, mysql_db: MySQLDatabase,
 ) -> None:
     rig = make_rig()
     a, b = rig.users
     assert rig.world.rotate("database").state == "done"
     # a DBA changes the active account's grants between rotations: both directions
-    admin_sql(mariadb_server, (f"GRANT DELETE ON `{app_db.name}`.orders TO %s@'%%'", (b,)),
-              (f"REVOKE CREATE TEMPORARY TABLES ON `{app_db.name}`.* FROM %s@'%%'", (b,)),
+    admin_sql(mariadb_server, (f"GRANT DELETE ON `{mysql_db.name}`.orders TO %s@'%%'", (b,)),
+              (f"REVOKE CREATE TEMPORARY TABLES ON `{mysql_db.name}`.* FROM %s@'%%'", (b,)),
               ("ALTER USER %s@'%%' WITH MAX_UPDATES_PER_HOUR 7", (b,)))
     record = rig.world.rotate("database")
     assert record.state == "done", record.body.error
@@ -232,7 +201,7 @@ def test_the_next_rotation_mirrors_grants_changed_meanwhile(
 
 
 def test_a_privilege_difference_fails_the_test_step_with_the_diff(
-    make_rig: Callable[..., Rig], mariadb_server: MariaDBServer, app_db: AppDB,
+    make_rig: Callable[..., Rig], mariadb_server: MariaDBServer, mysql_db: MySQLDatabase,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     rig = make_rig()
@@ -242,7 +211,7 @@ def test_a_privilege_difference_fails_the_test_step_with_the_diff(
     def lossy(self: MySQLTarget, source: Account, to: Account) -> MirrorResult:
         """A mirror that misses one privilege (on the real server): the test step must see it."""
         result = real(self, source, to)
-        admin_sql(mariadb_server, (f"REVOKE INSERT ON `{app_db.name}`.orders FROM %s@'%%'",
+        admin_sql(mariadb_server, (f"REVOKE INSERT ON `{mysql_db.name}`.orders FROM %s@'%%'",
                                    (to.user,)))
         return result
 
@@ -252,10 +221,10 @@ def test_a_privilege_difference_fails_the_test_step_with_the_diff(
     assert record.body.error is not None and record.body.error.step == "test"
     assert "does not hold the privileges" in record.body.error.message
     message = record.body.error.message
-    assert f"missing: GRANT SELECT, INSERT, UPDATE (`total`) ON `{app_db.name}`.`orders`" in message
-    assert f"extra: GRANT SELECT, UPDATE (`total`) ON `{app_db.name}`.`orders` TO <user>" in message
+    assert f"missing: GRANT SELECT, INSERT, UPDATE (`total`) ON `{mysql_db.name}`.`orders`" in message
+    assert f"extra: GRANT SELECT, UPDATE (`total`) ON `{mysql_db.name}`.`orders` TO <user>" in message
     assert locked(mariadb_server, b)  # the idle account is locked again
-    role, current = rig.world.current("database")
+    role, _ = rig.world.current("database")
     assert role == a and logs_in(mariadb_server, a, rig.first)
 
 
@@ -284,11 +253,11 @@ def test_dual_password_mode_is_refused_on_mariadb(
 
 
 def test_the_login_must_match_the_named_account(
-    mariadb_server: MariaDBServer, app_db: AppDB,
+    mariadb_server: MariaDBServer, mysql_db: MySQLDatabase,
 ) -> None:
     """'app'@'%' and 'app'@'127.0.0.1' are two accounts: the more specific host wins the match,
     and keyroll refuses to treat that login as the account it was told about."""
-    user = f"{app_db.prefix}_h"
+    user = f"{mysql_db.prefix}_h"
     wide, narrow = planted(), planted()
     admin_sql(mariadb_server,
               ("CREATE USER %s@'%%' IDENTIFIED BY PASSWORD %s",
@@ -328,11 +297,11 @@ def test_rollback_after_promote_turns_back_and_locks_the_new_account(
 
 
 def test_incident_kills_the_old_users_sessions(
-    make_rig: Callable[..., Rig], mariadb_server: MariaDBServer, app_db: AppDB,
+    make_rig: Callable[..., Rig], mariadb_server: MariaDBServer, mysql_db: MySQLDatabase,
 ) -> None:
     rig = make_rig()
     a, _ = rig.users
-    held = mariadb_server.connect(a, rig.first.reveal(), app_db.name)
+    held = mariadb_server.connect(a, rig.first.reveal(), mysql_db.name)
     try:
         record = rig.world.rotate("database", incident=True)
         assert record.state == "done", record.body.error
@@ -368,14 +337,14 @@ def test_retire_modes(retire: str, make_rig: Callable[..., Rig],
 @pytest.mark.parametrize("outcome", ["done", "rolled-back"])
 def test_sigkill_at_every_step_boundary_resumes_and_mariadb_accepts_current(
     outcome: str, tmp_path_factory: pytest.TempPathFactory, mariadb_server: MariaDBServer,
-    app_db: AppDB, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    mysql_db: MySQLDatabase, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv(ADMIN_ENV, mariadb_server.admin_url())
     counter = itertools.count()
 
     def make_world() -> tuple[Path, Inventory]:
         folder = tmp_path_factory.mktemp("mysql-crash")
-        opts = options(app_db, user=f"{app_db.prefix}{next(counter)}")
+        opts = options(mysql_db, user=f"{mysql_db.prefix}{next(counter)}")
         hooks = {"verify": [{"run": "false"}]} if outcome == "rolled-back" else None
         text = inventory_text(class_toml("database", "mysql-user", "DATABASE_URL", opts,
                                          OVERLAP, hooks))
@@ -389,7 +358,7 @@ def test_sigkill_at_every_step_boundary_resumes_and_mariadb_accepts_current(
 
     def seed(store: SQLiteStore, inventory: Inventory, name: str, env: str) -> SecretRef:
         ref = original_seed(store, inventory, name, env)
-        create_app_user(mariadb_server, app_db, first_user(inventory), store.read(ref)[1])
+        create_app_user(mariadb_server, mysql_db, first_user(inventory), store.read(ref)[1])
         return ref
 
     def check_target(store: SQLiteStore, ref: SecretRef) -> None:
