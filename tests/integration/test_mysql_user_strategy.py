@@ -7,19 +7,24 @@ so. The dual-password SQL is unit-tested in ``tests/unit/targets/test_mysql_stat
 
 from __future__ import annotations
 
+import base64
+import io
 import itertools
 import secrets
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote
 
 import pymysql
 import pytest
 
 import tests.crash as crash
 from keyroll.audit import Journal
+from keyroll.cli.app import run
 from keyroll.errors import TargetError
 from keyroll.generate import generate
 from keyroll.inventory import Inventory, parse_inventory
@@ -378,3 +383,57 @@ def test_sigkill_at_every_step_boundary_resumes_and_mariadb_accepts_current(
                                         f"{outcome}", points))
     assert len(points) >= 20
     assert all(p.final == outcome for p in points), [p for p in points if p.final != outcome]
+
+
+def test_through_the_cli_with_planted_passwords(
+    tmp_path: Path, mariadb_server: MariaDBServer, mysql_db: MySQLDatabase,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``import`` a mysql:// DSN, ``rotate``, ``get``, ``export``: every output grepped."""
+    a, b = f"{mysql_db.prefix}_a", f"{mysql_db.prefix}_b"
+    first = planted()
+    create_app_user(mariadb_server, mysql_db, a, first)
+    app_dsn = f"mysql://{{role}}:{{password}}@127.0.0.1:{mariadb_server.port}/{mysql_db.name}"
+    (tmp_path / "keyroll.toml").write_text(inventory_text(class_toml(
+        "database", "mysql-user", "DATABASE_URL", options(mysql_db, app_dsn=app_dsn),
+        {"min": "0", "settle": "0"})))
+    monkeypatch.chdir(tmp_path)
+    for var in ("KEYROLL_CONFIG", "KEYROLL_STORE", "KEYROLL_NOW"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("KEYROLL_MASTER_KEY", base64.b64encode(secrets.token_bytes(32)).decode())
+    monkeypatch.setenv("KEYROLL_ACTOR", "alice")
+    transcript: list[str] = []
+
+    def keyroll(*args: str, stdin: str | None = None) -> tuple[int, str, str]:
+        if stdin is not None:
+            monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+        code = run(list(args))
+        captured = capsys.readouterr()
+        transcript.extend([captured.out, captured.err])
+        return code, captured.out, captured.err
+
+    assert keyroll("init")[0] == 0
+    assert keyroll("inventory", "check")[0] == 0
+    dsn = (f"mysql://{a}:{quote(first.reveal(), safe='')}@127.0.0.1:{mariadb_server.port}/"
+           f"{mysql_db.name}\n")
+    code, out, err = keyroll("import", "database", "--env", "dev", stdin=dsn)
+    assert code == 0, err
+    # without the admin URL: refused, one line, nothing changed
+    code, out, err = keyroll("rotate", "database", "--env", "dev")
+    assert code != 0 and ADMIN_ENV in err + out and "Traceback" not in err + out
+    assert not target(mariadb_server).exists(Account(b))
+    monkeypatch.setenv(ADMIN_ENV, mariadb_server.admin_url())
+    code, out, err = keyroll("rotate", "database", "--env", "dev")
+    assert code == 0, err + out
+    assert "does not support dual passwords" in out + err  # the plan says why
+    assert keyroll("get", "database", "--env", "dev", "--json")[0] == 0
+    export = tmp_path / "app.env"
+    assert keyroll("export", "--env", "dev", "-o", str(export))[0] == 0
+    new_dsn = export.read_text().split("DATABASE_URL=", 1)[1].split("\n", 1)[0].strip('"')
+    assert f"//{b}:" in new_dsn
+    new_password = SecretValue(unquote(new_dsn.split(":", 2)[2].split("@", 1)[0]))
+    assert logs_in(mariadb_server, b, new_password)
+    assert not logs_in(mariadb_server, a, first) and locked(mariadb_server, a)
+    assert_no_leak([*transcript, mariadb_server.log_text()],
+                   [first.reveal(), new_password.reveal(), mariadb_server.admin_password],
+                   where="CLI output and the server's general log")
