@@ -361,3 +361,14 @@ def _context(world: World, rotation_id: str) -> StepContext:
     engine = world.engine()
     record = engine.get(rotation_id)
     return engine._context(record, world.inventory.classes["db"])
+
+
+def test_the_example_in_docs_providers_is_a_valid_class() -> None:
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "providers.md").read_text()
+    section = doc.split("## MariaDB and MySQL", 1)[1]
+    example = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    inventory = parse_inventory('project = "t"\n[environments.staging]\n[environments.prod]\n'
+                                + example)
+    cls = inventory.classes["shop-db"]
+    strategy_for(cls.kind).validate(cls)
+    assert user_options(cls).users == ("shop_a", "shop_b")

@@ -310,14 +310,18 @@ class MySQLUserStrategy(Strategy):
                                        "already_applied": already}
             return
         mirrored = target.mirror_grants(opts.account(old), account)
-        target.set_password(account, password, unlock=True)
+        # a rerun after a crash finds the account open with the new password: setting it
+        # again would trip a password-reuse policy (MySQL's password_history)
+        already = target.logs_in(account, password)
+        if not already:
+            target.set_password(account, password, unlock=True)
         ctx.evidence["applied"] = {
             "account": str(account), "mode": mode, "grants_from": str(opts.account(old)),
             "grants_changed": mirrored.changed, "statements": mirrored.statements,
             "grant_lines": list(mirrored.lines[:40]),
             "password": "mysql_native_password hash computed by keyroll"
             if target.server_info().is_mariadb else "IDENTIFIED BY (rewritten out of MySQL's logs)",
-            "unlocked": True,
+            "unlocked": True, "already_applied": already,
         }
 
     def test(self, ctx: StepContext) -> None:
