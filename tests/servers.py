@@ -640,7 +640,7 @@ class MariaDBServer(_Server):
             user, password = self.admin_user, self.admin_password
         return pymysql.connect(host="127.0.0.1", port=self.port, user=user,
                                password=password or "", database=database, autocommit=True,
-                               connect_timeout=5)
+                               connect_timeout=5, ssl_disabled=True)
 
     def admin_url(self, database: str | None = None) -> str:
         """``mysql://kr_admin:PASSWORD@127.0.0.1:PORT[/database]`` (password URL-encoded)."""

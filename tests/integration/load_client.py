@@ -74,7 +74,7 @@ def _mysql_attempt(args: argparse.Namespace, user: str, password: str) -> str | 
     try:
         conn = pymysql.connect(host=args.host, port=args.port, user=user, password=password,
                                database=args.dbname, connect_timeout=10, autocommit=True,
-                               program_name=args.app)
+                               program_name=args.app, ssl_disabled=True)  # loopback
     except pymysql.err.MySQLError as exc:
         return "login: " + (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     try:

@@ -400,7 +400,8 @@ def test_through_the_cli_with_planted_passwords(
     monkeypatch.chdir(tmp_path)
     for var in ("KEYROLL_CONFIG", "KEYROLL_STORE", "KEYROLL_NOW"):
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("KEYROLL_MASTER_KEY", base64.b64encode(secrets.token_bytes(32)).decode())
+    key = secrets.token_bytes(32)
+    monkeypatch.setenv("KEYROLL_MASTER_KEY", base64.b64encode(key).decode())
     monkeypatch.setenv("KEYROLL_ACTOR", "alice")
     transcript: list[str] = []
 
@@ -411,6 +412,10 @@ def test_through_the_cli_with_planted_passwords(
         captured = capsys.readouterr()
         transcript.extend([captured.out, captured.err])
         return code, captured.out, captured.err
+
+    def rotations() -> int:
+        with SQLiteStore(tmp_path / ".keyroll" / "store.db", key) as store:
+            return len(store.list_rotations())
 
     assert keyroll("init")[0] == 0
     assert keyroll("inventory", "check")[0] == 0
@@ -434,6 +439,18 @@ def test_through_the_cli_with_planted_passwords(
     new_password = SecretValue(unquote(new_dsn.split(":", 2)[2].split("@", 1)[0]))
     assert logs_in(mariadb_server, b, new_password)
     assert not logs_in(mariadb_server, a, first) and locked(mariadb_server, a)
+    # hostile options: one line naming the field, exit 2, no traceback, nothing changed
+    before = grants_of(mariadb_server, b), rotations()
+    (tmp_path / "keyroll.toml").write_text(inventory_text(class_toml(
+        "database", "mysql-user", "DATABASE_URL",
+        options(mysql_db, host="%' OR '1'='1", app_dsn=app_dsn), {"min": "0"})))
+    for command in (("inventory", "check"), ("rotate", "database", "--env", "dev")):
+        code, out, err = keyroll(*command)
+        assert code == 2, (command, out, err)
+        assert "options.host" in err and "Traceback" not in out + err
+        assert len(err.strip().splitlines()) == 1, err
+    assert (grants_of(mariadb_server, b), rotations()) == before
     assert_no_leak([*transcript, mariadb_server.log_text()],
                    [first.reveal(), new_password.reveal(), mariadb_server.admin_password],
                    where="CLI output and the server's general log")
+

@@ -189,6 +189,11 @@ def test_parse_url() -> None:
     assert url.where == "db.internal:3307"
     sock = parse_url("mariadb://root:x@/?unix_socket=/run/mysqld/mysqld.sock")
     assert sock.unix_socket == "/run/mysqld/mysqld.sock" and sock.connect_kwargs()["unix_socket"]
+    # TLS: verified with a CA, off where nothing crosses a network, else the driver's default
+    assert url.connect_kwargs()["ssl"] == {"ca": "/ca.pem"}
+    assert sock.connect_kwargs()["ssl_disabled"] is True
+    assert parse_url("mysql://r:x@127.0.0.1").connect_kwargs()["ssl_disabled"] is True
+    assert not {"ssl", "ssl_disabled"} & set(parse_url("mysql://r:x@db.internal").connect_kwargs())
 
 
 @pytest.mark.parametrize("url", [
