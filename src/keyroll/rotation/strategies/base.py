@@ -148,6 +148,11 @@ class Strategy(ABC):
     def retire(self, ctx: StepContext) -> None:  # noqa: B027  (optional)
         """Make the target stop accepting the old value."""
 
+    def reinstate(self, ctx: StepContext) -> None:  # noqa: B027  (optional)
+        """On a rotation back, before its verify: make the target accept ``ctx.new`` (the old
+        version, current again) if the forward overlap had begun to disable it (an AWS key
+        already deactivated while its deletion waited). Must be safe to rerun."""
+
     def revoke(self, ctx: StepContext) -> None:  # noqa: B027  (optional)
         """Incident mode, after retire: cut what the old value still holds open."""
 
