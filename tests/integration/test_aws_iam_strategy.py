@@ -172,6 +172,17 @@ def test_old_key_in_use_after_promote_keeps_the_overlap_open(tmp_path: Path,
     assert keys_of(moto, user)[old_id] == "Inactive"
 
 
+def test_without_last_used_the_deadline_alone_deactivates(tmp_path: Path,
+                                                          moto: MotoServer) -> None:
+    world, user, old_id, old_secret = make(tmp_path, moto, extra="last_used = false")
+    engine = world.engine()
+    record = engine.run(engine.start("s3-backup", "prod").id)
+    sts_arn(moto, old_id, old_secret)  # used after promote, but nobody asks
+    world.clock.tick(timedelta(minutes=61))
+    engine.run(record.id)
+    assert keys_of(moto, user)[old_id] == "Inactive"
+
+
 def test_user_with_two_keys_is_refused_in_one_line(tmp_path: Path, moto: MotoServer) -> None:
     world, user, old_id, _ = make(tmp_path, moto)
     spare = iam(moto).create_access_key(UserName=user)["AccessKey"]["AccessKeyId"]
@@ -273,6 +284,7 @@ def test_crash_matrix(tmp_path_factory: pytest.TempPathFactory, moto: MotoServer
      "is not an env var name"),
     ({"user": "u", "delete_after": "later"}, ["A", "B"], "options.delete_after"),
     ({"user": "u", "regio": "eu"}, ["A", "B"], "unknown option"),
+    ({"user": "u", "last_used": "no"}, ["A", "B"], "options.last_used: true"),
 ])
 def test_bad_options_are_one_line_errors(options: dict[str, Any], env_vars: list[str],
                                          said: str) -> None:

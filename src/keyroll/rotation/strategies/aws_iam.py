@@ -34,6 +34,8 @@ Options (``[classes.<name>].options``)::
     delete_after      how long a deactivated key waits before it is deleted (default 7d)
     quiet             the old key counts as unused once its last use is this old
     test_timeout      how long test retries a new key IAM does not know yet (default 30s)
+    last_used         false for an endpoint without GetAccessKeyLastUsed (Ceph RGW): the
+                      overlap's deadline alone decides when the old key is deactivated
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ from keyroll.targets.aws_iam import KEYS_PER_USER, IamTarget
 __all__ = ["AwsIamOptions", "AwsIamStrategy", "aws_options"]
 
 _KNOWN = ("user", "region", "endpoint_url", "sts_endpoint_url", "admin_key_id_env",
-          "admin_secret_env", "delete_after", "quiet", "test_timeout")
+          "admin_secret_env", "delete_after", "quiet", "test_timeout", "last_used")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +75,7 @@ class AwsIamOptions:
     delete_after: timedelta
     quiet: timedelta | None
     test_timeout: timedelta
+    last_used: bool = True
 
 
 def _duration(cls: SecretClass, name: str, default: str | None) -> timedelta | None:
@@ -118,8 +121,13 @@ def aws_options(cls: SecretClass) -> AwsIamOptions:
     test_timeout = _duration(cls, "test_timeout", "30s")
     assert delete_after is not None
     assert test_timeout is not None
+    last_used = cls.options.get("last_used", True)
+    if not isinstance(last_used, bool):
+        raise option_error(cls, "last_used", "true (ask GetAccessKeyLastUsed) or false (an "
+                           "endpoint without it: the deadline alone decides)")
     return AwsIamOptions(user, region, urls["endpoint_url"], urls["sts_endpoint_url"], key_env,
-                         secret_env, delete_after, _duration(cls, "quiet", None), test_timeout)
+                         secret_env, delete_after, _duration(cls, "quiet", None), test_timeout,
+                         last_used)
 
 
 def _key_id(version: Version | None) -> str | None:
@@ -269,11 +277,19 @@ class AwsIamStrategy(Strategy):
         if not by_time.done or old_id is None:
             return by_time
         target = self._target(ctx, opts)
-        if ctx.cls.overlap.until_unused:
-            verdict = _issuance.usage_verdict(ctx, started, target.last_used(old_id),
-                                              quiet=opts.quiet, what=f"key {old_id}")
-            if not verdict.done:
-                return verdict
+        if ctx.cls.overlap.until_unused and opts.last_used:
+            try:
+                last = target.last_used(old_id)
+            except TargetError as exc:
+                if ctx.now < started + ctx.cls.overlap.max:
+                    return Verdict(False, f"{exc}; unknown is not unused, the overlap goes on "
+                                   "(an endpoint without GetAccessKeyLastUsed: set "
+                                   "options.last_used = false)")
+            else:
+                verdict = _issuance.usage_verdict(ctx, started, last, quiet=opts.quiet,
+                                                  what=f"key {old_id}")
+                if not verdict.done:
+                    return verdict
         keys = {k.key_id: k for k in target.access_keys()}
         if old_id in keys and keys[old_id].active:
             target.set_active(old_id, False)
