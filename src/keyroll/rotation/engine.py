@@ -346,7 +346,8 @@ class Engine:
             if not (incident and manual.name == "drain"):
                 steps.append(PlannedStep(f"confirm {manual.name}",
                                          f"before {manual.before}: {manual.prompt}"))
-        source = cls.generator.value if cls.generator else "entered by a person"
+        source = cls.generator.value if cls.generator else (
+            "issued by the provider" if strategy.issues_value else "entered by a person")
         deadline = strategy.overlap_deadline(self._preview_context(cls, ref, incident, current))
         steps += [
             PlannedStep("plan", f"preflight {cls.kind.value}; current version {current.number} "

@@ -143,6 +143,7 @@ class AwsIamStrategy(Strategy):
     """An IAM user's access key pair, rotated through IAM's two-key overlap."""
 
     kind = Kind.AWS_IAM
+    issues_value = True
 
     def validate(self, cls: SecretClass) -> None:
         aws_options(cls)

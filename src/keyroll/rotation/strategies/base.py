@@ -100,6 +100,8 @@ class Strategy(ABC):
 
     kind: Kind
     manual_steps: tuple[ManualStep, ...] = ()
+    #: the new value comes from the provider's API (issued-key, aws-iam), not a generator
+    issues_value: bool = False
 
     def validate(self, cls: SecretClass) -> None:  # noqa: B027  (optional)
         """Check the class's kind-specific options; raise `UsageError` naming the field."""

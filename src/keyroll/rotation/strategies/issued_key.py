@@ -153,6 +153,7 @@ class IssuedKeyStrategy(Strategy):
     revoked at retire."""
 
     kind = Kind.ISSUED_KEY
+    issues_value = True
 
     def validate(self, cls: SecretClass) -> None:
         issued_options(cls)
