@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import secrets
 from collections.abc import Iterator
 from datetime import timedelta
@@ -51,10 +52,17 @@ def admin_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(SECRET_ENV, "admin-secret-for-moto")
 
 
+_CLIENTS: dict[tuple[int, str], Any] = {}
+
+
 def iam(moto: MotoServer) -> Any:
-    return boto3.client("iam", endpoint_url=moto.url, region_name="us-east-1",
-                        aws_access_key_id="AKIAADMINTESTING0000",
-                        aws_secret_access_key="admin-secret-for-moto")
+    """The test's own admin client (one per process: building one costs more than a call)."""
+    key = (os.getpid(), moto.url)
+    if key not in _CLIENTS:
+        _CLIENTS[key] = boto3.client("iam", endpoint_url=moto.url, region_name="us-east-1",
+                                     aws_access_key_id="AKIAADMINTESTING0000",
+                                     aws_secret_access_key="admin-secret-for-moto")
+    return _CLIENTS[key]
 
 
 def sts_arn(moto: MotoServer, key_id: str, secret: str) -> str:
