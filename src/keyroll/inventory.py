@@ -108,6 +108,8 @@ _DEFAULT_GENERATOR: dict[Kind, Format | None] = {
     Kind.MYSQL_USER: Format.PASSWORD_32,
     Kind.PROVIDER_SHARED: None,  # the provider's portal issues it; a person enters it
     Kind.OPAQUE: Format.BASE64_48,
+    Kind.ISSUED_KEY: None,  # the provider's `issue` command prints it
+    Kind.AWS_IAM: None,  # IAM CreateAccessKey returns it
 }
 
 

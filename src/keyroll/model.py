@@ -61,6 +61,8 @@ class Kind(StrEnum):
     MYSQL_USER = "mysql-user"
     PROVIDER_SHARED = "provider-shared"
     OPAQUE = "opaque"
+    ISSUED_KEY = "issued-key"  # the provider issues and revokes it through commands
+    AWS_IAM = "aws-iam"  # an IAM user's access key pair (boto3)
 
 
 class Tier(StrEnum):

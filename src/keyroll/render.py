@@ -27,6 +27,7 @@ from keyroll.errors import NotFound, UsageError
 from keyroll.escaping import dotenv_quote
 from keyroll.files import check_target, write_private
 from keyroll.inventory import Inventory, SecretClass
+from keyroll.issued import KEY_ID, id_var_of
 from keyroll.model import Kind, Label, SecretRef, SecretValue
 from keyroll.stores.base import Store
 
@@ -122,6 +123,13 @@ def collect(store: Store, inventory: Inventory, environment: str) -> list[EnvEnt
         if Label.CURRENT not in labels:
             continue
         value = _value_for(cls, store, ref, labels[Label.CURRENT])
+        id_var = id_var_of(cls)
+        if id_var is not None:  # a key pair: one version, its key id and its secret
+            key_id = store.get_version(ref, labels[Label.CURRENT]).meta.get(KEY_ID)
+            if key_id:
+                entries.append(EnvEntry(id_var, SecretValue(str(key_id))))
+            entries.extend(EnvEntry(var, value) for var in cls.env_vars if var != id_var)
+            continue
         entries.extend(EnvEntry(var, value) for var in cls.env_vars)
         if cls.kind not in _KEEP_PREVIOUS:
             continue

@@ -363,7 +363,8 @@ class Engine:
         for entry in self.inventory.preflight_for(cls, environment):
             steps.append(PlannedStep("backup", f"{entry.label} before anything changes, to "
                                      f"{entry.dir}/ (path and SHA-256 as evidence)"))
-        source = cls.generator.value if cls.generator else "entered by a person"
+        source = cls.generator.value if cls.generator else (
+            "issued by the provider" if strategy.issues_value else "entered by a person")
         deadline = strategy.overlap_deadline(self._preview_context(cls, ref, incident, current))
         steps += [
             PlannedStep("plan", f"preflight {cls.kind.value}; current version {current.number} "

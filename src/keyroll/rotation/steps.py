@@ -111,6 +111,8 @@ def promote(engine: Engine, record: Rotation, ctx: StepContext, strategy: Strate
             fence=engine._fence())
     if not record.reverted:
         strategy.promote(ctx)
+    else:
+        strategy.reinstate(ctx)
     ctx.evidence["hooks"] = engine._run_hooks(record, ctx, "on_promote")
     # on the way back the verify hooks are recorded, not obeyed (a failing one is often
     # why we turned back); what must hold is that the target accepts the old value
