@@ -40,7 +40,7 @@ from keyroll.stores.base import (
 )
 
 __all__ = ["BASELINE_FORMAT", "BASELINE_MIN_LENGTH", "Entry", "ScanIndex", "ValueState",
-           "export_baseline", "load_baseline"]
+           "export_baseline", "load_baseline", "parse_baseline"]
 
 #: The ``format`` field of a baseline file.
 BASELINE_FORMAT = "keyroll-scan-baseline/1"
@@ -224,11 +224,24 @@ def export_baseline(store: Store, now: datetime) -> tuple[dict[str, object], int
 def load_baseline(path: Path) -> ScanIndex:
     """A `ScanIndex` from a baseline file. `UsageError` (exit 2) for a file that is not one."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_bytes()
     except FileNotFoundError:
         raise UsageError(f"no scan baseline at {path}: export one with "
                          "`keyroll scan --export-baseline FILE`") from None
-    except (OSError, UnicodeDecodeError, ValueError):
+    except OSError:
+        raise UsageError(f"{path} is not a keyroll scan baseline (unreadable)") from None
+    return parse_baseline(text, str(path))
+
+
+def parse_baseline(text: bytes, path: str) -> ScanIndex:
+    """A `ScanIndex` from a baseline document's bytes (``path`` names it in messages).
+
+    Raises:
+        UsageError: not a baseline (exit 2).
+    """
+    try:
+        data = json.loads(text.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
         raise UsageError(f"{path} is not a keyroll scan baseline (unreadable or not JSON)"
                          ) from None
     if not isinstance(data, dict) or data.get("format") != BASELINE_FORMAT:
