@@ -140,6 +140,8 @@ def _literal_matcher(index: ScanIndex) -> tuple[str, Literal]:
             if len(form) < _MIN_LITERAL:
                 short.add(form)
 
+    if not by_form:  # only empty values: nothing to match literally
+        return "none", lambda _text: ([], False)
     try:
         import ahocorasick_rs
     except ImportError:
