@@ -30,14 +30,22 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import functools
 import hashlib
 import hmac
+import itertools
 import json
 import re
 import shlex
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from urllib.parse import unquote, unquote_plus
+
+_hmac_digest: Callable[..., bytes] | None
+try:  # OpenSSL's one-call HMAC, the function `hmac.digest` calls, bound once (no Python frame)
+    from _hashlib import hmac_digest as _hmac_digest
+except ImportError:  # pragma: no cover - a Python built without OpenSSL
+    _hmac_digest = None
 
 __all__ = ["DIGEST_INFO", "Recogniser", "Span", "derive_key", "digest", "shape"]
 
@@ -68,6 +76,12 @@ _WINDOWS = [re.compile(rf"(?<!\S)(?=((?:\S+[ \t]+){{{k}}}\S+))") for k in range(
 _TRIM = "\"'`()[]{}<>,;."
 _PIECED_LINE = re.compile(r"^.*(?:'\"'\"'|'\\'').*$", re.M)
 _NEEDS_FULL = re.compile(r"[\n\\'%]|[^\x00-\x7f]")
+# the fast path of `Recogniser.words`: plain candidates decoded in batches
+_B64_CHARS = re.compile(r"[A-Za-z0-9+/_-]+")
+_HEX_CHARS = re.compile(r"[0-9A-Fa-f]+")
+_URL_TO_STD = str.maketrans("-_", "+/")
+_EQUALS = re.compile("=")
+_ESCAPED_SPACE_LINE = re.compile(r"^.*\\[ \t].*$", re.M)
 
 
 def derive_key(master_key: bytes) -> bytes:
@@ -146,7 +160,17 @@ def _size(form: str | bytes) -> int:
 def _sized_spellings(text: str, lengths: frozenset[int]) -> Iterator[str | bytes]:
     """The `_spellings` of ``text`` that can have one of ``lengths`` (in bytes), without
     decoding those that cannot: a plain token costs a few length checks, not five decodes."""
-    if "\n" in text or "\\" in text or "'" in text or "%" in text:
+    if "\n" in text:  # `_spellings`' block branch, each form's size checked before decoding
+        lines = [line.strip() for line in text.splitlines()]
+        for form in (text, "\n".join(lines), "\n".join(lines) + "\n"):
+            if _size(form) in lengths:
+                yield form
+        joined = "".join(m.group(1) if (m := _WRAPPED_LINE.fullmatch(line)) else line
+                         for line in lines)
+        if joined != text:
+            yield from _sized_spellings(joined, lengths)
+        return
+    if "\\" in text or "'" in text or "%" in text:
         yield from (form for form in _spellings(text) if _size(form) in lengths)
         return
     size = _size(text)
@@ -248,6 +272,90 @@ def _run_spans(text: str, run: list[tuple[int, int]]) -> Iterator[tuple[int, int
         yield start, run[-1][1]
 
 
+class _PlainBatches:
+    """`Recogniser.words`' fast path for plain candidates (ASCII, no escape, quote, percent or
+    newline): grouped by length, each length decoded only in the spellings that can have a
+    recorded length (raw, ``+`` as a space, base64/base64url, hex), every group hashed by one
+    C-level ``map`` over OpenSSL's HMAC; Python touches a candidate only when it matches.
+
+    Args:
+        key: the recognition key.
+        digests: hex digests to find.
+        shapes: every recorded shape (the shortest sets which words are cut at all).
+        plain: the shapes whose plain spellings are looked for here.
+    """
+
+    def __init__(self, key: bytes, digests: frozenset[str], shapes: list[tuple[int, int, int]],
+                 plain: list[tuple[int, int, int]]) -> None:
+        assert _hmac_digest is not None
+        self._hmac = functools.partial(_hmac_digest, key, digest="sha256")
+        self._digests = frozenset(bytes.fromhex(d) for d in digests)
+        shortest = min(min(chars, size) for size, _, chars in shapes)
+        self.shortest = max(1, shortest)
+        self.long_word = re.compile(rf"\S{{{self.shortest},}}")
+        sizes = {size for size, _, _ in plain}
+        self._ops: dict[int, tuple[bool, bool, bool]] = {}
+        for n in sizes:
+            for length in (n, (4 * n + 2) // 3, 4 * ((n + 2) // 3), 2 * n):
+                self._ops[length] = (
+                    length in sizes,
+                    length % 4 != 1 and length * 3 // 4 in sizes,
+                    length % 2 == 0 and length // 2 in sizes,
+                )
+
+    def find(self, words: Iterable[str], found: dict[str, str]) -> None:
+        """Add to ``found`` each of ``words`` (all plain) that spells a recorded value."""
+        words = list(words)
+        ordered = sorted(itertools.compress(words, map(self._ops.__contains__, map(len, words))),
+                         key=len)
+        for length, group in itertools.groupby(ordered, key=len):
+            ops = self._ops.get(length)
+            if ops is None:
+                continue
+            raw, b64, hexa = ops
+            bucket = list(group)
+            if raw:
+                self._batch(bucket, map(str.encode, bucket), found)
+                plus = [w for w in bucket if "+" in w]  # ``quote_plus`` of a value with spaces
+                self._batch(plus, (w.replace("+", " ").encode() for w in plus), found)
+            if b64:
+                self._base64(list(filter(_B64_CHARS.fullmatch, bucket)), length, found)
+            if hexa:
+                hexes = list(filter(_HEX_CHARS.fullmatch, bucket))
+                self._batch(hexes, map(bytes.fromhex, hexes), found)
+
+    def _base64(self, words: list[str], length: int, found: dict[str, str]) -> None:
+        if not words:
+            return
+        pad = "=" * (-length % 4)
+        std = [w for w in words if "-" not in w and "_" not in w]
+        url = [w for w in words if "-" in w or "_" in w]
+        for group, convert in ((std, None), (url, _URL_TO_STD)):
+            texts = [w + pad for w in group] if convert is None else [
+                (w + pad).translate(convert) for w in group]
+            try:
+                data = list(map(binascii.a2b_base64, map(str.encode, texts)))
+            except (binascii.Error, ValueError):  # one odd word: decode them one by one
+                data = []
+                kept = []
+                for word, text in zip(group, texts, strict=True):
+                    with contextlib.suppress(binascii.Error, ValueError):
+                        data.append(binascii.a2b_base64(text.encode()))
+                        kept.append(word)
+                group = kept
+            self._batch(group, data, found)
+
+    def _batch(self, words: list[str], data: Iterable[bytes], found: dict[str, str]) -> None:
+        if not words:
+            return
+        hashed = list(map(self._hmac, data))
+        if self._digests.isdisjoint(hashed):
+            return
+        for word, value in zip(words, hashed, strict=True):
+            if value in self._digests and word not in found:
+                found[word] = value.hex()
+
+
 class Recogniser:
     """Finds spellings of recorded values in text by their keyed digests.
 
@@ -262,17 +370,22 @@ class Recogniser:
     """
 
     def __init__(self, key: bytes, digests: Iterable[str] = (), *,
-                 shapes: Iterable[tuple[int, int, int]] | None = None) -> None:
+                 shapes: Iterable[tuple[int, int, int]] | None = None,
+                 plain_shapes: Iterable[tuple[int, int, int]] | None = None) -> None:
         self._key = key
         self._digests = frozenset(digests)
         self._lengths: frozenset[int] | None = None
         self._windows = _WINDOWS
+        self._fast: _PlainBatches | None = None
         if shapes is not None:
             known = list(shapes)
+            plain = known if plain_shapes is None else list(plain_shapes)
             self._lengths = frozenset(size for size, _, _ in known)
-            spaced = sorted({chars for _, words, chars in known if words > 1 and chars >= 3})
+            spaced = sorted({chars for _, words, chars in plain if words > 1 and chars >= 3})
             self._windows = [re.compile(rf"(?<!\S)(?=(\S[^\n]{{{n - 2}}}\S)(?!\S))")
                              for n in spaced]
+            if _hmac_digest is not None and known:
+                self._fast = _PlainBatches(key, self._digests, known, plain)
 
     def __len__(self) -> int:
         return len(self._digests)
@@ -290,10 +403,70 @@ class Recogniser:
         """The distinct candidate strings of ``text`` that spell a recorded value, with the
         digest each matched: the candidates `matches` tries, cut as strings by regexes
         running in C and tried once each (``keyroll scan``'s pass; it locates the few hits
-        afterwards). With ``lengths``, a plain candidate whose length fits no spelling of a
-        recorded length is dropped before any decoding."""
+        afterwards).
+
+        With shapes, only the whitespace-free words of ``text`` long enough to hold a
+        recorded value are cut further; a plain candidate (ASCII, no escape, quote, percent
+        or newline) is tried only at the lengths its spellings of a recorded length can have
+        (``plain_shapes``: a caller that matches some values' plain spellings itself leaves
+        them out), its raw, base64 and hex decodings computed and hashed in batches, one
+        OpenSSL call each; every other candidate is decoded in every spelling of a recorded
+        length, as `matches` does."""
         if not self._digests or not text:
             return {}
+        if self._fast is None:
+            return self._every_word(text)
+        fast = self._fast
+        long_words = fast.long_word.findall(text)
+        if "\\ " in text or "\\\t" in text:  # printf %q keeps "\ " inside one word
+            for line in _ESCAPED_SPACE_LINE.findall(text):
+                long_words += _WORD.findall(line)
+        joined = "\n".join(long_words)  # no cutter below crosses a newline
+        words = set(long_words)
+        for pattern in (_ALPHABET, _PIECE):
+            words.update(pattern.findall(joined))
+        if '"' in joined:
+            words.update(_DOUBLE_QUOTED.findall(joined))
+        if "'" in joined:
+            words.update(_SINGLE_QUOTED.findall(joined))
+        if "=" in joined:
+            words.update(map(str.strip, _AFTER_EQUALS.findall(joined)))
+        if "://" in joined:
+            words.update(_DSN_FIRST.findall(joined))
+            words.update(_DSN_LAST.findall(joined))
+        if self._windows and (" " in text or "\t" in text):  # values with spaces
+            for window in self._windows:
+                words.update(window.findall(text))
+            if '"' in text:
+                words.update(_DOUBLE_QUOTED.findall(text))
+            if "'" in text:
+                words.update(_SINGLE_QUOTED.findall(text))
+            if "=" in text:
+                words.update(map(str.strip, _AFTER_EQUALS.findall(text)))
+        words.update(list(map(str.strip, words, itertools.repeat(_TRIM))))
+        # base64 padding: "…/L1s=" has no "="-free candidate when "/" cuts its pieces
+        words.update(list(map(str.strip, filter(_EQUALS.search, words), itertools.repeat("="))))
+        # every spelling is at least as long as its value has characters
+        special = {w for w in filter(_NEEDS_FULL.search, words) if len(w) >= fast.shortest}
+        if "\n" in text:
+            special.update(text[a:b] for a, b in _block_candidates(text))
+        special.discard("")
+        assert self._lengths is not None
+        found: dict[str, str] = {}
+        for word in special:
+            if len(word) > _MAX_CANDIDATE:
+                continue
+            for form in _sized_spellings(word, self._lengths):
+                if (d := self._which(form)) is not None:
+                    found[word] = d
+                    break
+        fast.find(words - special, found)
+        self._pieced_lines(text, found)
+        return found
+
+    def _every_word(self, text: str) -> dict[str, str]:
+        """`words` for values whose shapes are not all known: every candidate of ``text``,
+        decoded in every spelling."""
         words: set[str] = set()
         for pattern in (_WORD, _ALPHABET, _PIECE):
             words.update(pattern.findall(text))
@@ -326,11 +499,14 @@ class Recogniser:
                 if (d := self._which(form)) is not None:
                     found[word] = d
                     break
+        self._pieced_lines(text, found)
+        return found
+
+    def _pieced_lines(self, text: str, found: dict[str, str]) -> None:
         if "'\"'\"'" in text or "'\\''" in text:  # shell words quoted in pieces: 'a'"'"'b'
             for line in _PIECED_LINE.findall(text):
                 if (d := self._shell_line(line)) is not None:
                     found[line] = d
-        return found
 
     def _plain_lengths(self) -> frozenset[int]:
         """Lengths a plain ASCII candidate (no ``=``, ``%``, ``+``, quote, backslash) may have

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,7 +18,8 @@ from keyroll.rehearsal import last_rehearsal
 from keyroll.rotation.record import Rotation, RotationState
 from keyroll.stores.base import Store
 
-__all__ = ["checklist", "drill_report"]
+__all__ = ["Checklist", "DrillReport", "TimelineEntry", "checklist", "checklist_data",
+           "drill_data", "drill_report"]
 
 _STAGING_REHEARSAL = timedelta(days=14)
 
@@ -75,7 +77,7 @@ def _readiness(evidence: Sequence[object]) -> list[dict[str, Any]]:
     return [h for h in evidence if isinstance(h, dict) and h.get("check") in _READINESS]
 
 
-def _deploy_line(promoted: AuditRecord | None) -> str:
+def _deploy_line(promoted: AuditRecord | None) -> tuple[bool, str]:
     """Ticked only when a deploy hook ran and a readiness check ran and passed."""
     hooks = promoted.evidence.get("hooks", []) if promoted else []
     verify = promoted.evidence.get("verify", []) if promoted else []
@@ -85,36 +87,70 @@ def _deploy_line(promoted: AuditRecord | None) -> str:
     what = (f"{len(ready)} readiness checks: " + ", ".join(str(h.get("hook")) for h in ready)
             if ready else "no readiness check ran: add a rollout, rollout_status, http or "
             "jwt_request hook")
-    return (f"- {_box(deployed and green)} Deploy rolled; readiness probes green "
-            f"({len(hooks)} on_promote hooks; {what})")
+    return (deployed and green,
+            f"Deploy rolled; readiness probes green ({len(hooks)} on_promote hooks; {what})")
 
 
-def _window_line(record: Rotation, plan: AuditRecord | None) -> str:
+def _window_line(record: Rotation, plan: AuditRecord | None) -> tuple[bool, str]:
     span = (f"{record.created_at:%Y-%m-%d %H:%M} – {record.updated_at:%Y-%m-%d %H:%M} UTC")
     window = plan.evidence.get("window") if plan else None
     if not isinstance(window, dict):
-        return f"- [ ] Change window: none configured (ran {span})"
+        return (False, f"Change window: none configured (ran {span})")
     inside = bool(window.get("inside"))
-    return (f"- {_box(inside)} Change window: {window.get('window')} "
+    return (inside, f"Change window: {window.get('window')} "
             + ("(started inside it; " if inside else "(started OUTSIDE it: "
                + ("incident" if record.body.incident else "not enforced here") + "; ")
             + f"ran {span})")
 
 
-def _backup_line(plan: AuditRecord | None) -> list[str]:
+def _backup_line(plan: AuditRecord | None) -> list[tuple[bool, str]]:
     backups = plan.evidence.get("preflight", []) if plan else []
-    lines = []
+    lines: list[tuple[bool, str]] = []
     for entry in backups if isinstance(backups, list) else []:
         if isinstance(entry, dict):
-            lines.append(f"- [x] Backup taken ({entry.get('backup')}): `{entry.get('path')}`, "
+            lines.append((True, f"Backup taken ({entry.get('backup')}): `{entry.get('path')}`, "
                          f"SHA-256 `{str(entry.get('sha256'))[:16]}…`, verified: "
-                         f"{entry.get('verified', 'no')}")
+                         f"{entry.get('verified', 'no')}"))
     return lines
+
+
+@dataclass(frozen=True, slots=True)
+class Checklist:
+    """The seed 004 §7 checklist of one rotation, as data: `markdown` for people,
+    `to_json` for ``keyroll report checklist --json`` (``keyroll.report-checklist/v1``)."""
+
+    secret: SecretRef
+    rotation: str
+    state: str
+    items: tuple[tuple[bool, str], ...]  # (done, what), in the runbook's order
+    new_fingerprint: str | None
+    overlap_until: datetime | None
+    approvals: tuple[str, ...]
+    journal_ok: bool
+
+    def markdown(self) -> str:
+        lines = [f"## Rotation — {self.secret.name} — {self.secret.environment}", ""]
+        lines += [f"- {_box(done)} {what}" for done, what in self.items]
+        return "\n".join([*lines, ""])
+
+    def to_json(self) -> dict[str, Any]:
+        return {"schema": "keyroll.report-checklist/v1", "secret": str(self.secret),
+                "rotation": self.rotation, "state": self.state,
+                "items": [{"done": done, "item": what} for done, what in self.items],
+                "new_fingerprint": self.new_fingerprint,
+                "overlap_until": self.overlap_until.isoformat() if self.overlap_until else None,
+                "approvals": list(self.approvals), "journal_ok": self.journal_ok}
 
 
 def checklist(store: Store, inventory: Inventory, journal: Journal, name: str, environment: str,
               rotation_id: str | None = None) -> str:
     """The seed 004 §7 checklist for the latest (or given) rotation of a secret, filled in."""
+    return checklist_data(store, inventory, journal, name, environment, rotation_id).markdown()
+
+
+def checklist_data(store: Store, inventory: Inventory, journal: Journal, name: str,
+                   environment: str, rotation_id: str | None = None) -> Checklist:
+    """The checklist of `checklist`, as a `Checklist`."""
     cls, ref = inventory.resolve(name, environment)
     record = Rotation.parse(store.get_rotation(rotation_id)) if rotation_id else _latest(store, ref)
     records = _records(journal, record.id)
@@ -135,39 +171,38 @@ def checklist(store: Store, inventory: Inventory, journal: Journal, name: str, e
         bool(verify_hooks) or (tested is not None and "round_trip" in tested.evidence))
     audit = journal.verify()
     generator = cls.generator.value if cls.generator else "entered from the provider's portal"
-    lines = [
-        f"## Rotation — {cls.name} — {environment}",
-        "",
-        f"- [x] Rotation record `{record.id}` opened by {body.requested_by} "
-        f"({requested.time:%Y-%m-%d %H:%M} UTC)" if requested else
-        f"- [x] Rotation record `{record.id}` opened",
+    items = [
+        (True, f"Rotation record `{record.id}` opened by {body.requested_by} "
+               f"({requested.time:%Y-%m-%d %H:%M} UTC)" if requested else
+               f"Rotation record `{record.id}` opened"),
         _window_line(record, plan),
-        f"- {_box(rehearsal is not None or body.drill)} Staging rehearsal completed: "
-        + ("this is the rehearsal" if body.drill else (rehearsal or "none in the last 14 days")),
+        (rehearsal is not None or body.drill, "Staging rehearsal completed: "
+         + ("this is the rehearsal" if body.drill else (rehearsal or "none in the last 14 days"))),
         *_backup_line(plan),
-        f"- {_box(bool(approvals))} Buddy: {', '.join(approvals) if approvals else 'none recorded'}",
-        f"- {_box(created is not None)} New secret generated ({generator})",
-        f"- {_box(new_fp is not None)} New-secret fingerprint (SHA-256 first 16 chars): "
-        f"`{new_fp or '________________'}`",
+        (bool(approvals), f"Buddy: {', '.join(approvals) if approvals else 'none recorded'}"),
+        (created is not None, f"New secret generated ({generator})"),
+        (new_fp is not None, "New-secret fingerprint (SHA-256 first 16 chars): "
+                             f"`{new_fp or '________________'}`"),
         _store_line(record, created is not None),
         _deploy_line(promoted),
-        f"- {_box(verify_ok)} Smoke + metrics verified "
-        f"({len(promoted.evidence.get('verify', [])) if promoted else 0} verify hooks)",
-        f"- {_box(overlap_end is not None)} Overlap window end date: "
-        + (f"{overlap_end:%Y-%m-%d %H:%M} UTC" if overlap_end else "____"),
-        f"- {_box(retired is not None and not rolled_back)} Old secret retired: "
-        + ("no: the rotation was rolled back, the old secret is current"
-           if rolled_back else f"{retired.time:%Y-%m-%d %H:%M} UTC" if retired else "not yet"),
-        f"- {_box(audit.ok)} Post-rotation audit: journal "
-        + (f"verified ({audit.count} records, head `{audit.head[:16]}`)" if audit.ok
-           else "TAMPERED: " + audit.problems[0]),
-        "- [ ] Runbook updated if anything surprised us",
-        "",
+        (verify_ok, "Smoke + metrics verified "
+                    f"({len(promoted.evidence.get('verify', [])) if promoted else 0} verify "
+                    "hooks)"),
+        (overlap_end is not None, "Overlap window end date: "
+         + (f"{overlap_end:%Y-%m-%d %H:%M} UTC" if overlap_end else "____")),
+        (retired is not None and not rolled_back, "Old secret retired: "
+         + ("no: the rotation was rolled back, the old secret is current"
+            if rolled_back else f"{retired.time:%Y-%m-%d %H:%M} UTC" if retired else "not yet")),
+        (audit.ok, "Post-rotation audit: journal "
+         + (f"verified ({audit.count} records, head `{audit.head[:16]}`)" if audit.ok
+            else "TAMPERED: " + audit.problems[0])),
+        (False, "Runbook updated if anything surprised us"),
     ]
-    return "\n".join(lines)
+    return Checklist(ref, record.id, record.state.value, tuple(items), new_fp, overlap_end,
+                     tuple(approvals), audit.ok)
 
 
-def _store_line(record: Rotation, created: bool) -> str:
+def _store_line(record: Rotation, created: bool) -> tuple[bool, str]:
     """The checklist's "secret store updated": a rolled-back rotation says what it restored
     and what it verified, instead of a tick."""
     body = record.body
@@ -175,10 +210,9 @@ def _store_line(record: Rotation, created: bool) -> str:
         verified = _verified(body.rollback.get("verified")) or _verified_back(record)
         what = (f"ROLLED BACK at {body.error.step}: {body.error.message}" if body.error
                 else "ROLLED BACK")
-        return (f"- [ ] Secret store updated: {what}; version {body.old_version} is current "
+        return (False, f"Secret store updated: {what}; version {body.old_version} is current "
                 f"again" + (f", verified: {verified}" if verified else ", not verified yet"))
-    return (f"- {_box(created)} Secret store updated (value not shown: keyroll never prints it "
-            "here)")
+    return (created, "Secret store updated (value not shown: keyroll never prints it here)")
 
 
 def _verified(evidence: Any) -> str | None:
@@ -196,26 +230,122 @@ def _verified_back(record: Rotation) -> str | None:
     return None
 
 
-def _timeline(record: Rotation, records: Sequence[AuditRecord]) -> list[str]:
-    lines = []
+@dataclass(frozen=True, slots=True)
+class TimelineEntry:
+    """One journal record of a rotation, as the drill report shows it."""
+
+    at: datetime
+    action: str
+    fingerprint: str | None
+    outcome: str
+    error: str | None
+    since_previous: timedelta | None
+
+
+@dataclass(frozen=True, slots=True)
+class DrillReport:
+    """The seed 004 §8 report of one rotation, as data: `markdown` for people, `to_json` for
+    ``keyroll report drill --json`` (``keyroll.report-drill/v1``). Fingerprints only; the
+    evidence is the journal's, redacted before it was written."""
+
+    secret: SecretRef
+    rotation: str
+    drill: bool
+    kind: str
+    incident: bool
+    state: str
+    reverted: bool
+    start: datetime
+    end: datetime
+    rotated_by: str
+    approvals: tuple[str, ...]
+    old_fingerprint: str | None
+    new_fingerprint: str | None
+    timeline: tuple[TimelineEntry, ...]
+    verification: tuple[tuple[str, str, Any], ...]  # (step, evidence key, value)
+    failures: tuple[tuple[str, Any], ...]  # (step, error or outcome)
+    rollback: str | None  # how it rolled back and what was verified, or None
+
+    def markdown(self) -> str:
+        title = "Drill report" if self.drill else "Rotation report"
+        lines = [
+            f"## {title} — {self.secret.name} — {self.secret.environment} — "
+            f"{self.start:%Y-%m-%d}",
+            "",
+            f"**Rotation:** `{self.rotation}` ({self.kind}"
+            + (", incident" if self.incident else "") + f"), state **{self.state}**"
+            + (" (a rotation back after promote)" if self.reverted else ""),
+            f"**Window:** {self.start:%H:%M}–{self.end:%H:%M} UTC",
+            f"**Rotated by:** {self.rotated_by}"
+            + (f" with buddy {', '.join(self.approvals)}" if self.approvals else ""),
+            f"**Fingerprints:** old `{self.old_fingerprint or '?'}` → new "
+            f"`{self.new_fingerprint or '?'}`",
+            "",
+            "### Timeline",
+            *(_timeline_line(entry) for entry in self.timeline),
+            "",
+            "### Verification evidence",
+            *([f"- {step}: {key} = {value}" for step, key, value in self.verification]
+              or ["- none recorded"]),
+            "",
+            "### Results",
+            f"- Duration: {format_duration(self.end - self.start)}",
+            f"- Failed steps: {len(self.failures)}"
+            + "".join(f"\n  - {step}: {why}" for step, why in self.failures),
+            f"- Rollback triggered: {'no' if self.rollback is None else self.rollback}",
+            "- Auth errors during rotation: see the app's metrics (keyroll counts its own steps)",
+            "",
+            "### Learnings",
+            "- …",
+            "",
+        ]
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema": "keyroll.report-drill/v1", "secret": str(self.secret),
+            "rotation": self.rotation, "drill": self.drill, "kind": self.kind,
+            "incident": self.incident, "state": self.state, "reverted": self.reverted,
+            "start": self.start.isoformat(), "end": self.end.isoformat(),
+            "duration_seconds": (self.end - self.start).total_seconds(),
+            "rotated_by": self.rotated_by, "approvals": list(self.approvals),
+            "old_fingerprint": self.old_fingerprint, "new_fingerprint": self.new_fingerprint,
+            "timeline": [{"at": e.at.isoformat(), "action": e.action,
+                          "fingerprint": e.fingerprint, "outcome": e.outcome, "error": e.error,
+                          "since_previous_seconds": None if e.since_previous is None
+                          else e.since_previous.total_seconds()} for e in self.timeline],
+            "verification": [{"step": step, "key": key, "value": value}
+                             for step, key, value in self.verification],
+            "failures": [{"step": step, "error": why} for step, why in self.failures],
+            "rollback": self.rollback,
+        }
+
+
+def _timeline(records: Sequence[AuditRecord]) -> tuple[TimelineEntry, ...]:
+    entries = []
     previous: datetime | None = None
     for entry in records:
-        took = f" (+{format_duration(entry.time - previous)})" if previous else ""
-        what = entry.action.removeprefix("rotation.")
-        detail = ""
-        if entry.fingerprints:
-            detail = f", fingerprint `{entry.fingerprints[0]}`"
-        if entry.outcome != "ok":
-            error = entry.evidence.get("error")
-            detail += f": {entry.outcome}" + (f" ({error})" if error else "")
-        lines.append(f"- {entry.time:%Y-%m-%d %H:%M:%S}{took} — {what}{detail}")
+        error = entry.evidence.get("error") if entry.outcome != "ok" else None
+        entries.append(TimelineEntry(
+            entry.time, entry.action.removeprefix("rotation."),
+            entry.fingerprints[0] if entry.fingerprints else None, entry.outcome,
+            str(error) if error else None, entry.time - previous if previous else None))
         previous = entry.time
-    return lines
+    return tuple(entries)
 
 
-def _rollback_line(record: Rotation) -> str:
+def _timeline_line(entry: TimelineEntry) -> str:
+    took = (f" (+{format_duration(entry.since_previous)})" if entry.since_previous is not None
+            else "")
+    detail = f", fingerprint `{entry.fingerprint}`" if entry.fingerprint else ""
+    if entry.outcome != "ok":
+        detail += f": {entry.outcome}" + (f" ({entry.error})" if entry.error else "")
+    return f"- {entry.at:%Y-%m-%d %H:%M:%S}{took} — {entry.action}{detail}"
+
+
+def _rollback_line(record: Rotation) -> str | None:
     if not (record.state == RotationState.ROLLED_BACK or record.reverted):
-        return "no"
+        return None
     body = record.body
     how = ("after promote: a rotation back, the rolled-back version accepted through the "
            "overlap" if record.reverted else "before promote: target and labels restored")
@@ -227,52 +357,35 @@ def _rollback_line(record: Rotation) -> str:
 def drill_report(store: Store, inventory: Inventory, journal: Journal, rotation_id: str) -> str:
     """The seed 004 §8 drill report of one rotation: window, timeline with durations,
     fingerprints, verification evidence, failures and rollback."""
+    return drill_data(store, inventory, journal, rotation_id).markdown()
+
+
+def drill_data(store: Store, inventory: Inventory, journal: Journal,
+               rotation_id: str) -> DrillReport:
+    """The report of `drill_report`, as a `DrillReport`."""
     record = Rotation.parse(store.get_rotation(rotation_id))
     records = _records(journal, rotation_id)
     body = record.body
     start = records[0].time if records else record.created_at
     end = records[-1].time if records else record.updated_at
     failures = [r for r in records if r.outcome not in ("ok",)]
-    verify: list[str] = []
+    verify: list[tuple[str, str, Any]] = []
     for entry in records:
         for key in ("verify", "round_trip", "checked", "overlap", "remaining_under_old_key",
                     "verified", "verified_current"):
             if entry.evidence.get(key) not in (None, [], {}):
-                verify.append(f"- {entry.action.removeprefix('rotation.')}: {key} = "
-                              f"{entry.evidence[key]}")
+                verify.append((entry.action.removeprefix("rotation."), key, entry.evidence[key]))
     created = _first(records, "rotation.create")
     requested = _first(records, "rotation.requested")
-    old_fp = requested.fingerprints[0] if requested and requested.fingerprints else "?"
-    new_fp = created.fingerprints[0] if created and created.fingerprints else "?"
-    kind = "Drill report" if body.drill else "Rotation report"
-    approvals = list(body.approvals)
-    lines = [
-        f"## {kind} — {record.ref.name} — {record.ref.environment} — {start:%Y-%m-%d}",
-        "",
-        f"**Rotation:** `{record.id}` ({body.kind}"
-        + (", incident" if body.incident else "") + f"), state **{record.state.value}**"
-        + (" (a rotation back after promote)" if record.reverted else ""),
-        f"**Window:** {start:%H:%M}–{end:%H:%M} UTC",
-        f"**Rotated by:** {body.requested_by}"
-        + (f" with buddy {', '.join(approvals)}" if approvals else ""),
-        f"**Fingerprints:** old `{old_fp}` → new `{new_fp}`",
-        "",
-        "### Timeline",
-        *_timeline(record, records),
-        "",
-        "### Verification evidence",
-        *(verify or ["- none recorded"]),
-        "",
-        "### Results",
-        f"- Duration: {format_duration(end - start)}",
-        f"- Failed steps: {len(failures)}"
-        + "".join(f"\n  - {f.action.removeprefix('rotation.')}: {f.evidence.get('error', f.outcome)}"
-                  for f in failures),
-        f"- Rollback triggered: {_rollback_line(record)}",
-        "- Auth errors during rotation: see the app's metrics (keyroll counts its own steps)",
-        "",
-        "### Learnings",
-        "- …",
-        "",
-    ]
-    return "\n".join(lines)
+    return DrillReport(
+        secret=record.ref, rotation=record.id, drill=body.drill, kind=body.kind,
+        incident=body.incident, state=record.state.value, reverted=record.reverted,
+        start=start, end=end, rotated_by=body.requested_by, approvals=tuple(body.approvals),
+        old_fingerprint=requested.fingerprints[0] if requested and requested.fingerprints
+        else None,
+        new_fingerprint=created.fingerprints[0] if created and created.fingerprints else None,
+        timeline=_timeline(records), verification=tuple(verify),
+        failures=tuple((f.action.removeprefix("rotation."), f.evidence.get("error", f.outcome))
+                       for f in failures),
+        rollback=_rollback_line(record),
+    )

@@ -15,8 +15,8 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 
 #: Core modules that import nothing but each other (and the standard library).
 CORE_LEAVES = {
-    "errors", "model", "jwk", "generate", "durations", "inventory", "escaping", "recognise",
-    "scrub", "files", "urls", "net", "layout", "dotenv", "_compat", "window",
+    "errors", "model", "jwk", "generate", "durations", "inventory", "escaping", "spellings",
+    "recognise", "scrub", "files", "urls", "net", "layout", "dotenv", "_compat", "window",
     "issued",
 }
 #: Core modules that also read the store contract and the rotation record (a leaf).

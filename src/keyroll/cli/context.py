@@ -6,6 +6,7 @@ Loaded lazily, so ``keyroll init`` and ``--help`` work without an inventory.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,14 +17,17 @@ from typing import TYPE_CHECKING
 from keyroll.audit import Journal, current_actor
 from keyroll.cli.output import err, escape
 from keyroll.errors import KeyrollError, UsageError
-from keyroll.inventory import Inventory, find_inventory, load_inventory
+from keyroll.inventory import Inventory, find_inventory, load_inventory, parse_inventory
 from keyroll.model import utcnow
 from keyroll.stores import Store, open_store
 
 if TYPE_CHECKING:
     from keyroll.notify.events import EventNotifier
 
-__all__ = ["AppContext", "clock_from_env", "parse_time"]
+__all__ = ["STDIN", "AppContext", "clock_from_env", "parse_time"]
+
+#: The file name that means standard input (or output, where a command writes).
+STDIN = "-"
 
 
 def clock_from_env() -> Callable[[], datetime]:
@@ -70,9 +74,12 @@ class AppContext:
     store_url: str | None = None
     moved_by: str | None = None  # "--now" once a command moved the clock itself
     _opened: list[Store] = field(default_factory=list)
+    _stdin_by: str | None = None
 
     @cached_property
     def inventory_path(self) -> Path:
+        """keyroll.toml; ``--config -`` reads it from stdin (relative store paths and hooks
+        then start from the current folder)."""
         if self.config is not None:
             return self.config
         env = os.environ.get("KEYROLL_CONFIG")
@@ -80,7 +87,44 @@ class AppContext:
 
     @cached_property
     def inventory(self) -> Inventory:
+        if str(self.inventory_path) == STDIN:
+            text = self.read_input(self.inventory_path, "--config").decode("utf-8", "replace")
+            return parse_inventory(text, Path("<stdin>"))
         return load_inventory(self.inventory_path)
+
+    def claim_stdin(self, what: str) -> None:
+        """Record that ``what`` reads stdin; a second reader is bad input (exit 2), since
+        stdin can be read once: ``--config -`` with ``import --file -`` cannot both work.
+
+        Raises:
+            UsageError: another option of this command reads stdin already.
+        """
+        if self._stdin_by is not None and self._stdin_by != what:
+            raise UsageError(f"{what} and {self._stdin_by} both read stdin: give one of "
+                             "them a file")
+        self._stdin_by = what
+
+    def read_input(self, path: Path, what: str) -> bytes:
+        """The bytes of the file ``path`` names for option ``what``; ``-`` reads stdin.
+
+        Raises:
+            UsageError: no such file, a directory, unreadable, or stdin claimed twice.
+        """
+        shown = escape(str(path))
+        if str(path) == STDIN:
+            self.claim_stdin(f"{what} -")
+            binary = getattr(sys.stdin, "buffer", None)
+            return binary.read() if binary is not None else sys.stdin.read().encode()
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            raise UsageError(f"{what} {shown}: cannot read it (it does not exist: check the path, "
+                             "or pass - for stdin)") from None
+        except IsADirectoryError:
+            raise UsageError(f"{what} {shown} is a directory: pass the file itself") from None
+        except OSError as exc:
+            raise UsageError(f"{what} {shown}: cannot read it "
+                             f"({exc.strerror or exc.__class__.__name__})") from None
 
     @cached_property
     def clock(self) -> Callable[[], datetime]:

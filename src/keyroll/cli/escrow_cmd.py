@@ -16,9 +16,10 @@ import typer
 from rich.table import Table
 
 from keyroll import escrow
+from keyroll.cli import exitcodes
 from keyroll.cli.context import AppContext
-from keyroll.cli.output import escape, out, print_json
-from keyroll.errors import NotFound, RotationRefused, UsageError
+from keyroll.cli.output import err, escape, out, print_json
+from keyroll.errors import NotFound, UsageError
 from keyroll.model import utcnow
 
 __all__ = ["app"]
@@ -66,14 +67,6 @@ def list_(
     out().print(table)
 
 
-def _read_private_key(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise UsageError(f"--private-key {escape(str(path))}: cannot read it "
-                         f"({exc.strerror or type(exc).__name__})") from None
-
-
 @app.command()
 def restore(
     ctx: typer.Context,
@@ -81,7 +74,8 @@ def restore(
     env: _Env = ...,  # type: ignore[assignment]
     version: _Version = ...,  # type: ignore[assignment]
     private_key: Annotated[Path | None, typer.Option(
-        "--private-key", help="PEM file of the escrow private key (X25519 or RSA).")] = None,
+        "--private-key", help="PEM file of the escrow private key (X25519 or RSA); - reads "
+        "it from stdin (a pipe from a vault or a hardware token's tool).")] = None,
     passphrase_env: Annotated[str | None, typer.Option(
         "--passphrase-env", help="Env var holding the private key's passphrase.")] = None,
 ) -> None:
@@ -106,11 +100,12 @@ def restore(
                                    evidence={"requested_by": request.requested_by,
                                              "approvals_required": policy.approvals},
                                    outcome="waiting")
-            raise RotationRefused(
-                f"restoring version {version} of {ref} needs {policy.approvals} people: "
-                f"request recorded for {request.requested_by}; another person runs `keyroll "
-                f"escrow approve {class_name} --env {env} --version {version}`, then run this "
-                "again")
+            err().print(
+                f"waiting: restoring version {version} of {ref} needs {policy.approvals} "
+                f"people: request recorded for {request.requested_by}; another person runs "
+                f"`keyroll escrow approve {class_name} --env {env} --version {version}`, then "
+                f"run this again (exit {exitcodes.WAITING})", markup=False)
+            raise typer.Exit(exitcodes.WAITING)
     if private_key is None:
         raise UsageError("--private-key FILE is required: the escrow private key's PEM")
     passphrase = None
@@ -119,7 +114,7 @@ def restore(
         if not text:
             raise UsageError(f"--passphrase-env: {escape(passphrase_env)} is not set")
         passphrase = text.encode()
-    pem = _read_private_key(private_key)
+    pem = context.read_input(private_key, "--private-key")
     restored, record, approval = escrow.restore_version(
         context.store, ref, version, pem, actor=actor, now=now,
         approvals_required=policy.approvals, passphrase=passphrase)

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from keyroll.cli import exitcodes
 from keyroll.cli.context import AppContext, parse_time
 from keyroll.cli.output import err, escape, out, print_json
 from keyroll.errors import UsageError
@@ -79,16 +80,54 @@ def _engine(app: AppContext, *, quiet: bool = False,
     )
 
 
-def _finish(record: Rotation) -> None:
-    """Exit non-zero when the rotation ended in (or turned into) a rollback."""
+def _failed(record: Rotation) -> bool:
+    """The rotation ended in (or turned into) a rollback because something failed."""
+    return record.state == RotationState.ROLLED_BACK or (
+        record.reverted and record.body.error is not None)
+
+
+def _waiting_for(record: Rotation) -> str | None:
+    """What a rotation in flight waits for (None once it ended)."""
+    if record.state not in ACTIVE:
+        return None
+    if record.state == RotationState.AWAITING_APPROVAL:
+        return "approval"
+    if record.state == RotationState.AWAITING_CONFIRMATION:
+        return f"confirmation of {record.body.awaiting}"
+    if record.state == RotationState.OVERLAP:
+        return record.body.waiting or "the overlap's end"
+    return f"its {record.state} step"
+
+
+def _fields(record: Rotation) -> dict[str, Any]:
+    """The rotation part of every ``--json`` document of a rotation command."""
     error = record.body.error
-    if record.state == RotationState.ROLLED_BACK or (record.reverted and error is not None):
+    return {"rotation": record.id, "secret": str(record.ref), "state": str(record.state),
+            "direction": record.body.direction.value, "waiting": record.state in ACTIVE,
+            "waiting_for": _waiting_for(record),
+            "error": None if error is None else {"step": error.step, "message": error.message,
+                                                 "at": error.at.isoformat()}}
+
+
+def _exit_code(record: Rotation) -> int:
+    if _failed(record):
+        return exitcodes.FAILED
+    return exitcodes.WAITING if record.state in ACTIVE else exitcodes.OK
+
+
+def _finish(record: Rotation) -> None:
+    """End the command by how the rotation stands: exit 1 when it ended in (or turned into)
+    a rollback, `exitcodes.WAITING` while it is parked (overlap, manual step, approval)."""
+    error = record.body.error
+    if _failed(record):
         what = "rolled back" if record.state == RotationState.ROLLED_BACK else (
             "is rolling back (a rotation back, through its overlap)")
         err().print(f"error: rotation {record.id} {what} at "
                     f"{error.step if error else '?'}: {escape(error.message) if error else ''}",
                     markup=False)
-        raise typer.Exit(1)
+    code = _exit_code(record)
+    if code != exitcodes.OK:
+        raise typer.Exit(code)
 
 
 def rotate(
@@ -132,13 +171,13 @@ def rotate(
     record = engine.start(class_name, env, incident=incident, drill=drill, queue=queue)
     record = engine.run(record.id)
     if as_json:
-        _line({"schema": "keyroll.rotate-result/v1", "rotation": record.id,
-               "secret": f"{env}/{class_name}", "state": str(record.state),
-               "waiting": record.state in ACTIVE})
+        _line({"schema": "keyroll.rotate-result/v1", **_fields(record)})
+    elif record.state in ACTIVE:
+        out().print(f"rotation {record.id} waits at {record.state} (for "
+                    f"{escape(_waiting_for(record) or '')}; exit {exitcodes.WAITING}): "
+                    "`keyroll advance` moves it on (cron), `keyroll rotations` lists it",
+                    markup=False)
     _finish(record)
-    if record.state not in ("done",) and not as_json:
-        out().print(f"rotation {record.id} is at [bold]{record.state}[/]: "
-                    "`keyroll advance` moves it on (cron), `keyroll rotations` lists it")
 
 
 def advance(
@@ -171,27 +210,33 @@ def advance(
         if production:
             err().print(f"{moved}: skipping production environments "
                         f"({', '.join(sorted(production))})", markup=False)
-    report = _engine(app, quiet=as_json).advance(start_due=start_due, environments=environments)
+    engine = _engine(app, quiet=as_json)
+    report = engine.advance(start_due=start_due, environments=environments)
+    touched = dict.fromkeys((*report.moved, *report.started, *report.waiting))
+    in_flight = [rid for rid in touched if engine.get(rid).state in ACTIVE]
+    # advance is the scheduler's tick: a rotation left in flight is its normal outcome, so
+    # only a failure is non-zero (cron and systemd treat any other code as a failed run)
+    code = exitcodes.FAILED if report.failed else exitcodes.OK
     if as_json:  # step lines went to stderr (quiet)
         print_json({"schema": "keyroll.advance/v1", "moved": list(report.moved),
                     "started": list(report.started), "waiting": list(report.waiting),
-                    "busy": list(report.busy),
+                    "busy": list(report.busy), "in_flight": in_flight,
                     "failed": [{"rotation": str(what), "error": str(why)}
                                for what, why in report.failed]})
-        if report.failed:
-            raise typer.Exit(1)
-        return
-    console = out()
-    console.print(f"advance: {len(report.moved)} moved, {len(report.started)} started, "
-                  f"{len(report.waiting)} waiting, {len(report.busy)} busy, "
-                  f"{len(report.failed)} failed")
-    for what in report.busy:
-        console.print(f"busy: {what}: another keyroll process is working on it; will retry "
-                      "at the next tick", markup=False)
-    for what, why in report.failed:
-        err().print(f"error: {escape(str(what))}: {escape(str(why))}", markup=False)
-    if report.failed:
-        raise typer.Exit(1)
+    else:
+        console = out()
+        console.print(f"advance: {len(report.moved)} moved, {len(report.started)} started, "
+                      f"{len(report.waiting)} waiting, {len(report.busy)} busy, "
+                      f"{len(report.failed)} failed"
+                      + (f"; {len(in_flight)} still in flight"
+                         if in_flight and not report.failed else ""))
+        for what in report.busy:
+            console.print(f"busy: {what}: another keyroll process is working on it; will "
+                          "retry at the next tick", markup=False)
+        for what, why in report.failed:
+            err().print(f"error: {escape(str(what))}: {escape(str(why))}", markup=False)
+    if code != exitcodes.OK:
+        raise typer.Exit(code)
 
 
 def rotations(
@@ -225,54 +270,83 @@ def rotations(
     out().print(table)
 
 
+_JSON = "One JSON document ({schema}) instead of lines; step lines go to stderr."
+
+
 def rollback(
     ctx: typer.Context,
     rotation_id: Annotated[str, typer.Argument(metavar="ROTATION")],
+    as_json: Annotated[bool, typer.Option(
+        "--json", help=_JSON.format(schema="keyroll.rollback/v1"))] = False,
 ) -> None:
     """Undo a rotation before retire. Before promote: target and labels restored. After
     promote: a rotation back (the old version current again, the rolled-back one accepted
-    through the overlap, then retired by `keyroll advance`)."""
+    through the overlap, then retired by `keyroll advance`; exit 75 while it waits)."""
     app: AppContext = ctx.obj
-    engine = _engine(app)
+    engine = _engine(app, quiet=as_json)
     app.guard_clock(engine.get(rotation_id).ref.environment)
     record = engine.rollback(rotation_id)
-    if record.state != RotationState.ROLLED_BACK:
-        out().print(f"rotation {record.id} is rolling back at [bold]{record.state}[/]: version "
-                    f"{record.body.old_version} is current again; version "
-                    f"{record.body.new_version} stays accepted until the overlap ends, then "
-                    "`keyroll advance` retires it")
+    body = record.body
+    if as_json:
+        print_json({"schema": "keyroll.rollback/v1", **_fields(record),
+                    "current_version": body.old_version,
+                    "retiring_version": body.new_version if record.reverted else None})
+    elif record.state != RotationState.ROLLED_BACK:
+        out().print(f"rotation {record.id} is rolling back at {record.state}: version "
+                    f"{body.old_version} is current again; version {body.new_version} stays "
+                    "accepted until the overlap ends, then `keyroll advance` retires it "
+                    f"(exit {exitcodes.WAITING})", markup=False)
+    if record.state in ACTIVE:  # asked for, so not a failure: done, or rotating back
+        raise typer.Exit(exitcodes.WAITING)
 
 
 def confirm(
     ctx: typer.Context,
     rotation_id: Annotated[str, typer.Argument(metavar="ROTATION")],
     step: Annotated[str, typer.Argument(metavar="STEP")],
+    as_json: Annotated[bool, typer.Option(
+        "--json", help=_JSON.format(schema="keyroll.confirm/v1"))] = False,
 ) -> None:
-    """Confirm a manual step (provider secrets); ``enter`` reads the value from stdin."""
+    """Confirm a manual step (provider secrets); ``enter`` reads the value from stdin (one
+    line; never echoed). Exit 75 when the rotation waits again (the next manual step, its
+    overlap)."""
     app: AppContext = ctx.obj
-    engine = _engine(app)
+    engine = _engine(app, quiet=as_json)
     record = engine.get(rotation_id)
     app.guard_clock(record.ref.environment)
     value = None
     if record.body.awaiting == step and engine.manual_step(record, step).takes_value:
+        app.claim_stdin(f"confirm {step}")
         text = (getpass.getpass("new value (not echoed): ") if sys.stdin.isatty()
                 else sys.stdin.readline().rstrip("\r\n"))
         value = SecretValue(text)
     engine.confirm(rotation_id, step, value)
-    _finish(engine.run(rotation_id))
+    record = engine.run(rotation_id)
+    if as_json:
+        print_json({"schema": "keyroll.confirm/v1", **_fields(record), "confirmed": step,
+                    "by": app.actor})
+    _finish(record)
 
 
 def approve(
     ctx: typer.Context,
     rotation_id: Annotated[str, typer.Argument(metavar="ROTATION")],
+    as_json: Annotated[bool, typer.Option(
+        "--json", help=_JSON.format(schema="keyroll.approve/v1"))] = False,
 ) -> None:
-    """Approve someone else's rotation (two-person rule), then run it."""
+    """Approve someone else's rotation (two-person rule), then run it. Exit 75 while it
+    waits (more approvals needed, its overlap, a manual step)."""
     app: AppContext = ctx.obj
-    engine = _engine(app)
+    engine = _engine(app, quiet=as_json)
     app.guard_clock(engine.get(rotation_id).ref.environment)
     record = engine.approve(rotation_id)
-    if record.state == "plan":
-        _finish(engine.run(rotation_id))
+    if record.state == RotationState.PLAN:
+        record = engine.run(rotation_id)
+    if as_json:
+        print_json({"schema": "keyroll.approve/v1", **_fields(record), "approved_by": app.actor,
+                    "approvals": list(record.body.approvals),
+                    "approvals_required": record.body.approvals_required})
+    _finish(record)
 
 
 def register(app: typer.Typer) -> None:

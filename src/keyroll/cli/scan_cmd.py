@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from keyroll.cli.context import AppContext
+from keyroll.cli.context import STDIN, AppContext
 from keyroll.cli.output import err, escape, out, print_json
 from keyroll.errors import KeyrollError, UsageError
 from keyroll.files import write_private
@@ -25,6 +25,7 @@ from keyroll.scan import (
     export_baseline,
     journal_scan,
     load_baseline,
+    parse_baseline,
     scan_items,
 )
 from keyroll.scan.sources import Item, Skipped, git_history, query_rows, staged, stdin_text, tree
@@ -43,6 +44,8 @@ class FailOn(StrEnum):
 def _index(app: AppContext, baseline: Path | None, root: Path) -> tuple[ScanIndex, bool]:
     """The index to scan with and whether it came from the store (so the scan is journaled)."""
     if baseline is not None:
+        if str(baseline) == STDIN:
+            return parse_baseline(app.read_input(baseline, "--baseline"), "<stdin>"), False
         return load_baseline(baseline), False
     try:
         return ScanIndex.from_store(app.store), True
@@ -79,9 +82,11 @@ def scan(
     fail_on: Annotated[FailOn | None, typer.Option(
         "--fail-on", help="retired: exit 1 on any finding, not only current/pending.")] = None,
     baseline: Annotated[Path | None, typer.Option(
-        "--baseline", help="Scan with this exported baseline instead of the store.")] = None,
+        "--baseline", help="Scan with this exported baseline instead of the store (- reads "
+        "it from stdin).")] = None,
     export: Annotated[Path | None, typer.Option(
-        "--export-baseline", help="Write a scan baseline (keyed hashes only) and exit.")] = None,
+        "--export-baseline", help="Write a scan baseline (keyed hashes only) and exit (- "
+        "prints it).")] = None,
 ) -> None:
     """Find every version of every secret keyroll holds or held, exactly, in every spelling.
 
@@ -101,8 +106,10 @@ def scan(
     targets = list(paths or [])
     if git and staged_only:
         raise UsageError("--git and --staged are exclusive: history, or the index")
-    stdin = "-" in targets
-    targets = [t for t in targets if t != "-"]
+    stdin = STDIN in targets
+    targets = [t for t in targets if t != STDIN]
+    if stdin:
+        app.claim_stdin("scan -")
     root = Path(targets[0]) if targets and (git or staged_only) else Path(".")
     if not targets and not stdin and dsn is None and not git and not staged_only:
         targets = ["."]
@@ -175,16 +182,21 @@ def _show(result: ScanResult, *, as_json: bool, sarif: bool) -> None:
 
 def _export(app: AppContext, path: Path) -> None:
     document, left_out = export_baseline(app.store, utcnow())
-    write_private(path, json.dumps(document, indent=1, sort_keys=True) + "\n")
-    path.chmod(0o644)  # meant to be committed: digests under a published key only
+    text = json.dumps(document, indent=1, sort_keys=True) + "\n"
     versions = document["versions"]
     assert isinstance(versions, list)
+    if str(path) == STDIN:  # keyed hashes under a published key: nothing secret in it
+        sys.stdout.write(text)
+    else:
+        write_private(path, text)
+        path.chmod(0o644)  # meant to be committed: digests under a published key only
     app.journal.append("scan.baseline", evidence={"file": str(path), "versions": len(versions),
                                                   "left_out": left_out})
-    out().print(f"wrote {escape(str(path))}: {len(versions)} version(s)"
-                + (f", {left_out} left out (shorter than 16 characters, or destroyed before "
-                   "baseline digests were kept)" if left_out else "")
-                + "; commit it and refresh it after each rotation", markup=False)
+    (err() if str(path) == STDIN else out()).print(
+        f"wrote {escape(str(path))}: {len(versions)} version(s)"
+        + (f", {left_out} left out (shorter than 16 characters, or destroyed before "
+           "baseline digests were kept)" if left_out else "")
+        + "; commit it and refresh it after each rotation", markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -17,8 +17,8 @@ import typer
 from rich.table import Table
 
 from keyroll import dotenv
-from keyroll.cli.context import AppContext
-from keyroll.cli.output import err, out, print_json
+from keyroll.cli.context import STDIN, AppContext
+from keyroll.cli.output import err, escape, out, print_json
 from keyroll.errors import UsageError
 from keyroll.files import check_target, git_ignores, git_tracks
 from keyroll.generate import generate as make_value
@@ -119,17 +119,12 @@ def _apply_import(app: AppContext, item: _Import) -> str:
     return f"imported as version {version.number} ({version.fingerprint})"
 
 
-def _read_text(file: Path) -> str:
+def _read_text(app: AppContext, file: Path) -> str:
     try:
-        return sys.stdin.read() if str(file) == "-" else file.read_text(encoding="utf-8")
+        return app.read_input(file, "--file").decode("utf-8")
     except UnicodeDecodeError:
-        raise UsageError(f"{file} is not UTF-8 text; convert it (a .env file is text)") from None
-    except IsADirectoryError:
-        raise UsageError(f"{file} is a directory: pass the .env file itself") from None
-    except FileNotFoundError:
-        raise UsageError(f"{file} does not exist: check the path") from None
-    except OSError as exc:
-        raise UsageError(f"cannot read {file}: {exc.strerror or exc.__class__.__name__}") from None
+        raise UsageError(f"{escape(str(file))} is not UTF-8 text; convert it (a .env file is "
+                         "text)") from None
 
 
 def import_(
@@ -157,6 +152,7 @@ def import_(
         if paired is not None:
             raise UsageError(f"{ref} is a key pair ({', '.join(cls.env_vars)}): import it with "
                              "--file from a .env that holds both variables; nothing was imported")
+        app.claim_stdin(f"import {class_name} (its value)")
         if sys.stdin.isatty():
             text = getpass.getpass(f"value for {ref} (not echoed): ")
         else:
@@ -166,7 +162,7 @@ def import_(
         return
     if file is None:
         raise UsageError("nothing to import: pass --file .env (or '-' for stdin), or a CLASS")
-    pairs = parse_dotenv(_read_text(file))
+    pairs = parse_dotenv(_read_text(app, file))
     source = "stdin" if str(file) == "-" else f"file:{file.name}"
     skipped: list[str] = []
     checked: list[tuple[str, _Import]] = []
@@ -292,6 +288,10 @@ def export(
         return
     if fmt not in FORMATS:
         raise UsageError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}, jwks")
+    if str(output) == STDIN:
+        raise UsageError("-o - would print secret values: export writes them only to a 0600 "
+                         "file (pass a path), or give them to a command with `keyroll run "
+                         f"--env {env} -- CMD`; nothing was written")
     if fmt == "k8s":
         check_k8s_name(name)
         if namespace is not None:

@@ -30,20 +30,17 @@ records propagated from child loggers. Place `StructlogRedactor` just before the
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import re
 import threading
-from collections.abc import Iterable, MutableMapping, Sequence
+from collections.abc import MutableMapping, Sequence
 from typing import Any, NoReturn
-from urllib.parse import quote, quote_plus
 
-from keyroll.escaping import escaped_forms
 from keyroll.model import SecretValue
 from keyroll.recognise import Recogniser
 from keyroll.runtime.keysource import KeySet, KeySource
 from keyroll.scrub import DSN_PASSWORD
+from keyroll.spellings import trie_regex, value_forms
 
 __all__ = ["MASK", "RedactingFilter", "Redactor", "StructlogRedactor", "mask"]
 
@@ -57,65 +54,6 @@ _REMEMBER = 64  # values kept masked after they leave a source (retired keys)
 def mask(text: str) -> str:
     """``text``'s first characters (4 at most, a quarter of a shorter text) and ``…``."""
     return text[: min(_KEEP, len(text) // 4)] + MASK
-
-
-def _forms(value: str) -> set[str]:
-    """Every spelling of ``value`` the redactor masks (of any length)."""
-    raw = value.encode()
-    forms = {value, quote(value, safe=""), quote_plus(value), raw.hex(), raw.hex().upper()}
-    forms |= escaped_forms(value)
-    decoded: list[bytes] = [raw]
-    stripped = value.strip()
-    for decode in (
-        lambda t: base64.b64decode(t + "=" * (-len(t) % 4), validate=True),
-        lambda t: base64.urlsafe_b64decode(t + "=" * (-len(t) % 4)),
-        bytes.fromhex,
-    ):
-        try:
-            material = decode(stripped.removeprefix("whsec_"))
-        except (ValueError, binascii.Error):
-            continue
-        if len(material) >= 16:
-            decoded.append(material)
-            forms.update((material.hex(), material.hex().upper()))
-    for data in decoded:
-        std = base64.b64encode(data).decode()
-        url = base64.urlsafe_b64encode(data).decode()
-        forms.update((std, std.rstrip("="), url, url.rstrip("=")))
-    forms.discard("")
-    return forms
-
-
-def _trie_regex(words: Iterable[str]) -> str:
-    """A regex matching any of ``words``, longest first, as a trie of alternatives."""
-    trie: dict[str, Any] = {}
-    for word in words:
-        node = trie
-        for ch in word:
-            node = node.setdefault(ch, {})
-        node[""] = {}
-
-    def alternatives(children: list[tuple[str, dict[str, Any]]]) -> str:
-        branches = [re.escape(ch) + emit(child) for ch, child in children]
-        if not branches:
-            return ""
-        return branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
-
-    def emit(node: dict[str, Any]) -> str:
-        # a run of single-child nodes is one literal, walked without recursing: a long value
-        # (a PEM key is 200-3000 characters) must not cost a stack frame per character
-        literal: list[str] = []
-        while True:
-            children = [(ch, child) for ch, child in sorted(node.items()) if ch]
-            if "" in node and children:
-                # a word may end here: the rest is optional, longer matches win (greedy)
-                return "".join(literal) + f"(?:{alternatives(children)})?"
-            if len(children) != 1:
-                return "".join(literal) + alternatives(children)
-            ch, node = children[0]
-            literal.append(re.escape(ch))
-
-    return emit(trie)
 
 
 _BEARER = re.compile(r"((?i:bearer)\s+)([A-Za-z0-9._~+/=-]{8,})")
@@ -174,14 +112,14 @@ class Redactor:
                 if not text:
                     continue
                 if len(text) >= _MIN_LITERAL:
-                    forms |= {f for f in _forms(text) if len(f) >= _MIN_LITERAL}
+                    forms |= {f for f in value_forms(text) if len(f) >= _MIN_LITERAL}
                 else:
-                    tokens |= _forms(text)
+                    tokens |= value_forms(text)
             # literals only: joining the patterns into one alternation would defeat the
             # regex engine's per-position shortcuts (measured 6x slower)
-            self._regex = re.compile(_trie_regex(forms)) if forms else None
+            self._regex = re.compile(trie_regex(forms)) if forms else None
             self._tokens = (
-                re.compile(rf"(?<![A-Za-z0-9])(?:{_trie_regex(tokens)})(?![A-Za-z0-9])")
+                re.compile(rf"(?<![A-Za-z0-9])(?:{trie_regex(tokens)})(?![A-Za-z0-9])")
                 if tokens else None
             )
             self._seen = keysets

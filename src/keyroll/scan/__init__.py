@@ -7,6 +7,7 @@ from keyroll.scan.index import ScanIndex as ScanIndex
 from keyroll.scan.index import ValueState as ValueState
 from keyroll.scan.index import export_baseline as export_baseline
 from keyroll.scan.index import load_baseline as load_baseline
+from keyroll.scan.index import parse_baseline as parse_baseline
 from keyroll.scan.matcher import Matcher as Matcher
 from keyroll.scan.report import Finding as Finding
 from keyroll.scan.report import ScanResult as ScanResult
@@ -14,4 +15,4 @@ from keyroll.scan.run import journal_scan as journal_scan
 from keyroll.scan.run import scan_items as scan_items
 
 __all__ = ["Entry", "Finding", "Matcher", "ScanIndex", "ScanResult", "ValueState",
-           "export_baseline", "journal_scan", "load_baseline", "scan_items"]
+           "export_baseline", "journal_scan", "load_baseline", "parse_baseline", "scan_items"]

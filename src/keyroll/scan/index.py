@@ -40,7 +40,7 @@ from keyroll.stores.base import (
 )
 
 __all__ = ["BASELINE_FORMAT", "BASELINE_MIN_LENGTH", "Entry", "ScanIndex", "ValueState",
-           "export_baseline", "load_baseline"]
+           "export_baseline", "load_baseline", "parse_baseline"]
 
 #: The ``format`` field of a baseline file.
 BASELINE_FORMAT = "keyroll-scan-baseline/1"
@@ -109,6 +109,9 @@ class ScanIndex:
         shapes: the values' shapes (`keyroll.recognise.shape`), or None when one is unknown (a
             version destroyed before keyroll recorded shapes): the matcher then tries every
             candidate in every spelling, slower but as exact.
+        unread_shapes: the shapes of the versions not in ``values`` (destroyed ones, every
+            one of a baseline): the only values the digest pass must find in their plain
+            spellings when the literal matcher looks for the others (None: one is unknown).
     """
 
     key: bytes
@@ -117,15 +120,19 @@ class ScanIndex:
     source: str = "store"
     skipped: int = 0
     shapes: set[tuple[int, int, int]] | None = field(default_factory=set)
+    unread_shapes: set[tuple[int, int, int]] | None = field(default_factory=set)
 
-    def _add_shape(self, text: str | None) -> None:
-        """Record a value's shape ``"<bytes> <words> <characters>"``; None (unknown) turns the
-        matcher's filters off."""
+    def _add_shape(self, text: str | None, *, read: bool = False) -> None:
+        """Record a value's shape ``"<bytes> <words> <characters>"`` (``read``: the value is
+        in `values`); None (unknown) turns the matcher's filters off."""
         parts = text.split() if text else []
         if self.shapes is None or len(parts) != 3 or not all(p.isdigit() for p in parts):
-            self.shapes = None
+            self.shapes = self.unread_shapes = None
             return
-        self.shapes.add((int(parts[0]), int(parts[1]), int(parts[2])))
+        known = (int(parts[0]), int(parts[1]), int(parts[2]))
+        self.shapes.add(known)
+        if not read and self.unread_shapes is not None:
+            self.unread_shapes.add(known)
 
     def __len__(self) -> int:
         return len(self.digests)
@@ -157,7 +164,7 @@ class ScanIndex:
                 continue
             entry = Entry(ref.name, ref.environment, version.number, state, value.fingerprint)
             index.digests[digest(index.key, value.reveal())] = entry
-            index._add_shape(_shape(value.reveal()))
+            index._add_shape(_shape(value.reveal()), read=True)
             index.values.append((value, entry))
         return index
 
@@ -224,11 +231,24 @@ def export_baseline(store: Store, now: datetime) -> tuple[dict[str, object], int
 def load_baseline(path: Path) -> ScanIndex:
     """A `ScanIndex` from a baseline file. `UsageError` (exit 2) for a file that is not one."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_bytes()
     except FileNotFoundError:
         raise UsageError(f"no scan baseline at {path}: export one with "
                          "`keyroll scan --export-baseline FILE`") from None
-    except (OSError, UnicodeDecodeError, ValueError):
+    except OSError:
+        raise UsageError(f"{path} is not a keyroll scan baseline (unreadable)") from None
+    return parse_baseline(text, str(path))
+
+
+def parse_baseline(text: bytes, path: str) -> ScanIndex:
+    """A `ScanIndex` from a baseline document's bytes (``path`` names it in messages).
+
+    Raises:
+        UsageError: not a baseline (exit 2).
+    """
+    try:
+        data = json.loads(text.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
         raise UsageError(f"{path} is not a keyroll scan baseline (unreadable or not JSON)"
                          ) from None
     if not isinstance(data, dict) or data.get("format") != BASELINE_FORMAT:

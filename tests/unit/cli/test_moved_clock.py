@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from keyroll.audit import Journal
+from keyroll.cli.exitcodes import WAITING
 from keyroll.model import Label, utcnow
 from keyroll.rotation.engine import Engine
 from tests.unit.cli.conftest import Keyroll
@@ -32,8 +33,8 @@ def test_keyroll_now_never_moves_production(initialised: Keyroll,
     refused = initialised("rotate", "jwt-access", "--env", "prod")
     assert refused.code == 2 and "KEYROLL_NOW cannot be used on prod" in refused.err
     assert refused.err.count("\n") == 1
-    skipped = initialised("advance")
-    assert skipped.code == 0, skipped.err
+    skipped = initialised("advance")  # starts dev's overdue rotation, which then waits
+    assert skipped.code == 0, skipped.err  # advance: in flight is not a failure
     assert "KEYROLL_NOW: skipping production environments (prod)" in skipped.err
     explicit = initialised("advance", "--env", "prod")
     assert explicit.code == 2 and "production environment" in explicit.err
@@ -62,14 +63,14 @@ def test_a_production_rotation_is_not_retired_by_a_moved_clock(
     (project / "keyroll.toml").write_text(INVENTORY)  # prod: approvals = 2, no kubectl hooks
     assert initialised("generate", "jwt-access", "--env", "prod").code == 0
     monkeypatch.setenv("KEYROLL_ACTOR", "alice")
-    assert initialised("rotate", "jwt-access", "--env", "prod").code == 0
+    assert initialised("rotate", "jwt-access", "--env", "prod").code == WAITING  # approval
     rid = json.loads(initialised("rotations", "--json").out)[-1]["id"]
     monkeypatch.setenv("KEYROLL_ACTOR", "bob")
-    assert initialised("approve", rid).code == 0
+    assert initialised("approve", rid).code == WAITING  # its overlap
     rows = json.loads(initialised("rotations", "--json").out)
     assert rows[-1]["state"] == "overlap"
     monkeypatch.setenv("KEYROLL_NOW", FAR)
-    assert initialised("advance").code == 0
+    assert initialised("advance").code == 0  # prod skipped: nothing touched
     rows = json.loads(initialised("rotations", "--json").out)
     assert rows[-1]["state"] == "overlap"  # still in its overlap
 
@@ -110,7 +111,7 @@ def test_a_cron_tick_that_finds_a_live_holder_exits_0_busy(
     from keyroll.stores import open_store
 
     assert initialised("generate", "jwt-access", "--env", "dev").code == 0
-    assert initialised("rotate", "jwt-access", "--env", "dev").code == 0
+    assert initialised("rotate", "jwt-access", "--env", "dev").code == WAITING
     rid = json.loads(initialised("rotations", "--json").out)[-1]["id"]
     with open_store("sqlite:.keyroll/store.db", base=project) as store:
         ref = store.get_rotation(rid).ref

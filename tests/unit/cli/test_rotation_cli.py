@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from keyroll.cli.exitcodes import OK, WAITING
 from tests.leaks import assert_no_leak
 from tests.unit.cli.conftest import Keyroll
 
@@ -37,14 +38,15 @@ def test_rotate_advance_report_never_leak(initialised: Keyroll, monkeypatch: pyt
     assert json.loads(initialised("rotations", "--all", "--json").out) == []
 
     rotated = initialised("rotate", "jwt-access", "--env", "dev")
-    assert rotated.code == 0, rotated.err
+    assert rotated.code == WAITING, rotated.err  # parked in its overlap: not an error
     assert "promote" in rotated.out and "overlap" in rotated.out
+    assert f"exit {WAITING}" in rotated.out
     rid = _rotation_id(initialised)
     in_flight = initialised("rotate", "jwt-access", "--env", "dev")
     assert in_flight.code == 2 and f"rotation {rid} is in flight" in in_flight.err
 
     waiting = initialised("advance")
-    assert waiting.code == 0 and "1 waiting" in waiting.out
+    assert waiting.code == OK and "1 waiting" in waiting.out
     done = initialised("advance", "--now", "2026-11-23T12:00:00Z")
     assert done.code == 0 and "1 moved" in done.out
     assert json.loads(initialised("rotations", "--json").out) == []
@@ -68,7 +70,7 @@ def test_rotate_advance_report_never_leak(initialised: Keyroll, monkeypatch: pyt
 def test_two_person_rule_on_the_cli(initialised: Keyroll, monkeypatch: pytest.MonkeyPatch) -> None:
     assert initialised("generate", "jwt-access", "--env", "prod").code == 0
     requested = initialised("rotate", "jwt-access", "--env", "prod")
-    assert requested.code == 0 and "keyroll approve" in requested.out
+    assert requested.code == WAITING and "keyroll approve" in requested.out  # for approval
     rid = _rotation_id(initialised)
     own = initialised("approve", rid)
     assert own.code == 2 and "cannot approve it" in own.err
@@ -93,15 +95,15 @@ def test_provider_cut_over_on_the_cli(initialised: Keyroll, monkeypatch: pytest.
     monkeypatch.setattr(sys, "stdin", io.StringIO(old + "\n"))
     assert initialised("import", "vnpay-hash-secret", "--env", "staging").code == 0
     started = initialised("rotate", "vnpay-hash-secret", "--env", "staging")
-    assert started.code == 0 and "keyroll confirm" in started.out
+    assert started.code == WAITING and "keyroll confirm" in started.out
     rid = _rotation_id(initialised)
     wrong = initialised("confirm", rid, "smoke")
     assert wrong.code == 2 and "waiting for 'drain', not 'smoke'" in wrong.err
-    assert initialised("confirm", rid, "drain").code == 0
-    assert initialised("confirm", rid, "portal").code == 0
+    assert initialised("confirm", rid, "drain").code == WAITING  # the next manual step
+    assert initialised("confirm", rid, "portal").code == WAITING
     monkeypatch.setattr(sys, "stdin", io.StringIO(new + "\n"))
     entered = initialised("confirm", rid, "enter")
-    assert entered.code == 0, entered.err
+    assert entered.code == WAITING, entered.err
     assert initialised("confirm", rid, "smoke").code == 0
     final = json.loads(initialised("rotations", "--all", "--json").out)[-1]
     assert final["state"] == "done"
@@ -140,12 +142,12 @@ def test_bad_rotation_input_is_one_line_exit_2(
 
 def test_confirm_of_a_rotation_not_paused(initialised: Keyroll) -> None:
     assert initialised("generate", "jwt-access", "--env", "dev").code == 0
-    assert initialised("rotate", "jwt-access", "--env", "dev").code == 0
+    assert initialised("rotate", "jwt-access", "--env", "dev").code == WAITING
     rid = _rotation_id(initialised)
     result = initialised("confirm", rid, "drain")
     assert result.code == 2 and "not waiting for a confirmation" in result.err
     rolled = initialised("rollback", rid)
-    assert rolled.code == 0
+    assert rolled.code == WAITING  # after promote: a rotation back, through its overlap
     again = initialised("rollback", rid)
     # rolled back after promote, it is a rotation back through its overlap: not twice
     assert again.code == 2 and "already rolling back" in again.err

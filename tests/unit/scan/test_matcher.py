@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import random
+import sys
 from pathlib import Path
 from urllib.parse import quote
 
@@ -13,6 +14,7 @@ import pytest
 
 from keyroll.errors import UsageError
 from keyroll.generate import generate
+from keyroll.model import SecretValue
 from keyroll.recognise import Recogniser, derive_key, digest, shape
 from keyroll.scan import Entry, Finding, Matcher, ScanIndex, ScanResult, ValueState, load_baseline
 from tests.scan_corpus import noise, spellings
@@ -59,6 +61,65 @@ def test_words_finds_what_matches_finds_on_noise_with_planted_values() -> None:
             lines[rng.randrange(len(lines)):0] = body
     text = "\n".join(lines)
     assert set(fast.words(text).values()) == {d for _, d in slow.matches(text)}
+
+
+def _store_index(read: set[int]) -> ScanIndex:
+    """A store-mode index: the values numbered in ``read`` readable (literal matcher), the
+    others destroyed (digest and shape only)."""
+    index = ScanIndex(KEY, source="store")
+    for number, value in enumerate(VALUES, start=1):
+        entry = Entry(f"c{number}", "prod", 1, ValueState.CURRENT, f"{number:016x}")
+        index.digests[digest(KEY, value)] = entry
+        index._add_shape(" ".join(map(str, shape(value))), read=number in read)
+        if number in read:
+            index.values.append((SecretValue(value), entry))
+    return index
+
+
+@pytest.mark.parametrize("engine", ["aho-corasick", "trie"])
+@pytest.mark.parametrize("read", [{1, 2}, {3, 4}, {1, 2, 3, 4}])
+def test_store_mode_finds_read_and_destroyed_values_in_every_spelling(
+        engine: str, read: set[int], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Readable values are matched literally and their plain spellings skipped by the digest
+    pass, destroyed ones by digest only: together every spelling of each is still found."""
+    if engine == "trie":
+        monkeypatch.setitem(sys.modules, "ahocorasick_rs", None)  # the extra not installed
+    matcher = Matcher(_store_index(read))
+    assert matcher.engine == f"digests+{engine}"
+    rng = random.Random(5)
+    filler = noise(rng, [])
+    for number, value in enumerate(VALUES, start=1):
+        for form, lines in spellings(value).items():
+            text = "\n".join([next(filler), *lines, next(filler)]) + "\n"
+            hits = matcher.find(text)
+            assert {h.entry.name for h in hits} == {f"c{number}"}, (form, number in read)
+            first = 3 if lines[0].endswith("|") else 2
+            assert min(h.line for h in hits) == first, form
+
+
+def test_the_digest_pass_skips_plain_spellings_the_literal_matcher_covers() -> None:
+    """With ``plain_shapes`` empty, a raw value is left to the literal matcher, while its
+    escaped or wrapped spellings are still recognised by digest."""
+    digests = [digest(KEY, v) for v in VALUES]
+    covered = Recogniser(KEY, digests, shapes=[shape(v) for v in VALUES], plain_shapes=[])
+    assert covered.words(f"token {VALUES[0]} end") == {}
+    wrapped = "\n".join(spellings(VALUES[0])["base64-wrapped"])
+    assert set(covered.words(f"x\n{wrapped}\ny\n").values()) == {digests[0]}
+    escaped = spellings(VALUES[1])["json"][0]
+    assert set(covered.words(escaped).values()) == {digests[1]}
+    every = Recogniser(KEY, digests, shapes=[shape(v) for v in VALUES])
+    assert set(every.words(f"token {VALUES[0]} end").values()) == {digests[0]}
+
+
+def test_padded_base64_cut_by_a_slash_is_found_by_the_fast_path() -> None:
+    """A base64 spelling with "/" inside and "=" padding has no "="-free piece of its full
+    length: the fast path strips the padding itself (a regression the bench caught)."""
+    value = "+:lfZ`(Z*_gZMnafy8],h#*{W{s;<?/["
+    b64 = base64.b64encode(value.encode()).decode()
+    assert "/" in b64 and b64.endswith("=")
+    fast = Recogniser(KEY, [digest(KEY, value)], shapes=[shape(value)])
+    assert fast._fast is not None
+    assert fast.words(f"b64: {b64}\nnext line") == {b64.rstrip("="): digest(KEY, value)}
 
 
 def test_nothing_is_found_in_noise_and_look_alikes() -> None:
