@@ -185,7 +185,7 @@ def _write_checkpoint(store: Store, point: Checkpoint) -> None:
         current = _stored_checkpoint(store)
     except _Forged:
         current = None
-    if current is not None and current.seq >= point.seq and point.seq > 0:
+    if current is not None and current.seq >= point.seq:
         return
     store.put_meta(CHECKPOINT_KEY, _sealed(store, point.to_json()))
 
@@ -255,7 +255,7 @@ def check_recent(
     start = stored
     if anchor is not None and (start is None or anchor.seq > start.seq):
         start = anchor
-    if start is None or start.seq < 1:
+    if start is None:
         # nothing verified yet: this is a full check (recorded as one by a writer)
         full = check_full(journal, record=advance, now=moment)
         report = full.report
@@ -264,8 +264,8 @@ def check_recent(
                             full.checkpoint if merged.ok else None)
     walk = ChainWalk(start.hash, start.seq + 1)
     mode, since = "incremental", start.seq
-    found = list(store.audit_entries(start.seq, start.seq + 1))
-    if (not found or found[0].hash != start.hash
+    found = list(store.audit_entries(start.seq, start.seq + 1)) if start.seq > 0 else []
+    if start.seq > 0 and (not found or found[0].hash != start.hash
             or chain_hash(found[0].prev_hash, found[0].payload) != start.hash):
         problems.append(
             f"record {start.seq}, verified at {start.at:%Y-%m-%d %H:%M:%S} UTC, is no longer "
@@ -282,7 +282,7 @@ def check_recent(
                         f"{first}")
     merged = VerifyReport(report.count, report.head, (*problems, *report.problems))
     point = Checkpoint(report.count, report.head, moment) if merged.ok else None
-    if advance and point is not None and point.seq > 0:
+    if advance and point is not None:
         with contextlib.suppress(KeyrollError):  # a read-only handle: the check stands
             _write_checkpoint(store, point)
     return JournalCheck(merged, mode, since, walk.walked, last_full, point)

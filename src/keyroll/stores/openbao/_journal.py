@@ -315,13 +315,21 @@ class PagedJournal:
             self._adopt_head(stored[0])
             return 0
         seqs = self._legacy_seqs()
+        if seqs:
+            last = self._kv.read(self._legacy_path(seqs[-1]))
+            if last is not None and _MOVED in last[0]:
+                # the fence is written only once the pages hold every entry before it (or on
+                # a new journal): only the head is missing, and maybe being written right now
+                self._create(int(last[0].get("after") or 0),
+                             str(last[0].get("head_hash") or "0" * 64))
+                return 0
         entries: list[AuditEntry] = []
         for seq in seqs:
             doc = self._kv.read(self._legacy_path(seq))
             if doc is None:
                 raise Conflict(f"journal entry {seq} vanished while migrating; rerun")
             if _MOVED in doc[0]:
-                break
+                raise Conflict("the journal is being moved to pages by another process; rerun")
             entries.append(_entry(doc[0]))
         for number, entry in enumerate(entries, start=1):
             if entry.seq != number:
