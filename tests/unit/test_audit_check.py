@@ -86,7 +86,7 @@ def test_an_edit_before_the_checkpoint_waits_for_the_full_check(
 def test_an_edit_after_the_checkpoint_is_found_at_once(journal: Journal, db: Path) -> None:
     assert check_recent(journal, advance=True).ok
     journal.append("new.one")
-    payload = list(journal.store.audit_entries(11))[0].payload
+    payload = next(iter(journal.store.audit_entries(11))).payload
     _sql(db, "UPDATE audit SET payload=? WHERE seq=11", (payload.replace("alice", "mallory"),))
     found = check_recent(journal, advance=True)
     assert not found.ok and "record 11 was edited" in found.report.problems[0]
@@ -123,7 +123,7 @@ def test_a_checkpoint_moved_forward_in_the_file_fails_its_mac(journal: Journal, 
     assert check_recent(journal, advance=True).ok
     journal.append("x")
     sealed = json.loads(_meta(db, CHECKPOINT_KEY))
-    last = list(journal.store.audit_entries(11))[0]
+    last = next(iter(journal.store.audit_entries(11)))
     payload = last.payload.replace('"x"', '"y"')  # an edit the forged checkpoint would hide
     _sql(db, "UPDATE audit SET payload=?, hash=? WHERE seq=11",
          (payload, chain_hash(last.prev_hash, payload)))
