@@ -54,7 +54,7 @@ class ReadOnlyJournal(Journal):
     Records are found through the app's `JournalIndex` (`select`: the matching records
     without reading the whole journal); `verify` is the incremental check from the verified
     head (`keyroll.audit_check.check_recent`), run once per request, plus a problem for every
-    shown record that changed since the index read it.
+    shown record whose text is not a journal record.
 
     Args:
         store: where the entries live.
@@ -67,7 +67,7 @@ class ReadOnlyJournal(Journal):
         super().__init__(store, actor=JOURNAL_ACTOR, clock=clock)
         self.index = index if index is not None else JournalIndex()
         self._check: JournalCheck | None = None
-        #: problems found in the records a page showed (edited since they were indexed)
+        #: problems found in the records a page showed (text that is not a record)
         self.shown_problems: list[str] = []
 
     def health(self) -> JournalCheck:
@@ -93,7 +93,7 @@ class ReadOnlyJournal(Journal):
         action: str | None = None,
         limit: int | None = None,
     ) -> tuple[int, list[AuditRecord]]:
-        """Like `Journal.select`, from the index; shown records are checked against it."""
+        """Like `Journal.select`, answered from the app's index."""
         total, records, problems = self.index.select(
             self.store, environment=environment, secret=secret, rotation=rotation,
             action=action, limit=limit)
@@ -412,8 +412,7 @@ def audit_page(
     action: str | None = None,
 ) -> dict[str, Any]:
     """The last ``limit`` journal records (newest first) matching the filters, and the chain's
-    verification (checked after the records are read, so a shown record that changed since
-    the index read it is in the verification's problems)."""
+    verification."""
     _, last = journal.select(environment=environment, secret=secret, rotation=rotation,
                              action=action, limit=limit)
     records = [_record_json(r) for r in last]
