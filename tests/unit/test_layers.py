@@ -19,7 +19,8 @@ CORE_LEAVES = {
     "scrub", "files", "urls", "net", "layout", "dotenv", "_compat",
 }
 #: Core modules that also read the store contract and the rotation record (a leaf).
-CORE_SERVICES = {"audit", "status", "render", "reports", "migrate", "calendar", "escrow"}
+CORE_SERVICES = {"audit", "audit_check", "status", "render", "reports", "migrate", "calendar",
+                 "escrow"}
 #: Framework integrations (top-level modules and the ``django`` package): they import their
 #: framework, the runtime and core, never the engine, the CLI or the dashboard.
 INTEGRATIONS = {"fastapi", "flask"}
