@@ -43,7 +43,7 @@ from datetime import datetime
 from typing import Any
 
 from keyroll.audit import ChainWalk, Journal, VerifyReport, chain_hash
-from keyroll.errors import KeyrollError
+from keyroll.errors import KeyrollError, StoreForbidden
 from keyroll.model import utcnow
 from keyroll.stores.base import Store
 
@@ -207,9 +207,12 @@ def check_full(journal: Journal, *, record: bool = True, now: datetime | None = 
                        report.problems[:_SHOWN_PROBLEMS], journal.actor)
     point = Checkpoint(report.count, report.head, moment) if report.ok else None
     if record:
-        store.put_meta(FULL_CHECK_KEY, _sealed(store, result.to_json()))
-        if point is not None:
-            store.put_meta(CHECKPOINT_KEY, _sealed(store, point.to_json()))
+        try:
+            store.put_meta(FULL_CHECK_KEY, _sealed(store, result.to_json()))
+            if point is not None:
+                store.put_meta(CHECKPOINT_KEY, _sealed(store, point.to_json()))
+        except StoreForbidden:  # a read-only handle: the walk's result stands, unrecorded
+            return JournalCheck(report, "full", 0, report.count, last_full_check(store), point)
     return JournalCheck(report, "full", 0, report.count, result if record else
                         last_full_check(store), point)
 
