@@ -23,9 +23,9 @@ also measures the old path at 1,000 records to show it).
 Measured, per store: every page ``--requests`` times after one cold request (the new code's
 first request builds its index: that is the "cold" column), p50 and p95; the cost of one
 append at 1,000 and at ``--records`` records (median of 100, the two stores in turns); the
-full check (``keyroll audit verify --full``: `check_full`) of all records. Targets: pages and ``/metrics`` ≤ 100 ms p95 at
-100,000 records, append flat (the ratio at 100,000 vs 1,000 ≤ 1.5), full check on OpenBao
-< 30 s. Nothing is asserted; the last lines say which targets were met.
+full check (``keyroll audit verify --full``: `check_full`) of all records. Targets: pages and
+``/metrics`` ≤ 100 ms p95 at 100,000 records, append flat (the ratio at 100,000 vs 1,000
+≤ 1.5), full check on OpenBao < 30 s. Nothing is asserted; the last lines say which targets were met.
 """
 
 from __future__ import annotations
