@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint typecheck pytest runtime-py310 bench bench-db bench-reencrypt bench-all system-deps venv clean
+.PHONY: demo test lint typecheck pytest runtime-py310 bench bench-db bench-reencrypt bench-journal bench-all system-deps venv clean
 
 venv: $(STAMP)
 
@@ -80,7 +80,11 @@ bench-db: venv system-deps
 bench-reencrypt: venv system-deps
 	$(BIN)/python bench/reencrypt.py
 
-bench-all: bench bench-db bench-reencrypt
+# the journal at 100,000 records, local store and a real OpenBao, against keyroll at f8a0fc4
+bench-journal: venv
+	$(BIN)/python bench/journal.py
+
+bench-all: bench bench-db bench-reencrypt bench-journal
 
 clean:
 	rm -rf $(VENV) $(VENV310) .mypy_cache .ruff_cache .pytest_cache

@@ -17,6 +17,7 @@ import getpass
 import hashlib
 import json
 import os
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,7 +27,8 @@ from keyroll.errors import AuditTampered, Conflict, LeaseLost
 from keyroll.model import SecretRef, utcnow
 from keyroll.stores.base import AuditEntry, Fence, Store
 
-__all__ = ["GENESIS", "AuditRecord", "Journal", "VerifyReport", "current_actor"]
+__all__ = ["GENESIS", "AuditRecord", "ChainWalk", "Journal", "VerifyReport", "chain_hash",
+           "current_actor", "record_matches"]
 
 GENESIS = "0" * 64
 _APPEND_ATTEMPTS = 20
@@ -43,8 +45,12 @@ def current_actor(environ: Mapping[str, str] | None = None) -> str:
         return f"uid:{os.getuid()}"
 
 
-def _chain(prev_hash: str, payload: str) -> str:
+def chain_hash(prev_hash: str, payload: str) -> str:
+    """An entry's hash: ``sha256(prev_hash || "\\n" || payload)``, hex."""
     return hashlib.sha256(f"{prev_hash}\n{payload}".encode()).hexdigest()
+
+
+_chain = chain_hash
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +116,22 @@ class AuditRecord:
         )
 
 
+def record_matches(
+    record: AuditRecord,
+    *,
+    environment: str | None = None,
+    secret: str | None = None,
+    rotation: str | None = None,
+    action: str | None = None,
+) -> bool:
+    """Whether ``record`` passes every filter given (`Journal.select`'s rule)."""
+    return ((environment is None or record.environment == environment)
+            and (secret is None or record.secret == secret)
+            and (rotation is None or record.rotation == rotation)
+            and (action is None or record.action == action
+                 or record.action.startswith(action + ".")))
+
+
 @dataclass(frozen=True, slots=True)
 class VerifyReport:
     """What `Journal.verify` found: the record count, the head hash, and every break."""
@@ -121,6 +143,71 @@ class VerifyReport:
     @property
     def ok(self) -> bool:
         return not self.problems
+
+
+class ChainWalk:
+    """Checks entries fed in stored order against the chain, from genesis or from a verified
+    point (``prev_hash`` = the hash of entry ``expected_seq - 1``).
+
+    Args:
+        prev_hash: the hash the first entry fed must link to.
+        expected_seq: the sequence number the first entry fed must carry.
+    """
+
+    def __init__(self, prev_hash: str = GENESIS, expected_seq: int = 1) -> None:
+        self.prev_hash = prev_hash
+        self.expected_seq = expected_seq
+        self.count = expected_seq - 1
+        self.walked = 0
+        self.problems: list[str] = []
+        self.seen_heads = {prev_hash}
+
+    def feed(self, entry: AuditEntry) -> None:
+        """Check one entry (the next in stored order) and name what is wrong with it."""
+        problems = self.problems
+        expected_seq = self.expected_seq
+        if entry.seq > expected_seq:
+            gap = f"{expected_seq}" if entry.seq == expected_seq + 1 else (
+                f"{expected_seq}-{entry.seq - 1}"
+            )
+            problems.append(f"record {gap} is missing: deleted from the journal")
+        elif entry.seq < expected_seq:
+            problems.append(
+                f"record {entry.seq} appears again after record {expected_seq - 1}: "
+                "inserted or reordered"
+            )
+        if _chain(entry.prev_hash, entry.payload) != entry.hash:
+            problems.append(f"record {entry.seq} was edited: its content does not match its hash")
+        else:
+            try:
+                inner = json.loads(entry.payload).get("seq")
+            except (ValueError, AttributeError):
+                inner = None
+            if inner != entry.seq:
+                problems.append(
+                    f"record {entry.seq} carries sequence number {inner}: moved from its "
+                    "place (inserted or reordered)"
+                )
+        if entry.prev_hash != self.prev_hash and entry.seq == expected_seq:
+            problems.append(
+                f"record {entry.seq} does not link to record {entry.seq - 1}: a record "
+                "before it was edited, inserted or reordered"
+            )
+        self.prev_hash = entry.hash
+        self.seen_heads.add(entry.hash)
+        self.expected_seq = max(expected_seq, entry.seq) + 1
+        self.walked += 1
+        self.count += 1
+
+    def report(self, *, expect_head: str | None = None) -> VerifyReport:
+        """What the walk found (``expect_head``: a pinned head that must have been seen)."""
+        problems = list(self.problems)
+        if expect_head is not None and expect_head not in self.seen_heads:
+            problems.append(
+                f"the pinned head {expect_head[:16]}… is not in the journal: records were cut off "
+                "the end or the journal was rewritten"
+            )
+        return VerifyReport(self.count, self.prev_hash, tuple(problems))
 
 
 class Journal:
@@ -198,8 +285,36 @@ class Journal:
         for entry in self.store.audit_entries():
             yield AuditRecord.from_json(entry.payload)
 
+    def select(
+        self,
+        *,
+        environment: str | None = None,
+        secret: str | None = None,
+        rotation: str | None = None,
+        action: str | None = None,
+        limit: int | None = None,
+    ) -> tuple[int, list[AuditRecord]]:
+        """The records matching every filter given: how many there are, and the last
+        ``limit`` of them (all when None) in stored order (unverified, like `records`).
+
+        ``action`` matches itself and its dotted children (``rotation`` matches
+        ``rotation.promote``). The dashboard's journal answers this from an index instead of
+        reading every record.
+        """
+        kept: deque[AuditRecord] = deque(maxlen=limit)
+        total = 0
+        for record in self.records():
+            if record_matches(record, environment=environment, secret=secret,
+                              rotation=rotation, action=action):
+                total += 1
+                kept.append(record)
+        return total, list(kept)
+
     def verify(self, *, expect_head: str | None = None) -> VerifyReport:
-        """Walk the chain and name every break.
+        """Walk the whole chain and name every break (reads every entry; writes nothing).
+
+        `keyroll.audit_check` verifies only what follows a verified-head checkpoint, and runs
+        this full walk on demand and on a schedule.
 
         Args:
             expect_head: a head hash pinned earlier; a journal whose chain does not contain it
@@ -208,48 +323,10 @@ class Journal:
         Returns:
             The report; `VerifyReport.ok` is False when anything is wrong.
         """
-        problems: list[str] = []
-        prev_hash = GENESIS
-        expected_seq = 1
-        count = 0
-        seen_heads = {GENESIS}
-        for count, entry in enumerate(self.store.audit_entries(), start=1):  # noqa: B007
-            if entry.seq > expected_seq:
-                gap = f"{expected_seq}" if entry.seq == expected_seq + 1 else (
-                    f"{expected_seq}-{entry.seq - 1}"
-                )
-                problems.append(f"record {gap} is missing: deleted from the journal")
-            elif entry.seq < expected_seq:
-                problems.append(
-                    f"record {entry.seq} appears again after record {expected_seq - 1}: "
-                    "inserted or reordered"
-                )
-            if _chain(entry.prev_hash, entry.payload) != entry.hash:
-                problems.append(f"record {entry.seq} was edited: its content does not match its hash")
-            else:
-                try:
-                    inner = json.loads(entry.payload).get("seq")
-                except (ValueError, AttributeError):
-                    inner = None
-                if inner != entry.seq:
-                    problems.append(
-                        f"record {entry.seq} carries sequence number {inner}: moved from its "
-                        "place (inserted or reordered)"
-                    )
-            if entry.prev_hash != prev_hash and entry.seq == expected_seq:
-                problems.append(
-                    f"record {entry.seq} does not link to record {entry.seq - 1}: a record "
-                    "before it was edited, inserted or reordered"
-                )
-            prev_hash = entry.hash
-            seen_heads.add(entry.hash)
-            expected_seq = max(expected_seq, entry.seq) + 1
-        if expect_head is not None and expect_head not in seen_heads:
-            problems.append(
-                f"the pinned head {expect_head[:16]}… is not in the journal: records were cut off "
-                "the end or the journal was rewritten"
-            )
-        return VerifyReport(count, prev_hash, tuple(problems))
+        walk = ChainWalk()
+        for entry in self.store.audit_entries():
+            walk.feed(entry)
+        return walk.report(expect_head=expect_head)
 
     def check(self, *, expect_head: str | None = None) -> VerifyReport:
         """Like `verify`, but raise `AuditTampered` naming the first break."""

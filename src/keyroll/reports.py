@@ -25,7 +25,7 @@ _STAGING_REHEARSAL = timedelta(days=14)
 
 
 def _records(journal: Journal, rotation_id: str) -> list[AuditRecord]:
-    return [r for r in journal.records() if r.rotation == rotation_id]
+    return journal.select(rotation=rotation_id)[1]
 
 
 def _first(records: Iterable[AuditRecord], action: str) -> AuditRecord | None:

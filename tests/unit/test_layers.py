@@ -20,8 +20,8 @@ CORE_LEAVES = {
     "issued",
 }
 #: Core modules that also read the store contract and the rotation record (a leaf).
-CORE_SERVICES = {"audit", "status", "render", "reports", "migrate", "calendar", "escrow",
-                 "rehearsal"}
+CORE_SERVICES = {"audit", "audit_check", "status", "render", "reports", "migrate", "calendar",
+                 "escrow", "rehearsal"}
 #: Framework integrations (top-level modules and the ``django`` package): they import their
 #: framework, the runtime and core, never the engine, the CLI or the dashboard.
 INTEGRATIONS = {"fastapi", "flask"}

@@ -1,4 +1,4 @@
-"""``keyroll audit log`` and ``keyroll audit verify``."""
+"""``keyroll audit log``, ``keyroll audit verify [--full]`` and ``keyroll audit migrate``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from keyroll.audit import AuditRecord
+from keyroll.audit_check import JournalCheck, check_full, check_recent, last_full_check
 from keyroll.cli.context import AppContext
 from keyroll.cli.output import err, escape, out, print_json
 
@@ -61,23 +62,54 @@ def _doc(record: AuditRecord) -> dict[str, object]:
 def verify(
     ctx: typer.Context,
     expect_head: Annotated[
-        str | None, typer.Option("--expect-head", help="A head hash pinned earlier.")
+        str | None, typer.Option("--expect-head", help="A head hash pinned earlier (implies "
+                                 "--full).")
     ] = None,
+    full: Annotated[bool, typer.Option(
+        "--full", help="Walk the whole chain and record the result (default: only the records "
+        "after the verified-head checkpoint).")] = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="One JSON document (schema keyroll.audit-verify/v1).")
     ] = False,
 ) -> None:
-    """Check the hash chain: exit 1 and name every edited, deleted, inserted or moved record."""
+    """Check the hash chain: exit 1 and name every edited, deleted, inserted or moved record.
+
+    Without --full only the records after the verified-head checkpoint are read (the
+    checkpoint then moves to the head); --full walks every record, records when and what it
+    found (the dashboard shows it) and re-anchors the checkpoint.
+    """
     context: AppContext = ctx.obj
-    report = context.journal.verify(expect_head=expect_head)
+    journal = context.journal
+    if expect_head is not None:
+        report = journal.verify(expect_head=expect_head)
+        check = JournalCheck(report, "full", 0, report.count, last_full_check(journal.store),
+                             None)
+    elif full:
+        check = check_full(journal)
+    else:
+        check = check_recent(journal, advance=True)
+    report = check.report
     if as_json:
         print_json({"schema": "keyroll.audit-verify/v1", "ok": report.ok, "count": report.count,
-                    "head": report.head, "problems": list(report.problems)})
+                    "head": report.head, "problems": list(report.problems),
+                    "mode": check.mode, "since": check.since, "walked": check.walked,
+                    "last_full_check": check.last_full.to_json() if check.last_full else None,
+                    "layout": journal.store.audit_layout()})
         if not report.ok:
             raise typer.Exit(1)
         return
     if report.ok:
-        out().print(f"journal ok: {report.count} records, head {report.head}")
+        how = (f"checked records {check.since + 1}-{report.count} after the verified head"
+               if check.mode == "incremental" else "whole chain checked")
+        last = check.last_full
+        when = ("no full check recorded yet: run `keyroll audit verify --full`" if last is None
+                else f"last full check {last.at:%Y-%m-%d %H:%M:%S} UTC: "
+                     + ("passed" if last.ok else "FAILED"))
+        out().print(f"journal ok: {report.count} records, head {report.head} ({how}; {when})",
+                    markup=False)
+        layout = journal.store.audit_layout()
+        if layout != "current":
+            err().print(f"note: the journal is kept as {layout}", markup=False)
         return
     if context.notifier is not None:
         context.notifier.journal_failed(report)  # sent when the command ends
@@ -86,3 +118,23 @@ def verify(
     for problem in report.problems:
         console.print(f"- {escape(str(problem))}", markup=False)
     raise typer.Exit(1)
+
+
+@app.command()
+def migrate(ctx: typer.Context) -> None:
+    """Move the journal to the store's current layout (OpenBao: pages of 100 records instead
+    of one document per record), verified, then run a full check. Safe to rerun; stop every
+    older keyroll that writes to this store first (they refuse the moved journal)."""
+    context: AppContext = ctx.obj
+    store = context.store
+    moved = store.audit_migrate()
+    check = check_full(context.journal)
+    if moved:
+        out().print(f"journal migrated: {moved} records moved to the current layout", markup=False)
+    else:
+        out().print("journal already in the current layout: nothing to move", markup=False)
+    if not check.ok:
+        err().print(f"journal TAMPERED: {escape(check.report.problems[0])}", markup=False)
+        raise typer.Exit(1)
+    out().print(f"full check passed: {check.report.count} records, head {check.report.head}",
+                markup=False)

@@ -7,6 +7,8 @@ SIGTERM or SIGINT it finishes the step in progress, releases the lease and exits
 ``keyroll_rotator_last_tick_timestamp_seconds``) and ``/healthz`` (503 once no tick succeeded
 for three intervals) on ``--port``; ``--no-web`` turns that off. ``--max-ticks`` and
 ``--deadline`` bound the run (tests, and a CronJob that wants one tick: ``--max-ticks 1``).
+Each tick checks the audit journal from its verified-head checkpoint on, and every
+``--full-check-every`` (default 1h) walks the whole chain (`keyroll.audit_check`).
 """
 
 from __future__ import annotations
@@ -134,12 +136,18 @@ def serve(
                                       help="Port for the web endpoints (0: any free one).")] = 8080,
     allowed_host: Annotated[list[str] | None, typer.Option(
         "--allowed-host", help="Also answer this Host name (repeatable).")] = None,
+    full_check_every: Annotated[str, typer.Option(
+        "--full-check-every", help="How often a tick runs a full check of the audit journal "
+        "(1h, 1d; 'off': never). Other ticks check only what follows the verified head.")]
+    = "1h",
 ) -> None:
     """Run the rotator: `advance` every --interval, one replica at a time; SIGTERM stops it
     cleanly between steps."""
     app: AppContext = ctx.obj
     every = _duration(interval, "--interval")
     until = _duration(deadline, "--deadline") if deadline is not None else None
+    full_every = (None if full_check_every.strip().lower() in ("off", "never")
+                  else _duration(full_check_every, "--full-check-every"))
     inventory = app.inventory
     environments = set(inventory.environments) if env is None else {env}
     if env is not None:
@@ -153,7 +161,7 @@ def serve(
     notifier = app.notifier
     rotator = Rotator(engine, interval=every, jitter=jitter, environments=environments,
                       start_due=start_due, max_ticks=max_ticks, deadline=until,
-                      after_tick=lambda result: _printer(result, notifier))
+                      verify_every=full_every, after_tick=lambda result: _printer(result, notifier))
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         rotator.stop()

@@ -40,6 +40,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keyroll.audit import Journal
 from keyroll.dashboard import views
+from keyroll.dashboard.journal_index import JournalIndex
 from keyroll.dashboard.metrics import StoreFactory, metrics_registry
 from keyroll.errors import (
     KeyrollError,
@@ -180,7 +181,8 @@ def build_app(
     name = title or f"keyroll · {inventory.project}"
     markdown = MarkdownIt("commonmark", {"html": False, "breaks": True})
     templates = _environment(markdown)
-    registry = metrics_registry(store_factory, inventory, clock)
+    index = JournalIndex()  # one per app: every page and scrape reads only what is new
+    registry = metrics_registry(store_factory, inventory, clock, index=index)
     app = FastAPI(title=name, docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
     # added first, so it runs inside _SecurityHeaders: its 400 carries the headers too
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts),
@@ -205,7 +207,7 @@ def build_app(
             manager.__exit__(None, None, None)
 
     def journal(store: Store) -> Journal:
-        return views.ReadOnlyJournal(store, clock=clock)
+        return views.ReadOnlyJournal(store, clock=clock, index=index)
 
     def wants_json(request: Request) -> bool:
         root = str(request.scope.get("root_path", ""))

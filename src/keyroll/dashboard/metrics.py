@@ -26,9 +26,13 @@ Metrics (secret labels: ``class``, ``environment``, ``kind``, ``tier``):
                                                       finished (``done``)
 ``keyroll_rotations_total{class, environment,         finished rotations by outcome (done,
 outcome}``                                             rolled-back)
-``keyroll_audit_journal_ok``                          1 when the hash chain verifies
+``keyroll_audit_journal_ok``                          1 when the hash chain verifies (from the
+                                                      verified-head checkpoint on) and the last
+                                                      full check passed
 ``keyroll_audit_records_total``                       records in the journal
 ``keyroll_audit_last_record_timestamp_seconds``       time of the newest record
+``keyroll_audit_last_full_check_timestamp_seconds``   when the last full check ran
+``keyroll_audit_last_full_check_ok``                  1 when it passed
 ==================================================== ==========================================
 
 Secrets without a current version have no age/due/days-left/version samples (their state is
@@ -46,7 +50,8 @@ from datetime import datetime
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import CollectorRegistry
 
-from keyroll.audit import AuditRecord, Journal
+from keyroll.audit import AuditRecord
+from keyroll.dashboard.journal_index import JournalIndex
 from keyroll.errors import KeyrollError
 from keyroll.inventory import Inventory
 from keyroll.rotation.record import ACTIVE, TERMINAL, Rotation
@@ -71,6 +76,8 @@ class KeyrollCollector:
         inventory: the secret classes.
         clock: the time source (frozen in tests).
         journal_actor: the actor name of the read-only journal (never written).
+        index: the journal index shared with the dashboard's pages (its own when None): each
+            scrape verifies only the records after the last verified head.
     """
 
     def __init__(
@@ -80,7 +87,9 @@ class KeyrollCollector:
         clock: Callable[[], datetime],
         *,
         journal_actor: str = "keyroll-dashboard",
+        index: JournalIndex | None = None,
     ) -> None:
+        self._index = index if index is not None else JournalIndex()
         self._store_factory = store_factory
         self._inventory = inventory
         self._clock = clock
@@ -188,15 +197,25 @@ class KeyrollCollector:
         for (name, env, outcome), count in sorted(finished.items()):
             totals.add_metric([name, env, outcome], count)
 
-        report = Journal(store, actor=self._actor, clock=self._clock).verify()
+        check = self._index.check(store, self._actor)
+        report = check.report
         journal_ok = GaugeMetricFamily("keyroll_audit_journal_ok",
-                                       "1 when the audit journal's hash chain verifies.")
+                                       "1 when the audit journal's hash chain verifies "
+                                       "(incrementally, and the last full check passed).")
         journal_ok.add_metric([], 1 if report.ok else 0)
         records = CounterMetricFamily("keyroll_audit_records", "Records in the audit journal.")
         records.add_metric([], report.count)
         families: list[Metric] = [info, version, created, age, due, days_left, cadence, state,
                                   secret_busy, last_ok, last_used, flying, totals, journal_ok,
                                   records]
+        if check.last_full is not None:
+            full_at = GaugeMetricFamily("keyroll_audit_last_full_check_timestamp_seconds",
+                                        "When the journal's last full check ran (Unix time).")
+            full_at.add_metric([], check.last_full.at.timestamp())
+            full_ok = GaugeMetricFamily("keyroll_audit_last_full_check_ok",
+                                        "1 when the journal's last full check passed.")
+            full_ok.add_metric([], 1 if check.last_full.ok else 0)
+            families += [full_at, full_ok]
         ticked = last_tick(store)
         if ticked is not None:
             rotator = GaugeMetricFamily("keyroll_rotator_last_tick_timestamp_seconds",
@@ -222,9 +241,14 @@ def _record_time(payload: str) -> float:
 
 
 def metrics_registry(
-    store_factory: StoreFactory, inventory: Inventory, clock: Callable[[], datetime]
+    store_factory: StoreFactory, inventory: Inventory, clock: Callable[[], datetime], *,
+    index: JournalIndex | None = None,
 ) -> CollectorRegistry:
-    """A fresh registry holding only a `KeyrollCollector` (not the process-global registry)."""
+    """A fresh registry holding only a `KeyrollCollector` (not the process-global registry).
+
+    Args:
+        index: the dashboard's journal index, so scrapes check only what pages have not.
+    """
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(KeyrollCollector(store_factory, inventory, clock))
+    registry.register(KeyrollCollector(store_factory, inventory, clock, index=index))
     return registry

@@ -9,13 +9,14 @@ calls `Store.read_value`. A value cannot reach a page because no code path here 
 from __future__ import annotations
 
 import re
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from keyroll.audit import AuditRecord, Journal
+from keyroll.audit import AuditRecord, Journal, VerifyReport
+from keyroll.audit_check import JournalCheck, check_recent
 from keyroll.calendar import calendar
+from keyroll.dashboard.journal_index import JournalIndex
 from keyroll.durations import format_duration
 from keyroll.errors import KeyrollError, NotFound
 from keyroll.inventory import Inventory
@@ -48,23 +49,56 @@ _STATE_ORDER = {State.OVERDUE: 0, State.MISSING: 1, State.DUE: 2, State.OK: 3}
 
 
 class ReadOnlyJournal(Journal):
-    """The journal as one request sees it: records parsed once and kept (a rotation page reads
-    them for its own list, the drill report and the checklist), and no way to append.
+    """The journal as one request sees it, and no way to append.
+
+    Records are found through the app's `JournalIndex` (`select`: the matching records
+    without reading the whole journal); `verify` is the incremental check from the verified
+    head (`keyroll.audit_check.check_recent`), run once per request, plus a problem for every
+    shown record whose text is not a journal record.
 
     Args:
         store: where the entries live.
         clock: the time source (unused for reading; kept for `Journal`'s contract).
+        index: the app-wide index (a private one when None: tests, one-off use).
     """
 
-    def __init__(self, store: Store, *, clock: Callable[[], datetime]) -> None:
+    def __init__(self, store: Store, *, clock: Callable[[], datetime],
+                 index: JournalIndex | None = None) -> None:
         super().__init__(store, actor=JOURNAL_ACTOR, clock=clock)
-        self._records: list[AuditRecord] | None = None
+        self.index = index if index is not None else JournalIndex()
+        self._check: JournalCheck | None = None
+        #: problems found in the records a page showed (text that is not a record)
+        self.shown_problems: list[str] = []
 
-    def records(self) -> Iterator[AuditRecord]:
-        """Every record in stored order, read from the store on the first call only."""
-        if self._records is None:
-            self._records = list(super().records())
-        return iter(self._records)
+    def health(self) -> JournalCheck:
+        """The incremental check (once per request)."""
+        if self._check is None:
+            self._check = self.index.check(self.store, self.actor)
+        return self._check
+
+    def verify(self, *, expect_head: str | None = None) -> VerifyReport:
+        """The incremental check's report (a pinned head: the full walk)."""
+        if expect_head is not None:
+            return super().verify(expect_head=expect_head)
+        report = self.health().report
+        return VerifyReport(report.count, report.head,
+                            (*report.problems, *self.shown_problems))
+
+    def select(
+        self,
+        *,
+        environment: str | None = None,
+        secret: str | None = None,
+        rotation: str | None = None,
+        action: str | None = None,
+        limit: int | None = None,
+    ) -> tuple[int, list[AuditRecord]]:
+        """Like `Journal.select`, answered from the app's index."""
+        total, records, problems = self.index.select(
+            self.store, environment=environment, secret=secret, rotation=rotation,
+            action=action, limit=limit)
+        self.shown_problems.extend(p for p in problems if p not in self.shown_problems)
+        return total, records
 
     def append(self, action: str, **kwargs: Any) -> AuditRecord:
         """Refused: the dashboard changes nothing, not even the journal."""
@@ -147,10 +181,22 @@ def _rotation_summary(record: Rotation) -> dict[str, Any]:
 
 
 def journal_health(journal: Journal) -> dict[str, Any]:
-    """The journal's verification: record count, head hash, and every break found."""
-    report = journal.verify()
+    """The journal's verification: record count, head hash, every break found, how it was
+    checked (``mode``: incremental from checkpoint ``since``, or full) and the last full
+    check's time and result (None: never ran; run ``keyroll audit verify --full``)."""
+    if isinstance(journal, ReadOnlyJournal):
+        check = journal.health()
+        report = journal.verify()
+    else:
+        check = check_recent(journal)
+        report = check.report
+    last = check.last_full
     return {"ok": report.ok, "count": report.count, "head": report.head,
-            "problems": list(report.problems)}
+            "problems": list(report.problems), "mode": check.mode, "since": check.since,
+            "walked": check.walked,
+            "last_full_check": None if last is None else {
+                "at": last.at.isoformat(), "ok": last.ok, "count": last.count,
+                "problems": list(last.problems), "by": last.by}}
 
 
 def overview(
@@ -247,12 +293,8 @@ def secret_detail(
     ]
     lock = store.get_lock(ref, now=now)
     rotations = [_rotation_summary(Rotation.parse(r)) for r in reversed(store.list_rotations(ref))]
-    total = 0
-    newest: deque[AuditRecord] = deque(maxlen=SECRET_JOURNAL_LIMIT)
-    for record in journal.records():
-        if record.environment == ref.environment and record.secret == ref.name:
-            total += 1
-            newest.append(record)
+    total, newest = journal.select(environment=ref.environment, secret=ref.name,
+                                   limit=SECRET_JOURNAL_LIMIT)
     records = [_record_json(r) for r in reversed(newest)]
     return {
         "class": {
@@ -337,7 +379,7 @@ def rotation_detail(
         position = record.state.value
     elif record.state == RotationState.AWAITING_CONFIRMATION and body.resume_state:
         position = body.resume_state.value
-    records = [_record_json(r) for r in journal.records() if r.rotation == record.id]
+    records = [_record_json(r) for r in journal.select(rotation=record.id)[1]]
     return {
         "rotation": summary,
         "now": now.isoformat(),
@@ -371,14 +413,8 @@ def audit_page(
 ) -> dict[str, Any]:
     """The last ``limit`` journal records (newest first) matching the filters, and the chain's
     verification."""
-    def matches(record: AuditRecord) -> bool:
-        return ((environment is None or record.environment == environment)
-                and (secret is None or record.secret == secret)
-                and (rotation is None or record.rotation == rotation)
-                and (action is None or record.action == action or
-                     record.action.startswith(action + ".")))
-
-    last: Iterable[AuditRecord] = deque((r for r in journal.records() if matches(r)), maxlen=limit)
+    _, last = journal.select(environment=environment, secret=secret, rotation=rotation,
+                             action=action, limit=limit)
     records = [_record_json(r) for r in last]
     records.reverse()
     return {

@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from keyroll.audit import Journal, VerifyReport
+from keyroll.audit_check import check_full, check_recent, last_full_check
 from keyroll.errors import KeyrollError, LockHeld, UsageError
 from keyroll.model import SecretRef, utcnow
 from keyroll.rotation.lock import LEASE_TTL, Lease
@@ -93,7 +94,9 @@ class Rotator:
         sleep: how a wait passes (default `time.sleep`); called with at most 0.2 s at a time.
         max_ticks: stop after this many ticks (None: no limit).
         deadline: stop once this much time has passed since `run` began (None: no limit).
-        verify_every: how often a tick also verifies the whole journal (None: never).
+        verify_every: how often a tick runs a full check of the journal (None: never); every
+            other tick checks only what follows the verified-head checkpoint
+            (`keyroll.audit_check`).
         after_tick: called with every `TickResult` (the CLI prints it and sends events).
         lease_ttl: the rotator lease's length (renewed by a heartbeat while a tick runs).
         rng: the jitter's randomness (tests pass a seeded one).
@@ -138,7 +141,6 @@ class Rotator:
         self._rng = rng or random.SystemRandom()
         self._token = Lease.new_token()
         self._stop = False
-        self._verified_at: datetime | None = None
         engine.stopping = self.stopping
 
     # --- stopping -------------------------------------------------------------------------
@@ -183,12 +185,22 @@ class Rotator:
         raise AssertionError("unreachable")  # pragma: no cover  (ExitStack never swallows)
 
     def _verify_journal(self, at: datetime) -> VerifyReport | None:
-        if self.verify_every is None or self._stop:
+        """Every tick: the incremental check, which moves the verified-head checkpoint; a full
+        check when the last one recorded in the store (by any replica or `keyroll audit
+        verify --full`) is ``verify_every`` old. Returns the report of a full check, or of an
+        incremental one that found something new (a failed full check is reported once, on
+        the tick that ran it, not on every tick after it)."""
+        if self._stop:
             return None
-        if self._verified_at is not None and at - self._verified_at < self.verify_every:
+        journal = Journal(self.store, actor=self.engine.actor)
+        if self.verify_every is not None:
+            last = last_full_check(self.store)
+            if last is None or at - last.at >= self.verify_every:
+                return check_full(journal, now=at).report
+        check = check_recent(journal, advance=True, now=at)
+        if check.ok or (check.last_full is not None and not check.last_full.ok):
             return None
-        self._verified_at = at
-        return Journal(self.store, actor=self.engine.actor).verify()
+        return check.report
 
     # --- the loop -------------------------------------------------------------------------
 

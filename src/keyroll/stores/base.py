@@ -273,12 +273,28 @@ class Store(ABC):
         """
 
     @abstractmethod
-    def audit_entries(self, start: int = 1) -> Iterator[AuditEntry]:
-        """Entries from ``start`` on, in stored order."""
+    def audit_entries(self, start: int = 1, stop: int | None = None) -> Iterator[AuditEntry]:
+        """Entries with ``start <= seq < stop`` (``stop`` None: to the end), in stored order.
+
+        Backends read a range in batches (an indexed range query, pages of entries), never
+        one request per entry, and never the whole journal to serve a short range.
+        """
 
     @abstractmethod
     def audit_tail(self) -> AuditEntry | None:
-        """The last entry, or None when the journal is empty."""
+        """The last entry, or None when the journal is empty. Cheap: it lists nothing (a
+        journal append reads it first)."""
+
+    def audit_migrate(self) -> int:
+        """Bring the journal to this backend's current layout, verified, and return how many
+        entries were moved (0: nothing to do, the default). Entries, their order and their
+        hashes are unchanged; only where they are kept changes."""
+        return 0
+
+    def audit_layout(self) -> str:
+        """How the journal is kept (``"current"`` unless a backend still reads an older
+        layout that `audit_migrate` would convert)."""
+        return "current"
 
     # --- bookkeeping key/value ------------------------------------------------------------
 

@@ -45,6 +45,8 @@ from keyroll.recognise import derive_key
 from keyroll.stores.base import RECOGNITION_KEY, AuditEntry, Fence, LockInfo, RotationRecord, Store
 
 _RECOGNITION_AAD = b"keyroll recognition key"
+#: Journal rows per range query (`SQLiteStore.audit_entries`).
+_AUDIT_BATCH = 2000
 
 __all__ = ["SQLiteStore"]
 
@@ -606,13 +608,22 @@ class SQLiteStore(Store):
                 (entry.seq, entry.payload, entry.prev_hash, entry.hash),
             )
 
-    def audit_entries(self, start: int = 1) -> Iterator[AuditEntry]:
-        rows = self._query(
-            "SELECT seq, payload, prev_hash, hash FROM audit WHERE seq >= ? ORDER BY rowid",
-            (start,),
-        )
-        for seq, payload, prev_hash, digest in rows:
-            yield AuditEntry(int(seq), payload, prev_hash, digest)
+    def audit_entries(self, start: int = 1, stop: int | None = None) -> Iterator[AuditEntry]:
+        """Range reads on the primary key (``seq`` is the rowid), `_AUDIT_BATCH` rows a query,
+        so a long walk holds one batch in memory and a short range touches only its rows."""
+        after = start - 1
+        end = stop if stop is not None else 2**63 - 1
+        for _ in range(2**40):  # bounded: every batch moves ``after`` forward
+            rows = self._query(
+                "SELECT seq, payload, prev_hash, hash FROM audit WHERE seq > ? AND seq < ? "
+                "ORDER BY seq LIMIT ?",
+                (after, end, _AUDIT_BATCH),
+            )
+            for seq, payload, prev_hash, digest in rows:
+                yield AuditEntry(int(seq), payload, prev_hash, digest)
+            if len(rows) < _AUDIT_BATCH:
+                return
+            after = int(rows[-1][0])
 
     def audit_tail(self) -> AuditEntry | None:
         rows = self._query("SELECT seq, payload, prev_hash, hash FROM audit ORDER BY seq DESC "

@@ -78,7 +78,8 @@ def test_audit_verify_json(initialised: Keyroll) -> None:
     done = initialised("audit", "verify", "--json")
     assert done.code == 0, done.err
     doc = valid(json.loads(done.out))
-    assert set(doc) == {"schema", "ok", "count", "head", "problems"}
+    assert set(doc) == {"schema", "ok", "count", "head", "problems", "mode", "since", "walked",
+                        "last_full_check", "layout"}
     assert doc["schema"] == "keyroll.audit-verify/v1"
     assert doc["ok"] is True and doc["count"] >= 2 and doc["problems"] == []
     pinned = initialised("audit", "verify", "--json", "--expect-head", "f" * 64)

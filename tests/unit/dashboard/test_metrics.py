@@ -9,6 +9,8 @@ from datetime import timedelta
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from keyroll.audit import Journal
+from keyroll.audit_check import check_full
 from keyroll.dashboard import create_app
 from keyroll.errors import StoreUnavailable
 from keyroll.model import SecretRef
@@ -110,11 +112,22 @@ def test_audit_metrics_and_tampering(client: TestClient, history: History) -> No
         db.commit()
     finally:
         db.close()
+    # record 2 lies before the head the first scrape verified: an incremental scrape does not
+    # read it again (docs/operations.md says so); the full check finds it
+    assert _one(_scrape(client), "keyroll_audit_journal_ok") == 1
+    assert "keyroll_audit_last_full_check_ok" not in _scrape(client)
+    full = check_full(Journal(history.world.store, actor="ops"))
+    assert not full.ok and "record 2 was edited" in full.report.problems[0]
     tampered = _scrape(client)
     assert _one(tampered, "keyroll_audit_journal_ok") == 0
-    assert "Audit journal TAMPERED: record 2 was edited" in client.get("/").text
+    assert _one(tampered, "keyroll_audit_last_full_check_ok") == 0
+    assert _one(tampered, "keyroll_audit_last_full_check_timestamp_seconds") > 0
+    page = client.get("/").text
+    assert "Audit journal TAMPERED" in page and "record 2 was edited" in page
+    assert "FAILED" in page
     verification = client.get("/api/audit").json()["verification"]
     assert verification["ok"] is False and verification["problems"]
+    assert verification["last_full_check"]["ok"] is False
 
 
 class _Down(AbstractContextManager[Store]):

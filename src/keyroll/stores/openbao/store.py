@@ -9,7 +9,10 @@ Layout under ``<mount>/<prefix>/`` (KV v2; ``prefix`` defaults to ``keyroll``)::
                                fingerprint, created_at, meta, destroyed): one document
     _locks/<env>/<class>       the rotation lock {owner, expires_at, generation}
     _rotations/<id>            one rotation record
-    _journal/<seq>             one audit entry per document
+    _journal_head              the journal's layout and newest page (a hint)
+    _journal_pages/<k>         audit entries k·100+1 … k·100+100, one document per page
+                               (`keyroll.stores.openbao._journal`; ``_journal/<seq>``, one
+                               document per entry, is the old layout, read until migrated)
     _meta/<key>                bookkeeping values
 
 Class and environment names start with a letter or digit, so they never collide with the
@@ -37,8 +40,10 @@ updates have no check-and-set, so nothing that must move atomically lives there.
   it is idempotent.
 - the lock and rotation records are documents written with ``cas``; a release writes an
   empty lock (a KV delete has no check-and-set). Bookkeeping (meta) values are last writer
-  wins, as in the local store. Journal entry N is created with ``cas=0`` only
-  after entry N-1 is seen to exist, so the journal stays gapless and a seq can be taken once.
+  wins, as in the local store. Journal entry N goes into its page with
+  ``cas=<the page's KV version>`` only when the page holds exactly entries up to N-1 (a new
+  page: ``cas=0``, after the previous page is seen full), so the journal stays gapless and a
+  seq can be taken once.
 
 All value documents carry their own environment, name and number, and are checked against the
 fingerprint on read, so a document copied elsewhere raises `StoreCorrupted`. Every secret's
@@ -69,6 +74,7 @@ from keyroll.errors import (
 )
 from keyroll.model import Label, SecretRef, SecretValue, Version, fingerprint, new_kid, utcnow
 from keyroll.stores.base import AuditEntry, Fence, LockInfo, RotationRecord, Store
+from keyroll.stores.openbao._journal import PagedJournal
 from keyroll.stores.openbao._transport import KV, CasMismatch, Connection
 from keyroll.stores.openbao._url import default_url, parse_url
 
@@ -158,6 +164,8 @@ class OpenBaoStore(Store):
             retry_seconds=retry_seconds,
         )
         self._kv = KV(self._conn, mount, self.url)
+        #: the journal's pages (`keyroll.stores.openbao._journal`)
+        self.journal_pages = PagedJournal(self._kv, self._path)
 
     # --- opening by URL -------------------------------------------------------------------
 
@@ -191,9 +199,6 @@ class OpenBaoStore(Store):
 
     def _rotation_path(self, rotation_id: str) -> str:
         return self._path("_rotations", _path_key(rotation_id))
-
-    def _journal_path(self, seq: int) -> str:
-        return self._path("_journal", str(seq))
 
     # --- versions -------------------------------------------------------------------------
 
@@ -571,44 +576,21 @@ class OpenBaoStore(Store):
 
     def audit_append(self, entry: AuditEntry, *, fence: Fence | None = None) -> None:
         self._check_fence(fence)
-        if entry.seq < 1 or (entry.seq > 1 and self._kv.read(self._journal_path(entry.seq - 1))
-                             is None):
-            raise Conflict(
-                f"journal entry {entry.seq} does not follow the last entry; re-read the tail "
-                "and retry"
-            )
-        doc = {"seq": entry.seq, "payload": entry.payload, "prev_hash": entry.prev_hash,
-               "hash": entry.hash}
-        try:
-            self._kv.write(self._journal_path(entry.seq), doc, cas=0)
-        except CasMismatch:
-            raise Conflict(
-                f"journal moved on (entry {entry.seq} exists already); re-read the tail and retry"
-            ) from None
+        self.journal_pages.append(entry)
 
-    def _journal_seqs(self) -> list[int]:
-        seqs = []
-        for key in self._kv.list_keys(self._path("_journal") + "/"):
-            if key.isdigit():
-                seqs.append(int(key))
-        return sorted(seqs)
-
-    def _journal_entry(self, seq: int) -> AuditEntry:
-        stored = self._kv.read(self._journal_path(seq))
-        if stored is None:
-            raise StoreCorrupted(f"journal entry {seq} vanished from OpenBao while reading")
-        doc = stored[0]
-        return AuditEntry(int(doc["seq"]), str(doc["payload"]), str(doc["prev_hash"]),
-                          str(doc["hash"]))
-
-    def audit_entries(self, start: int = 1) -> Iterator[AuditEntry]:
-        for seq in self._journal_seqs():
-            if seq >= start:
-                yield self._journal_entry(seq)
+    def audit_entries(self, start: int = 1, stop: int | None = None) -> Iterator[AuditEntry]:
+        return self.journal_pages.entries(start, stop)
 
     def audit_tail(self) -> AuditEntry | None:
-        seqs = self._journal_seqs()
-        return self._journal_entry(seqs[-1]) if seqs else None
+        return self.journal_pages.tail()
+
+    def audit_migrate(self) -> int:
+        """Copy an old-layout journal (one document per entry) into pages, verified
+        (`keyroll.stores.openbao._journal`)."""
+        return self.journal_pages.migrate()
+
+    def audit_layout(self) -> str:
+        return self.journal_pages.describe()
 
     # --- bookkeeping key/value ------------------------------------------------------------
 
