@@ -60,6 +60,7 @@ class Kind(StrEnum):
     REDIS_ACL = "redis-acl"
     PROVIDER_SHARED = "provider-shared"
     OPAQUE = "opaque"
+    TLS_CERTIFICATE = "tls-certificate"
 
 
 class Tier(StrEnum):

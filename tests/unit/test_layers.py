@@ -16,7 +16,7 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 #: Core modules that import nothing but each other (and the standard library).
 CORE_LEAVES = {
     "errors", "model", "jwk", "generate", "durations", "inventory", "escaping", "recognise",
-    "scrub", "files", "urls", "net", "layout", "dotenv", "_compat",
+    "scrub", "files", "urls", "net", "layout", "dotenv", "_compat", "tlscert",
 }
 #: Core modules that also read the store contract and the rotation record (a leaf).
 CORE_SERVICES = {"audit", "status", "render", "reports", "migrate", "calendar", "escrow"}
