@@ -98,7 +98,8 @@ class PebbleServer(_Server):
         directory_url: the ACME directory (``https://127.0.0.1:<port>/dir``).
         management_url: the management interface (``https://127.0.0.1:<port>``).
         listen_ca: a PEM file that verifies pebble's HTTPS listener (pass as the ACME
-            ``ca_bundle``).
+            ``ca_bundle``); ``listen_cert``/``listen_key`` are that listener's pair (for a
+            test's own HTTPS server on 127.0.0.1).
         http_port: the port pebble sends HTTP-01 validation requests to, on 127.0.0.1.
         dns_port: the UDP/TCP port of the DNS server pebble resolves names with.
     """
@@ -117,11 +118,13 @@ class PebbleServer(_Server):
         self.http_port = 0
         self.dns_port = 0
         self.listen_ca = self.dir / "listen-ca.pem"
+        self.listen_cert = self.dir / "listen-cert.pem"
+        self.listen_key = self.dir / "listen-key.pem"
 
     def start(self) -> PebbleServer:
         """Start the DNS server and pebble; return when the ACME directory answers."""
         ca, cert, key = _listen_certificate(self.dir)
-        self.listen_ca = ca
+        self.listen_ca, self.listen_cert, self.listen_key = ca, cert, key
         for attempt in range(3):
             self.dns_port = _free_udp_port()
             self.port, management, tls_port = free_port(), free_port(), free_port()

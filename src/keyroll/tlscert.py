@@ -198,14 +198,16 @@ def new_private_key(key_type: str = "ec-p256") -> SecretValue:
 
 
 def make_csr(key: SecretValue, names: Sequence[str]) -> bytes:
-    """A CSR (PEM) for ``names`` signed with ``key``; the first name is also the subject CN."""
+    """A CSR (PEM) for ``names`` signed with ``key``; the first name is also the subject CN
+    when it fits one (64 characters; CAs read the names from the SAN extension)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.x509.oid import NameOID
 
     private = serialization.load_pem_private_key(key.reveal_bytes(), password=None)
+    subject = [x509.NameAttribute(NameOID.COMMON_NAME, names[0])] if len(names[0]) <= 64 else []
     csr = (x509.CertificateSigningRequestBuilder()
-           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
+           .subject_name(x509.Name(subject))
            .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]),
                           critical=False)
            .sign(private, hashes.SHA256()))  # type: ignore[arg-type]

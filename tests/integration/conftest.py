@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from tests.pebble_server import PebbleServer
 from tests.servers import (
     PgBouncerServer,
     PostgresServer,
@@ -20,7 +21,7 @@ from tests.servers import (
     ServerUnavailable,
 )
 
-Server = TypeVar("Server", PostgresServer, PgBouncerServer, RedisServer)
+Server = TypeVar("Server", PostgresServer, PgBouncerServer, RedisServer, PebbleServer)
 
 
 def _start(server: Server) -> Server:
@@ -67,6 +68,15 @@ def redis_server() -> Iterator[RedisServer]:
 def redis_server_no_aclfile() -> Iterator[RedisServer]:
     """redis-server configured with requirepass and no ACL file."""
     server = _start(_make(RedisServer, aclfile=False))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def pebble_server() -> Iterator[PebbleServer]:
+    """Debian's pebble ACME test CA with its DNS (every name is 127.0.0.1); it validates
+    HTTP-01 for real on 127.0.0.1:<http_port>."""
+    server = _start(_make(PebbleServer))
     yield server
     server.stop()
 

@@ -220,6 +220,22 @@ class AcmeClient:
         with self._translate("read the order"):
             return self._order_from(url, self._messages.Order.from_json(self._get(url).json()))
 
+    def orders(self, *, max_pages: int = 100) -> list[Order]:
+        """Every order of the account (RFC 8555 §7.1.2.1, pages followed): what a person
+        reconciling a crash compares with the store. Call `register` first."""
+        if self.account_url is None:
+            raise TargetError("ACME list the orders: register the account first")
+        found: list[Order] = []
+        with self._translate("list the orders"):
+            url: str | None = self._get(self.account_url).json().get("orders")
+            for _ in range(max_pages):
+                if not url:
+                    break
+                response = self._get(url)
+                found += [self.order(str(u)) for u in response.json().get("orders", [])]
+                url = response.links.get("next", {}).get("url")
+        return found
+
     def authorize(self, url: str, responder: Responder) -> list[str]:
         """Answer every pending authorization of the order with HTTP-01 and wait until each
         is valid; return the names it proved. Authorizations already valid are skipped (a

@@ -101,15 +101,15 @@ class TlsOptions:
     revoke_on_retire: bool
 
 
-def _endpoint(cls: SecretClass, text: object) -> tuple[str, int]:
+def _endpoint(cls: SecretClass, text: object, option: str = "serve_check") -> tuple[str, int]:
     from keyroll.targets.http01 import parse_listen
 
     if not isinstance(text, str):
-        raise option_error(cls, "serve_check", 'a list of "host:port" endpoints')
+        raise option_error(cls, option, 'a list of "host:port" endpoints')
     try:
         return parse_listen(text)
     except UsageError as exc:
-        raise option_error(cls, "serve_check", str(exc)) from None
+        raise option_error(cls, option, str(exc)) from None
 
 
 def tls_options(cls: SecretClass) -> TlsOptions:
@@ -145,7 +145,7 @@ def tls_options(cls: SecretClass) -> TlsOptions:
                            'answers) or { webroot = "/var/www/html" } (your web server does)')
     listen, webroot = http01.get("listen"), http01.get("webroot")
     if listen is not None:
-        _endpoint(cls, listen)
+        _endpoint(cls, listen, "http01")
     if webroot is not None and (not isinstance(webroot, str) or not webroot):
         raise option_error(cls, "http01", "webroot must be a folder path")
     key_type = opts.get("key_type", "ec-p256")
@@ -392,7 +392,8 @@ class TlsCertificateStrategy(Strategy):
 
     def _verify_chain(self, ctx: StepContext, opts: TlsOptions, bundle: Bundle) -> None:
         """The chain verifies for the first domain against ``serve_ca`` or the system trust
-        (`cryptography`'s RFC 5280 path validation, at the engine's clock)."""
+        (`cryptography`'s RFC 5280 path validation). At the wall clock, as every TLS client
+        will: a clock moved for a drill (``--now``) must not make a real chain look valid."""
         import ssl
 
         from cryptography import x509
@@ -406,7 +407,7 @@ class TlsCertificateStrategy(Strategy):
                              f"(options.serve_ca): {type(exc).__name__}") from None
         certs = bundle.certificates()
         verifier = (verification.PolicyBuilder().store(verification.Store(roots))
-                    .time(ctx.now).build_server_verifier(x509.DNSName(opts.domains[0])))
+                    .build_server_verifier(x509.DNSName(opts.domains[0])))
         try:
             verifier.verify(certs[0], certs[1:])
         except verification.VerificationError as exc:
