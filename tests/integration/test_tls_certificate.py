@@ -414,3 +414,81 @@ def test_crash_matrix(tmp_path: Path, pebble_server: PebbleServer) -> None:
     assert writes.count("put_meta") >= 3  # ordered, finalizing, issued (and more)
     assert all(p.final == "done" for p in points), [p for p in points if p.final != "done"]
     assert issued_per_world and all(count == 1 for count in issued_per_world), issued_per_world
+
+
+def test_webroot_challenge_and_rsa_key(make_rig: Callable[..., Rig],
+                                       pebble_server: PebbleServer) -> None:
+    """``http01 = { webroot }``: keyroll writes the token files, the site's own web server (a
+    plain static file server here) answers pebble; the key is RSA-2048 as asked."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    rig = make_rig(http01={"webroot": "www"}, key_type="rsa-2048")
+    webroot = rig.world.path / "www"
+    webroot.mkdir()
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+    site = ThreadingHTTPServer(("127.0.0.1", pebble_server.http_port),
+                               functools.partial(Quiet, directory=str(webroot)))
+    thread = threading.Thread(target=site.serve_forever, kwargs={"poll_interval": 0.1},
+                              daemon=True)
+    thread.start()
+    try:
+        record = rig.world.rotate(NAME)
+    finally:
+        site.shutdown()
+        site.server_close()
+        thread.join(timeout=5)
+    assert record.state == "done", record.body.error
+    value = rig.world.store.read_value(rig.ref, record.body.new_version)
+    assert isinstance(Bundle.parse(value).leaf().public_key(), rsa.RSAPublicKey)
+    assert Bundle.parse(value).leaf().public_key().key_size == 2048
+    challenge_dir = webroot / ".well-known" / "acme-challenge"
+    assert challenge_dir.is_dir() and not list(challenge_dir.iterdir())  # tokens removed
+    assert probe("127.0.0.1", rig.server.port, server_name=DOMAINS[1],
+                 cafile=str(rig.root)).leaf_sha256 == sha_of_leaf(value)
+
+
+def test_failed_test_step_rolls_back_and_revokes_the_unused_certificate(
+        make_rig: Callable[..., Rig], pebble_server: PebbleServer) -> None:
+    # serve_ca names a CA that did not sign pebble's chain: the test step must refuse it
+    rig = make_rig(serve_ca=str(pebble_server.listen_ca))
+    record, journal = _failed_rotation(rig)
+    assert record.state == "rolled-back", record.state
+    assert record.body.error is not None
+    assert "the new chain does not verify" in record.body.error.message
+    new = rig.world.store.get_version(rig.ref, 2)
+    assert new.destroyed
+    assert pebble_server.cert_status(int(new.meta["serial"], 16))["Status"] == "Revoked"
+    assert rig.world.store.get_labels(rig.ref) == {Label.CURRENT: 1}
+    acme = acme_ref(rig.ref)
+    assert Label.PENDING not in rig.world.store.get_labels(acme)
+    assert not [k for k in rig.world.store.list_meta() if k.startswith("acme-order:")]
+    assert any("revoked the unused certificate" in e.message for e in rig.world.events)
+    assert "Traceback" not in journal
+    assert probe("127.0.0.1", rig.server.port, server_name=DOMAINS[0],
+                 cafile=str(rig.root)).leaf_sha256 == sha_of_leaf(rig.first)
+
+
+def test_rollback_after_promote_serves_the_old_certificate_again(
+        make_rig: Callable[..., Rig]) -> None:
+    rig = make_rig(overlap={"min": "1h", "max": "1d"})
+    engine = rig.world.engine()
+    record = engine.run(engine.start(NAME, "dev").id)
+    assert record.state == "overlap"
+    new_sha = rig.world.store.get_version(rig.ref, record.body.new_version).meta["cert_sha256"]
+    assert probe("127.0.0.1", rig.server.port, server_name=DOMAINS[0],
+                 cafile=str(rig.root)).leaf_sha256 == new_sha
+    record = engine.rollback(record.id, reason="the new certificate breaks old clients")
+    final = rig.world.finish(record.id, engine=engine)
+    assert final.state == "rolled-back"
+    served = probe("127.0.0.1", rig.server.port, server_name=DOMAINS[0], cafile=str(rig.root))
+    assert served.verified and served.leaf_sha256 == sha_of_leaf(rig.first)
+    assert rig.world.store.get_labels(rig.ref) == {Label.CURRENT: 1}
+    assert rig.world.store.list_versions(rig.ref)[1].destroyed

@@ -210,3 +210,35 @@ def test_options_errors_are_one_line_naming_the_field(change: dict[str, object],
     assert f"options.{field}" in message and "\n" not in message
     assert tls_options(inventory.classes["web-tls"].model_copy(
         update={"options": OPTIONS_OK})).server_name == "a.example.test"
+
+
+def test_keyroll_import_of_a_bundle_records_its_dates(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import io
+
+    (tmp_path / "keyroll.toml").write_text(INVENTORY.format(renew='"30d"'))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("KEYROLL_MASTER_KEY", base64.b64encode(b"k" * 32).decode())
+    monkeypatch.setenv("KEYROLL_NOW", "2026-04-28T00:00:00Z")
+    store = SQLiteStore(tmp_path / ".keyroll" / "store.db", b"k" * 32)  # what `init` would make
+    store.close()
+    value = make_bundle()
+    bundle = Bundle.parse(value)
+    # the key alone, or a key that is not the leaf's: one line, exit 2, nothing stored
+    for bad in (bundle.key.reveal(), bundle.chain_pem + Bundle.parse(make_bundle()).key.reveal()):
+        monkeypatch.setattr("sys.stdin", io.StringIO(bad))
+        assert run(["import", "web-tls", "--env", "prod"]) == 2
+        err = capsys.readouterr().err
+        assert "nothing was imported" in err and len(err.strip().splitlines()) == 1
+        assert bad.splitlines()[1] not in err
+    monkeypatch.setattr("sys.stdin", io.StringIO(bundle.chain_pem + "\n" + bundle.key.reveal()))
+    assert run(["import", "web-tls", "--env", "prod"]) == 0
+    capsys.readouterr()
+    assert run(["status", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)["secrets"][0]
+    assert row["due_at"] == (NOT_AFTER - timedelta(days=30)).isoformat()
+    with SQLiteStore(tmp_path / ".keyroll" / "store.db", b"k" * 32) as store:
+        version, stored = store.read(SecretRef("prod", "web-tls"))
+        assert stored == value and version.meta["cert_sha256"] == certificate_meta(bundle)[
+            "cert_sha256"]

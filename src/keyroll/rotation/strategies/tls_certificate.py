@@ -478,8 +478,10 @@ class TlsCertificateStrategy(Strategy):
         if ctx.new is not None and not ctx.new.destroyed:
             try:
                 ctx.evidence["revoked_unused"] = self._revoke(ctx, ctx.new, _CESSATION)
+                ctx.emit(f"revoked the unused certificate (serial {ctx.new.meta.get('serial')})")
             except KeyrollError as exc:
                 ctx.evidence["revoked_unused"] = {"revoked": False, "error": str(exc)}
+                ctx.emit(f"could not revoke the unused certificate: {exc}")
         self._forget_order(ctx)
 
     def verify_current(self, ctx: StepContext, version: Version) -> dict[str, Any]:
