@@ -247,17 +247,16 @@ def test_overlap_waits_until_the_endpoint_serves_the_new_certificate(
 def test_incident_rotation_revokes_the_old_certificate(
         make_rig: Callable[..., Rig], pebble_server: PebbleServer) -> None:
     rig = make_rig()
+    # the first certificate was ordered by another account (an imported one): keyroll revokes
+    # it with a request signed by the certificate's own key (RFC 8555 §7.6)
     old_serial = Bundle.parse(rig.first).leaf().serial_number
     assert pebble_server.cert_status(old_serial)["Status"] == "Valid"
-    # the first certificate came from another account: revoking it needs the key (RFC 8555
-    # §7.6 also accepts a request signed by the certificate's own key); keyroll revokes only
-    # what its account ordered, so rotate once, then the incident rotation revokes that one
-    first = rig.world.rotate(NAME)
-    ordered_serial = int(rig.world.store.get_version(rig.ref, first.body.new_version)
-                         .meta["serial"], 16)
     incident = rig.world.rotate(NAME, incident=True)
     assert incident.state == "done"
-    assert pebble_server.cert_status(ordered_serial)["Status"] == "Revoked"
+    assert pebble_server.cert_status(old_serial)["Status"] == "Revoked"
+    new_serial = int(rig.world.store.get_version(rig.ref, incident.body.new_version)
+                     .meta["serial"], 16)
+    assert pebble_server.cert_status(new_serial)["Status"] == "Valid"
     served = probe("127.0.0.1", rig.server.port, server_name=DOMAINS[0], cafile=str(rig.root))
     assert served.leaf_sha256 == rig.world.store.get_version(
         rig.ref, incident.body.new_version).meta["cert_sha256"]
@@ -492,3 +491,16 @@ def test_rollback_after_promote_serves_the_old_certificate_again(
     assert served.verified and served.leaf_sha256 == sha_of_leaf(rig.first)
     assert rig.world.store.get_labels(rig.ref) == {Label.CURRENT: 1}
     assert rig.world.store.list_versions(rig.ref)[1].destroyed
+
+
+def test_revoke_on_retire_revokes_the_old_certificate_as_superseded(
+        make_rig: Callable[..., Rig], pebble_server: PebbleServer) -> None:
+    rig = make_rig(revoke_on_retire=True)
+    old_serial = Bundle.parse(rig.first).leaf().serial_number
+    record = rig.world.rotate(NAME)
+    assert record.state == "done"
+    status = pebble_server.cert_status(old_serial)
+    assert (status["Status"], status["Reason"]) == ("Revoked", 4)  # superseded
+    retired = [json.loads(e.payload) for e in rig.world.store.audit_entries()
+               if '"revoked"' in e.payload]
+    assert retired and retired[-1]["evidence"]["revoked"]["serial"] == format(old_serial, "x")

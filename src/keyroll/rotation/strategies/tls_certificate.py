@@ -452,13 +452,14 @@ class TlsCertificateStrategy(Strategy):
         return Verdict(False, "; ".join(waiting), evidence)
 
     def _revoke(self, ctx: StepContext, version: Version | None, reason: int) -> dict[str, Any]:
+        """Revoke with a request signed by the certificate's own key (RFC 8555 §7.6), which
+        works for a certificate another account ordered (an imported first one) too."""
         if version is None or version.destroyed:
             return {"revoked": False, "why": "no certificate to revoke"}
         opts = tls_options(ctx.cls)
         bundle = self._bundle(ctx, version)
         try:
-            with self._client(ctx, opts, self._account_key(ctx)) as client:
-                client.register(opts.contact)
+            with self._client(ctx, opts, bundle.key) as client:
                 client.revoke(bundle.chain_pem, reason)
         except TargetError as exc:
             if "alreadyRevoked" in str(exc):  # a rerun after a crash
