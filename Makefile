@@ -30,6 +30,7 @@ system-deps:
 	command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || missing="$$missing redis-server"; \
 	[ -e /usr/share/zoneinfo/Asia/Ho_Chi_Minh ] || missing="$$missing tzdata"; \
 	[ -x /usr/sbin/mariadbd ] && command -v mariadb-install-db >/dev/null 2>&1 || missing="$$missing mariadb-server"; \
+	[ -x /usr/bin/pebble ] && [ -x /usr/bin/pebble-challtestsrv ] || missing="$$missing pebble"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  policy=/usr/sbin/policy-rc.d; ours=""; \

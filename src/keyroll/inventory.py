@@ -73,7 +73,8 @@ DEFAULT_FILE = "keyroll.toml"
 MOUNTED_PROPAGATION = timedelta(seconds=90)
 #: what a hook may do: exactly one of these per hook
 HOOK_ACTIONS = ("run", "http", "jwt_request", "rollout_status", "write_dotenv", "write_jwks",
-                "scan", "kubernetes_secret", "rollout", "sealed_secret", "kv_delivery")
+                "scan", "kubernetes_secret", "rollout", "sealed_secret", "kv_delivery",
+                "write_tls")
 def _at_most(limit: timedelta, hint: str) -> AfterValidator:
     def check(value: timedelta) -> timedelta:
         if value > limit:
@@ -110,6 +111,7 @@ _DEFAULT_GENERATOR: dict[Kind, Format | None] = {
     Kind.OPAQUE: Format.BASE64_48,
     Kind.ISSUED_KEY: None,  # the provider's `issue` command prints it
     Kind.AWS_IAM: None,  # IAM CreateAccessKey returns it
+    Kind.TLS_CERTIFICATE: None,  # an ACME CA issues it (rotation/strategies/tls_certificate)
 }
 
 
@@ -128,6 +130,9 @@ class KubernetesSecret(_Strict):
     ``kubeconfig`` pick the cluster (default: in-cluster config, else the current context of
     ``$KUBECONFIG`` / ``~/.kube/config``). ``classes`` limits the keys to those classes' variables
     (every hook that applies the same Secret must list the same classes).
+
+    ``type = "kubernetes.io/tls"``: a TLS Secret of one ``tls-certificate`` class (the hook's
+    own, or the one ``classes`` names): keys ``tls.crt`` (the chain) and ``tls.key``.
     """
 
     name: str = Field(pattern=_KUBE_NAME, max_length=253)
@@ -135,6 +140,7 @@ class KubernetesSecret(_Strict):
     context: str | None = None
     kubeconfig: str | None = None
     classes: list[str] | None = None
+    type: str = Field(default="Opaque", pattern="^(Opaque|kubernetes.io/tls)$")
 
 
 class Rollout(_Strict):
@@ -277,6 +283,9 @@ class Hook(_Strict):
     rollout: Rollout | None = None
     sealed_secret: SealedSecretHook | None = None
     kv_delivery: KVDelivery | None = None
+    #: a folder (may hold ``{env}``) where a ``tls-certificate`` class's current chain and
+    #: key are written as ``tls.crt`` (0644) and ``tls.key`` (0600)
+    write_tls: str | None = None
     scan: list[str] | None = None
     git: bool = False
     timeout: Timeout = timedelta(seconds=60)
@@ -342,6 +351,8 @@ class Hook(_Strict):
             return f"write SealedSecret {self.sealed_secret.path}"
         if self.kv_delivery:
             return f"write KV {self.kv_delivery.mount}/{self.kv_delivery.path}"
+        if self.write_tls:
+            return f"write TLS {self.write_tls}"
         if self.scan is not None:
             return f"scan {' '.join(self.scan)}{' and git history' if self.git else ''}"
         return " ".join(self.argv)[:80]

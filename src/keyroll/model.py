@@ -63,6 +63,7 @@ class Kind(StrEnum):
     OPAQUE = "opaque"
     ISSUED_KEY = "issued-key"  # the provider issues and revokes it through commands
     AWS_IAM = "aws-iam"  # an IAM user's access key pair (boto3)
+    TLS_CERTIFICATE = "tls-certificate"
 
 
 class Tier(StrEnum):

@@ -2,7 +2,9 @@
 
 Shared by ``keyroll status``, ``keyroll notify``, the dashboard and the metrics, so that they all
 agree on what "due" means: a secret is *due* inside the environment's warn window before
-``created + cadence``, *overdue* after it, *missing* when it has no current version.
+``created + cadence``, *overdue* after it, *missing* when it has no current version. A TLS
+certificate is due at its expiry minus its renew window (`keyroll.tlscert.due_from_meta`),
+not after a cadence.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from keyroll.inventory import Inventory, SecretClass
-from keyroll.model import Label, SecretRef
+from keyroll.model import Kind, Label, SecretRef, Version
 from keyroll.rotation.record import ACTIVE
 from keyroll.stores.base import RotationRecord, Store
+from keyroll.tlscert import DEFAULT_RENEW_BEFORE, due_from_meta
 
 __all__ = ["ACTIVE_ROTATION_STATES", "SecretStatus", "State", "secret_status", "statuses"]
 
@@ -93,7 +96,7 @@ def secret_status(
     due_at = days_left = None
     state = State.MISSING
     if version is not None:
-        due_at = version.created_at + timedelta(days=cls.cadence_days)
+        due_at = _due(cls, version)
         days_left = (due_at - now).days if due_at >= now else -((now - due_at).days + 1)
         warn = timedelta(days=inventory.policy(ref.environment).warn_days)
         if now >= due_at:
@@ -117,6 +120,20 @@ def secret_status(
         previous_version=labels.get(Label.PREVIOUS),
         pending_version=labels.get(Label.PENDING),
     )
+
+
+def _due(cls: SecretClass, version: Version) -> datetime:
+    """When a version is due: a certificate's expiry minus its renew window; anything else
+    (and a certificate whose validity was never recorded) ``created + cadence``."""
+    if cls.kind is Kind.TLS_CERTIFICATE:
+        try:
+            due = due_from_meta(version.meta, cls.options.get("renew_before",
+                                                              DEFAULT_RENEW_BEFORE))
+        except ValueError:  # a bad renew_before: `inventory check` names it
+            due = None
+        if due is not None:
+            return due
+    return version.created_at + timedelta(days=cls.cadence_days)
 
 
 def statuses(

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from tests.pebble_server import PebbleServer
 from tests.servers import (
     MariaDBServer,
     PgBouncerServer,
@@ -21,7 +22,8 @@ from tests.servers import (
     ServerUnavailable,
 )
 
-Server = TypeVar("Server", PostgresServer, PgBouncerServer, RedisServer, MariaDBServer)
+Server = TypeVar("Server", PostgresServer, PgBouncerServer, RedisServer, MariaDBServer,
+                 PebbleServer)
 
 
 def _start(server: Server) -> Server:
@@ -76,6 +78,15 @@ def redis_server_no_aclfile() -> Iterator[RedisServer]:
 def mariadb_server() -> Iterator[MariaDBServer]:
     """Debian's MariaDB for the whole session (temp datadir, loopback port, general log on)."""
     server = _start(_make(MariaDBServer))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def pebble_server() -> Iterator[PebbleServer]:
+    """Debian's pebble ACME test CA with its DNS (every name is 127.0.0.1); it validates
+    HTTP-01 for real on 127.0.0.1:<http_port>."""
+    server = _start(_make(PebbleServer))
     yield server
     server.stop()
 

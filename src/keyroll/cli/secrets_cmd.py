@@ -75,6 +75,24 @@ def _check_length(cls: SecretClass, ref: SecretRef, value: SecretValue, *, allow
 _ALLOW_SHORT_HELP = "Accept a value shorter than the class's min_length (still masked)."
 
 
+def _check_bundle(ref: SecretRef, value: SecretValue) -> tuple[SecretValue, dict[str, str]]:
+    """A TLS bundle to import: chain then key, the key the leaf's; its dates for ``status``."""
+    from keyroll.tlscert import Bundle, BundleError, certificate_meta
+
+    try:
+        bundle = Bundle.parse(value)
+        matches = bundle.key_matches()
+    except (BundleError, ValueError) as exc:
+        raise UsageError(f"{ref}: not a certificate bundle ({exc}): pipe the chain, then the "
+                         "private key, as PEM; nothing was imported") from None
+    if not matches:
+        raise UsageError(f"{ref}: the private key is not the certificate's; nothing was "
+                         "imported")
+    meta = certificate_meta(bundle)
+    normal = Bundle.compose(bundle.chain_pem, bundle.key)
+    return normal, {k: v for k, v in meta.items() if isinstance(v, str)}
+
+
 def _check_import(
     app: AppContext, cls: SecretClass, ref: SecretRef, value: SecretValue, source: str,
     *, allow_short: bool = False,
@@ -90,6 +108,9 @@ def _check_import(
                 meta["role"] = user
     if len(value) == 0:
         raise UsageError(f"{ref}: the value is empty; nothing was imported")
+    if cls.kind is Kind.TLS_CERTIFICATE:
+        value, certificate = _check_bundle(ref, value)
+        meta.update(certificate)
     _check_length(cls, ref, value, allow_short=allow_short, verb="imported")
     if allow_short and len(value) < cls.min_length:
         meta["short"] = "allowed"
@@ -153,7 +174,13 @@ def import_(
             raise UsageError(f"{ref} is a key pair ({', '.join(cls.env_vars)}): import it with "
                              "--file from a .env that holds both variables; nothing was imported")
         app.claim_stdin(f"import {class_name} (its value)")
-        if sys.stdin.isatty():
+        if cls.kind is Kind.TLS_CERTIFICATE:  # a PEM bundle: many lines
+            if sys.stdin.isatty():
+                raise UsageError(f"{ref}: pipe the PEM bundle (chain, then key) on stdin: "
+                                 f"cat fullchain.pem privkey.pem | keyroll import {ref.name} "
+                                 f"--env {env}")
+            text = sys.stdin.read()
+        elif sys.stdin.isatty():
             text = getpass.getpass(f"value for {ref} (not echoed): ")
         else:
             text = sys.stdin.readline().rstrip("\r\n")

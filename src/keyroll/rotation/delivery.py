@@ -8,7 +8,10 @@ during the overlap, optionally limited to some classes) and hands them to one ta
 - ``rollout``: restart a Deployment and wait until its rollout is complete;
 - ``sealed_secret``: a SealedSecret manifest for a GitOps overlay
   (`keyroll.targets.sealedsecrets`);
-- ``kv_delivery``: one KV v2 entry in the env-var layout (`keyroll.targets.kv`).
+- ``kv_delivery``: one KV v2 entry in the env-var layout (`keyroll.targets.kv`);
+- ``write_tls``: a ``tls-certificate`` class's current chain and key as ``tls.crt`` and
+  ``tls.key`` files (and ``kubernetes_secret`` with ``type = "kubernetes.io/tls"`` as a TLS
+  Secret).
 
 Annotations and metadata carry the rotation id, the step and fingerprints, never a value. A
 failure becomes a failed `HookResult` with a one-line detail (the engine fails the step).
@@ -23,14 +26,16 @@ from pathlib import Path
 from keyroll.errors import KeyrollError, UsageError
 from keyroll.files import write_private
 from keyroll.inventory import Hook, Inventory
+from keyroll.model import Kind, SecretRef, Version
 from keyroll.render import EnvEntry, collect, owned_vars
 from keyroll.rotation.strategies.base import StepContext
 from keyroll.stores.base import Store
 from keyroll.targets.hooks import HookResult
+from keyroll.tlscert import Bundle, BundleError
 
 __all__ = ["DELIVERY_ACTIONS", "deliver"]
 
-DELIVERY_ACTIONS = ("kubernetes_secret", "rollout", "sealed_secret", "kv_delivery")
+DELIVERY_ACTIONS = ("kubernetes_secret", "rollout", "sealed_secret", "kv_delivery", "write_tls")
 
 
 def _fill(text: str, environment: str) -> str:
@@ -72,6 +77,8 @@ def deliver(ctx: StepContext, hook: Hook, *, store: Store, inventory: Inventory,
             detail = _sealed_secret(ctx, hook, store, inventory, workdir, step)
         elif hook.kv_delivery is not None:
             detail = _kv(ctx, hook, store, inventory, step)
+        elif hook.write_tls is not None:
+            detail = _write_tls(ctx, hook, store, workdir)
         else:
             raise UsageError(f"hook {hook.label!r} is not a delivery hook")
     except (KeyrollError, OSError) as exc:
@@ -93,14 +100,63 @@ def _kubernetes_secret(ctx: StepContext, hook: Hook, store: Store, inventory: In
     assert spec is not None
     environment = ctx.ref.environment
     name, namespace = _fill(spec.name, environment), _fill(spec.namespace, environment)
-    entries = _entries(store, inventory, environment, spec.classes)
-    data = {e.name: e.value.reveal_bytes() for e in entries}
+    if spec.type == TLS_SECRET:
+        data, notes = _tls_data(ctx, spec.classes, store, inventory, step)
+    else:
+        entries = _entries(store, inventory, environment, spec.classes)
+        data = {e.name: e.value.reveal_bytes() for e in entries}
+        notes = _annotations(ctx, step, entries)
     with KubeClient(kubeconfig=_kubeconfig(workdir, spec.kubeconfig),
                     context=_fill(spec.context, environment) if spec.context else None) as client:
-        result = client.apply_secret(name, namespace, data, _annotations(ctx, step, entries))
+        result = client.apply_secret(name, namespace, data, notes, secret_type=spec.type)
     others = len(set(result["keys"]) - set(data))
     return (f"applied {len(data)} keys to Secret {namespace}/{name} (field manager keyroll, "
             f"resourceVersion {result['resource_version']}; {others} other keys kept)")
+
+
+TLS_SECRET = "kubernetes.io/tls"  # noqa: S105  (a Secret type, not a password)
+
+
+def _tls_bundle(store: Store, inventory: Inventory, ref: SecretRef) -> tuple[Bundle, Version]:
+    """The current chain and key of a ``tls-certificate`` secret."""
+    cls = inventory.get_class(ref.name)
+    if cls.kind is not Kind.TLS_CERTIFICATE:
+        raise UsageError(f"class {cls.name!r} is {cls.kind.value}: TLS delivery (write_tls, "
+                         "type kubernetes.io/tls) takes a tls-certificate class")
+    version, value = store.read(ref)
+    try:
+        return Bundle.parse(value), version
+    except BundleError as exc:
+        raise UsageError(f"{ref}: version {version.number} is not a certificate bundle: {exc}"
+                         ) from None
+
+
+def _tls_data(ctx: StepContext, classes: list[str] | None, store: Store, inventory: Inventory,
+              step: str) -> tuple[dict[str, bytes], dict[str, str]]:
+    if classes is not None and len(classes) != 1:
+        raise UsageError("a kubernetes.io/tls Secret holds one certificate: list one "
+                         "tls-certificate class in classes")
+    ref = SecretRef(ctx.ref.environment, classes[0]) if classes else ctx.ref
+    bundle, version = _tls_bundle(store, inventory, ref)
+    notes = {"keyroll.dev/rotation": ctx.rotation, "keyroll.dev/step": step,
+             "keyroll.dev/secret": str(ref),
+             "keyroll.dev/cert-sha256": str(version.meta.get("cert_sha256", ""))}
+    return ({"tls.crt": bundle.chain_pem.encode(), "tls.key": bundle.key.reveal_bytes()},
+            notes)
+
+
+def _write_tls(ctx: StepContext, hook: Hook, store: Store, workdir: Path) -> str:
+    """``tls.key`` (0600) then ``tls.crt`` (0644), each written atomically; a server that
+    reloads between the two sees a key that does not match and keeps its old pair."""
+    assert hook.write_tls is not None
+    folder = workdir / _fill(hook.write_tls, ctx.ref.environment)
+    bundle, version = _tls_bundle(store, ctx.inventory, ctx.ref)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_private(folder / "tls.key", bundle.key.reveal())
+    write_private(folder / "tls.crt", bundle.chain_pem)
+    (folder / "tls.crt").chmod(0o644)  # the chain is public
+    return (f"wrote tls.crt and tls.key to {folder} (version {version.number}, certificate "
+            f"sha256 {str(version.meta.get('cert_sha256', ''))[:16]})")
 
 
 def _rollout(hook: Hook, environment: str, workdir: Path, sleep: Callable[[float], None]) -> str:

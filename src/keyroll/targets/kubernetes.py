@@ -140,8 +140,13 @@ class KubeClient:
         return TargetError(f"Kubernetes {what}: {code}{reason}{hint}")
 
     def apply_secret(self, name: str, namespace: str, data: Mapping[str, bytes],
-                     annotations: Mapping[str, str]) -> dict[str, Any]:
+                     annotations: Mapping[str, str], *,
+                     secret_type: str = "Opaque",  # noqa: S107  (a Secret type)
+                     ) -> dict[str, Any]:
         """Server-side apply of ``data`` (keyroll's keys only) and ``annotations``.
+
+        ``secret_type``: ``Opaque``, or ``kubernetes.io/tls`` (``data`` holds ``tls.crt`` and
+        ``tls.key``, which the API server requires of that type).
 
         Returns:
             ``{"resource_version", "keys"}`` where ``keys`` are every key the Secret now holds
@@ -151,7 +156,7 @@ class KubeClient:
             TargetError: the API refused (named by status; no value in the message).
         """
         body = {
-            "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "apiVersion": "v1", "kind": "Secret", "type": secret_type,
             "metadata": {"name": name, "namespace": namespace, "annotations": dict(annotations),
                          "labels": {"app.kubernetes.io/managed-by": FIELD_MANAGER}},
             "data": {key: base64.b64encode(value).decode("ascii") for key, value in data.items()},

@@ -28,6 +28,7 @@ _BY_KIND: dict[Kind, tuple[str, str]] = {
     Kind.MYSQL_USER: ("mysql_user", "MySQLUserStrategy"),
     Kind.ISSUED_KEY: ("issued_key", "IssuedKeyStrategy"),
     Kind.AWS_IAM: ("aws_iam", "AwsIamStrategy"),
+    Kind.TLS_CERTIFICATE: ("tls_certificate", "TlsCertificateStrategy"),
 }
 
 

@@ -19,7 +19,7 @@ from keyroll.errors import StepFailed
 from keyroll.generate import generate
 from keyroll.inventory import EnvironmentPolicy, Inventory, SecretClass
 from keyroll.model import Kind, SecretRef, SecretValue, Version, fingerprint
-from keyroll.stores.base import Store
+from keyroll.stores.base import Fence, Store
 
 __all__ = ["ManualStep", "StepContext", "Strategy", "Verdict"]
 
@@ -66,6 +66,8 @@ class StepContext:
         workdir: the inventory's folder (hooks, relative paths).
         entered: a value a person entered for this rotation (provider-shared), if any.
         emit: report progress to observers (one line).
+        fence: what a strategy's own store writes carry (``fence=ctx.fence``): the
+            rotation's lease (None outside one, e.g. a dry run).
     """
 
     rotation: str
@@ -83,6 +85,7 @@ class StepContext:
     workdir: Path
     entered: SecretValue | None = None
     emit: Callable[[str], None] = lambda _message: None
+    fence: Fence | None = None
 
     def value(self, version: Version | None) -> SecretValue:
         """The value of a version (old or new). Only strategies and targets call this."""
