@@ -58,6 +58,7 @@ class Kind(StrEnum):
     API_KEY = "api-key"
     POSTGRES_ROLE = "postgres-role"
     REDIS_ACL = "redis-acl"
+    RABBITMQ_USER = "rabbitmq-user"
     PROVIDER_SHARED = "provider-shared"
     OPAQUE = "opaque"
 

@@ -20,7 +20,7 @@ import re
 import string
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from keyroll import dotenv
 from keyroll.errors import NotFound, UsageError
@@ -58,6 +58,9 @@ class EnvEntry:
 def split_dsn(text: str) -> tuple[str | None, str] | None:
     """``(user, password)`` of a ``postgresql://user:pass@…`` / ``redis://…`` URL, else None.
 
+    Both are percent-decoded (``amqp://app:pa%24s@mq`` is the password ``pa$s``), the way
+    libpq, redis-py and pika read them.
+
     Raises:
         UsageError: a URL urllib cannot parse (its text is not repeated).
     """
@@ -68,7 +71,8 @@ def split_dsn(text: str) -> tuple[str | None, str] | None:
         raise UsageError("the value looks like a URL but is not a valid one (its text is not "
                          "shown: it may hold a password); percent-encode the password") from None
     if parts.scheme and parts.password is not None:
-        return parts.username, parts.password
+        return (unquote(parts.username) if parts.username is not None else None,
+                unquote(parts.password))
     return None
 
 
@@ -97,7 +101,7 @@ def check_template(template: object) -> str | None:
 def _value_for(cls: SecretClass, store: Store, ref: SecretRef, number: int) -> SecretValue:
     value = store.read_value(ref, number)
     template = cls.options.get("app_dsn") or cls.options.get("app_url")
-    if template and cls.kind in (Kind.POSTGRES_ROLE, Kind.REDIS_ACL):
+    if template and cls.kind in (Kind.POSTGRES_ROLE, Kind.REDIS_ACL, Kind.RABBITMQ_USER):
         problem = check_template(template)
         if problem is not None:
             raise UsageError(f"class {cls.name!r}: options.app_dsn/app_url {problem}")

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from tests.rabbitmq_server import RabbitMQServer
 from tests.servers import (
     PgBouncerServer,
     PostgresServer,
@@ -112,3 +113,20 @@ def fresh_db(postgres_server: PostgresServer) -> Iterator[FreshDatabase]:
         ).fetchall()]
         for role in roles:
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_server() -> Iterator[RabbitMQServer]:
+    """One RabbitMQ broker (management plugin) for the whole session: its startup takes
+    seconds, so users and vhosts are made per test. Stopped by its PID, with its own epmd."""
+    try:
+        server = RabbitMQServer()
+    except ServerUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        server.start()
+    except ServerUnavailable as exc:
+        server.stop()
+        pytest.fail(str(exc), pytrace=False)
+    yield server
+    server.stop()

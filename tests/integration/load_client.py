@@ -67,14 +67,42 @@ def _redis_attempt(args: argparse.Namespace, user: str, password: str) -> str | 
     return None
 
 
+def _rabbitmq_attempt(args: argparse.Namespace, user: str, password: str) -> str | None:
+    """One AMQP connection (its login, to vhost ``--dbname``) and a passive declare of the
+    queue ``kr.load`` (the "query"); pika tries once (``connection_attempts=1``)."""
+    import pika
+    import pika.exceptions
+
+    params = pika.ConnectionParameters(
+        host=args.host, port=args.port, virtual_host=args.dbname, connection_attempts=1,
+        retry_delay=0, socket_timeout=10, stack_timeout=10, heartbeat=0,
+        credentials=pika.PlainCredentials(user, password, erase_on_connect=True),
+        client_properties={"connection_name": args.app})
+    try:
+        connection = pika.BlockingConnection(params)
+    except pika.exceptions.AMQPError as exc:
+        return "login: " + (repr(exc).splitlines() or [type(exc).__name__])[0][:300]
+    try:
+        connection.channel().queue_declare("kr.load", passive=True)
+    except pika.exceptions.AMQPError as exc:
+        return "query: " + (repr(exc).splitlines() or [type(exc).__name__])[0][:300]
+    finally:
+        if connection.is_open:
+            connection.close()
+    return None
+
+
+_ATTEMPTS = {"rabbitmq": _rabbitmq_attempt}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--store", required=True)
     parser.add_argument("--secret", required=True, help="ENV/NAME")
-    parser.add_argument("--kind", choices=["postgres", "redis"], default="postgres")
+    parser.add_argument("--kind", choices=["postgres", "redis", *_ATTEMPTS], default="postgres")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--dbname", default="postgres")
+    parser.add_argument("--dbname", default="postgres", help="the database (RabbitMQ: vhost)")
     parser.add_argument("--app", default="kr-load")
     parser.add_argument("--refresh", type=float, default=0.25)
     parser.add_argument("--interval", type=float, default=0.02)
@@ -86,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
 
     key = base64.b64decode(os.environ["KEYROLL_MASTER_KEY"])
     env, name = args.secret.split("/", 1)
-    attempt = _postgres_attempt if args.kind == "postgres" else _redis_attempt
+    attempt = _ATTEMPTS.get(args.kind) or (
+        _postgres_attempt if args.kind == "postgres" else _redis_attempt)
     counts = {"attempts": 0, "failed_logins": 0, "failed_queries": 0, "credential_changes": 0}
     errors: list[str] = []
     stop, ready = Path(args.stop_file), Path(args.ready_file)

@@ -25,6 +25,7 @@ _BY_KIND: dict[Kind, tuple[str, str]] = {
     Kind.PROVIDER_SHARED: ("provider_shared", "ProviderSharedStrategy"),
     Kind.POSTGRES_ROLE: ("postgres_role", "PostgresRoleStrategy"),
     Kind.REDIS_ACL: ("redis_acl", "RedisAclStrategy"),
+    Kind.RABBITMQ_USER: ("rabbitmq_user", "RabbitMQUserStrategy"),
 }
 
 
