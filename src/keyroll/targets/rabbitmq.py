@@ -6,10 +6,10 @@ without failing their next login. Two users with the same permissions alternate 
 the active user's tags, `RabbitMQTarget.mirror` copies the active user's permissions and topic
 permissions onto it (and removes any it has beyond them), `RabbitMQTarget.grants_of` reads
 both so the test step can compare them, `RabbitMQTarget.check_login` opens a real AMQP
-connection, `RabbitMQTarget.connection_count` counts the old user's open connections (the
-broker's own connection table, ``disable_stats=true``: the statistics database lists a new
-connection only after several seconds), and `RabbitMQTarget.close_connections` ends them in an
-incident.
+connection, `RabbitMQTarget.connection_count` counts the old user's open connections and
+`RabbitMQTarget.close_connections` ends them in an incident (both through
+``/api/connections/username/{user}``, the broker's connection tracking: the statistics
+database behind ``/api/connections`` lists a new connection only seconds later).
 
 Passwords reach the broker as salted hashes in RabbitMQ's own format (``password_hash`` with
 ``hashing_algorithm``: base64 of a 4-byte salt and SHA-256 or SHA-512 of salt + password),
@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import hashlib
 import os
+import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import ModuleType
@@ -69,6 +71,13 @@ def _httpx() -> ModuleType:
     except ImportError:  # pragma: no cover - exercised only without the extra
         raise TargetError(_INSTALL) from None
     return httpx
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """The system's trust store, verified hostnames: built once per process (building it reads
+    every CA certificate, ~50 ms, which per API call made a rotation seconds slower)."""
+    return ssl.create_default_context()
 
 
 def _pika() -> ModuleType:
@@ -223,9 +232,32 @@ class RabbitMQTarget:
         self.amqp = amqp
         self._timeout = timeout
         self.where = self.base_url.split("://", 1)[-1]
+        self._session: Any = None  # one HTTP client (keep-alive) inside ``with target:``
 
     def __repr__(self) -> str:
         return f"RabbitMQTarget({self.where!r}, admin_user={self.admin_user!r})"
+
+    def __enter__(self) -> RabbitMQTarget:
+        """Reuse one HTTP connection for the calls made inside the block (a step makes
+        several); outside a block each call opens and closes its own."""
+        if self._session is None:
+            self._session = self._new_client()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the block's HTTP client, if any. Idempotent."""
+        session, self._session = self._session, None
+        if session is not None:
+            session.close()
+
+    def _new_client(self) -> Any:
+        return _httpx().Client(base_url=self.base_url, timeout=self._timeout,
+                               verify=_tls_context(),
+                               auth=(self.admin_user, self._admin_password.reveal()),
+                               headers={"content-type": "application/json"})
 
     # the management API ------------------------------------------------------------------
 
@@ -239,9 +271,7 @@ class RabbitMQTarget:
     @contextlib.contextmanager
     def _client(self, step: str, *secrets: SecretValue | str) -> Iterator[Any]:
         httpx = _httpx()
-        client = httpx.Client(base_url=self.base_url, timeout=self._timeout,
-                              auth=(self.admin_user, self._admin_password.reveal()),
-                              headers={"content-type": "application/json"})
+        client = self._session or self._new_client()
         try:
             yield client
         except httpx.HTTPError as exc:
@@ -251,7 +281,8 @@ class RabbitMQTarget:
                 "admin URL's host and port are right; the step can be retried",
                 cause=exc, secrets=self._secrets(*secrets)) from None
         finally:
-            client.close()
+            if client is not self._session:
+                client.close()
 
     def _call(self, step: str, method: str, path: str, body: Any = None, *,
               missing_ok: bool = False, secrets: tuple[SecretValue | str, ...] = ()) -> Any:
@@ -373,10 +404,11 @@ class RabbitMQTarget:
 
     def _connections(self, user: str) -> list[str]:
         _check_name(user)
-        # disable_stats: the broker's connection table, current at once (the statistics
-        # database lists a new connection only after collect_statistics_interval or more)
+        # the broker's connection tracking (every node of a cluster), current at once: the
+        # statistics database behind GET /api/connections lists a new connection only after
+        # collect_statistics_interval (5 s) or more, and cannot close it before that either
         rows = self._call(f"list connections of user {user!r}", "GET",
-                          "/api/connections?disable_stats=true") or []
+                          f"/api/connections/username/{_seg(user)}") or []
         return [str(row.get("name")) for row in rows if row.get("user") == user]
 
     def connection_count(self, user: str) -> int:
@@ -384,15 +416,14 @@ class RabbitMQTarget:
         return len(self._connections(user))
 
     def close_connections(self, user: str, reason: str = "credential revoked by keyroll") -> int:
-        """Close every connection of ``user`` (incident mode). Returns how many were asked to
-        close; one that closed meanwhile counts as closed."""
+        """Close every connection of ``user`` (incident mode); how many were open."""
         names = self._connections(user)
-        step = f"close connections of user {user!r}"
-        for name in names:
+        if names:
+            step = f"close connections of user {user!r}"
             with self._client(step) as client:
-                answer = client.request("DELETE", f"/api/connections/{_seg(name)}",
+                answer = client.request("DELETE", f"/api/connections/username/{_seg(user)}",
                                         headers={"X-Reason": reason})
-            if answer.status_code >= 300 and answer.status_code != 404:
+            if answer.status_code >= 300:
                 raise target_error(_SYSTEM, self.where, step,
                                    f"the management API answered {answer.status_code}",
                                    "give the admin user the administrator tag",
@@ -411,11 +442,7 @@ class RabbitMQTarget:
         _check_name(user)
         amqp = self.amqp
         step = f"AMQP login as {user!r} to vhost {amqp.vhost!r}"
-        ssl_options = None
-        if amqp.tls:
-            import ssl
-
-            ssl_options = pika.SSLOptions(ssl.create_default_context(), amqp.host)
+        ssl_options = pika.SSLOptions(_tls_context(), amqp.host) if amqp.tls else None
         params = pika.ConnectionParameters(
             host=amqp.host, port=amqp.port, virtual_host=amqp.vhost,
             credentials=pika.PlainCredentials(user, password.reveal(), erase_on_connect=True),

@@ -16,7 +16,7 @@ test         an AMQP connection as the idle user to ``amqp_url``'s vhost; its ta
              and topic permissions compared with the active user's: any difference fails the
              step (and rolls back), listed in the error
 overlap      the deadline, then no connection of the old user for ``overlap.settle``
-             (``GET /api/connections``, the broker's own table: ``disable_stats=true``)
+             (``GET /api/connections/username/{user}``: the broker's connection tracking)
 retire       the old user's password is reset to a random value that is not stored (its
              fingerprint is evidence); the user keeps its tags and grants
 incident     no overlap; retire as above, then every connection of the old user is closed
@@ -212,20 +212,20 @@ class RabbitMQUserStrategy(Strategy):
 
     def plan(self, ctx: StepContext) -> None:
         opts = rabbitmq_options(ctx.cls)
-        target = self._target(ctx, opts)
         user = self._user_of(ctx.old, opts, ctx.ref)
-        target.check_admin()
         number = ctx.old.number if ctx.old is not None else "?"
-        try:
-            target.check_login(user, ctx.value(ctx.old))
-        except TargetError as exc:
-            raise RotationRefused(
-                f"{ctx.ref}: the current password (version {number}, user {user!r}) does not "
-                f"log in, so the rotation did not start and nothing was changed: {exc}"
-            ) from None
-        ctx.evidence["login"] = {"user": user, "amqp": str(target.amqp), "auth": "ok"}
-        ctx.evidence["idle_user"] = {"user": opts.other(user),
-                                     "exists": target.user_exists(opts.other(user))}
+        with self._target(ctx, opts) as target:
+            target.check_admin()
+            try:
+                target.check_login(user, ctx.value(ctx.old))
+            except TargetError as exc:
+                raise RotationRefused(
+                    f"{ctx.ref}: the current password (version {number}, user {user!r}) does "
+                    f"not log in, so the rotation did not start and nothing was changed: {exc}"
+                ) from None
+            ctx.evidence["login"] = {"user": user, "amqp": str(target.amqp), "auth": "ok"}
+            ctx.evidence["idle_user"] = {"user": opts.other(user),
+                                         "exists": target.user_exists(opts.other(user))}
 
     def version_meta(self, ctx: StepContext) -> dict[str, Any]:
         opts = rabbitmq_options(ctx.cls)
@@ -233,12 +233,12 @@ class RabbitMQUserStrategy(Strategy):
 
     def apply(self, ctx: StepContext) -> None:
         opts = rabbitmq_options(ctx.cls)
-        target = self._target(ctx, opts)
         old, new = self._users(ctx, opts)
-        source = target.grants_of(old)
-        target.set_password(new, ctx.value(ctx.new), source.tags,
-                            algorithm=target.hashing_algorithm(old))
-        copied = target.mirror(old, new)
+        with self._target(ctx, opts) as target:
+            source = target.grants_of(old)
+            target.set_password(new, ctx.value(ctx.new), source.tags,
+                                algorithm=target.hashing_algorithm(old))
+            copied = target.mirror(old, new)
         ctx.evidence["applied"] = {
             "user": new, "password": "salted hash (computed by keyroll)",
             "tags": list(copied.tags), "permissions": len(copied.permissions),
@@ -247,10 +247,10 @@ class RabbitMQUserStrategy(Strategy):
 
     def test(self, ctx: StepContext) -> None:
         opts = rabbitmq_options(ctx.cls)
-        target = self._target(ctx, opts)
         old, new = self._users(ctx, opts)
-        target.check_login(new, ctx.value(ctx.new))
-        differences = target.grants_of(old).diff(target.grants_of(new), old, new)
+        with self._target(ctx, opts) as target:
+            target.check_login(new, ctx.value(ctx.new))
+            differences = target.grants_of(old).diff(target.grants_of(new), old, new)
         if differences:
             raise StepFailed(f"{ctx.ref}: user {new!r} does not have the grants of {old!r}: "
                              + "; ".join(differences))
@@ -267,14 +267,15 @@ class RabbitMQUserStrategy(Strategy):
             return by_time
         opts = rabbitmq_options(ctx.cls)
         old, _ = self._users(ctx, opts)
-        count = self._target(ctx, opts).connection_count(old)
+        with self._target(ctx, opts) as target:
+            count = target.connection_count(old)
         return settled(ctx, what=f"user {old!r}", count=count, started=started)
 
     def retire(self, ctx: StepContext) -> None:
         opts = rabbitmq_options(ctx.cls)
-        target = self._target(ctx, opts)
         old, _ = self._users(ctx, opts)
-        fingerprint = self._break_glass(target, old)
+        with self._target(ctx, opts) as target:
+            fingerprint = self._break_glass(target, old)
         forget_quiet(ctx)
         ctx.evidence["retired_user"] = {
             "user": old, "action": "password reset to an unstored random value; tags and "
@@ -285,14 +286,15 @@ class RabbitMQUserStrategy(Strategy):
     def revoke(self, ctx: StepContext) -> None:
         opts = rabbitmq_options(ctx.cls)
         old, _ = self._users(ctx, opts)
-        ctx.evidence["revoked"] = {
-            "user": old, "connections_closed": self._target(ctx, opts).close_connections(old)}
+        with self._target(ctx, opts) as target:
+            closed = target.close_connections(old)
+        ctx.evidence["revoked"] = {"user": old, "connections_closed": closed}
 
     def verify_current(self, ctx: StepContext, version: Version) -> dict[str, Any]:
         opts = rabbitmq_options(ctx.cls)
         user = self._user_of(version, opts, ctx.ref)
-        target = self._target(ctx, opts)
-        target.check_login(user, ctx.value(version))
+        with self._target(ctx, opts) as target:
+            target.check_login(user, ctx.value(version))
         return {"login": {"user": user, "amqp": str(target.amqp), "auth": "ok"}}
 
     def rollback(self, ctx: StepContext) -> None:
@@ -301,6 +303,7 @@ class RabbitMQUserStrategy(Strategy):
         opts = rabbitmq_options(ctx.cls)
         old, new = self._users(ctx, opts)
         forget_quiet(ctx)
-        fingerprint = self._break_glass(self._target(ctx, opts), new)
+        with self._target(ctx, opts) as target:
+            fingerprint = self._break_glass(target, new)
         ctx.evidence["reset_user"] = {"user": new, "active_user_untouched": old,
                                       "break_glass_fingerprint": fingerprint}
