@@ -446,3 +446,81 @@ def test_three_rotations_under_load_fail_no_authentication(
     assert total["attempts"] >= 100
     # each client followed every rotation (first credential + one per rotation)
     assert all(seen == ROTATIONS_UNDER_LOAD + 1 for seen in total["credential_changes"]), total
+
+
+def test_import_rotate_export_through_the_cli_and_hostile_input(
+    tmp_path: Path, rabbitmq_server: RabbitMQServer, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture,
+) -> None:
+    import base64
+    import io
+    import sys
+    from urllib.parse import unquote
+
+    from keyroll.cli.app import run
+
+    caplog.set_level(logging.DEBUG)
+    base = f"krcli{secrets.token_hex(3)}"
+    a, b = f"{base}_a", f"{base}_b"
+    vhost = f"kr-cli-{secrets.token_hex(3)}"
+    setup_vhost(rabbitmq_server, vhost)
+    first = planted()
+    setup_first_user(rabbitmq_server, vhost, a, first)
+    opts = options(rabbitmq_server, base, vhost)
+    (tmp_path / "keyroll.toml").write_text(inventory_text(
+        class_toml("mq", "rabbitmq-user", "AMQP_URL", opts, {"min": "0", "settle": "0"})))
+    monkeypatch.chdir(tmp_path)
+    for var in ("KEYROLL_CONFIG", "KEYROLL_STORE", "KEYROLL_NOW"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("KEYROLL_MASTER_KEY", base64.b64encode(secrets.token_bytes(32)).decode())
+    monkeypatch.setenv("KEYROLL_ACTOR", "alice")
+    monkeypatch.setenv(ADMIN_ENV, rabbitmq_server.management_url())
+    transcript: list[str] = []
+
+    def keyroll(*args: str, stdin: str | None = None) -> tuple[int, str, str]:
+        if stdin is not None:
+            monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+        code = run(list(args))
+        captured = capsys.readouterr()
+        transcript.extend([captured.out, captured.err])
+        return code, captured.out, captured.err
+
+    try:
+        assert keyroll("init")[0] == 0
+        # what the app has today, as a URL: the password percent-encoded
+        url = (f"amqp://{a}:{quote(first.reveal(), safe='')}@127.0.0.1:"
+               f"{rabbitmq_server.amqp_port}/{quote(vhost, safe='')}\n")
+        code, out, err = keyroll("import", "mq", "--env", "dev", stdin=url)
+        assert code == 0, err
+        code, out, err = keyroll("rotate", "mq", "--env", "dev")
+        assert code == 0, err + out
+        export = tmp_path / "app.env"
+        assert keyroll("export", "--env", "dev", "-o", str(export))[0] == 0
+        line = export.read_text().split("AMQP_URL=", 1)[1].split("\n", 1)[0].strip('"')
+        assert f"//{b}:" in line
+        new = SecretValue(unquote(line.split(":", 2)[2].split("@", 1)[0]))
+        assert logs_in(rabbitmq_server, vhost, b, new)
+        assert not logs_in(rabbitmq_server, vhost, a, first)
+
+        # hostile input: one line, exit 2, the credential pasted in the wrong place not shown
+        pasted = f"amqp://{a}:{quote(new.reveal(), safe='')}@127.0.0.1/"
+        (tmp_path / "keyroll.toml").write_text(inventory_text(class_toml(
+            "mq", "rabbitmq-user", "AMQP_URL", {**opts, "amqp_url": pasted}, {"min": "0"})))
+        code, out, err = keyroll("inventory", "check")
+        assert code == 2 and "options.amqp_url" in err and len(err.strip().splitlines()) == 1
+        assert "Traceback" not in err
+        (tmp_path / "keyroll.toml").write_text(inventory_text(
+            class_toml("mq", "rabbitmq-user", "AMQP_URL", opts, {"min": "0", "settle": "0"})))
+        monkeypatch.setenv(ADMIN_ENV, f"htp:/{rabbitmq_server.admin_user}:"
+                                      f"{rabbitmq_server.admin_password}@127.0.0.1")
+        code, out, err = keyroll("rotate", "mq", "--env", "dev")
+        assert code != 0 and f"env var {ADMIN_ENV} must be" in err + out
+        assert "Traceback" not in err
+        assert logs_in(rabbitmq_server, vhost, b, new)  # nothing changed
+    finally:
+        names = [u["name"] for u in rabbitmq_server.api("GET", "/api/users")
+                 if str(u["name"]).startswith(base)]
+        cleanup(rabbitmq_server, names, [vhost])
+    assert_no_leak([*transcript, caplog.text, rabbitmq_server.log_text()],
+                   [first.reveal(), new.reveal(), rabbitmq_server.admin_password],
+                   where="CLI output")
