@@ -91,7 +91,7 @@ def setup_vhost(server: RabbitMQServer, vhost: str) -> None:
 def setup_first_user(server: RabbitMQServer, vhost: str, user: str, password: SecretValue
                      ) -> None:
     """The user apps log in as today: tags, permissions on the test vhost and on ``/``,
-    a topic permission."""
+    a topic permission, a connection limit."""
     admin(server).set_password(user, password, TAGS)
     v = quote(vhost, safe="")
     server.api("PUT", f"/api/permissions/{v}/{user}",
@@ -99,6 +99,7 @@ def setup_first_user(server: RabbitMQServer, vhost: str, user: str, password: Se
     server.api("PUT", f"/api/permissions/%2F/{user}", {"configure": "", "write": "", "read": "^kr"})
     server.api("PUT", f"/api/topic-permissions/{v}/{user}",
                {"exchange": "amq.topic", "write": "^kr\\.", "read": ".*"})
+    server.api("PUT", f"/api/user-limits/{user}/max-connections", {"value": 500})
 
 
 def cleanup(server: RabbitMQServer, users: list[str], vhosts: list[str]) -> None:
@@ -190,6 +191,7 @@ def test_rotation_waits_for_the_old_users_connections_then_resets_its_password(
         steps = {s.step: s.evidence for s in record.body.steps}
         assert steps["apply"]["applied"]["tags"] == list(TAGS)
         assert steps["apply"]["applied"]["permissions"] == 2
+        assert steps["apply"]["applied"]["limits"] == {"max-connections": 500}
         assert "equal to" in steps["test"]["checked"]["grants"]
         rig.world.clock.tick(timedelta(hours=2))
         record = engine.run(record.id)

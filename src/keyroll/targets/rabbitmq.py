@@ -3,8 +3,8 @@
 RabbitMQ keeps one password per user, so a password cannot change under running clients
 without failing their next login. Two users with the same permissions alternate (the
 ``rabbitmq-user`` strategy): `RabbitMQTarget.set_password` gives the idle one a password and
-the active user's tags, `RabbitMQTarget.mirror` copies the active user's permissions and topic
-permissions onto it (and removes any it has beyond them), `RabbitMQTarget.grants_of` reads
+the active user's tags, `RabbitMQTarget.mirror` copies the active user's permissions, topic
+permissions and user limits onto it (and removes any it has beyond them), `RabbitMQTarget.grants_of` reads
 both so the test step can compare them, `RabbitMQTarget.check_login` opens a real AMQP
 connection, `RabbitMQTarget.connection_count` counts the old user's open connections and
 `RabbitMQTarget.close_connections` ends them in an incident (both through
@@ -167,11 +167,13 @@ class UserGrants:
         tags: sorted tags (``administrator``, ``monitoring``, ``management`` …).
         permissions: sorted (vhost, configure, write, read) regexes.
         topic_permissions: sorted (vhost, exchange, write, read) regexes.
+        limits: sorted user limits (``max-connections``, ``max-channels``) and their values.
     """
 
     tags: tuple[str, ...]
     permissions: tuple[Grant, ...]
     topic_permissions: tuple[Grant, ...]
+    limits: tuple[tuple[str, int], ...] = ()
 
     def diff(self, other: UserGrants, mine: str, theirs: str) -> list[str]:
         """One line per difference (empty when equal), naming vhosts and regexes, never a
@@ -179,6 +181,9 @@ class UserGrants:
         lines = []
         if self.tags != other.tags:
             lines.append(f"tags: {list(self.tags)} on {mine!r}, {list(other.tags)} on {theirs!r}")
+        if self.limits != other.limits:
+            lines.append(f"limits: {dict(self.limits)} on {mine!r}, {dict(other.limits)} on "
+                         f"{theirs!r}")
         for what, left, right in (("permissions", self.permissions, other.permissions),
                                   ("topic permissions", self.topic_permissions,
                                    other.topic_permissions)):
@@ -346,7 +351,10 @@ class RabbitMQTarget:
         info = self._call(step, "GET", f"/api/users/{_seg(user)}")
         perms = self._call(step, "GET", f"/api/users/{_seg(user)}/permissions") or []
         topics = self._call(step, "GET", f"/api/users/{_seg(user)}/topic-permissions") or []
+        limits = info.get("limits")
         return UserGrants(
+            limits=tuple(sorted((str(k), int(v)) for k, v in limits.items()))
+            if isinstance(limits, dict) else (),
             tags=_tags(info.get("tags")),
             permissions=tuple(sorted((str(p["vhost"]), str(p["configure"]), str(p["write"]),
                                       str(p["read"])) for p in perms)),
@@ -368,7 +376,7 @@ class RabbitMQTarget:
                    secrets=(password, hashed))
 
     def mirror(self, source: str, dest: str) -> UserGrants:
-        """Give ``dest`` exactly ``source``'s permissions and topic permissions.
+        """Give ``dest`` exactly ``source``'s permissions, topic permissions and user limits.
 
         Idempotent: grants ``dest`` already has are rewritten, grants it has beyond
         ``source``'s are removed. Tags travel with `set_password`.
@@ -400,6 +408,14 @@ class RabbitMQTarget:
             for _, exchange, write, read in sorted(mine):
                 self._call(step, "PUT", f"/api/topic-permissions/{_seg(vhost)}/{_seg(dest)}",
                            {"exchange": exchange, "write": write, "read": read})
+        wanted_limits = dict(want.limits)
+        for name, value in sorted(wanted_limits.items()):
+            if dict(have.limits).get(name) != value:
+                self._call(step, "PUT", f"/api/user-limits/{_seg(dest)}/{_seg(name)}",
+                           {"value": value})
+        for name in sorted(set(dict(have.limits)) - set(wanted_limits)):
+            self._call(step, "DELETE", f"/api/user-limits/{_seg(dest)}/{_seg(name)}",
+                       missing_ok=True)
         return want
 
     def _connections(self, user: str) -> list[str]:

@@ -118,10 +118,12 @@ def test_grants_diff_names_every_difference() -> None:
     a = UserGrants(("monitoring",), (("/", ".*", ".*", ".*"), ("app", "", "x", ".*")),
                    (("/", "amq.topic", "^a", ".*"),))
     assert a.diff(a, "app_a", "app_b") == []
-    b = UserGrants((), (("/", ".*", ".*", ".*"), ("app", "", "y", ".*")), ())
+    b = UserGrants((), (("/", ".*", ".*", ".*"), ("app", "", "y", ".*")), (),
+                   (("max-connections", 10),))
     lines = a.diff(b, "app_a", "app_b")
     assert lines == [
         "tags: ['monitoring'] on 'app_a', [] on 'app_b'",
+        "limits: {} on 'app_a', {'max-connections': 10} on 'app_b'",
         "permissions ('app', '', 'x', '.*') only on 'app_a'",
         "permissions ('app', '', 'y', '.*') only on 'app_b'",
         "topic permissions ('/', 'amq.topic', '^a', '.*') only on 'app_a'",

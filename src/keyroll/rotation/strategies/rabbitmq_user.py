@@ -11,10 +11,11 @@ plan         the admin credential works and is an administrator; an AMQP login w
              credential (refuse otherwise: nothing is changed)
 apply        the idle user gets the new password (a salted hash computed by keyroll) and the
              active user's tags; then exactly the active user's permissions and topic
-             permissions, per vhost (grants it had beyond them are removed)
-test         an AMQP connection as the idle user to ``amqp_url``'s vhost; its tags, permissions
-             and topic permissions compared with the active user's: any difference fails the
-             step (and rolls back), listed in the error
+             permissions, per vhost, and its user limits (grants it had beyond them are
+             removed)
+test         an AMQP connection as the idle user to ``amqp_url``'s vhost; its tags,
+             permissions, topic permissions and limits compared with the active user's: any
+             difference fails the step (and rolls back), listed in the error
 overlap      the deadline, then no connection of the old user for ``overlap.settle``
              (``GET /api/connections/username/{user}``: the broker's connection tracking)
 retire       the old user's password is reset to a random value that is not stored (its
@@ -242,7 +243,8 @@ class RabbitMQUserStrategy(Strategy):
         ctx.evidence["applied"] = {
             "user": new, "password": "salted hash (computed by keyroll)",
             "tags": list(copied.tags), "permissions": len(copied.permissions),
-            "topic_permissions": len(copied.topic_permissions), "copied_from": old,
+            "topic_permissions": len(copied.topic_permissions),
+            "limits": dict(copied.limits), "copied_from": old,
         }
 
     def test(self, ctx: StepContext) -> None:
@@ -256,7 +258,7 @@ class RabbitMQUserStrategy(Strategy):
                              + "; ".join(differences))
         ctx.evidence["checked"] = {"user": new, "amqp": str(target.amqp), "auth": "ok",
                                    "grants": f"equal to {old!r} (tags, permissions, topic "
-                                             "permissions)"}
+                                             "permissions, limits)"}
 
     def overlap_done(self, ctx: StepContext, started: datetime) -> Verdict:
         if ctx.incident:
