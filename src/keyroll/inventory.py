@@ -17,7 +17,7 @@ import tomllib
 from collections.abc import Collection, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -36,23 +36,30 @@ from keyroll.generate import Format
 from keyroll.jwk import DEFAULT_FORMAT_FOR_ALGORITHM, algorithm_problem
 from keyroll.layout import DEFAULT_LAYOUT, VarNames, check_layout
 from keyroll.model import Kind, SecretRef, Tier
+from keyroll.window import ChangeWindow, parse_window
 
 __all__ = [
     "DEFAULT_FILE",
     "DEFAULT_MIN_LENGTH",
     "HOOK_ACTIONS",
     "NOTIFY_KINDS",
+    "BackupCommand",
     "EncryptionColumn",
     "EnvironmentPolicy",
     "EscrowConfig",
+    "ExpectJson",
     "Hook",
     "Hooks",
     "Inventory",
+    "JwtRequest",
     "KVDelivery",
     "KubernetesSecret",
     "NotifyConfig",
     "Overlap",
+    "Preflight",
+    "Rehearsal",
     "Rollout",
+    "RolloutStatus",
     "SealedSecretHook",
     "SecretClass",
     "find_inventory",
@@ -65,8 +72,8 @@ DEFAULT_FILE = "keyroll.toml"
 #: changed Secret takes to reach a mounted volume
 MOUNTED_PROPAGATION = timedelta(seconds=90)
 #: what a hook may do: exactly one of these per hook
-HOOK_ACTIONS = ("run", "http", "write_dotenv", "write_jwks", "scan", "kubernetes_secret",
-                "rollout", "sealed_secret", "kv_delivery")
+HOOK_ACTIONS = ("run", "http", "jwt_request", "rollout_status", "write_dotenv", "write_jwks",
+                "scan", "kubernetes_secret", "rollout", "sealed_secret", "kv_delivery")
 def _at_most(limit: timedelta, hint: str) -> AfterValidator:
     def check(value: timedelta) -> timedelta:
         if value > limit:
@@ -98,9 +105,12 @@ _DEFAULT_GENERATOR: dict[Kind, Format | None] = {
     Kind.API_KEY: Format.BASE64_48,
     Kind.POSTGRES_ROLE: Format.PASSWORD_32,
     Kind.REDIS_ACL: Format.PASSWORD_32,
+    Kind.MYSQL_USER: Format.PASSWORD_32,
     Kind.RABBITMQ_USER: Format.PASSWORD_32,
     Kind.PROVIDER_SHARED: None,  # the provider's portal issues it; a person enters it
     Kind.OPAQUE: Format.BASE64_48,
+    Kind.ISSUED_KEY: None,  # the provider's `issue` command prints it
+    Kind.AWS_IAM: None,  # IAM CreateAccessKey returns it
 }
 
 
@@ -141,6 +151,59 @@ class Rollout(_Strict):
     poll: float = Field(default=2.0, gt=0, le=60)
     context: str | None = None
     kubeconfig: str | None = None
+
+
+class RolloutStatus(_Strict):
+    """``rollout_status = { name, namespace, timeout }``: a verify check that waits until the
+    Deployment's current rollout is complete (``kubectl rollout status``), without restarting
+    it; fails with the rollout's condition message or at ``timeout``."""
+
+    kind: str = Field(default="Deployment", pattern="^Deployment$")
+    name: str = Field(pattern=_KUBE_NAME, max_length=253)
+    namespace: str = Field(pattern=_KUBE_NAME, max_length=63)
+    timeout: Timeout = timedelta(minutes=10)
+    poll: float = Field(default=2.0, gt=0, le=60)
+    context: str | None = None
+    kubeconfig: str | None = None
+
+
+class ExpectJson(_Strict):
+    """``expect_json = { path = "$.checks.db", value = "ok" }``: the reply is JSON and the
+    value at ``path`` (dotted names and ``[n]`` indexes from ``$``) equals ``value``."""
+
+    path: str = Field(pattern=r"^\$?(\.[A-Za-z0-9_-]+|\[\d+\])*$", min_length=1)
+    value: Any
+
+
+class JwtRequest(_Strict):
+    """``jwt_request = { url, method, claims, key }``: a verify check that signs a short-lived
+    token with the rotation's key through `keyroll.runtime.jwt.JWTKeyRing` (the ring apps
+    use, over the store) and calls an authenticated endpoint with it.
+
+    Attributes:
+        url: the endpoint (http or https).
+        method: HTTP method.
+        key: ``new`` signs with the rotation's new key (pending before promote, current
+            after it), ``current`` with whatever the store holds as current when it runs.
+        claims: extra claims (``sub``, ``aud``, ``iss``, ``scope``…); ``iat``/``exp`` are set.
+        ttl: the token's lifetime.
+        header, scheme: where the token goes (``Authorization: Bearer <token>``).
+    """
+
+    url: str
+    method: str = Field(default="GET", pattern="^[A-Z]{3,10}$")
+    key: Literal["new", "current"] = "new"
+    claims: dict[str, Any] = {}
+    ttl: Timeout = timedelta(minutes=5)
+    header: str = Field(default="Authorization", pattern=r"^[A-Za-z0-9-]+$")
+    scheme: str = Field(default="Bearer", pattern=r"^[A-Za-z0-9-]*$")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError("jwt_request.url must be an http:// or https:// URL")
+        return url
 
 
 class SealedSecretHook(_Strict):
@@ -193,7 +256,22 @@ class Hook(_Strict):
     stdin_dotenv: bool = False
     pass_env: list[str] = []
     http: str | None = None
+    jwt_request: JwtRequest | None = None
+    rollout_status: RolloutStatus | None = None
+    #: http / jwt_request: the request (``method`` of ``http``; headers, from env vars for
+    #: secrets: ``headers_env = { X-Api-Key = "SMOKE_API_KEY" }``, masked in evidence), the
+    #: expected status and optional JSON value, and retries: every ``interval`` until the
+    #: check passes or ``until`` has passed (default: one attempt).
+    method: str = Field(default="GET", pattern="^[A-Z]{3,10}$")
+    headers: dict[str, str] = {}
+    headers_env: dict[str, str] = {}
+    body: str | None = None
+    json_body: Any = None
     status: int = Field(default=200, ge=100, le=599)
+    expect_json: ExpectJson | None = None
+    until: Timeout | None = None
+    interval: Annotated[timedelta, BeforeValidator(parse_duration),
+                        _at_most(timedelta(minutes=10), "10m")] = timedelta(seconds=2)
     write_dotenv: str | None = None
     write_jwks: str | None = None
     kubernetes_secret: KubernetesSecret | None = None
@@ -214,7 +292,25 @@ class Hook(_Strict):
             raise ValueError("git = true belongs to a scan hook: { scan = [\".\"], git = true }")
         if self.http is not None and not self.http.startswith(("http://", "https://")):
             raise ValueError("http must be an http:// or https:// URL")
+        request_fields = [k for k in ("body", "json_body", "expect_json", "until")
+                          if getattr(self, k) is not None]
+        request_fields += [k for k in ("headers", "headers_env") if getattr(self, k)]
+        if request_fields and self.http is None and self.jwt_request is None:
+            raise ValueError(f"{request_fields[0]} belongs to an http or jwt_request check")
+        if self.body is not None and self.json_body is not None:
+            raise ValueError("give body or json_body, not both")
+        for name, var in self.headers_env.items():
+            if not _ENV_VAR.match(var):
+                raise ValueError(f"headers_env.{name}: {var!r} is not an env var name")
+        for name in (*self.headers, *self.headers_env):
+            if not re.match(r"^[A-Za-z0-9-]+$", name):
+                raise ValueError(f"{name!r} is not an HTTP header name")
         return self
+
+    @property
+    def deadline(self) -> timedelta:
+        """How long an http/jwt_request check keeps trying (0: one attempt)."""
+        return self.until if self.until is not None else timedelta(0)
 
     @property
     def argv(self) -> list[str]:
@@ -228,7 +324,12 @@ class Hook(_Strict):
         if self.name:
             return self.name
         if self.http:
-            return f"GET {self.http}"
+            return f"{self.method} {self.http}"
+        if self.jwt_request:
+            return f"JWT {self.jwt_request.method} {self.jwt_request.url}"
+        if self.rollout_status:
+            return (f"rollout status {self.rollout_status.kind} "
+                    f"{self.rollout_status.namespace}/{self.rollout_status.name}")
         if self.write_dotenv:
             return f"write {self.write_dotenv}"
         if self.write_jwks:
@@ -340,6 +441,84 @@ class EncryptionColumn(_Strict):
         return self.database_env.replace("{ENV}", upper).replace("{env}", upper)
 
 
+class BackupCommand(_Strict):
+    """``backup = { run = "…" }``: a command that writes the backup to ``$KEYROLL_BACKUP_PATH``
+    (a 0600 file keyroll created; renamed into place only when the command and ``check``
+    succeed). ``check``: a command that verifies the file (exit 0), with the same variable.
+    Commands see what hooks see (``pass_env`` included)."""
+
+    run: str | list[str]
+    check: str | list[str] | None = None
+    shell: bool = False
+    pass_env: list[str] = []
+
+
+class Preflight(_Strict):
+    """One ``preflight = [{ backup = …, verify = true }]`` entry: a backup the plan step takes
+    before anything changes; its path and SHA-256 become evidence.
+
+    Attributes:
+        backup: ``pg_dump`` (``pg_dump -Fc`` of ``dsn_env``'s database, verified with
+            ``pg_restore --list``), ``sqlite`` (SQLite's online backup of ``database`` or
+            ``dsn_env``'s ``sqlite:`` URL/path, verified with ``PRAGMA integrity_check``), or a
+            `BackupCommand`.
+        verify: check the artefact (pg_dump archives are always read back).
+        dsn_env: the env var holding the database URL (never the URL itself).
+        database: sqlite: the database file (relative to keyroll.toml).
+        pg_dump: pg_dump: the binary (at least the server's major version; default: PATH).
+        dir: where artefacts go (relative to keyroll.toml), named
+            ``<env>-<class>-<rotation>.<ext>``.
+        timeout: how long the backup may take.
+        environments: only in these environments (default: all).
+    """
+
+    backup: Literal["pg_dump", "sqlite"] | BackupCommand
+    verify: bool = True
+    dsn_env: str | None = None
+    database: str | None = None
+    pg_dump: str | None = None
+    dir: str = ".keyroll/backups"
+    timeout: Timeout = timedelta(hours=1)
+    environments: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _source(self) -> Preflight:
+        if self.dsn_env is not None and not _ENV_VAR.match(self.dsn_env):
+            raise ValueError(f"dsn_env: {self.dsn_env!r} is not an env var name")
+        if self.backup == "pg_dump" and self.dsn_env is None:
+            raise ValueError('backup = "pg_dump" needs dsn_env: the env var with the database URL')
+        if self.backup == "sqlite" and (self.dsn_env is None) == (self.database is None):
+            raise ValueError('backup = "sqlite" needs exactly one of database (a file) and dsn_env')
+        if self.database is not None and self.backup != "sqlite":
+            raise ValueError("database belongs to a sqlite backup")
+        if self.pg_dump is not None and self.backup != "pg_dump":
+            raise ValueError("pg_dump (the binary) belongs to a pg_dump backup")
+        return self
+
+    @property
+    def label(self) -> str:
+        return self.backup if isinstance(self.backup, str) else "run"
+
+    def applies_to(self, environment: str) -> bool:
+        return self.environments is None or environment in self.environments
+
+
+def _window(text: str) -> str:
+    parse_window(text)  # ValueError says how to write it
+    return text
+
+
+Window = Annotated[str, AfterValidator(_window)]
+
+
+class Rehearsal(_Strict):
+    """What `Inventory.rehearsal_for` answers: a completed ``--drill`` rotation of the class in
+    one of ``environments`` within ``within`` is required."""
+
+    within: timedelta
+    environments: list[str]
+
+
 class EnvironmentPolicy(_Strict):
     """Per-environment rules.
 
@@ -360,6 +539,14 @@ class EnvironmentPolicy(_Strict):
     auto: bool = False
     production: bool = False
     drill: bool = False
+    #: Backups the plan step takes before every rotation here (with the class's own).
+    preflight: list[Preflight] = []
+    #: ``"02:00-04:00 Asia/Ho_Chi_Minh"``: production rotations start only inside it.
+    window: Window | None = None
+    #: ``"14d"``: a production rotation needs a completed ``--drill`` rotation of the class in
+    #: ``rehearsal_environment`` (default: the class's ``drill = true`` environments) within it.
+    require_rehearsal: Duration | None = None
+    rehearsal_environment: str | None = None
 
 
 #: The rotation events `[notify]` can send (`keyroll.notify.events` maps the engine's to these).
@@ -468,6 +655,13 @@ class SecretClass(_Strict):
     #: ``seed-004``, ``seed-003`` (``*_CURRENT`` + ``*_PREVIOUS``), ``seed-001``
     #: (``OLD_SECRET_KEYS``). Exports, deploy hooks and `EnvKeySource.from_layout` share it.
     layout: str = DEFAULT_LAYOUT
+    #: Backups the plan step takes (after the environment's), see `Preflight`.
+    preflight: list[Preflight] = []
+    #: The change window of this class (replaces the environment's).
+    window: Window | None = None
+    #: The rehearsal gate of this class (replaces the environment's).
+    require_rehearsal: Duration | None = None
+    rehearsal_environment: str | None = None
 
     @model_validator(mode="after")
     def _layout_fits(self) -> SecretClass:
@@ -608,7 +802,76 @@ class Inventory(_Strict):
                 for env in hook.environments or ():
                     if env not in self.environments:
                         raise ValueError(f"a hook of {cls.name!r} names unknown environment {env!r}")
+        for env_name, policy in self.environments.items():
+            self._check_rehearsal(f"environments.{env_name}", policy.require_rehearsal,
+                                  policy.rehearsal_environment, None)
+            for entry in policy.preflight:
+                self._check_envs(f"environments.{env_name}.preflight", entry.environments)
+        for cls in self.classes.values():
+            self._check_rehearsal(f"classes.{cls.name}", cls.require_rehearsal,
+                                  cls.rehearsal_environment, cls)
+            for entry in cls.preflight:
+                self._check_envs(f"classes.{cls.name}.preflight", entry.environments)
+            for env in cls.environments:
+                gate = self.rehearsal_for(cls, env)
+                if gate is not None and not gate.environments:
+                    raise ValueError(
+                        f"classes.{cls.name}: require_rehearsal in {env} but no rehearsal "
+                        "environment: set rehearsal_environment or mark one of the class's "
+                        "environments drill = true")
         return self
+
+    def _check_envs(self, where: str, names: list[str] | None) -> None:
+        for env in names or ():
+            if env not in self.environments:
+                raise ValueError(f"{where} names unknown environment {env!r}")
+
+    def _check_rehearsal(self, where: str, within: timedelta | None, env: str | None,
+                         cls: SecretClass | None) -> None:
+        if env is None:
+            return
+        if within is None:
+            raise ValueError(f"{where}.rehearsal_environment needs require_rehearsal "
+                             '(e.g. "14d")')
+        if env not in self.environments:
+            raise ValueError(f"{where}.rehearsal_environment: {env!r} is not an environment")
+        if self.environments[env].production:
+            raise ValueError(f"{where}.rehearsal_environment: {env!r} is production; name the "
+                             "staging environment where the drill runs")
+        if cls is not None and env not in cls.environments:
+            raise ValueError(f"{where}.rehearsal_environment: the class does not exist in {env!r}")
+
+    # --- preflight, window, rehearsal -----------------------------------------------------
+
+    def preflight_for(self, cls: SecretClass, environment: str) -> list[Preflight]:
+        """The backups a rotation of ``cls`` in ``environment`` takes: the environment's, then
+        the class's, each filtered by its ``environments``."""
+        entries = [*self.policy(environment).preflight, *cls.preflight]
+        return [entry for entry in entries if entry.applies_to(environment)]
+
+    def window_for(self, cls: SecretClass, environment: str) -> ChangeWindow | None:
+        """The change window of ``cls`` in ``environment`` (the class's replaces the
+        environment's), or None."""
+        text = cls.window if cls.window is not None else self.policy(environment).window
+        return parse_window(text) if text is not None else None
+
+    def rehearsal_for(self, cls: SecretClass, environment: str) -> Rehearsal | None:
+        """The rehearsal gate of ``cls`` in a production ``environment``, or None."""
+        policy = self.policy(environment)
+        if not policy.production:
+            return None
+        if cls.require_rehearsal is not None:
+            within, named = cls.require_rehearsal, cls.rehearsal_environment
+        elif policy.require_rehearsal is not None:
+            within, named = policy.require_rehearsal, policy.rehearsal_environment
+        else:
+            return None
+        if named is not None:
+            names = [named] if named in cls.environments else []
+        else:
+            names = [env for env in cls.environments
+                     if env != environment and self.environments[env].drill]
+        return Rehearsal(within=within, environments=names)
 
     # --- lookups --------------------------------------------------------------------------
 

@@ -58,9 +58,12 @@ class Kind(StrEnum):
     API_KEY = "api-key"
     POSTGRES_ROLE = "postgres-role"
     REDIS_ACL = "redis-acl"
+    MYSQL_USER = "mysql-user"
     RABBITMQ_USER = "rabbitmq-user"
     PROVIDER_SHARED = "provider-shared"
     OPAQUE = "opaque"
+    ISSUED_KEY = "issued-key"  # the provider issues and revokes it through commands
+    AWS_IAM = "aws-iam"  # an IAM user's access key pair (boto3)
 
 
 class Tier(StrEnum):

@@ -27,6 +27,7 @@ from keyroll.errors import NotFound, UsageError
 from keyroll.escaping import dotenv_quote
 from keyroll.files import check_target, write_private
 from keyroll.inventory import Inventory, SecretClass
+from keyroll.issued import KEY_ID, id_var_of
 from keyroll.model import Kind, Label, SecretRef, SecretValue
 from keyroll.stores.base import Store
 
@@ -58,8 +59,8 @@ class EnvEntry:
 def split_dsn(text: str) -> tuple[str | None, str] | None:
     """``(user, password)`` of a ``postgresql://user:pass@…`` / ``redis://…`` URL, else None.
 
-    Both are percent-decoded (``amqp://app:pa%24s@mq`` is the password ``pa$s``), the way
-    libpq, redis-py and pika read them.
+    Both are percent-decoded: a URL spells ``$`` in a password as ``%24``, and the value
+    stored is the password itself (`render` encodes it again when it builds ``app_dsn``).
 
     Raises:
         UsageError: a URL urllib cannot parse (its text is not repeated).
@@ -71,8 +72,8 @@ def split_dsn(text: str) -> tuple[str | None, str] | None:
         raise UsageError("the value looks like a URL but is not a valid one (its text is not "
                          "shown: it may hold a password); percent-encode the password") from None
     if parts.scheme and parts.password is not None:
-        return (unquote(parts.username) if parts.username is not None else None,
-                unquote(parts.password))
+        user = unquote(parts.username) if parts.username is not None else None
+        return user, unquote(parts.password)
     return None
 
 
@@ -101,7 +102,8 @@ def check_template(template: object) -> str | None:
 def _value_for(cls: SecretClass, store: Store, ref: SecretRef, number: int) -> SecretValue:
     value = store.read_value(ref, number)
     template = cls.options.get("app_dsn") or cls.options.get("app_url")
-    if template and cls.kind in (Kind.POSTGRES_ROLE, Kind.REDIS_ACL, Kind.RABBITMQ_USER):
+    if template and cls.kind in (Kind.POSTGRES_ROLE, Kind.REDIS_ACL, Kind.MYSQL_USER,
+                                    Kind.RABBITMQ_USER):
         problem = check_template(template)
         if problem is not None:
             raise UsageError(f"class {cls.name!r}: options.app_dsn/app_url {problem}")
@@ -122,6 +124,13 @@ def collect(store: Store, inventory: Inventory, environment: str) -> list[EnvEnt
         if Label.CURRENT not in labels:
             continue
         value = _value_for(cls, store, ref, labels[Label.CURRENT])
+        id_var = id_var_of(cls)
+        if id_var is not None:  # a key pair: one version, its key id and its secret
+            key_id = store.get_version(ref, labels[Label.CURRENT]).meta.get(KEY_ID)
+            if key_id:
+                entries.append(EnvEntry(id_var, SecretValue(str(key_id))))
+            entries.extend(EnvEntry(var, value) for var in cls.env_vars if var != id_var)
+            continue
         entries.extend(EnvEntry(var, value) for var in cls.env_vars)
         if cls.kind not in _KEEP_PREVIOUS:
             continue

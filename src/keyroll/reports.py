@@ -13,6 +13,7 @@ from keyroll.durations import format_duration
 from keyroll.errors import NotFound
 from keyroll.inventory import Inventory
 from keyroll.model import SecretRef
+from keyroll.rehearsal import last_rehearsal
 from keyroll.rotation.record import Rotation, RotationState
 from keyroll.stores.base import Store
 
@@ -47,16 +48,68 @@ def _latest(store: Store, ref: SecretRef) -> Rotation:
     return Rotation.parse(rotations[-1])
 
 
-def _rehearsal(store: Store, inventory: Inventory, name: str, before: datetime) -> str | None:
-    for env, policy in inventory.environments.items():
-        if not policy.drill or env not in inventory.classes[name].environments:
-            continue
-        for record in reversed(store.list_rotations(SecretRef(env, name))):
-            recent = before - _STAGING_REHEARSAL <= record.updated_at <= before
-            if record.state == RotationState.DONE and recent:
-                return (f"{env} {record.updated_at:%Y-%m-%d} (drill report: "
-                        f"`keyroll report drill {record.id}`)")
-    return None
+def _rehearsal(store: Store, inventory: Inventory, name: str, environment: str,
+               before: datetime) -> str | None:
+    """The rehearsal this rotation can point at: within the class's ``require_rehearsal`` in
+    its rehearsal environments, else within 14 days in any ``drill`` environment."""
+    cls = inventory.classes[name]
+    gate = inventory.rehearsal_for(cls, environment)
+    if gate is not None:
+        within, envs = gate.within, gate.environments
+    else:
+        within = _STAGING_REHEARSAL
+        envs = [env for env, policy in inventory.environments.items()
+                if policy.drill and env in cls.environments]
+    found = last_rehearsal(store, name, envs, now=before, within=within)
+    if found is None:
+        return None
+    return (f"{found.ref.environment} {found.updated_at:%Y-%m-%d} (drill report: "
+            f"`keyroll report drill {found.id}`)")
+
+
+#: the checks that prove pods are up and serving (a rollout awaited, a request answered)
+_READINESS = ("rollout", "rollout_status", "http", "jwt_request")
+
+
+def _readiness(evidence: Sequence[object]) -> list[dict[str, Any]]:
+    return [h for h in evidence if isinstance(h, dict) and h.get("check") in _READINESS]
+
+
+def _deploy_line(promoted: AuditRecord | None) -> str:
+    """Ticked only when a deploy hook ran and a readiness check ran and passed."""
+    hooks = promoted.evidence.get("hooks", []) if promoted else []
+    verify = promoted.evidence.get("verify", []) if promoted else []
+    ready = _readiness([*hooks, *verify])
+    deployed = bool(hooks) and _hooks_ok(hooks)
+    green = bool(ready) and _hooks_ok(ready)
+    what = (f"{len(ready)} readiness checks: " + ", ".join(str(h.get("hook")) for h in ready)
+            if ready else "no readiness check ran: add a rollout, rollout_status, http or "
+            "jwt_request hook")
+    return (f"- {_box(deployed and green)} Deploy rolled; readiness probes green "
+            f"({len(hooks)} on_promote hooks; {what})")
+
+
+def _window_line(record: Rotation, plan: AuditRecord | None) -> str:
+    span = (f"{record.created_at:%Y-%m-%d %H:%M} – {record.updated_at:%Y-%m-%d %H:%M} UTC")
+    window = plan.evidence.get("window") if plan else None
+    if not isinstance(window, dict):
+        return f"- [ ] Change window: none configured (ran {span})"
+    inside = bool(window.get("inside"))
+    return (f"- {_box(inside)} Change window: {window.get('window')} "
+            + ("(started inside it; " if inside else "(started OUTSIDE it: "
+               + ("incident" if record.body.incident else "not enforced here") + "; ")
+            + f"ran {span})")
+
+
+def _backup_line(plan: AuditRecord | None) -> list[str]:
+    backups = plan.evidence.get("preflight", []) if plan else []
+    lines = []
+    for entry in backups if isinstance(backups, list) else []:
+        if isinstance(entry, dict):
+            lines.append(f"- [x] Backup taken ({entry.get('backup')}): `{entry.get('path')}`, "
+                         f"SHA-256 `{str(entry.get('sha256'))[:16]}…`, verified: "
+                         f"{entry.get('verified', 'no')}")
+    return lines
 
 
 def checklist(store: Store, inventory: Inventory, journal: Journal, name: str, environment: str,
@@ -71,7 +124,8 @@ def checklist(store: Store, inventory: Inventory, journal: Journal, name: str, e
     retired = _first(records, "rotation.retire")
     requested = _first(records, "rotation.requested")
     new_fp = created.fingerprints[0] if created and created.fingerprints else None
-    rehearsal = _rehearsal(store, inventory, name, record.created_at)
+    rehearsal = _rehearsal(store, inventory, name, environment, record.created_at)
+    plan = _first(records, "rotation.plan")
     approvals = list(body.approvals)
     overlap_end = body.overlap_until if promoted is not None else None
     rolled_back = record.state == RotationState.ROLLED_BACK or record.reverted
@@ -79,7 +133,6 @@ def checklist(store: Store, inventory: Inventory, journal: Journal, name: str, e
     verify_hooks = promoted.evidence.get("verify", []) if promoted else []
     verify_ok = promoted is not None and _hooks_ok(verify_hooks) and (
         bool(verify_hooks) or (tested is not None and "round_trip" in tested.evidence))
-    deploy_ok = promoted is not None and _hooks_ok(promoted.evidence.get("hooks", []))
     audit = journal.verify()
     generator = cls.generator.value if cls.generator else "entered from the provider's portal"
     lines = [
@@ -88,17 +141,16 @@ def checklist(store: Store, inventory: Inventory, journal: Journal, name: str, e
         f"- [x] Rotation record `{record.id}` opened by {body.requested_by} "
         f"({requested.time:%Y-%m-%d %H:%M} UTC)" if requested else
         f"- [x] Rotation record `{record.id}` opened",
-        f"- {_box(True)} Change window: {record.created_at:%Y-%m-%d %H:%M} – "
-        f"{record.updated_at:%Y-%m-%d %H:%M} UTC",
+        _window_line(record, plan),
         f"- {_box(rehearsal is not None or body.drill)} Staging rehearsal completed: "
         + ("this is the rehearsal" if body.drill else (rehearsal or "none in the last 14 days")),
+        *_backup_line(plan),
         f"- {_box(bool(approvals))} Buddy: {', '.join(approvals) if approvals else 'none recorded'}",
         f"- {_box(created is not None)} New secret generated ({generator})",
         f"- {_box(new_fp is not None)} New-secret fingerprint (SHA-256 first 16 chars): "
         f"`{new_fp or '________________'}`",
         _store_line(record, created is not None),
-        f"- {_box(deploy_ok)} Deploy rolled; readiness probes green "
-        f"({len(promoted.evidence.get('hooks', [])) if promoted else 0} on_promote hooks)",
+        _deploy_line(promoted),
         f"- {_box(verify_ok)} Smoke + metrics verified "
         f"({len(promoted.evidence.get('verify', [])) if promoted else 0} verify hooks)",
         f"- {_box(overlap_end is not None)} Overlap window end date: "

@@ -1,4 +1,4 @@
-"""Fixtures that start real PostgreSQL, PgBouncer and Redis servers for integration tests.
+"""Fixtures that start real PostgreSQL, PgBouncer, Redis and MariaDB servers for integration tests.
 
 Servers are session-scoped (started once, stopped by PID at the end); databases and Redis users
 are per test. A missing binary fails the test with the package to install: never a skip.
@@ -15,13 +15,14 @@ import pytest
 
 from tests.rabbitmq_server import RabbitMQServer
 from tests.servers import (
+    MariaDBServer,
     PgBouncerServer,
     PostgresServer,
     RedisServer,
     ServerUnavailable,
 )
 
-Server = TypeVar("Server", PostgresServer, PgBouncerServer, RedisServer)
+Server = TypeVar("Server", PostgresServer, PgBouncerServer, RedisServer, MariaDBServer)
 
 
 def _start(server: Server) -> Server:
@@ -72,6 +73,14 @@ def redis_server_no_aclfile() -> Iterator[RedisServer]:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def mariadb_server() -> Iterator[MariaDBServer]:
+    """Debian's MariaDB for the whole session (temp datadir, loopback port, general log on)."""
+    server = _start(_make(MariaDBServer))
+    yield server
+    server.stop()
+
+
 @dataclass(frozen=True)
 class FreshDatabase:
     """A database created for one test, owned by the superuser, with a table to probe.
@@ -113,6 +122,53 @@ def fresh_db(postgres_server: PostgresServer) -> Iterator[FreshDatabase]:
         ).fetchall()]
         for role in roles:
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+@dataclass(frozen=True)
+class MySQLDatabase:
+    """A MariaDB database with an ``orders`` table and a procedure ``p``, a role holding
+    SELECT on it, and a unique prefix for the test's user names.
+
+    Attributes:
+        name: the database name.
+        prefix: user names of this test start with it (they are dropped after).
+        role: a role (``SELECT`` on the database) tests may grant.
+    """
+
+    name: str
+    prefix: str
+    role: str
+
+
+@pytest.fixture
+def mysql_db(mariadb_server: MariaDBServer) -> Iterator[MySQLDatabase]:
+    """A fresh database on `mariadb_server`; it, its role and the prefixed users are dropped."""
+    token = secrets.token_hex(4)
+    db = MySQLDatabase(f"kr_{token}", f"kr{token}", f"kr{token}_role")
+    setup = (f"CREATE DATABASE `{db.name}`",
+             f"CREATE TABLE `{db.name}`.orders (id INT PRIMARY KEY, total INT)",
+             f"INSERT INTO `{db.name}`.orders VALUES (1, 10)",  # noqa: S608 (a generated name)
+             f"CREATE PROCEDURE `{db.name}`.p() SELECT 1",
+             f"CREATE ROLE `{db.role}`",
+             f"GRANT SELECT ON `{db.name}`.* TO `{db.role}`")
+    conn = mariadb_server.connect()
+    try:
+        with conn.cursor() as cur:
+            for statement in setup:
+                cur.execute(statement)
+    finally:
+        conn.close()
+    yield db
+    conn = mariadb_server.connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{db.name}`")
+            cur.execute("SELECT User, Host FROM mysql.user WHERE User LIKE %s",
+                        (db.prefix.replace("_", "\\_") + "%",))
+            for user, host in cur.fetchall():
+                cur.execute("DROP USER IF EXISTS %s@%s", (user, host))
+    finally:
+        conn.close()
 
 
 @pytest.fixture(scope="session")

@@ -72,6 +72,8 @@ def test_adopt_then_rotate_through_the_cli(
         code, out, err = keyroll("adopt", "database", "--env", "dev")
         assert code == 0, err
         assert f"role {role!r} adopted" in out and "verified identical" in out
+        assert "moved: SELECT on table public.orders (granted by 'postgres')" in out
+        assert f"both create objects as {group!r}" in out
         assert "keyroll import database --env dev" in out
         # the app's open session did not notice, and its grants now come from the group
         assert live.execute("SELECT count(*) FROM public.app_owned").fetchone() == (0,)

@@ -358,7 +358,7 @@ def test_adopt_moves_grants_to_the_group_and_keeps_every_privilege(
     assert again.moved_grants == 0
 
 
-def test_adopt_refuses_and_changes_nothing_when_a_privilege_cannot_move(
+def test_adopt_moves_function_grants_and_refuses_an_onward_grant_changing_nothing(
     target: PostgresTarget, fresh_db: FreshDatabase
 ) -> None:
     role, _ = _legacy_app(fresh_db)
@@ -368,14 +368,30 @@ def test_adopt_refuses_and_changes_nothing_when_a_privilege_cannot_move(
         conn.execute("REVOKE EXECUTE ON FUNCTION public.only_for_app() FROM PUBLIC")
         conn.execute(sql.SQL("GRANT EXECUTE ON FUNCTION public.only_for_app() TO {}").format(
             sql.Identifier(role)))
+        conn.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(f"{role}_partner")))
+        # the role passes its grant option on: that grant cannot move without the role
+        conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("GRANT INSERT ON public.audit TO {}").format(
+            sql.Identifier(f"{role}_partner")))
+        conn.execute("RESET ROLE")
     before = target.privileges(role)
-    with pytest.raises(TargetError, match=r"would lack EXECUTE on function.*only_for_app"):
+    with pytest.raises(TargetError, match=r"INSERT on table public.audit that .* granted to "
+                       r".*_partner' with its grant option") as info:
         target.adopt(role)
+    assert "nothing was changed" in str(info.value)
     assert target.privileges(role) == before
     with psycopg.connect(fresh_db.dsn) as conn:
         created = conn.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)",
                                ([f"{role}_group", f"{role}_b"],)).fetchall()
     assert created == []
+    with psycopg.connect(fresh_db.dsn, autocommit=True) as conn:  # as its grantor
+        conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("REVOKE INSERT ON public.audit FROM {}").format(
+            sql.Identifier(f"{role}_partner")))
+    result = target.adopt(role)
+    assert any("EXECUTE on routine public.only_for_app" in line for line in result.moved)
+    assert Privilege("function", "only_for_app()", "EXECUTE") in target.privileges(
+        f"{role}_b", exclude=[role, f"{role}_group", f"{role}_b"])
 
 
 def test_adopt_refuses_missing_or_taken_names(
@@ -390,15 +406,24 @@ def test_adopt_refuses_missing_or_taken_names(
         target.adopt(role)
 
 
-def test_adopt_warns_about_per_role_settings(
+def test_adopt_copies_per_role_settings_to_the_alternate(
     target: PostgresTarget, fresh_db: FreshDatabase
 ) -> None:
     role, _ = _legacy_app(fresh_db)
     with psycopg.connect(fresh_db.dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("ALTER ROLE {} SET search_path = billing, public").format(
-            sql.Identifier(role)))
+        conn.execute(sql.SQL('ALTER ROLE {} SET search_path = billing, "My Schema", public'
+                             ).format(sql.Identifier(role)))
+        conn.execute(sql.SQL("ALTER ROLE {} IN DATABASE {} SET work_mem = '8MB'").format(
+            sql.Identifier(role), sql.Identifier(fresh_db.name)))
     result = target.adopt(role)
-    assert any("search_path" in w for w in result.warnings)
+    assert result.settings_copied == 2
+    with psycopg.connect(fresh_db.dsn) as conn:
+        rows = conn.execute(
+            "SELECT coalesce(d.datname, ''), s.setconfig FROM pg_db_role_setting s "
+            "LEFT JOIN pg_database d ON d.oid = s.setdatabase WHERE s.setrole = %s::regrole "
+            "ORDER BY 1", (f"{role}_b",)).fetchall()
+    assert rows == [("", ['search_path=billing, "My Schema", public', f"role={role}_group"]),
+                    (fresh_db.name, ["work_mem=8MB"])]
 
 
 # backup ---------------------------------------------------------------------------------------

@@ -271,8 +271,8 @@ def test_acl_save_only_where_an_acl_file_is_used(
     tmp_path: Path, redis_server: RedisServer, redis_server_no_aclfile: RedisServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    for number, (server, saved) in enumerate(((redis_server, True),
-                                              (redis_server_no_aclfile, False))):
+    for number, (server, saved) in enumerate(((redis_server, "acl-file"),
+                                              (redis_server_no_aclfile, "config-file"))):
         monkeypatch.setenv(ADMIN_ENV, admin_url(server))
         user = f"krsave{secrets.token_hex(3)}"
         first = generate("password-32")
@@ -287,8 +287,8 @@ def test_acl_save_only_where_an_acl_file_is_used(
             record = world.rotate("cache")
             assert record.state == "done", record.body.error
             steps = {s.step: s.evidence for s in record.body.steps}
-            assert steps["apply"]["applied"]["acl_file_saved"] is saved
-            assert steps["retire"]["retired_user"]["acl_file_saved"] is saved
+            assert steps["apply"]["applied"]["persisted"] == saved
+            assert steps["retire"]["retired_user"]["persisted"] == saved
             _, new = world.current("cache")
             assert logs_in(server, user, new) and not logs_in(server, user, first)
         finally:

@@ -130,7 +130,7 @@ def test_acl_file_is_saved_after_every_change(
     text = redis_server.aclfile.read_text()
     assert f"user {user} on #{password_hash(password)}" in text
     assert password.reveal() not in text
-    assert target.persist() is True
+    assert target.persist() == "acl-file"
 
 
 def test_server_without_acl_file_needs_no_save(redis_server_no_aclfile: RedisServer) -> None:
@@ -140,7 +140,7 @@ def test_server_without_acl_file_needs_no_save(redis_server_no_aclfile: RedisSer
     target.ensure_users([user], RULES)
     target.set_password(user, password)
     target.check_login(user, password)
-    assert target.persist() is False
+    assert target.persist() == "config-file"
 
 
 def test_passwords_never_reach_slowlog_monitor_or_messages(

@@ -16,10 +16,12 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 #: Core modules that import nothing but each other (and the standard library).
 CORE_LEAVES = {
     "errors", "model", "jwk", "generate", "durations", "inventory", "escaping", "recognise",
-    "scrub", "files", "urls", "net", "layout", "dotenv", "_compat",
+    "scrub", "files", "urls", "net", "layout", "dotenv", "_compat", "window",
+    "issued",
 }
 #: Core modules that also read the store contract and the rotation record (a leaf).
-CORE_SERVICES = {"audit", "status", "render", "reports", "migrate", "calendar", "escrow"}
+CORE_SERVICES = {"audit", "status", "render", "reports", "migrate", "calendar", "escrow",
+                 "rehearsal"}
 #: Framework integrations (top-level modules and the ``django`` package): they import their
 #: framework, the runtime and core, never the engine, the CLI or the dashboard.
 INTEGRATIONS = {"fastapi", "flask"}
@@ -170,6 +172,26 @@ def test_the_engine_imports_no_screen(area: str) -> None:
     bad = [f"{m} imports {t}" for m in sorted(_in(area) - integrations) for t in sorted(GRAPH[m])
            if t.split(".")[0] in SCREEN]
     assert bad == []
+
+
+#: Optional drivers whose errors one adapter translates (`keyroll.targets.mysql._driver`…):
+#: nobody else imports them, so nothing above the adapter can see one of their exceptions.
+ONE_ADAPTER = {"pymysql": {"keyroll.targets.mysql._driver"}}
+
+
+@pytest.mark.parametrize("driver", sorted(ONE_ADAPTER))
+def test_a_driver_is_imported_by_its_adapter_only(driver: str) -> None:
+    importers = {m for m, targets in GRAPH.items()
+                 if any(t == driver or t.startswith(f"{driver}.") for t in targets)}
+    assert importers == ONE_ADAPTER[driver]
+
+
+def test_the_mysql_target_and_strategy_sit_in_their_layers() -> None:
+    mysql = {m for m in GRAPH if m.startswith("keyroll.targets.mysql")}
+    assert {"keyroll.targets.mysql.accounts", "keyroll.targets.mysql.grants",
+            "keyroll.targets.mysql.statements", "keyroll.targets.mysql.server"} <= mysql
+    assert _violations(mysql, {"core"}) == []  # core only, as every target
+    assert "keyroll.targets.mysql" in GRAPH["keyroll.rotation.strategies.mysql_user"]
 
 
 #: Optional dependencies (behind extras) of the engine's side: imported inside functions only,

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from keyroll.cli.context import AppContext
-from keyroll.cli.output import err, out, print_json
+from keyroll.cli.output import err, escape, out, print_json
 from keyroll.model import Label
 from keyroll.rotation.strategies.postgres_role import adopt_role, role_options
 
@@ -34,9 +34,12 @@ def adopt(
 ) -> None:
     """Turn an existing login role into the class's alternating pair under its group role.
 
-    Grants and owned objects move to options.group_role; the other login role is created
-    NOLOGIN (the first rotation gives it a password). The role keeps its password and its
-    sessions. Privileges are compared before and after; on any difference nothing changes.
+    Memberships, grants, owned objects, default privileges and policies move to
+    options.group_role; the other login role is created NOLOGIN (the first rotation gives it a
+    password) with copies of the role's settings; both act as the group role from their next
+    login, so what they create belongs to it. The role keeps its password and its sessions.
+    What cannot move is refused by name; privileges are compared before and after; on any
+    refusal or difference nothing changes.
     """
     app: AppContext = ctx.obj
     cls, ref = app.inventory.resolve(class_name, env)
@@ -45,7 +48,10 @@ def adopt(
     adopted = role or role_options(cls).layout.logins[0]
     evidence = {
         "group": layout.group, "logins": list(layout.logins), "role": adopted,
-        "moved_grants": result.moved_grants, "privileges_verified": result.privileges_verified,
+        "moved_grants": result.moved_grants, "owned_objects": result.owned_objects,
+        "default_privileges": result.default_privileges, "policies": result.policies,
+        "settings_copied": result.settings_copied, "creates_as": layout.group,
+        "moved": list(result.moved), "privileges_verified": result.privileges_verified,
         "already_adopted": result.already_adopted, "warnings": list(result.warnings),
     }
     app.journal.append("target.adopt", ref=ref, evidence=evidence)
@@ -64,9 +70,14 @@ def adopt(
     else:
         console.print(
             f"{ref}: role {adopted!r} adopted: group {layout.group!r} now holds its "
-            f"{result.moved_grants} grant(s) and owned objects; alternate "
-            f"{layout.other(adopted)!r} created NOLOGIN; {result.privileges_verified} "
+            f"{result.moved_grants} grant(s), owns its {result.owned_objects} object(s), "
+            f"has its {result.default_privileges} default-privilege entr(ies) and "
+            f"{result.policies} polic(ies); alternate {layout.other(adopted)!r} created "
+            f"NOLOGIN with {result.settings_copied} copied setting(s); both create objects "
+            f"as {layout.group!r}; {result.privileges_verified} "
             "privileges verified identical for both login roles", markup=False)
+        for line in result.moved:
+            console.print(f"  moved: {escape(line)}", markup=False)
     for warning in result.warnings:
         err().print(f"warning: {warning}", markup=False)
     if Label.CURRENT not in labels:

@@ -99,6 +99,9 @@ def rotate(
                                            "retire at once, run revoke hooks.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan, change nothing.")] = False,
     drill: Annotated[bool, typer.Option("--drill", help="Record it as a rehearsal.")] = False,
+    queue: Annotated[bool, typer.Option(
+        "--queue", help="Outside the change window: create the rotation anyway; it waits "
+        "for the window, and `keyroll advance`/`serve` runs it then.")] = False,
     as_json: Annotated[bool, typer.Option(
         "--json", help="Stream events as NDJSON (keyroll.rotate-event/v1, then "
         "keyroll.rotate-result/v1), for CI.")] = False,
@@ -126,7 +129,7 @@ def rotate(
         app.inventory.policy(env).production
     ):
         raise UsageError(f"--drill is for rehearsal environments; {env} is production")
-    record = engine.start(class_name, env, incident=incident, drill=drill)
+    record = engine.start(class_name, env, incident=incident, drill=drill, queue=queue)
     record = engine.run(record.id)
     if as_json:
         _line({"schema": "keyroll.rotate-result/v1", "rotation": record.id,

@@ -23,6 +23,7 @@ from keyroll.errors import UsageError
 from keyroll.files import check_target, git_ignores, git_tracks
 from keyroll.generate import generate as make_value
 from keyroll.inventory import SecretClass
+from keyroll.issued import KEY_ID, id_var_of
 from keyroll.jwk import ASYMMETRIC_ALGORITHMS
 from keyroll.model import Kind, Label, SecretRef, SecretValue
 from keyroll.render import (
@@ -80,7 +81,8 @@ def _check_import(
 ) -> _Import:
     """Validate one imported value (nothing is written). Raises `UsageError` with the fix."""
     meta: dict[str, str] = {"source": source}
-    if cls.kind in (Kind.POSTGRES_ROLE, Kind.REDIS_ACL, Kind.RABBITMQ_USER):
+    if cls.kind in (Kind.POSTGRES_ROLE, Kind.REDIS_ACL, Kind.MYSQL_USER,
+                    Kind.RABBITMQ_USER):
         parts = split_dsn(value.reveal())
         if parts is not None:
             user, password = parts
@@ -152,6 +154,10 @@ def import_(
         if file is not None:
             raise UsageError("give either CLASS (one value on stdin) or --file, not both")
         cls, ref = inventory.resolve(class_name, env)
+        paired = id_var_of(cls)
+        if paired is not None:
+            raise UsageError(f"{ref} is a key pair ({', '.join(cls.env_vars)}): import it with "
+                             "--file from a .env that holds both variables; nothing was imported")
         if sys.stdin.isatty():
             text = getpass.getpass(f"value for {ref} (not echoed): ")
         else:
@@ -165,12 +171,18 @@ def import_(
     source = "stdin" if str(file) == "-" else f"file:{file.name}"
     skipped: list[str] = []
     checked: list[tuple[str, _Import]] = []
+    key_ids: dict[SecretRef, str] = {}
     for var, raw in pairs.items():  # check everything first: a bad line imports nothing
         owner = inventory.class_for_env_var(var, env)
         if owner is None:
             skipped.append(var)
             continue
         ref = SecretRef(env, owner.name)
+        if var == id_var_of(owner):  # a key pair's id: kept as the version's key id
+            if not raw.strip():
+                raise UsageError(f"{var} is empty; nothing was imported")
+            key_ids[ref] = raw.strip()
+            continue
         item = _check_import(app, owner, ref, SecretValue(raw), source, allow_short=allow_short)
         twin = next((other for _, other in checked if other.ref == ref), None)
         if twin is not None:
@@ -179,6 +191,18 @@ def import_(
                                  "one value: fix the file; nothing was imported")
             continue
         checked.append((var, item))
+    for var, item in checked:  # a pair comes in whole, or not at all
+        id_var = id_var_of(item.cls)
+        if id_var is not None:
+            if item.ref not in key_ids:
+                raise UsageError(f"{item.ref}: the file holds {var} but not {id_var}; a key "
+                                 "pair is imported together; nothing was imported")
+            item.meta[KEY_ID] = key_ids.pop(item.ref)
+    if key_ids:
+        ref = sorted(key_ids)[0]
+        id_var = id_var_of(inventory.get_class(ref.name))
+        raise UsageError(f"{ref}: the file holds {id_var} but not its secret; a key pair is "
+                         "imported together; nothing was imported")
     for var, item in checked:
         console.print(f"{var} → {item.ref}: {_apply_import(app, item)}")
     if skipped:

@@ -20,6 +20,7 @@ from keyroll.files import git_ignores, git_tracks
 from keyroll.inventory import Hook, Inventory, SecretClass
 from keyroll.model import SecretRef, SecretValue
 from keyroll.render import EnvEntry, collect, owned_vars, render, write_dotenv, write_private
+from keyroll.rotation.checks import jwt_request, rollout_status
 from keyroll.rotation.delivery import DELIVERY_ACTIONS, deliver
 from keyroll.rotation.strategies.base import StepContext
 from keyroll.runtime.jwks import jwks_document
@@ -124,10 +125,28 @@ class HookRunner:
         workdir: the folder commands run in and relative paths resolve against.
     """
 
-    def __init__(self, store: Store, inventory: Inventory, workdir: Path) -> None:
+    def __init__(self, store: Store, inventory: Inventory, workdir: Path,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self.store = store
         self.inventory = inventory
         self.workdir = workdir
+        self.sleep = sleep
+
+    def redactor(self, ctx: StepContext, env_names: Iterable[str] = ()) -> Redactor:
+        """The redactor for this step's output: `store_redactor`, plus the admin credentials
+        the class names (options ending in ``_env``) and ``env_names``."""
+        named = [str(v) for k, v in ctx.cls.options.items() if k.endswith("_env")]
+        return store_redactor(self.store, env_names=[*named, *env_names], workdir=self.workdir)
+
+    @staticmethod
+    def context_env(ctx: StepContext, step: str) -> dict[str, str]:
+        """The ``KEYROLL_*`` variables a command sees (ids and fingerprints, never values)."""
+        return {
+            "KEYROLL_ROTATION": ctx.rotation, "KEYROLL_ENVIRONMENT": ctx.ref.environment,
+            "KEYROLL_SECRET": ctx.ref.name, "KEYROLL_STEP": step,
+            "KEYROLL_NEW_FINGERPRINT": ctx.new.fingerprint if ctx.new else "",
+            "KEYROLL_OLD_FINGERPRINT": ctx.old.fingerprint if ctx.old else "",
+        }
 
     def run(
         self,
@@ -152,17 +171,9 @@ class HookRunner:
         hooks: list[Hook] = [h for h in getattr(ctx.cls.hooks, which) if h.applies_to(environment)]
         if not hooks:
             return []
-        # admin credentials the class names (options ending in _env) and what hooks pass on
-        named = [str(v) for k, v in ctx.cls.options.items() if k.endswith("_env")]
-        named += [name for hook in hooks for name in hook.pass_env]
-        redactor = store_redactor(self.store, env_names=named, workdir=self.workdir)
-        env = {
-            "KEYROLL_ROTATION": ctx.rotation, "KEYROLL_ENVIRONMENT": environment,
-            "KEYROLL_SECRET": ctx.ref.name, "KEYROLL_STEP": step,
-            "KEYROLL_NEW_FINGERPRINT": ctx.new.fingerprint if ctx.new else "",
-            "KEYROLL_OLD_FINGERPRINT": ctx.old.fingerprint if ctx.old else "",
-            **(extra_env or {}),
-        }
+        redactor = self.redactor(
+            ctx, [n for hook in hooks for n in (*hook.pass_env, *hook.headers_env.values())])
+        env = {**self.context_env(ctx, step), **(extra_env or {})}
 
         def dotenv() -> str:
             return render(collect(self.store, self.inventory, environment), "dotenv")
@@ -170,16 +181,22 @@ class HookRunner:
         results: list[dict[str, object]] = []
         for hook in hooks:
             if hook.write_jwks is not None or hook.scan is not None or any(
-                    getattr(hook, action) is not None for action in DELIVERY_ACTIONS):
+                    getattr(hook, action) is not None
+                    for action in (*DELIVERY_ACTIONS, "jwt_request", "rollout_status")):
                 if hook.write_jwks is not None:
                     result = self._write_jwks(ctx, hook)
+                elif hook.jwt_request is not None:
+                    result = jwt_request(ctx, hook, redact=redactor.redact, sleep=self.sleep)
+                elif hook.rollout_status is not None:
+                    result = rollout_status(ctx, hook, workdir=self.workdir, sleep=self.sleep)
                 elif hook.scan is not None:
                     result = self._scan(hook)
                 else:
                     result = deliver(ctx, hook, store=self.store, inventory=self.inventory,
                                      workdir=self.workdir, step=step)
                 result = HookResult(result.label, result.ok, redactor.redact(result.detail),
-                                    result.output, result.seconds)
+                                    redactor.redact(result.output), result.seconds,
+                                    result.check or ("rollout" if hook.rollout else ""))
                 results.append(result.evidence())
                 report(f"{which}: {result.label}: {result.detail}")
                 if check and not result.ok:
@@ -193,7 +210,7 @@ class HookRunner:
                     write_dotenv=lambda path: _write_dotenv(
                         path, collect(self.store, self.inventory, environment),
                         owned_vars(self.inventory, environment), report),
-                    check=False,
+                    check=False, sleep=self.sleep,
                 )
             except OSError as exc:
                 raise HookFailed(f"hook {hook.label!r}: {exc.strerror or exc}") from None

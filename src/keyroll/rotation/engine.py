@@ -59,6 +59,7 @@ from keyroll.rotation import rollback as back
 from keyroll.rotation import steps
 from keyroll.rotation.deploy import HookRunner
 from keyroll.rotation.events import Event, Observer
+from keyroll.rotation.gates import closed_window, missing_rehearsal
 from keyroll.rotation.lock import LEASE_TTL, START_TTL, Lease, rotation_ended
 from keyroll.rotation.record import (
     ACTIVE,
@@ -346,7 +347,24 @@ class Engine:
             if not (incident and manual.name == "drain"):
                 steps.append(PlannedStep(f"confirm {manual.name}",
                                          f"before {manual.before}: {manual.prompt}"))
-        source = cls.generator.value if cls.generator else "entered by a person"
+        window = self.inventory.window_for(cls, environment)
+        if window is not None:
+            closed = closed_window(self.inventory, cls, ref, self.clock())
+            steps.append(PlannedStep("window", f"{window}: "
+                                     + ("not enforced (not production)" if not policy.production
+                                        else "open now" if closed is None
+                                        else f"closed: {closed.reason()}")))
+        gate = self.inventory.rehearsal_for(cls, environment)
+        if gate is not None:
+            missing = missing_rehearsal(self.store, self.inventory, cls, ref, self.clock())
+            steps.append(PlannedStep("rehearsal", missing or "a completed drill in "
+                                     f"{' or '.join(gate.environments)} within "
+                                     f"{format_duration(gate.within)}: found"))
+        for entry in self.inventory.preflight_for(cls, environment):
+            steps.append(PlannedStep("backup", f"{entry.label} before anything changes, to "
+                                     f"{entry.dir}/ (path and SHA-256 as evidence)"))
+        source = cls.generator.value if cls.generator else (
+            "issued by the provider" if strategy.issues_value else "entered by a person")
         deadline = strategy.overlap_deadline(self._preview_context(cls, ref, incident, current))
         steps += [
             PlannedStep("plan", f"preflight {cls.kind.value}; current version {current.number} "
@@ -384,17 +402,46 @@ class Engine:
             f"{ref.name} --env {ref.environment}` or `keyroll import`"
         )
 
+    def _refuse(self, ref: SecretRef, gate: str, message: str) -> None:
+        """Journal a refused start (nothing else is written) and raise it."""
+        self.journal.append("rotation.refused", ref=ref, outcome="refused",
+                            evidence={"gate": gate, "reason": message})
+        raise RotationRefused(message)
+
+    def _gates(self, cls: SecretClass, ref: SecretRef, *, incident: bool, queue: bool) -> None:
+        """The production gates (`keyroll.rotation.gates`): a missing rehearsal refuses; a
+        closed change window refuses unless ``queue`` (then the plan step waits for it).
+        Incident rotations pass both."""
+        if incident:
+            return
+        now = self.clock()
+        missing = missing_rehearsal(self.store, self.inventory, cls, ref, now)
+        if missing is not None:
+            self._refuse(ref, "require_rehearsal", missing)
+        closed = closed_window(self.inventory, cls, ref, now)
+        if closed is not None and not queue:
+            self._refuse(ref, "window", f"{ref}: {closed.reason()}: run it then, or pass "
+                         "--queue so `keyroll advance`/`keyroll serve` starts it in the window")
+
     def start(
-        self, name: str, environment: str, *, incident: bool = False, drill: bool = False
+        self, name: str, environment: str, *, incident: bool = False, drill: bool = False,
+        queue: bool = False,
     ) -> Rotation:
         """Create a rotation record (under a short lease on the secret). Run it with `run`.
 
+        Args:
+            queue: outside a production change window, create the record anyway; its plan
+                step waits for the window (`keyroll advance` / `serve` start it then).
+
         Raises:
             UnknownSecret: no such class or environment.
-            RotationRefused: no current version, or another rotation is in flight.
+            RotationRefused: no current version, another rotation is in flight, or a
+                production gate refused it (no recent rehearsal; outside the change window
+                without ``queue``): the refusal is journaled, nothing else changed.
             LockHeld: another process holds the secret's lock.
         """
         cls, ref, _strategy, policy, labels = self._startable(name, environment)
+        self._gates(cls, ref, incident=incident, queue=queue)
         now = self.clock()
         rotation_id = f"r-{now:%Y%m%d}-{secrets.token_hex(3)}"
         # serialises starters, so the busy check below is exact; short, because a process that
@@ -639,6 +686,17 @@ class Engine:
         if (step == S.PROMOTE and not ctx.incident and not record.reverted
                 and not self._propagated(record, ctx, strategy)):
             return False, record
+        if step == S.PLAN and not ctx.incident:
+            closed = closed_window(self.inventory, cls, record.ref, ctx.now)
+            if closed is not None:  # parked, not failed: advance starts it in the window
+                reason = closed.reason()
+                if record.body.waiting != reason:
+                    record = self._save(record, step, record.body.but(waiting=reason))
+                    self._audit(record, "rotation.waiting",
+                                evidence={"gate": "window", "reason": reason})
+                self._emit(record, "waiting", step, reason,
+                           {"window": str(closed.window), "opens": closed.opens.isoformat()})
+                return False, record
         # the step is recorded before its side effect
         started = StepEntry(step.value, ctx.now)
         record = self._save(record, step, record.body.but(steps=(*record.body.steps, started)))
@@ -787,7 +845,8 @@ class Engine:
                 if self.stopping():
                     break
                 try:
-                    record = self.start(row.cls.name, row.ref.environment)
+                    # queued: outside a change window the plan step waits for it
+                    record = self.start(row.cls.name, row.ref.environment, queue=True)
                     self.run(record.id)
                 except LockHeld:
                     busy.append(str(row.ref))

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from keyroll.errors import KeyrollError, RotationRefused, StepFailed
 from keyroll.model import Label, Version
+from keyroll.rotation.gates import rehearsal_evidence
+from keyroll.rotation.preflight import take_backups
 from keyroll.rotation.record import Rotation, RotationState
 from keyroll.rotation.strategies import StepContext, Strategy
 
@@ -37,6 +39,21 @@ def plan(engine: Engine, record: Rotation, ctx: StepContext, strategy: Strategy)
         raise RotationRefused(f"{record.ref}: current version moved since the rotation was "
                               "requested")
     strategy.plan(ctx)
+    gate = rehearsal_evidence(engine.store, engine.inventory, ctx.cls, ctx.ref, ctx.now)
+    if gate is not None:
+        ctx.evidence["rehearsal"] = gate
+    window = engine.inventory.window_for(ctx.cls, ctx.ref.environment)
+    if window is not None:
+        ctx.evidence["window"] = {"window": str(window), "inside": window.contains(ctx.now),
+                                  "enforced": ctx.policy.production and not ctx.incident}
+    backups = engine.inventory.preflight_for(ctx.cls, ctx.ref.environment)
+    if backups:
+        names = [e.dsn_env for e in backups if e.dsn_env is not None]
+        names += [n for e in backups if not isinstance(e.backup, str) for n in e.backup.pass_env]
+        engine._guard()
+        ctx.evidence["preflight"] = take_backups(
+            ctx, backups, context=engine._hooks.context_env(ctx, "plan"),
+            redact=engine._hooks.redactor(ctx, names).redact)
     if ctx.old is not None:
         ctx.evidence["current"] = {"version": ctx.old.number, "fingerprint": ctx.old.fingerprint}
     if body.approvals:
@@ -94,6 +111,8 @@ def promote(engine: Engine, record: Rotation, ctx: StepContext, strategy: Strate
             fence=engine._fence())
     if not record.reverted:
         strategy.promote(ctx)
+    else:
+        strategy.reinstate(ctx)
     ctx.evidence["hooks"] = engine._run_hooks(record, ctx, "on_promote")
     # on the way back the verify hooks are recorded, not obeyed (a failing one is often
     # why we turned back); what must hold is that the target accepts the old value

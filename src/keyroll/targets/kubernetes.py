@@ -182,6 +182,16 @@ class KubeClient:
             raise self._error(exc, f"restart Deployment {namespace}/{name}") from None
         return int(deployment.metadata.generation or 0)
 
+    def generation(self, name: str, namespace: str) -> int:
+        """The Deployment's current ``metadata.generation`` (what a rollout status waits for)."""
+        try:
+            deployment = self.apps.read_namespaced_deployment(name, namespace)
+        except self._k8s.client.ApiException as exc:
+            raise self._error(exc, f"read Deployment {namespace}/{name}") from None
+        except (OSError, self._k8s.client.exceptions.OpenApiException) as exc:
+            raise self._error(exc, f"read Deployment {namespace}/{name}") from None
+        return int(deployment.metadata.generation or 0)
+
     def wait_rollout(
         self, name: str, namespace: str, generation: int, *, timeout: float,
         clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,

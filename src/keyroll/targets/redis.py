@@ -12,10 +12,15 @@ Two ways to rotate without a failed login:
   `RedisTarget.disable_user`; incident: `RedisTarget.kill_connections`.
 
 Passwords are sent as their SHA-256 (``#<hex>`` to add, ``!<hex>`` to remove), the form Redis
-stores, so the plaintext never reaches the server, its slowlog or ``MONITOR``. When the server
-keeps users in an ACL file (``CONFIG GET aclfile``), every change is followed by ``ACL SAVE`` so
-a restart does not bring an old password back. redis-py is imported lazily; its exceptions
-become `TargetError` here and nowhere else.
+stores, so the plaintext never reaches the server, its slowlog or ``MONITOR``.
+
+Every change is persisted so a restart does not bring an old password back (`Persistence`):
+a server that keeps users in an ACL file (``CONFIG GET aclfile``) gets ``ACL SAVE``; one
+started from a config file (``INFO server`` ``config_file``) gets ``CONFIG REWRITE``, which
+writes the ``user`` lines into it; one with neither (``redis-server --requirepass …``, as a
+Compose ``command:`` often is) cannot be persisted from here, and `RedisTarget.persistence`
+says so. redis-py is imported lazily; its exceptions become `TargetError` here and nowhere
+else.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from collections.abc import Iterator, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from keyroll._compat import StrEnum
 from keyroll.errors import TargetError
 from keyroll.model import SecretValue
 from keyroll.targets._redact import target_error
@@ -33,7 +39,7 @@ from keyroll.targets._redact import target_error
 if TYPE_CHECKING:
     import redis
 
-__all__ = ["RedisTarget", "password_hash"]
+__all__ = ["Persistence", "RedisTarget", "password_hash"]
 
 _SYSTEM = "Redis"
 # Rule tokens that touch passwords or the on/off switch: keyroll sets those itself.
@@ -54,6 +60,19 @@ def _redis() -> ModuleType:
 def password_hash(password: SecretValue) -> str:
     """The lowercase hex SHA-256 of a password: how Redis stores and compares it."""
     return hashlib.sha256(password.reveal_bytes()).hexdigest()
+
+
+class Persistence(StrEnum):
+    """Where a Redis server keeps its users across a restart, and how keyroll saves them."""
+
+    ACL_FILE = "acl-file"  #: ``aclfile`` is set: ``ACL SAVE``
+    CONFIG_FILE = "config-file"  #: started from a redis.conf: ``CONFIG REWRITE``
+    NONE = "none"  #: neither (``--requirepass`` on the command line): memory only
+
+    @property
+    def command(self) -> str | None:
+        """The command that saves the users (None: nothing can)."""
+        return {"acl-file": "ACL SAVE", "config-file": "CONFIG REWRITE"}.get(self.value)
 
 
 def _check_user(user: str) -> str:
@@ -154,12 +173,22 @@ class RedisTarget:
         _acl_setuser(client, user, *rules)
         self._save(client)
 
-    def _save(self, client: redis.Redis) -> bool:
-        config = client.config_get("aclfile")
-        if config.get("aclfile"):
+    @staticmethod
+    def _mode(client: redis.Redis) -> Persistence:
+        if client.config_get("aclfile").get("aclfile"):
+            return Persistence.ACL_FILE
+        info = client.info("server")
+        if str(info.get("config_file") or ""):
+            return Persistence.CONFIG_FILE
+        return Persistence.NONE
+
+    def _save(self, client: redis.Redis) -> Persistence:
+        mode = self._mode(client)
+        if mode is Persistence.ACL_FILE:
             client.acl_save()
-            return True
-        return False
+        elif mode is Persistence.CONFIG_FILE:
+            client.config_rewrite()
+        return mode
 
     def _require_user(self, client: redis.Redis, user: str, step: str) -> dict[str, Any]:
         info = client.acl_getuser(user)
@@ -358,10 +387,21 @@ class RedisTarget:
             killed = client.client_kill_filter(user=user, skipme=True)
         return int(killed)
 
-    def persist(self) -> bool:
-        """``ACL SAVE`` when the server uses an ACL file; return whether it saved.
+    def persistence(self) -> Persistence:
+        """How this server keeps its users across a restart (changes nothing)."""
+        with self._admin("find where users persist (CONFIG GET aclfile, INFO server)") as client:
+            return self._mode(client)
 
-        Every change above already does this; call it after changing users by hand.
+    def persist(self) -> Persistence:
+        """Save the users where the server keeps them (``ACL SAVE`` or ``CONFIG REWRITE``);
+        return how. `Persistence.NONE`: nothing was saved (memory only).
+
+        Every change above already does this; the plan step calls it to prove the save works
+        (a read-only ACL or config file fails here, before anything changed), and it can be
+        called after changing users by hand.
+
+        Raises:
+            TargetError: the save was refused (e.g. the file is not writable).
         """
-        with self._admin("ACL SAVE") as client:
+        with self._admin("persist users (ACL SAVE / CONFIG REWRITE)") as client:
             return self._save(client)

@@ -63,7 +63,7 @@ def test_whole_flow_never_leaks_a_value(
     rows = {r["class"]: r for r in json.loads(status.out)["secrets"]}
     assert rows["jwt-access"]["state"] == "ok"
     assert rows["jwt-access"]["version"] == 1
-    assert rows["minio-access-key"]["state"] == "missing"
+    assert rows["minio"]["state"] == "missing"
     assert initialised("status").code == 0
 
     exported = initialised("export", "--env", "dev", "-o", "app.env")

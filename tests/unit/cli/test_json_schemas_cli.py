@@ -15,7 +15,8 @@ def test_inventory_check_json(initialised: Keyroll) -> None:
     done = initialised("inventory", "check", "--json")
     assert done.code == 0, done.err
     doc = json.loads(done.out)
-    assert set(doc) == {"schema", "ok", "file", "environments", "classes", "secrets"}
+    assert set(doc) == {"schema", "ok", "file", "environments", "classes", "secrets", "warnings"}
+    assert doc["warnings"] == []  # the example generates no provider credential locally
     assert doc["schema"] == "keyroll.inventory-check/v1" and doc["ok"] is True
     assert isinstance(doc["secrets"], int) and doc["secrets"] > 0
     first = doc["classes"][0]

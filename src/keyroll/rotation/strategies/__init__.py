@@ -25,6 +25,9 @@ _BY_KIND: dict[Kind, tuple[str, str]] = {
     Kind.PROVIDER_SHARED: ("provider_shared", "ProviderSharedStrategy"),
     Kind.POSTGRES_ROLE: ("postgres_role", "PostgresRoleStrategy"),
     Kind.REDIS_ACL: ("redis_acl", "RedisAclStrategy"),
+    Kind.MYSQL_USER: ("mysql_user", "MySQLUserStrategy"),
+    Kind.ISSUED_KEY: ("issued_key", "IssuedKeyStrategy"),
+    Kind.AWS_IAM: ("aws_iam", "AwsIamStrategy"),
     Kind.RABBITMQ_USER: ("rabbitmq_user", "RabbitMQUserStrategy"),
 }
 

@@ -100,6 +100,8 @@ class Strategy(ABC):
 
     kind: Kind
     manual_steps: tuple[ManualStep, ...] = ()
+    #: the new value comes from the provider's API (issued-key, aws-iam), not a generator
+    issues_value: bool = False
 
     def validate(self, cls: SecretClass) -> None:  # noqa: B027  (optional)
         """Check the class's kind-specific options; raise `UsageError` naming the field."""
@@ -147,6 +149,11 @@ class Strategy(ABC):
 
     def retire(self, ctx: StepContext) -> None:  # noqa: B027  (optional)
         """Make the target stop accepting the old value."""
+
+    def reinstate(self, ctx: StepContext) -> None:  # noqa: B027  (optional)
+        """On a rotation back, before its verify: make the target accept ``ctx.new`` (the old
+        version, current again) if the forward overlap had begun to disable it (an AWS key
+        already deactivated while its deletion waited). Must be safe to rerun."""
 
     def revoke(self, ctx: StepContext) -> None:  # noqa: B027  (optional)
         """Incident mode, after retire: cut what the old value still holds open."""

@@ -8,10 +8,15 @@ rotation gives the *idle* role a fresh password:
 
 ============ ==================================================================================
 plan         log in with the current credential, directly and through PgBouncer (refuse
-             otherwise: nothing is changed), create what is missing of the layout, and take the
-             verified ``pg_dump -Fc`` backup when ``backup_dir`` is set (seed 000 §3.1)
+             otherwise: nothing is changed), create what is missing of the layout (both login
+             roles act as the group: ``SET role``), give the group whatever a login role
+             owns, and take the verified ``pg_dump -Fc`` backup when ``backup_dir`` is set
+             (seed 000 §3.1)
 apply        a fresh SCRAM verifier on the idle role; PgBouncer's auth_file gets it, RELOAD
-test         log in as the idle role (directly and through PgBouncer) and run the probe
+test         log in as the idle role (directly and through PgBouncer), check that it acts as
+             the group, run the probe, and compare its effective privileges with the active
+             role's (every table, column, sequence, function, type, schema, database and
+             membership): any difference fails the step, the diff in the evidence
 overlap      the deadline, then no session of the old role for ``overlap.settle``
              (``pg_stat_activity``; behind PgBouncer: its clients of the old role plus the
              sessions that are not PgBouncer's pooled server connections)
@@ -270,6 +275,11 @@ class PostgresRoleStrategy(Strategy):
                 f"log in, so the rotation did not start and nothing was changed: {exc}"
             ) from None
         layout = targets.pg.ensure_layout(opts.layout.group, opts.layout.logins)
+        reclaimed, warnings = targets.pg.reclaim(layout)
+        ctx.evidence["ownership"] = {"creates_as": layout.group, "reclaimed": reclaimed,
+                                     "warnings": warnings}
+        for warning in warnings:
+            ctx.emit(f"warning: {warning}")
         ctx.evidence["login"] = {
             "role": role, "direct": "ok", "probe_table": opts.probe_table,
             "pgbouncer": "ok" if targets.bouncer is not None else "not configured",
@@ -308,15 +318,31 @@ class PostgresRoleStrategy(Strategy):
     def test(self, ctx: StepContext) -> None:
         opts = role_options(ctx.cls)
         targets = _targets(ctx, opts)
-        _, role = self._roles(ctx, opts)
+        old, role = self._roles(ctx, opts)
         password = ctx.value(ctx.new)
-        targets.pg.check_login(targets.admin_dsn, role, password, probe_table=opts.probe_table)
+        acting = targets.pg.check_login(targets.admin_dsn, role, password,
+                                        probe_table=opts.probe_table)
         if targets.bouncer is not None:
             targets.bouncer.check_login(targets.bouncer_dbname, role, password)
         ctx.evidence["checked"] = {
             "role": role, "direct": "ok", "probe_table": opts.probe_table,
+            "acts_as": acting,
             "pgbouncer": "ok" if targets.bouncer is not None else "not configured",
         }
+        if acting != opts.layout.group:
+            raise StepFailed(
+                f"{ctx.ref}: role {role!r} logs in acting as {acting!r}, not as the group "
+                f"{opts.layout.group!r}: what it creates would be out of reach of {old!r}; "
+                f"set it with ALTER ROLE … SET role = {opts.layout.group!r} (the plan step "
+                "does) and check that nothing resets it")
+        diff = targets.pg.privilege_diff(
+            old, role, exclude=[opts.layout.group, *opts.layout.logins])
+        ctx.evidence["privileges"] = {"compared_with": old, **diff.to_json()}
+        if not diff.same:
+            raise StepFailed(
+                f"{ctx.ref}: role {role!r} does not hold the same privileges as the active "
+                f"role {old!r} ({diff.summary(role)}): grant them to the group "
+                f"{opts.layout.group!r}, not to a login role, then rotate again")
 
     def overlap_done(self, ctx: StepContext, started: datetime) -> Verdict:
         if ctx.incident:

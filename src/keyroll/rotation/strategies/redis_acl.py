@@ -4,7 +4,10 @@
 overlap (Redis keeps several per user).
 
 ============ ==================================================================================
-plan         AUTH as the user with the current password (refuse otherwise: nothing changed)
+plan         AUTH as the user with the current password (refuse otherwise: nothing changed);
+             prove the users can be persisted (``ACL SAVE`` / ``CONFIG REWRITE``), or, where
+             the server keeps them only in memory, refuse in a production environment (warn
+             elsewhere)
 apply        ``ACL SETUSER user #<sha256(new)>`` (the old password stays)
 test         AUTH with the new password on a fresh connection
 overlap      the deadline (connections of one user cannot be told apart by password)
@@ -21,8 +24,12 @@ until ``CLIENT LIST`` shows no connection of the old user for ``overlap.settle``
 disables the old user (incident: and kills its connections); rollback disables the idle one.
 The idle user gets ``rules`` from the options, or else the active user's own rules.
 
-Every change is followed by ``ACL SAVE`` when the server keeps users in an ACL file, so a
-restart cannot bring a retired password back. Passwords travel as SHA-256 hashes only.
+Every change is persisted, so a restart cannot bring a retired password back: ``ACL SAVE``
+when the server keeps users in an ACL file, ``CONFIG REWRITE`` when it was started from a
+redis.conf (the ``user`` lines are rewritten in it). A server with neither (``redis-server
+--requirepass …`` in a Compose ``command:``) forgets every change at its next restart: the
+plan step refuses to rotate it in an environment marked ``production`` and warns elsewhere
+(`unpersisted_message` says what to configure). Passwords travel as SHA-256 hashes only.
 
 Options (``[classes.<name>].options``)::
 
@@ -49,7 +56,7 @@ from keyroll.render import check_template
 from keyroll.rotation.strategies._options import ENV_VAR, option_error
 from keyroll.rotation.strategies._settle import forget_quiet, settled
 from keyroll.rotation.strategies.base import StepContext, Strategy, Verdict
-from keyroll.targets.redis import RedisTarget
+from keyroll.targets.redis import Persistence, RedisTarget
 
 __all__ = [
     "ALTERNATING_USERS",
@@ -58,6 +65,7 @@ __all__ = [
     "RedisAclStrategy",
     "acl_options",
     "redis_target",
+    "unpersisted_message",
 ]
 
 DUAL_PASSWORD = "dual-password"  # noqa: S105  (a mode name, not a password)
@@ -156,6 +164,14 @@ def redis_target(url: str, *, what: str = "the Redis admin URL") -> RedisTarget:
                        admin_password=password, tls=parts.scheme == "rediss")
 
 
+def unpersisted_message(where: str) -> str:
+    """What to configure when a Redis server keeps its users only in memory."""
+    return (f"Redis at {where} keeps its users only in memory (no aclfile, no config file: "
+            "e.g. `redis-server --requirepass …`), so a restart would bring the old password "
+            "back: add `aclfile /data/users.acl` to a redis.conf the server starts from (or "
+            "start it from a redis.conf, which CONFIG REWRITE keeps), then rotate again")
+
+
 class RedisAclStrategy(Strategy):
     """Redis ACL users: a second password on one user, or two alternating users."""
 
@@ -212,6 +228,7 @@ class RedisAclStrategy(Strategy):
                 f"log in, so the rotation did not start and nothing was changed: {exc}"
             ) from None
         ctx.evidence["login"] = {"user": user, "mode": opts.mode, "auth": "ok"}
+        self._check_persistence(ctx, target)
         if opts.mode == ALTERNATING_USERS:
             idle = opts.other(user)
             rules = list(opts.rules) if opts.rules is not None else target.permissions_of(user)
@@ -220,6 +237,25 @@ class RedisAclStrategy(Strategy):
                 "user": idle, "rules": "options.rules" if opts.rules is not None
                 else f"copied from {user!r}",
             }
+
+    @staticmethod
+    def _check_persistence(ctx: StepContext, target: RedisTarget) -> None:
+        """Before anything changes: a save that fails (read-only file) fails here; a server
+        that cannot persist is refused in production and warned about elsewhere."""
+        try:
+            mode = target.persist()
+        except TargetError as exc:
+            raise RotationRefused(f"{ctx.ref}: the users cannot be saved, so the rotation did "
+                                  f"not start and nothing was changed: {exc}") from None
+        if mode is Persistence.NONE:
+            message = unpersisted_message(target.where)
+            if ctx.policy.production:
+                raise RotationRefused(f"{ctx.ref}: {message} (environment "
+                                      f"{ctx.ref.environment!r} is production: refused)")
+            ctx.emit(f"warning: {message}")
+            ctx.evidence["persistence"] = {"mode": mode.value, "warning": message}
+            return
+        ctx.evidence["persistence"] = {"mode": mode.value, "saved_with": mode.command}
 
     def version_meta(self, ctx: StepContext) -> dict[str, Any]:
         opts = acl_options(ctx.cls)
@@ -236,7 +272,7 @@ class RedisAclStrategy(Strategy):
         else:
             target.set_password(user, password)
         ctx.evidence["applied"] = {"user": user, "mode": opts.mode, "form": "sha256 hash",
-                                   "acl_file_saved": target.persist()}
+                                   "persisted": target.persist().value}
 
     def test(self, ctx: StepContext) -> None:
         opts = acl_options(ctx.cls)
@@ -272,7 +308,7 @@ class RedisAclStrategy(Strategy):
             what = "user disabled (no password, off)"
         forget_quiet(ctx)
         ctx.evidence["retired_user"] = {"user": old, "action": what,
-                                        "acl_file_saved": target.persist()}
+                                        "persisted": target.persist().value}
 
     def revoke(self, ctx: StepContext) -> None:
         opts = acl_options(ctx.cls)

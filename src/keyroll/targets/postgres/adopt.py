@@ -1,45 +1,43 @@
 """Adopt: an existing single login role joins the alternation, its privileges verified.
 
-`adopt_in` runs inside the caller's transaction (`PostgresTarget.adopt` opens it): the role's
-direct grants and owned objects move to a new ``NOLOGIN`` group role, a new alternate joins the
-group, and the effective privileges (`read_privileges`, as ``has_*_privilege`` and
-``pg_has_role`` report them) are compared before and after; any difference raises and the
-transaction rolls back.
+`adopt_in` runs inside the caller's transaction (`PostgresTarget.adopt` opens it). A new
+``NOLOGIN`` owner (group) role receives what the role holds (`keyroll.targets.postgres.handover`:
+memberships, direct grants, ownership, default privileges, policies); a new alternate login
+role joins the group; the role's per-role settings are copied to the alternate; both login
+roles get ``role = <group>`` so that what they create belongs to the group. The effective
+privileges (`keyroll.targets.postgres.privileges`) are compared before and after; any
+difference raises and the transaction rolls back. Anything that cannot move is refused before
+the first change, each refusal naming its object.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from keyroll.errors import RoleMissing
 from keyroll.targets._redact import target_error
-from keyroll.targets.postgres._driver import SYSTEM, role_missing
+from keyroll.targets.postgres._driver import SYSTEM
 from keyroll.targets.postgres._driver import sql as sql_module
-from keyroll.targets.postgres.layout import RoleLayout, grant_membership, is_member, roles_named
+from keyroll.targets.postgres.acting import Admin, Move
+from keyroll.targets.postgres.handover import SUPERUSER_HINT, plan_handover
+from keyroll.targets.postgres.layout import (
+    RoleLayout,
+    grant_membership,
+    is_member,
+    roles_named,
+    set_creates_as,
+)
+from keyroll.targets.postgres.privileges import (
+    Privilege,
+    PrivilegeDiff,
+    read_privileges,
+    role_oid,
+)
 
 if TYPE_CHECKING:
     import psycopg
 
 __all__ = ["AdoptResult", "Privilege", "adopt_in", "read_privileges"]
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class Privilege:
-    """One effective privilege of a role, as ``has_*_privilege`` reports it.
-
-    Attributes:
-        kind: ``database``, ``schema``, ``table``, ``column``, ``sequence``, ``function`` or
-            ``member-of``.
-        target: the object, quoted as PostgreSQL would (``"public"."orders"``).
-        privilege: ``SELECT``, ``USAGE``, ``CONNECT`` … (``USAGE`` for a membership).
-    """
-
-    kind: str
-    target: str
-    privilege: str
-
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,11 +46,18 @@ class AdoptResult:
 
     Attributes:
         layout: the alternation the role now belongs to.
-        moved_grants: direct grants copied to the group role and revoked from the role.
+        moved_grants: memberships and direct grants re-made for the group role and revoked
+            from the role.
         privileges_verified: effective privileges compared before and after (role and
             alternate both hold exactly the role's former set).
-        already_adopted: nothing was changed because the layout was already in place.
-        warnings: things keyroll did not copy and a person should look at (per-role settings).
+        already_adopted: the layout was already in place (only a missing ``role`` setting
+            may have been added).
+        warnings: things a person should look at.
+        owned_objects: objects whose ownership moved to the group role.
+        default_privileges: default-privilege entries moved or copied to the group.
+        policies: row-level security policies that now name the group.
+        settings_copied: per-role settings copied to the alternate.
+        moved: one line per move, naming the object (no values).
     """
 
     layout: RoleLayout
@@ -60,78 +65,20 @@ class AdoptResult:
     privileges_verified: int
     already_adopted: bool = False
     warnings: tuple[str, ...] = field(default=())
+    owned_objects: int = 0
+    default_privileges: int = 0
+    policies: int = 0
+    settings_copied: int = 0
+    moved: tuple[str, ...] = field(default=())
 
 
+_HINT = ("fix what the message names and run adopt again (keyroll moves memberships, direct "
+         "grants, ownership, default privileges, policies and per-role settings in the admin "
+         "DSN's database)")
 
-_PRIVILEGES_SQL = """
-WITH r AS (SELECT %(role)s::oid AS oid),
-rels AS (
-  SELECT c.oid, c.relkind, format('%%I.%%I', n.nspname, c.relname) AS name
-  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-  WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f', 'S')
-    AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-    AND n.nspname NOT LIKE 'pg\\_toast%%' AND n.nspname NOT LIKE 'pg\\_temp%%'
-)
-SELECT 'table', rels.name, p.priv FROM rels, r,
-  unnest(ARRAY['SELECT','INSERT','UPDATE','DELETE','TRUNCATE','REFERENCES','TRIGGER']) p(priv)
-  WHERE rels.relkind <> 'S' AND has_table_privilege(r.oid, rels.oid, p.priv)
-UNION ALL
-SELECT 'sequence', rels.name, p.priv FROM rels, r, unnest(ARRAY['USAGE','SELECT','UPDATE']) p(priv)
-  WHERE rels.relkind = 'S' AND has_sequence_privilege(r.oid, rels.oid, p.priv)
-UNION ALL
-SELECT 'column', rels.name || '.' || quote_ident(a.attname), p.priv
-  FROM rels JOIN pg_attribute a ON a.attrelid = rels.oid, r,
-  unnest(ARRAY['SELECT','INSERT','UPDATE','REFERENCES']) p(priv)
-  WHERE rels.relkind <> 'S' AND a.attnum > 0 AND NOT a.attisdropped
-    AND has_column_privilege(r.oid, rels.oid, a.attnum, p.priv)
-UNION ALL
-SELECT 'schema', quote_ident(n.nspname), p.priv FROM pg_namespace n, r,
-  unnest(ARRAY['USAGE','CREATE']) p(priv)
-  WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
-    AND n.nspname NOT LIKE 'pg\\_toast%%' AND n.nspname NOT LIKE 'pg\\_temp%%'
-    AND has_schema_privilege(r.oid, n.oid, p.priv)
-UNION ALL
-SELECT 'database', quote_ident(d.datname), p.priv FROM pg_database d, r,
-  unnest(ARRAY['CONNECT','CREATE','TEMPORARY']) p(priv)
-  WHERE has_database_privilege(r.oid, d.oid, p.priv)
-UNION ALL
-SELECT 'function', f.oid::regprocedure::text, 'EXECUTE' FROM pg_proc f
-  JOIN pg_namespace n ON n.oid = f.pronamespace, r
-  WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
-    AND has_function_privilege(r.oid, f.oid, 'EXECUTE')
-UNION ALL
-SELECT 'member-of', quote_ident(o.rolname), 'USAGE' FROM pg_roles o, r
-  WHERE o.oid <> r.oid AND NOT (o.oid = ANY(%(exclude)s::oid[]))
-    AND pg_has_role(r.oid, o.oid, 'USAGE')
-"""
-
-# Direct grants held by a role, with what is needed to re-issue them through sql.Identifier.
-_DIRECT_GRANTS_SQL = """
-SELECT 'TABLE', n.nspname, c.relname, NULL::name, a.privilege_type, a.is_grantable
-  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace,
-  aclexplode(c.relacl) a
-  WHERE a.grantee = %(role)s AND c.relkind IN ('r', 'v', 'm', 'p', 'f')
-UNION ALL
-SELECT 'SEQUENCE', n.nspname, c.relname, NULL, a.privilege_type, a.is_grantable
-  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace,
-  aclexplode(c.relacl) a
-  WHERE a.grantee = %(role)s AND c.relkind = 'S'
-UNION ALL
-SELECT 'COLUMN', n.nspname, c.relname, att.attname, a.privilege_type, a.is_grantable
-  FROM pg_attribute att JOIN pg_class c ON c.oid = att.attrelid
-  JOIN pg_namespace n ON n.oid = c.relnamespace, aclexplode(att.attacl) a
-  WHERE a.grantee = %(role)s AND att.attnum > 0 AND NOT att.attisdropped
-UNION ALL
-SELECT 'SCHEMA', NULL, n.nspname, NULL, a.privilege_type, a.is_grantable
-  FROM pg_namespace n, aclexplode(n.nspacl) a WHERE a.grantee = %(role)s
-UNION ALL
-SELECT 'DATABASE', NULL, d.datname, NULL, a.privilege_type, a.is_grantable
-  FROM pg_database d, aclexplode(d.datacl) a WHERE a.grantee = %(role)s
-UNION ALL
-SELECT 'ROLE', NULL, g.rolname, NULL, 'MEMBER', m.admin_option
-  FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid
-  WHERE m.member = %(role)s AND NOT (m.roleid = ANY(%(exclude)s::oid[]))
-ORDER BY 1, 2, 3, 4, 5
+_SETTINGS_SQL = """
+SELECT d.datname, c FROM pg_db_role_setting s LEFT JOIN pg_database d ON d.oid = s.setdatabase,
+  unnest(s.setconfig) c WHERE s.setrole = %s ORDER BY 1 NULLS FIRST, 2
 """
 
 
@@ -142,8 +89,8 @@ def adopt_in(conn: psycopg.Connection[Any], layout: RoleLayout, place: str, step
     See `keyroll.targets.postgres.PostgresTarget.adopt`, which checks the names first.
 
     Raises:
-        TargetError: the role is missing or cannot log in, a name is taken, or a privilege
-            could not be carried over.
+        TargetError: the role is missing or cannot log in, a name is taken, something cannot
+            be moved (each named), or a privilege differs afterwards.
     """
     group, (role, alternate) = layout.group, layout.logins
     q = sql_module()
@@ -157,126 +104,101 @@ def adopt_in(conn: psycopg.Connection[Any], layout: RoleLayout, place: str, step
         mine = read_privileges(conn, role, exclude, place, step)
         theirs = read_privileges(conn, alternate, exclude, place, step)
         _compare(mine, theirs, alternate, place, step)
-        return AdoptResult(layout, 0, len(mine), already_adopted=True)
+        added = [name for name in (role, alternate) if set_creates_as(conn, name, group)]
+        warnings = tuple(f"{name!r} now creates objects as {group!r} (role setting added)"
+                         for name in added)
+        return AdoptResult(layout, 0, len(mine), already_adopted=True, warnings=warnings)
     for name in (group, alternate):
         if name in existing:
             raise target_error(
                 SYSTEM, place, step, f"role {name!r} already exists",
                 "choose other names for the group and alternate roles")
+    admin = Admin(conn, place, step)
     before = read_privileges(conn, role, exclude, place, step)
-    role_oid = _role_oid(conn, role)
-    exclude_oids = [role_oid]
-    grants = conn.execute(
-        _DIRECT_GRANTS_SQL, {"role": role_oid, "exclude": exclude_oids}
-    ).fetchall()
+    role_id = role_oid(conn, role)
+    settings, refusals = _settings(conn, role_id, role, alternate, group)
+    handover = plan_handover(conn, admin, role, role_id, group, exclude)
+    refusals += handover.refusals
+    if refusals:
+        shown = "; ".join(refusals[:10]) + (f" … ({len(refusals)} in all)"
+                                            if len(refusals) > 10 else "")
+        hint = SUPERUSER_HINT if any("superuser" in r for r in refusals) else _HINT
+        raise target_error(SYSTEM, place, step, f"{len(refusals)} thing(s) cannot be moved "
+                           f"to {group!r}, so nothing was changed: {shown}", hint)
     conn.execute(q.SQL("CREATE ROLE {} NOLOGIN").format(q.Identifier(group)))
-    for kind, schema, name, column, priv, grantable in grants:
-        target = _grant_target(kind, schema, name, column, priv)
-        grant = q.SQL("GRANT {} TO {}{}").format(
-            target, q.Identifier(group),
-            q.SQL(" WITH ADMIN OPTION" if kind == "ROLE" else " WITH GRANT OPTION")
-            if grantable else q.SQL(""))
-        conn.execute(grant)
-    conn.execute(q.SQL("REASSIGN OWNED BY {} TO {}").format(
-        q.Identifier(role), q.Identifier(group)))
+    for move in handover.moves:
+        admin.run(move, _HINT)
     conn.execute(q.SQL("ALTER ROLE {} INHERIT").format(q.Identifier(role)))
     grant_membership(conn, group, role)
-    conn.execute(q.SQL("CREATE ROLE {} NOLOGIN INHERIT").format(
-        q.Identifier(alternate)))
+    conn.execute(q.SQL("CREATE ROLE {} NOLOGIN INHERIT").format(q.Identifier(alternate)))
     grant_membership(conn, group, alternate)
-    for kind, schema, name, column, priv, _ in grants:
-        target = _grant_target(kind, schema, name, column, priv)
-        conn.execute(q.SQL("REVOKE {} FROM {}").format(target, q.Identifier(role)))
+    for move in settings:
+        admin.run(move, _HINT)
+    for name in (role, alternate):
+        set_creates_as(conn, name, group)
+    admin.release()
     after = read_privileges(conn, role, exclude, place, step)
     _compare(before, after, role, place, step)
     alt = read_privileges(conn, alternate, exclude, place, step)
     _compare(before, alt, alternate, place, step)
-    warnings = _role_settings_warnings(conn, role_oid, alternate)
-    return AdoptResult(layout, len(grants), len(before), warnings=warnings)
-
-
-def read_privileges(
-    conn: psycopg.Connection[Any], role: str, exclude: Sequence[str], where: str, step: str
-) -> frozenset[Privilege]:
-    """Effective privileges of ``role`` (see `PostgresTarget.privileges`).
-
-    Raises:
-        RoleMissing: the role does not exist.
-    """
-    if role not in roles_named(conn, [role]):
-        raise role_missing(where, step, "check the name")
-    oid = _role_oid(conn, role)
-    excluded = [oid for name, oid in conn.execute(
-        "SELECT rolname, oid FROM pg_roles WHERE rolname = ANY(%s)", (list(exclude),)
-    ).fetchall()]
-    rows = conn.execute(_PRIVILEGES_SQL, {"role": oid, "exclude": excluded}).fetchall()
-    return frozenset(Privilege(str(k), str(t), str(p)) for k, t, p in rows)
-
-
-def _role_oid(conn: psycopg.Connection[Any], role: str) -> int:
-    row = conn.execute("SELECT oid FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
-    if row is None:
-        raise RoleMissing(f"PostgreSQL role {role!r} does not exist")
-    return int(row[0])
+    moves = (*handover.moves, *settings)
+    return AdoptResult(
+        layout, len(handover.grants), len(before), owned_objects=handover.owned,
+        default_privileges=len(handover.defaults), policies=len(handover.policies),
+        settings_copied=len(settings), moved=tuple(m.what for m in moves))
 
 
 def _compare(
     expected: frozenset[Privilege], actual: frozenset[Privilege], role: str, where: str,
     step: str,
 ) -> None:
-    if expected == actual:
+    diff = PrivilegeDiff.of(expected, actual)
+    if diff.same:
         return
-    missing = sorted(expected - actual)
-    extra = sorted(actual - expected)
-
-    def show(items: list[Privilege]) -> str:
-        text = ", ".join(f"{p.privilege} on {p.kind} {p.target}" for p in items[:8])
-        return text + (f" … ({len(items)} in all)" if len(items) > 8 else "")
-
-    parts = []
-    if missing:
-        parts.append(f"{role!r} would lack {show(missing)}")
-    if extra:
-        parts.append(f"{role!r} would gain {show(extra)}")
     raise target_error(
         SYSTEM, where, step, "privileges differ after the change; nothing was changed ("
-        + "; ".join(parts) + ")",
-        "grant these to the role through the group by hand (keyroll moves table, sequence, "
-        "column, schema, database and membership grants, and ownership in this database)",
+        + diff.summary(role) + ")",
+        "grant these to the role through the group by hand (see docs/database-rotation.md "
+        "for what adopt moves)",
     )
 
 
-def _grant_target(kind: str, schema: str, name: str, column: str, priv: str) -> Any:
-    """``<privilege> ON <kind> <object>`` (or a role name for memberships), identifiers quoted."""
-    sql = sql_module()
-    privilege = sql.SQL(priv)  # from aclexplode: one of PostgreSQL's own keywords
-    if kind == "ROLE":
-        return sql.Identifier(name)
-    if kind == "COLUMN":
-        return sql.SQL("{} ({}) ON TABLE {}").format(
-            privilege, sql.Identifier(column), sql.Identifier(schema, name))
-    if kind in ("TABLE", "SEQUENCE"):
-        return sql.SQL("{} ON {} {}").format(
-            privilege, sql.SQL(kind), sql.Identifier(schema, name))
-    return sql.SQL("{} ON {} {}").format(privilege, sql.SQL(kind), sql.Identifier(name))
+def _settings(conn: psycopg.Connection[Any], role_id: int, role: str, alternate: str,
+              group: str) -> tuple[list[Move], list[str]]:
+    """Moves copying the role's per-role settings to the alternate, and refusals.
 
-
-def _role_settings_warnings(
-    conn: psycopg.Connection[Any], role_oid: int, alternate: str
-) -> tuple[str, ...]:
-    rows = conn.execute(
-        "SELECT coalesce(d.datname, '(all databases)'), s.setconfig "
-        "FROM pg_db_role_setting s LEFT JOIN pg_database d ON d.oid = s.setdatabase "
-        "WHERE s.setrole = %s", (role_oid,),
-    ).fetchall()
-    warnings = []
-    for db, settings in rows:
-        names = ", ".join(str(item).split("=", 1)[0] for item in settings or [])
-        warnings.append(
-            f"the role has per-role settings ({names}) in {db}: copy them to {alternate!r} "
-            "with ALTER ROLE … SET before the first rotation"
-        )
-    return tuple(warnings)
-
-
-# backup ---------------------------------------------------------------------------------------
+    Each value is set in this transaction with ``set_config`` (which parses it as the server
+    does, lists included) and stored with ``ALTER ROLE … SET … FROM CURRENT``; the session's
+    own value is put back at once.
+    """
+    q = sql_module()
+    moves: list[Move] = []
+    refusals: list[str] = []
+    for database, item in conn.execute(_SETTINGS_SQL, (role_id,)).fetchall():
+        name, _, value = str(item).partition("=")
+        scope = f" in database {database}" if database is not None else ""
+        if name == "role":
+            refusals.append(f"the per-role setting role{scope} of {role!r}: the alternation "
+                            f"sets role = {group!r}; remove it (ALTER ROLE … RESET role)")
+            continue
+        row = conn.execute("SELECT pg_catalog.current_setting(%s, true)", (name,)).fetchone()
+        old = row[0] if row and row[0] is not None else ""
+        target = q.SQL("ALTER ROLE {}").format(q.Identifier(alternate))
+        if database is not None:
+            target = q.SQL("{} IN DATABASE {}").format(target, q.Identifier(database))
+        moves.append(Move(f"setting {name}{scope} of {role!r} (copied to {alternate!r})", (
+            q.SQL("SELECT pg_catalog.set_config({}, {}, true)").format(
+                q.Literal(name), q.Literal(value)),
+            q.SQL("{} SET {} FROM CURRENT").format(
+                target, q.Identifier(*name.split("."))),
+            q.SQL("SELECT pg_catalog.set_config({}, {}, true)").format(
+                q.Literal(name), q.Literal(old)),
+        )))
+    explicit = any(m.what.startswith("setting search_path ") for m in moves)
+    row = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (role,)).fetchone()
+    if row is not None and not explicit:
+        refusals.append(
+            f"schema {role} is named after the role: sessions will run as {group!r}, so "
+            f"\"$user\" in search_path would stop finding it; set search_path explicitly "
+            f"first (ALTER ROLE {role} SET search_path = {role}, public)")
+    return moves, refusals

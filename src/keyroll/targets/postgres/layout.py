@@ -2,6 +2,13 @@
 
 `RoleLayout` names the ``NOLOGIN`` group role and the two ``LOGIN`` roles; the functions take
 an open psycopg connection and return plain values (the caller translates errors).
+
+The group role is also the *owner* role: each login role carries the per-role setting
+``role = <group>`` (``ALTER ROLE login SET role = group``), so every session it opens runs
+``SET ROLE group`` at login and whatever it creates (a migration's tables, indexes, sequences)
+belongs to the group, reachable by both login roles. ``RESET ROLE`` and PgBouncer's
+``DISCARD ALL`` return to that setting; only an explicit ``SET ROLE NONE`` leaves it (the
+plan step gives such objects back to the group: `keyroll.targets.postgres.handover`).
 """
 
 from __future__ import annotations
@@ -16,7 +23,10 @@ from keyroll.targets.postgres._driver import sql as sql_module
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["RoleLayout", "grant_membership", "is_member", "require_role", "roles_named"]
+__all__ = [
+    "RoleLayout", "creates_as", "grant_membership", "is_member", "require_role", "roles_named",
+    "set_creates_as",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,3 +87,26 @@ def grant_membership(conn: psycopg.Connection[Any], group: str, member: str) -> 
     inherit = sql.SQL(" WITH INHERIT TRUE" if conn.info.server_version >= 160000 else "")
     conn.execute(sql.SQL("GRANT {} TO {}{}").format(
         sql.Identifier(group), sql.Identifier(member), inherit))
+
+
+def creates_as(conn: psycopg.Connection[Any], role: str) -> str | None:
+    """The role ``role``'s sessions act as (its ``role`` setting for every database), or None."""
+    rows = conn.execute(
+        "SELECT c FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole, "
+        "unnest(s.setconfig) c WHERE r.rolname = %s AND s.setdatabase = 0", (role,)
+    ).fetchall()
+    for (item,) in rows:
+        name, _, value = str(item).partition("=")
+        if name == "role":
+            return value
+    return None
+
+
+def set_creates_as(conn: psycopg.Connection[Any], login: str, owner: str) -> bool:
+    """``ALTER ROLE login SET role = owner`` unless it is set so already; True if it changed."""
+    if creates_as(conn, login) == owner:
+        return False
+    sql = sql_module()
+    conn.execute(sql.SQL("ALTER ROLE {} SET role = {}").format(
+        sql.Identifier(login), sql.Identifier(owner)))
+    return True

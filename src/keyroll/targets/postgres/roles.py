@@ -9,9 +9,10 @@ idle one receives the next password. Each step of a rotation is one call on `Pos
 step         call
 ============ ==================================================================
 plan         `PostgresTarget.check_login` with the current role and password
-             (and `ensure_layout`, `backup`)
+             (and `ensure_layout`, `reclaim`, `backup`)
 apply        `PostgresTarget.set_password` on the idle role
-test         `PostgresTarget.check_login` with ``probe_table``
+test         `PostgresTarget.check_login` with ``probe_table`` and
+             `PostgresTarget.privilege_diff` of the idle role against the active one
 overlap      `PostgresTarget.session_count` of the old role
 retire       `PostgresTarget.retire`
 incident     `PostgresTarget.terminate_sessions`
@@ -51,8 +52,17 @@ from keyroll.targets.postgres._driver import (
 from keyroll.targets.postgres._driver import (
     sql as sql_module,
 )
-from keyroll.targets.postgres.adopt import AdoptResult, Privilege, adopt_in, read_privileges
-from keyroll.targets.postgres.layout import RoleLayout, grant_membership, require_role, roles_named
+from keyroll.targets.postgres.acting import Admin
+from keyroll.targets.postgres.adopt import AdoptResult, adopt_in
+from keyroll.targets.postgres.handover import reclaim_ownership
+from keyroll.targets.postgres.layout import (
+    RoleLayout,
+    grant_membership,
+    require_role,
+    roles_named,
+    set_creates_as,
+)
+from keyroll.targets.postgres.privileges import Privilege, PrivilegeDiff, read_privileges, role_oid
 from keyroll.targets.scram import ScramVerifier, scram_sha256_verifier
 
 if TYPE_CHECKING:
@@ -233,7 +243,7 @@ class PostgresTarget:
         password: SecretValue,
         *,
         probe_table: str | Sequence[str] | None = None,
-    ) -> None:
+    ) -> str:
         """Log in as ``role`` with ``password`` and, if asked, run the privilege probe.
 
         Used before a rotation changes anything (with the current credential: a refusal
@@ -247,6 +257,10 @@ class PostgresTarget:
             probe_table: ``table``, ``schema.table`` or ``(schema, table)``: run
                 ``SELECT 1 FROM <table> LIMIT 1`` as the role, to prove it holds the grants.
 
+        Returns:
+            The session's ``current_user``: the owner (group) role when the login role acts
+            as it (its ``role`` setting), else ``role``.
+
         Raises:
             TargetError: login refused or probe failed (the message never holds the password).
         """
@@ -259,8 +273,10 @@ class PostgresTarget:
             "database agree (check the role, its password and pg_hba.conf)",
         )
         with conn:
+            row = conn.execute("SELECT current_user").fetchone()
+            acting = str(row[0]) if row else role
             if probe_table is None:
-                return
+                return acting
             parts = _split_table(probe_table)
             sql = sql_module()
             query = sql.SQL("SELECT 1 FROM {} LIMIT 1").format(sql.Identifier(*parts))
@@ -272,6 +288,7 @@ class PostgresTarget:
                     "the probe failed", "grant the group role the privileges the application "
                     "needs, or fix probe_table in the inventory", exc, self._secrets(password),
                 ) from None
+        return acting
 
     # layout -------------------------------------------------------------------------------
 
@@ -281,8 +298,10 @@ class PostgresTarget:
         """Create what is missing of the alternation: group role and two login roles.
 
         Idempotent. The group role is ``NOLOGIN``; a new login role is created ``NOLOGIN``
-        without password (`set_password` enables it); each login role is made ``INHERIT`` and
-        a member of the group. Existing roles keep their passwords and grants.
+        without password (`set_password` enables it); each login role is made ``INHERIT``, a
+        member of the group, and acts as the group (``ALTER ROLE … SET role = group``), so
+        the objects its sessions create belong to the group. Existing roles keep their
+        passwords and grants.
 
         Args:
             group: the privilege-holding role (``goodgo_app``).
@@ -318,7 +337,40 @@ class PostgresTarget:
                 else:
                     conn.execute(sql.SQL("ALTER ROLE {} INHERIT").format(sql.Identifier(name)))
                 grant_membership(conn, group, name)
+                set_creates_as(conn, name, group)
         return RoleLayout(group, (pair[0], pair[1]))
+
+    def reclaim(self, layout: RoleLayout) -> tuple[dict[str, int], list[str]]:
+        """Give the group whatever a login role owns in this database (the plan step).
+
+        A login role owns objects only if it created them before it acted as the group (a
+        layout older than the ``role`` setting) or in a session that ran ``SET ROLE NONE``;
+        after the next rotation the other login role could not reach them. Idempotent; with
+        nothing to move it changes nothing.
+
+        Returns:
+            Objects moved per login role (only those that moved some), and warnings
+            (objects in other databases, which keyroll does not move).
+
+        Raises:
+            TargetError: the server refused (nothing was changed).
+        """
+        step = f"give objects of the login roles to group {layout.group!r}"
+        moved: dict[str, int] = {}
+        warnings: list[str] = []
+        with self._admin(step) as conn, conn.transaction():
+            existing = roles_named(conn, [*layout.logins])
+            admin = Admin(conn, self.where, step)
+            for login in layout.logins:
+                if login not in existing:
+                    continue
+                count, notes = reclaim_ownership(conn, admin, login, role_oid(conn, login),
+                                                 layout.group)
+                warnings += notes
+                if count:
+                    moved[login] = count
+            admin.release()
+        return moved, warnings
 
     # apply --------------------------------------------------------------------------------
 
@@ -474,18 +526,42 @@ class PostgresTarget:
         with self._admin(step) as conn:
             return read_privileges(conn, role, exclude, self.where, step)
 
+    def privilege_diff(self, expected: str, actual: str, *, exclude: Sequence[str] = ()
+                       ) -> PrivilegeDiff:
+        """How ``actual``'s effective privileges differ from ``expected``'s (`privileges`).
+
+        The test step compares the pending login role with the active one: every table,
+        view, column, sequence, function, type, schema, database and membership the active
+        role can use must be usable by the pending role, and nothing more.
+
+        Raises:
+            RoleMissing: a role does not exist.
+            TargetError: the server refused.
+        """
+        check_identifier(expected, "role")
+        check_identifier(actual, "role")
+        step = f"compare privileges of role {actual!r} with {expected!r}"
+        with self._admin(step) as conn:
+            want = read_privileges(conn, expected, exclude, self.where, step)
+            have = read_privileges(conn, actual, exclude, self.where, step)
+        return PrivilegeDiff.of(want, have)
+
     def adopt(
         self, role: str, *, group: str | None = None, alternate: str | None = None
     ) -> AdoptResult:
         """Bring an existing login role (``goodgo_app``) into the alternation, in one transaction.
 
         The role keeps its name, password and sessions, so its current users notice nothing.
-        A ``NOLOGIN`` group role receives the role's direct grants (tables, sequences,
-        columns, schemas, databases, role memberships) and the objects it owns in this
-        database; the role becomes an ``INHERIT`` member of the group and loses the direct
-        grants; a new alternate login role (``NOLOGIN`` until `set_password`) joins the group.
-        Then the role's effective privileges are compared with those before, and the
-        alternate's with the same set: any difference rolls everything back.
+        A ``NOLOGIN`` group role receives what the role holds (`keyroll.targets.postgres.
+        handover`: memberships, direct grants on every kind of object, ownership in this
+        database, default privileges, policies), each grant re-made as its grantor; the role
+        becomes an ``INHERIT`` member of the group and loses the direct grants; a new
+        alternate login role (``NOLOGIN`` until `set_password`) joins the group and receives
+        copies of the role's per-role settings; both login roles act as the group from their
+        next login (``SET role``). Anything that cannot move is refused first, by name. Then
+        the role's effective privileges are compared with those before, and the alternate's
+        with the same set: any difference rolls everything back. Works with a superuser or a
+        ``CREATEROLE`` admin (which borrows memberships for the transaction).
 
         Args:
             role: the existing login role.
