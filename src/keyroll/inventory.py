@@ -107,6 +107,7 @@ _DEFAULT_GENERATOR: dict[Kind, Format | None] = {
     Kind.POSTGRES_ROLE: Format.PASSWORD_32,
     Kind.REDIS_ACL: Format.PASSWORD_32,
     Kind.MYSQL_USER: Format.PASSWORD_32,
+    Kind.RABBITMQ_USER: Format.PASSWORD_32,
     Kind.PROVIDER_SHARED: None,  # the provider's portal issues it; a person enters it
     Kind.OPAQUE: Format.BASE64_48,
     Kind.ISSUED_KEY: None,  # the provider's `issue` command prints it

@@ -59,6 +59,7 @@ class Kind(StrEnum):
     POSTGRES_ROLE = "postgres-role"
     REDIS_ACL = "redis-acl"
     MYSQL_USER = "mysql-user"
+    RABBITMQ_USER = "rabbitmq-user"
     PROVIDER_SHARED = "provider-shared"
     OPAQUE = "opaque"
     ISSUED_KEY = "issued-key"  # the provider issues and revokes it through commands

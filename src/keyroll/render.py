@@ -102,7 +102,8 @@ def check_template(template: object) -> str | None:
 def _value_for(cls: SecretClass, store: Store, ref: SecretRef, number: int) -> SecretValue:
     value = store.read_value(ref, number)
     template = cls.options.get("app_dsn") or cls.options.get("app_url")
-    if template and cls.kind in (Kind.POSTGRES_ROLE, Kind.REDIS_ACL, Kind.MYSQL_USER):
+    if template and cls.kind in (Kind.POSTGRES_ROLE, Kind.REDIS_ACL, Kind.MYSQL_USER,
+                                    Kind.RABBITMQ_USER):
         problem = check_template(template)
         if problem is not None:
             raise UsageError(f"class {cls.name!r}: options.app_dsn/app_url {problem}")

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import pytest
 
 from tests.pebble_server import PebbleServer
+from tests.rabbitmq_server import RabbitMQServer
 from tests.servers import (
     MariaDBServer,
     PgBouncerServer,
@@ -179,3 +180,20 @@ def mysql_db(mariadb_server: MariaDBServer) -> Iterator[MySQLDatabase]:
                 cur.execute("DROP USER IF EXISTS %s@%s", (user, host))
     finally:
         conn.close()
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_server() -> Iterator[RabbitMQServer]:
+    """One RabbitMQ broker (management plugin) for the whole session: its startup takes
+    seconds, so users and vhosts are made per test. Stopped by its PID, with its own epmd."""
+    try:
+        server = RabbitMQServer()
+    except ServerUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        server.start()
+    except ServerUnavailable as exc:
+        server.stop()
+        pytest.fail(str(exc), pytrace=False)
+    yield server
+    server.stop()

@@ -88,6 +88,32 @@ def _redis_attempt(args: argparse.Namespace, user: str, password: str) -> str | 
     return None
 
 
+def _rabbitmq_attempt(args: argparse.Namespace, user: str, password: str) -> str | None:
+    """One AMQP connection (its login, to vhost ``--dbname``) and a passive declare of the
+    queue ``kr.load`` (the "query"); pika tries once (``connection_attempts=1``)."""
+    import pika
+    import pika.exceptions
+
+    params = pika.ConnectionParameters(
+        host=args.host, port=args.port, virtual_host=args.dbname, connection_attempts=1,
+        retry_delay=0, socket_timeout=10, stack_timeout=10, heartbeat=0,
+        credentials=pika.PlainCredentials(user, password, erase_on_connect=True),
+        client_properties={"connection_name": args.app})
+    try:
+        connection = pika.BlockingConnection(params)
+    except pika.exceptions.AMQPError as exc:
+        return "login: " + (repr(exc).splitlines() or [type(exc).__name__])[0][:300]
+    try:
+        connection.channel().queue_declare("kr.load", passive=True)
+    except pika.exceptions.AMQPError as exc:
+        return "query: " + (repr(exc).splitlines() or [type(exc).__name__])[0][:300]
+    finally:
+        if connection.is_open:
+            connection.close()
+    return None
+
+
+
 def _mysql_attempt(args: argparse.Namespace, user: str, password: str) -> str | None:
     """One login + query against MySQL/MariaDB (PyMySQL), like `_postgres_attempt`."""
     import pymysql
@@ -109,7 +135,8 @@ def _mysql_attempt(args: argparse.Namespace, user: str, password: str) -> str | 
     return None
 
 
-_ATTEMPTS = {"postgres": _postgres_attempt, "redis": _redis_attempt, "mysql": _mysql_attempt}
+_ATTEMPTS = {"postgres": _postgres_attempt, "redis": _redis_attempt, "mysql": _mysql_attempt,
+             "rabbitmq": _rabbitmq_attempt}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kind", choices=sorted(_ATTEMPTS), default="postgres")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--dbname", default="postgres")
+    parser.add_argument("--dbname", default="postgres", help="the database (RabbitMQ: vhost)")
     parser.add_argument("--app", default="kr-load")
     parser.add_argument("--schema", default="", help="also use every table in this schema")
     parser.add_argument("--refresh", type=float, default=0.25)

@@ -46,9 +46,10 @@ def test_example_inventory_expresses_the_runbooks() -> None:
     assert {c.tier for c in inv.classes.values()} == {Tier.HIGH, Tier.MEDIUM, Tier.LOW}
     # api-key is for keys the app itself hands out and checks: the runbooks list none (the
     # MinIO keys they name are issued by MinIO, issue 19), and opaque is the catch-all; no
-    # runbook has a MySQL/MariaDB database or a TLS certificate, so those kinds have no row
+    # runbook has a MySQL/MariaDB database, a RabbitMQ broker or a TLS certificate, so those
+    # kinds have no row
     assert set(Kind) - {c.kind for c in inv.classes.values()} == {
-        Kind.OPAQUE, Kind.API_KEY, Kind.MYSQL_USER, Kind.TLS_CERTIFICATE}
+        Kind.OPAQUE, Kind.API_KEY, Kind.MYSQL_USER, Kind.RABBITMQ_USER, Kind.TLS_CERTIFICATE}
     assert inv.environments["prod"].approvals == 2
     assert inv.classes["jwt-refresh"].overlap.deadline() == timedelta(days=31)
 

@@ -192,3 +192,34 @@ def test_the_mysql_target_and_strategy_sit_in_their_layers() -> None:
             "keyroll.targets.mysql.statements", "keyroll.targets.mysql.server"} <= mysql
     assert _violations(mysql, {"core"}) == []  # core only, as every target
     assert "keyroll.targets.mysql" in GRAPH["keyroll.rotation.strategies.mysql_user"]
+
+
+#: Optional dependencies (behind extras) of the engine's side: imported inside functions only,
+#: so a rotation of a JWT key needs none of them installed (`keyroll[rabbitmq]` is httpx + pika).
+OPTIONAL = ("psycopg", "redis", "hvac", "httpx", "pika", "kubernetes", "requests")
+
+
+def _top_level_imports(path: Path) -> set[str]:
+    """Imports in the module body itself (not in functions, not under ``if TYPE_CHECKING``)."""
+    found: set[str] = set()
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module)
+    return found
+
+
+@pytest.mark.parametrize("area", ["targets", "rotation"])
+def test_server_drivers_are_imported_lazily(area: str) -> None:
+    folder = SRC / "keyroll" / area
+    bad = [f"{_module(p)} imports {name} at import time" for p in sorted(folder.rglob("*.py"))
+           for name in sorted(_top_level_imports(p)) if name.split(".")[0] in OPTIONAL]
+    assert bad == []
+
+
+def test_the_rabbitmq_kind_sits_where_the_other_server_kinds_do() -> None:
+    # the adapter is a target (core only below it), the strategy part of the engine
+    assert "keyroll.targets.rabbitmq" in _in("targets")
+    assert "keyroll.rotation.strategies.rabbitmq_user" in _in("rotation")
+    assert "keyroll.targets.rabbitmq" in GRAPH["keyroll.rotation.strategies.rabbitmq_user"]

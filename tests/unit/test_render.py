@@ -84,6 +84,7 @@ def test_split_dsn_finds_the_password_and_never_repeats_a_bad_url() -> None:
     assert split_dsn("postgresql://app:s3cret@db/app") == ("app", "s3cret")
     # percent-encoded (as a URL must spell $ " \\ ' @ :): the password itself is returned
     assert split_dsn("mysql://app:p%24w%22q%5Cr%27%40%3A@db/app") == ("app", "p$w\"q\\r'@:")
+    assert split_dsn("amqp://app%5Fa:pa%24s%22%5C%25@mq:5672/%2F") == ("app_a", 'pa$s"\\%')
     assert split_dsn("not a url") is None
     with pytest.raises(UsageError) as info:
         split_dsn("postgresql://app:planted[pw@db/app")

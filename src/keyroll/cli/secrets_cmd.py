@@ -99,7 +99,8 @@ def _check_import(
 ) -> _Import:
     """Validate one imported value (nothing is written). Raises `UsageError` with the fix."""
     meta: dict[str, str] = {"source": source}
-    if cls.kind in (Kind.POSTGRES_ROLE, Kind.REDIS_ACL, Kind.MYSQL_USER):
+    if cls.kind in (Kind.POSTGRES_ROLE, Kind.REDIS_ACL, Kind.MYSQL_USER,
+                    Kind.RABBITMQ_USER):
         parts = split_dsn(value.reveal())
         if parts is not None:
             user, password = parts

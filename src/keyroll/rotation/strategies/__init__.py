@@ -29,6 +29,7 @@ _BY_KIND: dict[Kind, tuple[str, str]] = {
     Kind.ISSUED_KEY: ("issued_key", "IssuedKeyStrategy"),
     Kind.AWS_IAM: ("aws_iam", "AwsIamStrategy"),
     Kind.TLS_CERTIFICATE: ("tls_certificate", "TlsCertificateStrategy"),
+    Kind.RABBITMQ_USER: ("rabbitmq_user", "RabbitMQUserStrategy"),
 }
 
 
