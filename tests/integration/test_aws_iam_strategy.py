@@ -32,6 +32,10 @@ pytestmark = pytest.mark.integration
 
 KEY_ENV, SECRET_ENV = "KR_TEST_AWS_ADMIN_KEY_ID", "KR_TEST_AWS_ADMIN_SECRET"
 _users = itertools.count()
+#: moto's admin credential, made up at run time (moto accepts any key in server mode)
+ADMIN_KEY_ID = "AKIA" + "".join(secrets.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
+                                for _ in range(16))
+ADMIN_SECRET = secrets.token_urlsafe(30)
 
 
 @pytest.fixture(scope="session")
@@ -48,8 +52,8 @@ def moto() -> Iterator[MotoServer]:
 
 @pytest.fixture(autouse=True)
 def admin_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(KEY_ENV, "AKIAADMINTESTING0000")
-    monkeypatch.setenv(SECRET_ENV, "admin-secret-for-moto")
+    monkeypatch.setenv(KEY_ENV, ADMIN_KEY_ID)
+    monkeypatch.setenv(SECRET_ENV, ADMIN_SECRET)
 
 
 _CLIENTS: dict[tuple[int, str], Any] = {}
@@ -60,8 +64,8 @@ def iam(moto: MotoServer) -> Any:
     key = (os.getpid(), moto.url)
     if key not in _CLIENTS:
         _CLIENTS[key] = boto3.client("iam", endpoint_url=moto.url, region_name="us-east-1",
-                                     aws_access_key_id="AKIAADMINTESTING0000",
-                                     aws_secret_access_key="admin-secret-for-moto")
+                                     aws_access_key_id=ADMIN_KEY_ID,
+                                     aws_secret_access_key=ADMIN_SECRET)
     return _CLIENTS[key]
 
 

