@@ -222,7 +222,6 @@ class OpenBaoStore(Store):
         """
         return self._conn.identity()
 
-
     def put_version(
         self,
         ref: SecretRef,
