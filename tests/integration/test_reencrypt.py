@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from keyroll.cli.app import run
+from keyroll.errors import TargetError
 from keyroll.model import Label
 from keyroll.reencrypt import Reencryptor, cipher_for_class
 from keyroll.reencrypt.connect import open_database
@@ -199,6 +200,96 @@ def test_sigkill_mid_job_then_resume_finishes_with_every_plaintext(world: World,
     assert summary["columns"][1]["rewritten"] == 3000 - done
     world.check_all_current()
     _no_leaks(world, cli)
+
+
+class CountingStore:
+    """The world's store, counting checkpoint writes (every other call goes through)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.writes: list[str | None] = []
+
+    def put_meta(self, name: str, value: str | None, **kwargs: Any) -> None:
+        if name.startswith("reencrypt:"):
+            self.writes.append(value)
+        self.inner.put_meta(name, value, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+class FailingDatabase(Database):
+    """The real adapter; the compare-and-set of batch ``fail_at`` of ``doc_enc`` fails."""
+
+    def __init__(self, inner: Database, fail_at: int) -> None:
+        self.inner, self.fail_at, self.batches = inner, fail_at, 0
+
+    def resolve(self, table: str, key: str, column: str) -> Any:
+        return self.inner.resolve(table, key, column)
+
+    def scan(self, *args: Any) -> Any:
+        return self.inner.scan(*args)
+
+    def _bound(self, *args: Any) -> Any:
+        return self.inner._bound(*args)
+
+    def _count_range(self, *args: Any) -> int:
+        return self.inner._count_range(*args)
+
+    def _census_range(self, *args: Any) -> Any:
+        return self.inner._census_range(*args)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def compare_and_set(self, column: Any, updates: Any) -> int:
+        if column.column == "doc_enc":
+            self.batches += 1
+            if self.batches == self.fail_at:
+                raise TargetError("the database went away (planted failure)")
+        return self.inner.compare_and_set(column, updates)
+
+
+@pytest.mark.parametrize(("every", "per_column"), [(3600.0, 1), (0.0, 10)])
+def test_checkpoints_are_written_at_most_every_interval(world: World, every: float,
+                                                        per_column: int) -> None:
+    world.populate(200)
+    world.rotate()
+    counting = CountingStore(world.store)
+    cls = world.inventory.classes["field"]
+    job = Reencryptor(cipher_for_class(world.store, world.ref, cls), store=counting,  # type: ignore[arg-type]
+                      ref=world.ref, batch_size=20, checkpoint_every=every)
+    report = job.run(cls.columns)
+    assert report.ok and report.columns[1].rewritten == 200
+    positions = [w for w in counting.writes if w is not None]
+    assert len(positions) == 2 * per_column, counting.writes  # 10 windows of 20 per column
+    assert counting.writes.count(None) == 2  # each pass's end clears its checkpoint
+    world.check_all_current()
+
+
+def test_a_failed_batch_leaves_the_last_committed_position_then_resume_finishes(
+        world: World) -> None:
+    world.populate(200)
+    world.rotate()
+    opened: list[FailingDatabase] = []
+
+    def connect(dsn: str, env_var: str) -> Database:
+        opened.append(FailingDatabase(open_database(dsn, env_var=env_var), fail_at=6))
+        return opened[-1]
+
+    job = _job(world, batch_size=20, checkpoint_every=3600.0, connect=connect)
+    with pytest.raises(TargetError, match="planted failure"):
+        job.run(world.inventory.classes["field"].columns)
+    # five batches of doc_enc committed; the checkpoint says so although the interval had
+    # not passed since the first batch's
+    checkpoint = world.store.get_meta(checkpoint_key(world.ref, "users", "doc_enc"))
+    assert checkpoint is not None
+    assert json.loads(checkpoint)["after"] == {"int": 100}
+    report = _job(world, batch_size=20).run(world.inventory.classes["field"].columns)
+    assert report.ok
+    doc = report.columns[1]
+    assert (doc.resumed_after, doc.rewritten) == ("100", 100)  # nothing before it again
+    world.check_all_current()
 
 
 # --- concurrent application writes ----------------------------------------------------------

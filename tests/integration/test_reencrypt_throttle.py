@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import secrets
 import threading
 import time
@@ -68,9 +69,14 @@ def test_default_throttle_measures_a_baseline_and_reports(
     assert throttle["target_p99_ms"] == pytest.approx(throttle["baseline_p99_ms"] * 1.5,
                                                       abs=0.002)
     assert throttle["replicas"] == 0 and throttle["final_batch"] <= 50
+    assert summary["priority"] == "idle"  # the throttled job's own thread gives way
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER  # ...and the caller's thread is unchanged
     world.check_all_current()
-    code, stdout, _ = cli("reencrypt", "field", "--env", "dev", "--no-throttle")
-    assert code == 0 and "throttle (" not in stdout
+    code, stdout, _ = cli("reencrypt", "field", "--env", "dev", "--no-throttle", "--json")
+    assert code == 0 and json.loads(stdout)["priority"] == "normal"
+    assert json.loads(stdout)["throttle"] == {}
+    code, _, stderr = cli("reencrypt", "field", "--env", "dev", "--priority", "high")
+    assert code == 2 and stderr.count("\n") == 1 and "--priority must be one of" in stderr
     assert_no_leak([*cli.transcript, postgres_server.log_text()], world.planted(),
                    where="throttled reencrypt outputs")
 

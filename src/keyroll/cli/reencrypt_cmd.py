@@ -86,8 +86,8 @@ def _print_throttle(report: ReencryptReport) -> None:
                f"{t['max_lag_allowed_s']:g} s)")
         out().print(f"throttle ({var}): {probe}; slowed {t['backoffs']} times, held "
                     f"{t['holds']} times ({t['held_seconds']} s), paused "
-                    f"{t['paused_seconds']} s; final batch {t['final_batch']}; {lag}",
-                    markup=False)
+                    f"{t['paused_seconds']} s; final batch {t['final_batch']}; {lag}; "
+                    f"CPU priority {report.priority}", markup=False)
 
 
 def _needed_keys(report: ReencryptReport, class_name: str, env: str) -> None:
@@ -177,6 +177,10 @@ def reencrypt(
     no_throttle: Annotated[bool, typer.Option(
         "--no-throttle", help="Run at --batch-size and --pause-ms, whatever the database "
         "feels.")] = False,
+    priority: Annotated[str | None, typer.Option(
+        "--priority", help="The job's own CPU priority: idle (the default with the "
+        "throttle: any other process first), low (nice 19) or normal (the default with "
+        "--no-throttle).")] = None,
 ) -> None:
     """Rewrite every row of the class's columns under its current key (resumable, online)."""
     app: AppContext = ctx.obj
@@ -186,8 +190,10 @@ def reencrypt(
     throttle = ThrottlePolicy(enabled=not no_throttle, max_p99_ms=max_p99_ms,
                               max_slowdown=max_slowdown, max_lag=max_lag,
                               max_waiting=max_waiting)
+    if priority is None:
+        priority = "normal" if no_throttle else "idle"
     job = Reencryptor(cipher, store=app.store, ref=ref, batch_size=batch_size,
-                      pause=pause_ms / 1000, progress=bar, throttle=throttle)
+                      pause=pause_ms / 1000, progress=bar, throttle=throttle, priority=priority)
     if bar is not None:
         with bar.progress:
             report = job.run(cls.columns, dry_run=dry_run)

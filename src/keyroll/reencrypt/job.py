@@ -13,9 +13,11 @@ For each column of an ``encryption-key`` class (``columns`` in keyroll.toml):
 4. *Compare-and-set* the batch in one short transaction: ``WHERE key = ? AND col = old``.
    A row the application wrote in between is left alone (its new value is the truth; if it
    is still stale, the next pass takes it).
-5. *Checkpoint* after every batch in the store (``reencrypt:{env}/{class}:{table}.{column}``):
-   a killed job resumes after the last committed batch. Replaying a batch is harmless: its
-   rows are current now, so the scan skips them.
+5. *Checkpoint* the position in the store (``reencrypt:{env}/{class}:{table}.{column}``) after
+   the first batch, then at most every ``checkpoint_every`` seconds (default 1 s: a store
+   write per batch cost more than the batch), and when the job stops on an error: a killed
+   job resumes after the last checkpoint and replays at most that second of batches, which is
+   harmless: their rows are current now, so the scan skips them.
 6. When a pass ends, *count* what is still stale. Rows can appear behind the cursor (an
    application process that has not refreshed its keys yet wrote under the old key, or a
    compare-and-set lost), so another full pass runs, up to ``max_passes``.
@@ -30,6 +32,7 @@ import dataclasses
 import functools
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +45,7 @@ from keyroll.model import SecretRef, format_kid
 from keyroll.reencrypt.connect import open_database
 from keyroll.reencrypt.database import Column, Database, KeyValue, Update
 from keyroll.reencrypt.headers import HeaderMatch
+from keyroll.reencrypt.priority import PRIORITIES, run_at
 from keyroll.reencrypt.throttle import Decision, Governor, ThrottlePolicy
 from keyroll.runtime.fields import Context, FieldCipher
 from keyroll.stores.base import Store
@@ -231,6 +235,7 @@ class ReencryptReport:
         columns: one result per column.
         throttle: per database (by its DSN variable), what the throttle did
             (`keyroll.reencrypt.throttle.Throttle.summary`); empty when unthrottled.
+        priority: the CPU priority the job ran at (`keyroll.reencrypt.priority`).
     """
 
     secret: str
@@ -238,6 +243,7 @@ class ReencryptReport:
     dry_run: bool
     columns: list[ColumnResult] = field(default_factory=list)
     throttle: dict[str, dict[str, Any]] = field(default_factory=dict)
+    priority: str = "normal"
 
     @property
     def ok(self) -> bool:
@@ -254,7 +260,7 @@ class ReencryptReport:
             "rewritten": sum(c.rewritten for c in self.columns),
             "failed": sum(c.failed for c in self.columns),
             "remaining": sum(c.remaining for c in self.columns),
-            "throttle": self.throttle,
+            "throttle": self.throttle, "priority": self.priority,
         }
 
 
@@ -273,6 +279,9 @@ class Reencryptor:
         throttle: adapt batch size and pause to the database's response
             (`keyroll.reencrypt.throttle`); None runs at ``batch_size`` and ``pause``.
         progress: called after every batch.
+        checkpoint_every: seconds between two checkpoint writes (0: after every batch).
+        priority: ``idle``, ``low`` or ``normal`` (`keyroll.reencrypt.priority`): the job's
+            own CPU priority; other than ``normal`` it runs in a thread of its own.
         environ: where DSNs are read (default ``os.environ``).
         clock: monotonic seconds (timings in the report).
         sleep: how to pause.
@@ -290,6 +299,8 @@ class Reencryptor:
         pause: float = 0.0,
         throttle: ThrottlePolicy | None = None,
         progress: ProgressCallback | None = None,
+        checkpoint_every: float = 1.0,
+        priority: str = "normal",
         environ: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
@@ -301,6 +312,8 @@ class Reencryptor:
             raise UsageError("max passes must be between 1 and 100")
         if pause < 0:
             raise UsageError("the pause between batches cannot be negative")
+        if not 0 <= checkpoint_every <= 3600:
+            raise UsageError("the checkpoint interval must be between 0 and 3600 seconds")
         self.cipher = cipher
         self.store = store
         self.ref = ref
@@ -310,6 +323,11 @@ class Reencryptor:
         self.throttle = throttle if throttle is not None and throttle.enabled else None
         self._governors: dict[int, Governor] = {}
         self.progress = progress
+        self.checkpoint_every = checkpoint_every
+        if priority not in PRIORITIES:
+            raise UsageError(f"--priority must be one of {', '.join(PRIORITIES)}")
+        self.priority = priority
+        self._stop = threading.Event()
         self.environ = os.environ if environ is None else environ
         self.clock = clock
         self.sleep = sleep
@@ -317,7 +335,7 @@ class Reencryptor:
         self.current = HeaderMatch.for_kid(cipher.current_kid)
 
     def run(self, columns: Sequence[EncryptionColumn], *, dry_run: bool = False) -> ReencryptReport:
-        """Re-encrypt (or with ``dry_run``, count) every column.
+        """Re-encrypt (or with ``dry_run``, count) every column, at the job's ``priority``.
 
         Raises:
             UsageError: a DSN variable is unset, a table or column is unknown or unsuitable
@@ -325,6 +343,7 @@ class Reencryptor:
             TargetError: a database failed mid-way (committed batches stay committed and the
                 checkpoint says where to resume).
         """
+        self._stop.clear()
         report = ReencryptReport(str(self.ref), self.current.kid_hex, dry_run)
         databases: dict[str, Database] = {}
         self._governors = {}
@@ -342,18 +361,26 @@ class Reencryptor:
                         )
                     db = databases[var] = self.connect(dsn, var)
                 resolved.append((spec, db, db.resolve(spec.table, spec.key, spec.column)))
-            for spec, db, column in resolved:
-                result = ColumnResult(spec.table, spec.key, spec.column, column.form)
-                report.columns.append(result)
-                started = self.clock()
-                result.census = db.census(column)
-                result.missing_keys = self._missing_keys(result.census)
-                result.stale_before = db.count_stale(column, self.current)
-                if dry_run:
-                    result.remaining = result.stale_before
-                else:
-                    self._rewrite(spec, db, column, result, self._governor(db, column))
-                result.seconds = self.clock() - started
+            if not dry_run:  # probes start here, at the caller's priority, before the job's
+                for _spec, db, column in resolved:
+                    self._governor(db, column)
+
+            def work() -> None:
+                for spec, db, column in resolved:
+                    result = ColumnResult(spec.table, spec.key, spec.column, column.form)
+                    report.columns.append(result)
+                    started = self.clock()
+                    result.census = db.census(column)
+                    result.missing_keys = self._missing_keys(result.census)
+                    result.stale_before = db.count_stale(column, self.current)
+                    if dry_run:
+                        result.remaining = result.stale_before
+                    else:
+                        self._rewrite(spec, db, column, result, self._governor(db, column))
+                    result.seconds = self.clock() - started
+
+            _, report.priority = run_at("normal" if dry_run else self.priority, work,
+                                        self._stop)
         finally:
             for var, db in databases.items():
                 governor = self._governors.pop(id(db), None)
@@ -364,7 +391,7 @@ class Reencryptor:
         return report
 
     def _governor(self, db: Database, column: Column) -> Governor | None:
-        """The throttle of one database, started (with its baseline) at its first column."""
+        """The throttle of one database, started (with its baseline) before any column."""
         if self.throttle is None:
             return None
         governor = self._governors.get(id(db))
@@ -423,45 +450,52 @@ class Reencryptor:
         for pass_number in range(1, self.max_passes + 1):
             result.passes = pass_number
             failed_this_pass = 0
-            for _batch in range(10**9):  # bounded by the table: keys strictly increase
-                batch = self.batch_size if governor is None else governor.last.batch
-                batch_began = self.clock()
-                window = db.scan(column, after, batch, self.current)
-                if window.last_key is None:
-                    break
-                updates: list[Update] = []
-                for key, value in window.stale:
-                    new = self._reencrypt(value, row_context(spec.context, key))
-                    if new is None:
-                        failed_this_pass += 1
-                        failed.setdefault(_key_text(key))
-                        continue
-                    assert isinstance(value, (bytes, str))
-                    updates.append(Update(key, value, new))
-                began = self.clock()
-                changed = db.compare_and_set(column, updates)
-                result.longest_batch_ms = max(result.longest_batch_ms,
-                                              (self.clock() - began) * 1000)
-                result.rewritten += changed
-                result.conflicts += len(updates) - changed
-                after = window.last_key
-                self.store.put_meta(name, json.dumps({
-                    "kid": self.current.kid_hex, "after": _dump_key(after), "pass": pass_number,
-                }))
-                done = result.rewritten + result.conflicts + failed_this_pass
-                total = max(total, done)
+            saved: tuple[KeyValue | None, float] | None = None  # (position, when) last written
+            try:
+                for _batch in range(10**9):  # bounded by the table: keys strictly increase
+                    self._check_stop()
+                    batch = self.batch_size if governor is None else governor.last.batch
+                    batch_began = self.clock()
+                    window = db.scan(column, after, batch, self.current)
+                    if window.last_key is None:
+                        break
+                    updates: list[Update] = []
+                    for key, value in window.stale:
+                        new = self._reencrypt(value, row_context(spec.context, key))
+                        if new is None:
+                            failed_this_pass += 1
+                            failed.setdefault(_key_text(key))
+                            continue
+                        assert isinstance(value, (bytes, str))
+                        updates.append(Update(key, value, new))
+                    began = self.clock()
+                    changed = db.compare_and_set(column, updates)
+                    result.longest_batch_ms = max(result.longest_batch_ms,
+                                                  (self.clock() - began) * 1000)
+                    result.rewritten += changed
+                    result.conflicts += len(updates) - changed
+                    after = window.last_key
+                    if saved is None or self.clock() - saved[1] >= self.checkpoint_every:
+                        self._checkpoint(name, after, pass_number)
+                        saved = (after, self.clock())
+                    done = result.rewritten + result.conflicts + failed_this_pass
+                    total = max(total, done)
 
-                report = functools.partial(
-                    self._report, Progress(column.label, done, total, result.rewritten,
-                                           len(failed), result.conflicts, pass_number,
-                                           batch_size=batch, pause_ms=self.pause * 1000),
-                    governor)
-                report()
-                if governor is not None:
-                    governor.notify = report
-                    governor.after_batch(self.clock() - batch_began)
-                elif self.pause:
-                    self.sleep(self.pause)
+                    report = functools.partial(
+                        self._report, Progress(column.label, done, total, result.rewritten,
+                                               len(failed), result.conflicts, pass_number,
+                                               batch_size=batch, pause_ms=self.pause * 1000),
+                        governor)
+                    report()
+                    if governor is not None:
+                        governor.notify = report
+                        governor.after_batch(self.clock() - batch_began)
+                    elif self.pause:
+                        self.sleep(self.pause)
+            except BaseException:
+                if after is not None and (saved is None or saved[0] != after):
+                    self._checkpoint(name, after, pass_number)  # what is committed stays done
+                raise
             self.store.put_meta(name, None)  # pass complete
             resumed = pass_number == 1 and result.resumed_after is not None
             after = None
@@ -473,6 +507,15 @@ class Reencryptor:
                 break  # only rows no key opens are left: another pass cannot help
         result.failed = min(len(failed), result.remaining) if failed else 0
         result.failed_keys = list(failed)[:MAX_REPORTED_KEYS]
+
+    def _check_stop(self) -> None:
+        if self._stop.is_set():
+            raise KeyboardInterrupt  # the caller's thread was interrupted: stop between batches
+
+    def _checkpoint(self, name: str, after: KeyValue, pass_number: int) -> None:
+        self.store.put_meta(name, json.dumps({
+            "kid": self.current.kid_hex, "after": _dump_key(after), "pass": pass_number,
+        }))
 
     def _report(self, base: Progress, governor: Governor | None,
                 decision: Decision | None = None) -> None:

@@ -72,8 +72,10 @@ class SQLiteDatabase(Database):
         if not path.is_file():
             raise UsageError(f"{env_var}: no SQLite database file at {path}")
         try:
+            # opened in the caller's thread, used by the job's (`keyroll.reencrypt.priority`)
             conn = sqlite3.connect(f"file:{quote(str(path))}?mode=rw", uri=True,
-                                   isolation_level=None, timeout=_BUSY_TIMEOUT_MS / 1000)
+                                   isolation_level=None, timeout=_BUSY_TIMEOUT_MS / 1000,
+                                   check_same_thread=False)
             conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
         except sqlite3.Error as exc:
             raise TargetError(f"SQLite: cannot open the database in {env_var}: {scrub(str(exc))}") from None

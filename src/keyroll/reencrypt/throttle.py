@@ -15,14 +15,18 @@ adapts its batch size and the pause between batches:
 
 The controller (`Throttle`) sets a *sleep ratio* (gh-ost's nice ratio): after a batch that
 took ``t`` seconds of work the job sleeps ``ratio × t`` (at least ``--pause-ms``, at most
-``max_pause``), so its duty cycle is ``1 / (1 + ratio)`` whatever the machine's speed. Over
-target it multiplies the ratio by 1.5 (plus 0.2, up to `MAX_RATIO`) and shrinks the batch by
-a quarter (down to ``min_batch``: shorter bursts); under 90 % of the target it cuts the ratio
-by 30 % and grows the batch back by a tenth. It starts at ``initial_ratio`` (0.25: a fifth of
-the time idle) rather than at full speed. After each change it waits for a fresh half window
-of probe samples, so it judges what it changed. Lag over ``max_lag`` or too many lock
-waiters *hold* the job (pause repeatedly, nothing written) until they recover, at most
-``max_hold`` seconds, then it stops with an error (the checkpoint lets the next run resume).
+``max_pause``), so its duty cycle is ``1 / (1 + ratio)`` whatever the machine's speed. It
+adapts the ratio like TCP's congestion window (additive increase, multiplicative decrease),
+starting gently: at ``initial_ratio`` 1.0 (half the time idle), because every batch run
+before the probe has judged it counts in the application's tail. Once per half window of
+fresh probe samples it judges: over target it multiplies the ratio by 1.5 (plus 0.2, up to
+`MAX_RATIO`) and shrinks the batch by a quarter (down to ``min_batch``: shorter bursts); under
+80 % of the target it lowers the ratio by 15 % or by ``ratio_step``, whichever is more (a
+step of 0.1 near the operating point, down to 0), and grows the batch back by a tenth;
+in between it keeps what it has. After each change it judges only samples taken after it.
+Lag over ``max_lag`` or too many lock waiters *hold* the job (pause repeatedly, nothing
+written) until they recover, at most ``max_hold`` seconds, then it stops with an error (the
+checkpoint lets the next run resume).
 
 Clocks and sleeps are the job's parameters; the controller itself never sleeps or reads a
 clock, so it is tested with plain numbers.
@@ -54,6 +58,8 @@ __all__ = [
 
 #: The largest sleep ratio: the job then works 1/21 of the time.
 MAX_RATIO = 20.0
+#: The probe's p99 under this fraction of the target lets the job speed up.
+_INCREASE_BELOW = 0.8
 
 
 def percentile(values: Sequence[float], p: float) -> float:
@@ -83,6 +89,7 @@ class ThrottlePolicy:
         window: probe samples the p99 is computed over.
         probe_interval: seconds between two probes.
         initial_ratio: the sleep ratio the job starts with.
+        ratio_step: the least the ratio drops by when the probe is well under target.
     """
 
     enabled: bool = True
@@ -96,7 +103,8 @@ class ThrottlePolicy:
     baseline_seconds: float = 3.0
     window: int = 400
     probe_interval: float = 0.005
-    initial_ratio: float = 0.25
+    initial_ratio: float = 1.0
+    ratio_step: float = 0.1
 
     def __post_init__(self) -> None:
         if self.max_p99_ms is not None and not 0 < self.max_p99_ms <= 60_000:
@@ -109,6 +117,8 @@ class ThrottlePolicy:
             raise UsageError("--max-waiting must be between 0 and 10000 sessions")
         if self.min_batch < 1 or self.max_pause < 0 or self.max_hold <= 0:
             raise UsageError("throttle bounds must be positive")
+        if not 0 <= self.initial_ratio <= MAX_RATIO or not 0 < self.ratio_step <= MAX_RATIO:
+            raise UsageError("throttle ratios must be between 0 and 20")
         if self.window < 10 or self.baseline_seconds < 0 or self.probe_interval <= 0:
             raise UsageError("throttle window and baseline must be positive")
 
@@ -282,9 +292,9 @@ class Throttle:
             self.samples.clear()  # judge the next change on what follows it
             return Decision(self.batch, self._pause(work),
                             f"probe p99 {p99:.2f} ms > target {target:.2f} ms")
-        if p99 < 0.9 * target:
+        if p99 < _INCREASE_BELOW * target:
             self.batch = min(self.max_batch, self.batch + max(1, self.max_batch // 10))
-            self.ratio = self.ratio * 0.7 if self.ratio > 0.02 else 0.0
+            self.ratio = max(0.0, min(self.ratio * 0.85, self.ratio - policy.ratio_step))
             self.since_change = 0
             self.samples.clear()
         return Decision(self.batch, self._pause(work))

@@ -7,6 +7,8 @@ adapter provides for real; `tests/integration/test_reencrypt_throttle.py` runs t
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from keyroll.errors import TargetError, UsageError
@@ -49,8 +51,16 @@ def test_backs_off_over_target_and_recovers_under_it() -> None:
     assert throttle.batch == 100 and throttle.ratio == MAX_RATIO
     assert throttle.decide(Health(), work=0.01).pause == pytest.approx(0.2)  # ratio times work
     assert throttle.decide(Health(), work=10.0).pause == policy.max_pause
+    ratios = []
     for _ in range(200):  # bounded: recovers to the configured batch and no pause
         throttle.decide(Health([0.5] * 10), work=0.01)
+        ratios.append(throttle.ratio)
+    # it speeds up by 15 % a step far from the operating point, by 0.1 near it, to 0
+    assert ratios[0] == pytest.approx(MAX_RATIO * 0.85)
+    near = [r for r in ratios if 0 < r <= 0.6]
+    assert len(near) == 6
+    assert all(a - b == pytest.approx(0.1) for a, b in itertools.pairwise(near))
+    assert ratios.index(0.0) < 40
     assert throttle.batch == 1000 and throttle.ratio == 0.0
     assert throttle.decide(Health(), work=0.01).pause == 0.0
     summary = throttle.summary()
