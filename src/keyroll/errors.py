@@ -25,8 +25,12 @@ The tree::
     ├── RotationError              a rotation cannot proceed
     │   ├── RotationRefused        preflight said no (approval missing, gate closed, …)
     │   └── StepFailed             a step's side effect failed; the engine rolls back
-    ├── TargetError                PostgreSQL, PgBouncer, Redis or a provider failed
-    │   └── RoleMissing            the PostgreSQL role a step acts on does not exist
+    ├── TargetError                a target failed: PostgreSQL, PgBouncer, Redis, MySQL/MariaDB,
+    │   │                          RabbitMQ, AWS IAM, an ACME CA, a provider command, a
+    │   │                          re-encryption database
+    │   ├── RoleMissing            the PostgreSQL role a step acts on does not exist
+    │   └── QuotaFull              AWS IAM: the user already has its two access keys
+    │                              (`keyroll.targets.aws_iam`)
     └── HookFailed                 an inventory hook exited non-zero or timed out
 
 `UsageError` subclasses (and a few others a person can fix at once, such as `LockHeld`) have

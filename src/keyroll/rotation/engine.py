@@ -630,7 +630,7 @@ class Engine:
             new=new, state=dict(body.strategy), evidence={}, workdir=self.workdir,
             entered=entered,
             emit=lambda message: self._emit(record, "progress", record.state, message),
-            fence=self._fence(),
+            fence=self._fence(), back=body.direction is Direction.BACK,
         )
 
     def _pending_pause(self, record: Rotation, strategy: Strategy) -> ManualStep | None:

@@ -203,3 +203,16 @@ def test_rotation_back_reports_verification(world: World) -> None:
     assert "verified afterwards: version 1 accepted (round_trip)" in report
     text = checklist(world.store, world.inventory, engine.journal, "webhook", "dev", record.id)
     assert "[x] Secret store updated" not in text and "ROLLED BACK" in text
+
+
+def test_strategies_are_told_when_a_rotation_runs_back(world: World) -> None:
+    world.seed("jwt-access")
+    engine = world.engine()
+    cls = world.inventory.classes["jwt-access"]
+    record = engine.run(engine.start("jwt-access", "dev").id)
+    forward = engine._context(engine.get(record.id), cls)
+    assert not forward.back and forward.old is not None and forward.new is not None
+    assert forward.old.number < forward.new.number
+    back = engine._context(engine.rollback(record.id), cls)
+    assert back.back  # old is the rolled-back (newer) version, new the one that stays
+    assert back.old is not None and back.new is not None and back.old.number > back.new.number

@@ -68,6 +68,8 @@ class StepContext:
         emit: report progress to observers (one line).
         fence: what a strategy's own store writes carry (``fence=ctx.fence``): the
             rotation's lease (None outside one, e.g. a dry run).
+        back: True on a rotation back (rolled back after promote): ``old`` is the newer
+            version that retires, ``new`` the older one that stays.
     """
 
     rotation: str
@@ -86,6 +88,7 @@ class StepContext:
     entered: SecretValue | None = None
     emit: Callable[[str], None] = lambda _message: None
     fence: Fence | None = None
+    back: bool = False
 
     def value(self, version: Version | None) -> SecretValue:
         """The value of a version (old or new). Only strategies and targets call this."""

@@ -253,8 +253,8 @@ class MySQLUserStrategy(Strategy):
 
     @staticmethod
     def _back(ctx: StepContext) -> bool:
-        """A rotation back: the version that retires is newer than the one that stays."""
-        return ctx.old is not None and ctx.new is not None and ctx.old.number > ctx.new.number
+        """A rotation back (the engine says so: `StepContext.back`)."""
+        return ctx.back
 
     # steps ---------------------------------------------------------------------------------
 
