@@ -355,8 +355,8 @@ class _KillOnIssued(crash.KillingStore):
     def __init__(self, path: Path, key: bytes) -> None:
         super().__init__(path, key, None)
 
-    def put_meta(self, key: str, value: str | None) -> None:
-        super().put_meta(key, value)
+    def put_meta(self, key: str, value: str | None, *, fence: Any = None) -> None:
+        super().put_meta(key, value, fence=fence)
         if key.startswith("acme-order:") and value and '"issued"' in value:
             os.kill(os.getpid(), 9)
 

@@ -230,10 +230,17 @@ class StoreContract:
             lambda: store.set_labels(REF, expected={}, new={}, fence=stale),
             lambda: store.create_rotation(_record("r-2"), fence=stale),
             lambda: store.audit_append(AuditEntry(1, "{}", "0" * 64, "1" * 64), fence=stale),
+            lambda: store.put_meta("settle:r-1", "2026-01-01T00:00:00+00:00", fence=stale),
+            lambda: store.put_meta("settle:r-1", None, fence=stale),
         ):
             with pytest.raises(LeaseLost):
                 write()
         assert store.list_versions(REF) == [] and store.audit_tail() is None
+        assert store.get_meta("settle:r-1") is None
+        other.put_meta("settle:r-1", "kept", fence=fresh)  # the lock's holder writes
+        with pytest.raises(LeaseLost):
+            store.put_meta("settle:r-1", None, fence=stale)
+        assert store.get_meta("settle:r-1") == "kept"
 
     # --- rotations ------------------------------------------------------------------------
 

@@ -303,8 +303,13 @@ class Store(ABC):
         """A bookkeeping value (never a secret), or None."""
 
     @abstractmethod
-    def put_meta(self, key: str, value: str | None) -> None:
-        """Set (or with None, delete) a bookkeeping value."""
+    def put_meta(self, key: str, value: str | None, *, fence: Fence | None = None) -> None:
+        """Set (or with None, delete) a bookkeeping value.
+
+        Raises:
+            LeaseLost: ``fence`` (a strategy's write under a rotation's lease) is no longer
+                the secret's lock; nothing was written.
+        """
 
     @abstractmethod
     def list_meta(self) -> list[str]:

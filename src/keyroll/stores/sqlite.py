@@ -642,8 +642,9 @@ class SQLiteStore(Store):
     def list_meta(self) -> list[str]:
         return [str(key) for (key,) in self._query("SELECT key FROM meta ORDER BY key")]
 
-    def put_meta(self, key: str, value: str | None) -> None:
+    def put_meta(self, key: str, value: str | None, *, fence: Fence | None = None) -> None:
         with self._write() as db:
+            self._fenced(db, fence)
             if value is None:
                 db.execute("DELETE FROM meta WHERE key=?", (key,))
             else:

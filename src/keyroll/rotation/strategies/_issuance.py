@@ -79,7 +79,7 @@ def begin(ctx: StepContext, before: Collection[str] | None, previous: Intent | N
     """Record that an issue is about to run (durable before the provider is asked)."""
     intent = Intent(ctx.now, frozenset(before or ()), before is not None, (),
                     previous.attempts + 1 if previous else 1)
-    ctx.store.put_meta(_key(ctx.rotation), intent.to_json())
+    ctx.store.put_meta(_key(ctx.rotation), intent.to_json(), fence=ctx.fence)
     return intent
 
 
@@ -89,14 +89,14 @@ def issued(ctx: StepContext, intent: Intent, key_id: str | None) -> Intent:
         return intent
     done = Intent(intent.at, intent.before, intent.listed, (*intent.issued, key_id),
                   intent.attempts, intent.extra)
-    ctx.store.put_meta(_key(ctx.rotation), done.to_json())
+    ctx.store.put_meta(_key(ctx.rotation), done.to_json(), fence=ctx.fence)
     return done
 
 
 def forget(ctx: StepContext) -> None:
     """Drop the intent (retire, rollback). Idempotent."""
     if ctx.store.get_meta(_key(ctx.rotation)) is not None:
-        ctx.store.put_meta(_key(ctx.rotation), None)
+        ctx.store.put_meta(_key(ctx.rotation), None, fence=ctx.fence)
 
 
 def usage_verdict(ctx: StepContext, started: datetime, last_used: datetime | None, *,

@@ -42,7 +42,7 @@ def settled(ctx: StepContext, *, what: str, count: int, started: datetime) -> Ve
     }
     if count > 0:
         if ctx.store.get_meta(key) is not None:
-            ctx.store.put_meta(key, None)
+            ctx.store.put_meta(key, None, fence=ctx.fence)
         if ctx.now >= started + overlap.max:
             return Verdict(True, f"overlap max {overlap.max} reached; retiring although {what} "
                            f"still has {count} connection(s)", evidence)
@@ -51,7 +51,7 @@ def settled(ctx: StepContext, *, what: str, count: int, started: datetime) -> Ve
     quiet = datetime.fromisoformat(stored) if stored else None
     if quiet is None or quiet > ctx.now:
         quiet = ctx.now
-        ctx.store.put_meta(key, quiet.isoformat())
+        ctx.store.put_meta(key, quiet.isoformat(), fence=ctx.fence)
     evidence["quiet_since"] = quiet.isoformat()
     if ctx.now - quiet >= overlap.settle:
         return Verdict(True, f"no connection of {what} for {overlap.settle}", evidence)
@@ -63,4 +63,4 @@ def forget_quiet(ctx: StepContext) -> None:
     """Drop the rotation's bookkeeping key (at retire and rollback). Idempotent."""
     key = _key(ctx.rotation)
     if ctx.store.get_meta(key) is not None:
-        ctx.store.put_meta(key, None)
+        ctx.store.put_meta(key, None, fence=ctx.fence)

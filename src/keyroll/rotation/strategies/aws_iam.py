@@ -294,7 +294,7 @@ class AwsIamStrategy(Strategy):
         keys = {k.key_id: k for k in target.access_keys()}
         if old_id in keys and keys[old_id].active:
             target.set_active(old_id, False)
-        ctx.store.put_meta(_deactivated_key(ctx.rotation), ctx.now.isoformat())
+        ctx.store.put_meta(_deactivated_key(ctx.rotation), ctx.now.isoformat(), fence=ctx.fence)
         ctx.emit(f"old access key {old_id} deactivated; deleted after {opts.delete_after}")
         if opts.delete_after <= timedelta(0):
             return Verdict(True, f"key {old_id} deactivated: deleting it", {"deactivated": old_id})
@@ -311,7 +311,7 @@ class AwsIamStrategy(Strategy):
         if old_id in keys and keys[old_id].active:
             target.set_active(old_id, False)
         deleted = target.delete(old_id)
-        ctx.store.put_meta(_deactivated_key(ctx.rotation), None)
+        ctx.store.put_meta(_deactivated_key(ctx.rotation), None, fence=ctx.fence)
         _issuance.forget(ctx)
         ctx.evidence["deleted"] = {"key_id": old_id, "outcome": "deleted" if deleted else "gone"}
 
@@ -319,7 +319,7 @@ class AwsIamStrategy(Strategy):
         opts = aws_options(ctx.cls)
         keep = _key_id(ctx.new)
         if ctx.store.get_meta(_deactivated_key(ctx.rotation)) is not None:
-            ctx.store.put_meta(_deactivated_key(ctx.rotation), None)
+            ctx.store.put_meta(_deactivated_key(ctx.rotation), None, fence=ctx.fence)
         if keep is None:
             return
         target = self._target(ctx, opts)

@@ -281,7 +281,7 @@ class TlsCertificateStrategy(Strategy):
         key = _order_key(ctx.rotation)
         note: dict[str, Any] = json.loads(ctx.store.get_meta(key) or "{}")
         note.update(fields)
-        ctx.store.put_meta(key, json.dumps(note, sort_keys=True))
+        ctx.store.put_meta(key, json.dumps(note, sort_keys=True), fence=ctx.fence)
         return note
 
     # --- steps -----------------------------------------------------------------------------
@@ -368,7 +368,7 @@ class TlsCertificateStrategy(Strategy):
                                      new={Label.PENDING: None}, fence=ctx.fence)
             ctx.store.destroy_version(ref, version.number, fence=ctx.fence)
         if ctx.store.get_meta(_order_key(ctx.rotation)) is not None:
-            ctx.store.put_meta(_order_key(ctx.rotation), None)
+            ctx.store.put_meta(_order_key(ctx.rotation), None, fence=ctx.fence)
 
     def test(self, ctx: StepContext) -> None:
         opts = tls_options(ctx.cls)

@@ -606,7 +606,8 @@ class OpenBaoStore(Store):
             keys.append(bytes.fromhex(name[1:]).decode() if name.startswith("~") else name)
         return sorted(keys)
 
-    def put_meta(self, key: str, value: str | None) -> None:
+    def put_meta(self, key: str, value: str | None, *, fence: Fence | None = None) -> None:
+        self._check_fence(fence)
         path = self._path("_meta", _path_key(key))
         if value is not None:
             self._kv.write(path, {"value": value}, cas=None)
