@@ -52,6 +52,19 @@ def test_example_inventory_expresses_the_runbooks() -> None:
         Kind.OPAQUE, Kind.API_KEY, Kind.MYSQL_USER, Kind.RABBITMQ_USER, Kind.TLS_CERTIFICATE}
     assert inv.environments["prod"].approvals == 2
     assert inv.classes["jwt-refresh"].overlap.deadline() == timedelta(days=31)
+    # seed 004 §3: prod changes inside a window, high-tier classes rehearsed in staging first,
+    # a verified backup of the app database before the classes that touch its data
+    jwt, database = inv.classes["jwt-access"], inv.classes["database"]
+    window = inv.window_for(jwt, "prod")
+    assert window is not None and inv.window_for(jwt, "staging") is None
+    for name in ("jwt-access", "database", "field-encryption"):
+        rule = inv.rehearsal_for(inv.classes[name], "prod")
+        assert rule is not None and rule.environments == ["staging"], name
+    assert inv.rehearsal_for(inv.classes["s3-backup"], "prod") is None  # prod only
+    assert [(p.backup, p.dsn_env, p.environments) for p in database.preflight] == [
+        ("pg_dump", "DATABASE_URL", ["prod"])]
+    kinds = ("http", "rollout_status", "jwt_request")  # readiness and a login with the new key
+    assert {k for h in jwt.hooks.verify for k in kinds if getattr(h, k, None)} == set(kinds)
 
 
 def test_defaults_and_lookups() -> None:

@@ -47,3 +47,16 @@ def keyroll(project: Path, capsys: pytest.CaptureFixture[str]) -> Keyroll:
 def initialised(keyroll: Keyroll) -> Keyroll:
     assert keyroll("init").code == 0
     return keyroll
+
+
+@pytest.fixture
+def ungated(initialised: Keyroll, project: Path) -> Keyroll:
+    """The example project without its production change window and rehearsal rules, for
+    tests about something else (approvals, JSON, stdin) that rotate in prod at any hour."""
+    toml = project / "keyroll.toml"
+    text = toml.read_text()
+    kept = [line for line in text.splitlines(keepends=True)
+            if not line.startswith(("window = ", "require_rehearsal = "))]
+    assert len(kept) < len(text.splitlines())
+    toml.write_text("".join(kept))
+    return initialised

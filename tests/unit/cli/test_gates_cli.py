@@ -76,3 +76,26 @@ def test_without_a_rehearsal_rotate_exits_2_and_a_drill_unlocks_it(
     rotations = json.loads(keyroll("rotations", "--json").out)
     assert [r["state"] for r in rotations] in (["overlap"], ["done"])
     assert drill.code == (WAITING if rotations[0]["state"] == "overlap" else 0), drill.err
+
+
+def test_the_example_project_gates_prod_by_rehearsal_and_window(initialised: Keyroll) -> None:
+    """`keyroll init`'s inventory: a prod rotation of a high-tier class wants a staging drill
+    first, and one of a class without that rule waits for the change window (prod refuses a
+    KEYROLL_NOW, so this runs on the real clock and checks whichever side of it it is on)."""
+    assert initialised("generate", "jwt-access", "--env", "prod").code == 0
+    refused = initialised("rotate", "jwt-access", "--env", "prod")
+    assert refused.code == 2 and refused.err.count("\n") == 1
+    assert "no completed rehearsal of jwt-access in staging within the last 14d" in refused.err
+    assert initialised("generate", "jwt-refresh", "--env", "prod").code == 0
+    hanoi = datetime.now(UTC) + timedelta(hours=7)  # Asia/Ho_Chi_Minh has no DST
+    second = initialised("rotate", "jwt-refresh", "--env", "prod")
+    if 2 <= hanoi.hour < 4:
+        assert second.code == WAITING, second.err  # inside: it waits for the second approver
+        refusals = 1
+    else:
+        assert second.code == 2 and second.err.count("\n") == 1
+        assert "outside the change window 02:00-04:00 Asia/Ho_Chi_Minh" in second.err
+        assert json.loads(initialised("rotations", "--json").out) == []  # nothing started
+        refusals = 2
+    journal = initialised("audit", "log", "--json")
+    assert journal.code == 0 and journal.out.count("rotation.refused") == refusals

@@ -161,21 +161,21 @@ def test_approve_json_waiting_then_rollback_json(initialised: Keyroll, project: 
 
 
 def test_rollback_json_before_promote_and_a_failed_approve(
-        initialised: Keyroll, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert initialised("generate", "jwt-access", "--env", "prod").code == OK
-    assert initialised("rotate", "jwt-access", "--env", "prod").code == WAITING
-    first = _rotation_id(initialised)
-    rolled = initialised("rollback", first, "--json")
+        ungated: Keyroll, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert ungated("generate", "jwt-access", "--env", "prod").code == OK
+    assert ungated("rotate", "jwt-access", "--env", "prod").code == WAITING
+    first = _rotation_id(ungated)
+    rolled = ungated("rollback", first, "--json")
     assert rolled.code == OK, rolled.err  # asked for and done: not a failure
     doc = valid(json.loads(rolled.out))
     assert doc["state"] == "rolled-back" and doc["waiting"] is False
     assert doc["retiring_version"] is None and doc["direction"] == "forward"
-    assert initialised("rotate", "jwt-access", "--env", "prod").code == WAITING
-    second = _rotation_id(initialised)
+    assert ungated("rotate", "jwt-access", "--env", "prod").code == WAITING
+    second = _rotation_id(ungated)
     monkeypatch.setenv("KEYROLL_ACTOR", "bob")
     # the example's prod deploy hook (a Kubernetes Secret apply) cannot work here: apply
     # fails, the rotation rolls back, and approve exits 1 with the document saying why
-    failed = initialised("approve", second, "--json")
+    failed = ungated("approve", second, "--json")
     assert failed.code == FAILED
     doc = valid(json.loads(failed.out))
     assert doc["state"] == "rolled-back" and doc["error"]["step"] == "apply"

@@ -67,24 +67,24 @@ def test_rotate_advance_report_never_leak(initialised: Keyroll, monkeypatch: pyt
     assert initialised("audit", "verify").code == 0
 
 
-def test_two_person_rule_on_the_cli(initialised: Keyroll, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert initialised("generate", "jwt-access", "--env", "prod").code == 0
-    requested = initialised("rotate", "jwt-access", "--env", "prod")
+def test_two_person_rule_on_the_cli(ungated: Keyroll, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert ungated("generate", "jwt-access", "--env", "prod").code == 0
+    requested = ungated("rotate", "jwt-access", "--env", "prod")
     assert requested.code == WAITING and "keyroll approve" in requested.out  # for approval
-    rid = _rotation_id(initialised)
-    own = initialised("approve", rid)
+    rid = _rotation_id(ungated)
+    own = ungated("approve", rid)
     assert own.code == 2 and "cannot approve it" in own.err
-    before = json.loads(initialised("get", "jwt-access", "--env", "prod", "--json").out)
+    before = json.loads(ungated("get", "jwt-access", "--env", "prod", "--json").out)
     monkeypatch.setenv("KEYROLL_ACTOR", "bob")
-    approved = initialised("approve", rid)
+    approved = ungated("approve", rid)
     # bob's approval runs it; the example's prod deploy hook (a Kubernetes Secret apply) cannot
     # work here, so staging the new key fails at apply, the rotation rolls back and the secret is untouched
     assert "approved by bob" in approved.out
     assert approved.code == 1
     assert "rolled back at apply" in approved.err
-    state = json.loads(initialised("rotations", "--all", "--json").out)[0]["state"]
+    state = json.loads(ungated("rotations", "--all", "--json").out)[0]["state"]
     assert state == "rolled-back"
-    after = json.loads(initialised("get", "jwt-access", "--env", "prod", "--json").out)
+    after = json.loads(ungated("get", "jwt-access", "--env", "prod", "--json").out)
     assert after == before
 
 

@@ -97,15 +97,15 @@ def test_scan_baseline_through_pipes(initialised: Keyroll, project: Path,
     assert both.code == 2 and "both read stdin" in both.err
 
 
-def test_export_to_stdout_is_refused_and_reports_go_there(initialised: Keyroll,
+def test_export_to_stdout_is_refused_and_reports_go_there(ungated: Keyroll,
                                                           project: Path) -> None:
-    assert initialised("generate", "jwt-access", "--env", "prod").code == OK
-    refused = initialised("export", "--env", "prod", "-o", "-")
+    assert ungated("generate", "jwt-access", "--env", "prod").code == OK
+    refused = ungated("export", "--env", "prod", "-o", "-")
     assert refused.code == 2 and "would print secret values" in refused.err
     assert refused.out == "" and not (project / "-").exists()
-    assert initialised("rotate", "jwt-access", "--env", "prod").code == WAITING  # approval
-    rid = json.loads(initialised("rotations", "--json").out)[0]["id"]
-    drill = initialised("report", "drill", rid, "-o", "-")
+    assert ungated("rotate", "jwt-access", "--env", "prod").code == WAITING  # approval
+    rid = json.loads(ungated("rotations", "--json").out)[0]["id"]
+    drill = ungated("report", "drill", rid, "-o", "-")
     assert drill.code == OK and drill.out.startswith("## Rotation report")
     assert not (project / "-").exists()
 
