@@ -273,12 +273,21 @@ def main() -> None:
                         help="rows of the replica case (0: skip it)")
     parser.add_argument("--max-lag", type=float, default=1.0,
                         help="--max-lag of the replica case, seconds")
+    parser.add_argument("--shared-buffers", default="128MB",
+                        help="the server's shared_buffers (default: PostgreSQL's own default; "
+                        "the test fixture's is 32MB)")
     args = parser.parse_args()
     naive_rows = args.naive_rows or args.rows
+    load_before = os.getloadavg()
 
     server = PostgresServer().start()
     tmp = Path(tempfile.mkdtemp(prefix="keyroll-bench-"))
     try:
+        with psycopg.connect(server.superuser_dsn, autocommit=True) as admin:
+            admin.execute(sql.SQL("ALTER SYSTEM SET shared_buffers = {}").format(
+                sql.Literal(args.shared_buffers)))
+        server.pause()  # shared_buffers takes a restart
+        server.resume()
         with psycopg.connect(server.superuser_dsn, autocommit=True) as admin:
             admin.execute("CREATE DATABASE bench")
             # the test server logs every statement; a benchmark must not measure its logging
@@ -368,9 +377,11 @@ def main() -> None:
 
         base_p50, base_p99 = _pct(baseline, 0.5), _pct(baseline, 0.99)
         print()
-        print(f"PostgreSQL {server.bin_dir.parent.name}, {os.cpu_count()} cores, batch "
-              f"{args.batch_size}, pause {args.pause_ms} ms, job niceness {args.nice}, "
-              "bytea column, context AAD")
+        print(f"PostgreSQL {server.bin_dir.parent.name}, {os.cpu_count()} cores, shared_buffers "
+              f"{args.shared_buffers}, batch {args.batch_size}, pause {args.pause_ms} ms, job "
+              f"niceness {args.nice}, bytea column, context AAD; load average before "
+              f"{' '.join(f'{x:.2f}' for x in load_before)}, after "
+              f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         print()
         print("| job | rows | seconds | rows/s | vs naive | longest transaction | "
               "reader p50 | reader p99 | p99 vs baseline | other processes |")
