@@ -39,6 +39,7 @@ import re
 import shlex
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from types import ModuleType
 from urllib.parse import unquote, unquote_plus
 
 _hmac_digest: Callable[..., bytes] | None
@@ -46,6 +47,12 @@ try:  # OpenSSL's one-call HMAC, the function `hmac.digest` calls, bound once (n
     from _hashlib import hmac_digest as _hmac_digest
 except ImportError:  # pragma: no cover - a Python built without OpenSSL
     _hmac_digest = None
+
+_cutter: ModuleType | None
+try:  # `words`' candidate cutting in one C pass (built with the package when a compiler is there)
+    from keyroll import _cutter
+except ImportError:  # the same candidates, cut by the regular expressions below
+    _cutter = None
 
 __all__ = ["DIGEST_INFO", "Recogniser", "Span", "derive_key", "digest", "shape"]
 
@@ -74,8 +81,9 @@ _MAX_WRAPPED_LINES = 128
 # the same candidates as strings, for `Recogniser.words` (every regex runs in C)
 _WINDOWS = [re.compile(rf"(?<!\S)(?=((?:\S+[ \t]+){{{k}}}\S+))") for k in range(1, _MAX_WORDS)]
 _TRIM = "\"'`()[]{}<>,;."
-_PIECED_LINE = re.compile(r"^.*(?:'\"'\"'|'\\'').*$", re.M)
+_PIECES = ("'\"'\"'", "'\\''")  # a quote inside a single-quoted shell word
 _NEEDS_FULL = re.compile(r"[\n\\'%]|[^\x00-\x7f]")
+_WHITESPACE = re.compile(r"\s")
 # the fast path of `Recogniser.words`: plain candidates decoded in batches
 _B64_CHARS = re.compile(r"[A-Za-z0-9+/_-]+")
 _HEX_CHARS = re.compile(r"[0-9A-Fa-f]+")
@@ -226,27 +234,41 @@ def _raw_candidates(text: str) -> Iterator[tuple[int, int]]:
         yield from _block_candidates(text)
 
 
-def _block_candidates(text: str) -> Iterator[tuple[int, int]]:
+def _block_candidates(text: str, shortest: int = 0) -> Iterator[tuple[int, int]]:
     """Spans of values written across lines: PEM blocks, and runs of wrapped base64/hex lines
     (a run ends after a line shorter than the run's second: the last line of a wrapped block).
     Each run is tried from its first line (or the tail of the line before it, ``KEY=MIIB…``,
     or after a ``KEY=`` on its first line) to every later line, and from every line to its end.
+    With ``shortest``, only the runs' spans of that many characters or more (every spelling
+    of a value is at least as long as the value has characters; a run is ASCII).
     """
     if "-----BEGIN " in text:
         for pem in _PEM.finditer(text):
             yield pem.span()
             if pem.group().endswith("\n"):
                 yield pem.start(), pem.end() - 1
+    if shortest:
+        runs = _cutter.runs(text, shortest) if _cutter is not None else _wrapped_runs(text)
+        for run in runs:
+            yield from ((a, b) for a, b in _run_spans(text, run) if b - a >= shortest)
+        return
+    for run in _wrapped_runs(text):
+        yield from _run_spans(text, run)
+
+
+def _wrapped_runs(text: str) -> Iterator[list[tuple[int, int]]]:
+    """The runs of wrapped lines of `_block_candidates`: (start, end) of each line's base64."""
     run: list[tuple[int, int]] = []  # (start, end) of the base64 part of each line
     previous_end = -2
     for match in _WRAPPED_LINES.finditer(text):  # only the lines that fit, found in C
         if run and (match.start() != previous_end + 1 or len(run) >= _MAX_WRAPPED_LINES or (
                 len(run) >= 2 and run[-1][1] - run[-1][0] < run[1][1] - run[1][0])):
-            yield from _run_spans(text, run)
+            yield run
             run = []
         previous_end = match.end()
         run.append(match.span(1))
-    yield from _run_spans(text, run)
+    if run:
+        yield run
 
 
 def _run_spans(text: str, run: list[tuple[int, int]]) -> Iterator[tuple[int, int]]:
@@ -302,6 +324,11 @@ class _PlainBatches:
                     length % 4 != 1 and length * 3 // 4 in sizes,
                     length % 2 == 0 and length // 2 in sizes,
                 )
+        mask = bytearray(max(self._ops, default=0) + 1)
+        for length in self._ops:
+            mask[length] = 1
+        #: ``mask[n]``: a plain candidate of ``n`` characters can spell a value looked for here
+        self.lengths_mask = bytes(mask)
 
     def find(self, words: Iterable[str], found: dict[str, str]) -> None:
         """Add to ``found`` each of ``words`` (all plain) that spells a recorded value."""
@@ -376,6 +403,9 @@ class Recogniser:
         self._digests = frozenset(digests)
         self._lengths: frozenset[int] | None = None
         self._windows = _WINDOWS
+        self._widths: tuple[tuple[int, int], ...] = ()
+        self._spaced_mask = b""
+        self._spaced_min = _MAX_CANDIDATE + 1
         self._fast: _PlainBatches | None = None
         if shapes is not None:
             known = list(shapes)
@@ -384,6 +414,17 @@ class Recogniser:
             spaced = sorted({chars for _, words, chars in plain if words > 1 and chars >= 3})
             self._windows = [re.compile(rf"(?<!\S)(?=(\S[^\n]{{{n - 2}}}\S)(?!\S))")
                              for n in spaced]
+            # runs of words are tried at each (characters, words) of a value with spaces
+            self._widths = tuple(sorted({(chars, words) for _, words, chars in plain
+                                         if words > 1 and chars >= 3}))
+            # a candidate holding whitespace can only spell a value with spaces: as written
+            # (plain) at one of their lengths, escaped from the shortest one's characters
+            mask = bytearray(max(spaced, default=0) + 1)
+            for n in spaced:
+                mask[n] = 1
+            self._spaced_mask = bytes(mask)
+            self._spaced_min = min((chars for _, words, chars in known if words > 1),
+                                   default=_MAX_CANDIDATE + 1)
             if _hmac_digest is not None and known:
                 self._fast = _PlainBatches(key, self._digests, known, plain)
 
@@ -417,6 +458,38 @@ class Recogniser:
         if self._fast is None:
             return self._every_word(text)
         fast = self._fast
+        spaced = bool(self._widths) and (" " in text or "\t" in text)
+        if _cutter is not None:
+            cut: set[str] = _cutter.words(text, fast.shortest, fast.lengths_mask,
+                                          self._spaced_mask, self._spaced_min, self._widths,
+                                          spaced)
+        else:
+            cut = self._cut(text, spaced)
+        special = set(filter(_NEEDS_FULL.search, cut))
+        if "\n" in text:
+            special.update(text[a:b] for a, b in _block_candidates(text, fast.shortest))
+        assert self._lengths is not None
+        found: dict[str, str] = {}
+        for word in special:
+            if len(word) > _MAX_CANDIDATE:
+                continue
+            for form in _sized_spellings(word, self._lengths):
+                if (d := self._which(form)) is not None:
+                    found[word] = d
+                    break
+        fast.find(cut - special, found)
+        self._pieced_lines(text, found)
+        return found
+
+    def _cut(self, text: str, spaced: bool) -> set[str]:
+        """`words`' candidates of ``text`` by regular expressions (what `keyroll._cutter`
+        cuts in C, exactly): the whitespace-free words long enough to hold a recorded value,
+        cut further (pieces, quoted strings, ``KEY=value`` tails, DSN passwords), runs of
+        words of a recorded value's length (``spaced``), each also without the quotes,
+        brackets, punctuation or base64 padding around it; kept when it needs decoding and
+        has `shortest` characters, or is plain and of a length in ``lengths_mask``."""
+        assert self._fast is not None
+        fast = self._fast
         long_words = fast.long_word.findall(text)
         if "\\ " in text or "\\\t" in text:  # printf %q keeps "\ " inside one word
             for line in _ESCAPED_SPACE_LINE.findall(text):
@@ -434,9 +507,10 @@ class Recogniser:
         if "://" in joined:
             words.update(_DSN_FIRST.findall(joined))
             words.update(_DSN_LAST.findall(joined))
-        if self._windows and (" " in text or "\t" in text):  # values with spaces
+        if spaced:  # values with spaces: runs of as many words and characters as one has
             for window in self._windows:
-                words.update(window.findall(text))
+                words.update(w for w in window.findall(text)
+                             if (len(w), len(w.split())) in self._widths)
             if '"' in text:
                 words.update(_DOUBLE_QUOTED.findall(text))
             if "'" in text:
@@ -447,22 +521,18 @@ class Recogniser:
         # base64 padding: "…/L1s=" has no "="-free candidate when "/" cuts its pieces
         words.update(list(map(str.strip, filter(_EQUALS.search, words), itertools.repeat("="))))
         # every spelling is at least as long as its value has characters
-        special = {w for w in filter(_NEEDS_FULL.search, words) if len(w) >= fast.shortest}
-        if "\n" in text:
-            special.update(text[a:b] for a, b in _block_candidates(text))
-        special.discard("")
-        assert self._lengths is not None
-        found: dict[str, str] = {}
-        for word in special:
-            if len(word) > _MAX_CANDIDATE:
-                continue
-            for form in _sized_spellings(word, self._lengths):
-                if (d := self._which(form)) is not None:
-                    found[word] = d
-                    break
-        fast.find(words - special, found)
-        self._pieced_lines(text, found)
-        return found
+        return set(filter(self._may_spell, words))
+
+    def _may_spell(self, word: str) -> bool:
+        """Whether candidate ``word`` can spell a value looked for (`_cut`'s last filter)."""
+        assert self._fast is not None
+        n = len(word)
+        full = _NEEDS_FULL.search(word) is not None
+        if _WHITESPACE.search(word):
+            return n >= self._spaced_min if full else (
+                n < len(self._spaced_mask) and self._spaced_mask[n] == 1)
+        mask = self._fast.lengths_mask
+        return n >= self._fast.shortest if full else n < len(mask) and mask[n] == 1
 
     def _every_word(self, text: str) -> dict[str, str]:
         """`words` for values whose shapes are not all known: every candidate of ``text``,
@@ -503,10 +573,9 @@ class Recogniser:
         return found
 
     def _pieced_lines(self, text: str, found: dict[str, str]) -> None:
-        if "'\"'\"'" in text or "'\\''" in text:  # shell words quoted in pieces: 'a'"'"'b'
-            for line in _PIECED_LINE.findall(text):
-                if (d := self._shell_line(line)) is not None:
-                    found[line] = d
+        for line in _pieced(text):  # shell words quoted in pieces: 'a'"'"'b'
+            if (d := self._shell_line(line)) is not None:
+                found[line] = d
 
     def _plain_lengths(self) -> frozenset[int]:
         """Lengths a plain ASCII candidate (no ``=``, ``%``, ``+``, quote, backslash) may have
@@ -577,6 +646,23 @@ class Recogniser:
 
     def __repr__(self) -> str:
         return f"Recogniser(digests={len(self._digests)})"
+
+
+def _pieced(text: str) -> list[str]:
+    """The lines of ``text`` (without their newline) holding a shell word quoted in pieces:
+    found with `str.find`, a line once however many pieces it has."""
+    lines: dict[str, None] = {}
+    for piece in _PIECES:
+        start = text.find(piece)
+        for _ in range(len(text)):  # bounded: each turn moves past a line
+            if start < 0:
+                break
+            first = text.rfind("\n", 0, start) + 1
+            end = text.find("\n", start)
+            end = len(text) if end < 0 else end
+            lines[text[first:end]] = None
+            start = text.find(piece, end)
+    return list(lines)
 
 
 def _lines(text: str) -> Iterator[tuple[int, str]]:
