@@ -5,23 +5,25 @@
  * same candidates. Each function below ports one regular expression of recognise.py; the
  * comment above it names the expression. Python's `\s` on str is Py_UNICODE_ISSPACE.
  *
- * words(text, shortest, ops, spaced_ops, spaced_min, windows, spaced) -> set[str]
+ * words(text, shortest, ops, spaced_ops, spaced_min, windows, spaced, escapes) -> set[str]
  *   Every candidate `Recogniser.words` would try, kept only when it can spell a recorded
  *   value: a candidate that needs decoding (newline, backslash, quote, percent or non-ASCII)
  *   from `shortest` characters, a plain one only when ops[len] is non-zero; one holding
  *   whitespace (only a value with spaces can be spelled so) from `spaced_min` characters when
  *   it needs decoding, else only when spaced_ops[len] is non-zero. `windows`: the
- *   (characters, words) of the values with spaces looked for in runs of words (`spaced`).
+ *   (characters, words) of the values with spaces looked for in runs of words (`spaced`);
+ *   `escapes`: the text holds "\\ " or "\\<tab>" (printf %q words are cut on its lines).
  * runs(text, shortest) -> list[list[tuple[int, int]]]
  *   The runs of wrapped base64/hex lines of `_block_candidates` (the base64 part of each
  *   line), only those whose candidate spans can reach `shortest` characters.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stdint.h>
+#include <wchar.h>
 
 typedef struct {
-    int kind;
-    const void *data;
+    Py_UCS4 *u; /* the text's characters, copied once (no per-character kind switch) */
     Py_ssize_t len;
     PyObject *text;
     PyObject *out;
@@ -31,9 +33,14 @@ typedef struct {
     const unsigned char *spaced_ops;
     Py_ssize_t nspaced_ops;
     Py_ssize_t spaced_min;
+    /* the distinct spans kept so far (open addressing on their characters' hash): a span
+     * seen again costs a hash and a compare, not a Python string */
+    Py_ssize_t *seen;
+    uint64_t *hashes;
+    Py_ssize_t seen_cap, seen_len;
 } Cut;
 
-#define CH(c, i) PyUnicode_READ((c)->kind, (c)->data, (i))
+#define CH(c, i) ((c)->u[(i)])
 #if PY_VERSION_HEX < 0x030C0000
 #define READY(text) PyUnicode_READY(text)
 #else
@@ -73,6 +80,68 @@ static int alphabet(Py_UCS4 ch) { return has(ch, ALPHABET); }
 static int piece(Py_UCS4 ch) { return !space(ch) && !has(ch, PIECE_STOP); }
 static int b64(Py_UCS4 ch) { return has(ch, B64); }
 
+/* the first ch in text[a:b], or b */
+static Py_ssize_t find_char(Cut *c, Py_ssize_t a, Py_ssize_t b, Py_UCS4 ch) {
+    if (a >= b)
+        return b;
+#if WCHAR_MAX > 0xFFFF
+    if (sizeof(wchar_t) == sizeof(Py_UCS4)) {
+        const wchar_t *at = wmemchr((const wchar_t *)(c->u + a), (wchar_t)ch, (size_t)(b - a));
+        return at == NULL ? b : (Py_ssize_t)((const Py_UCS4 *)at - c->u);
+    }
+#endif
+    while (a < b && c->u[a] != ch)
+        a++;
+    return a;
+}
+
+/* 1 the first time text[a:b] is seen in this call, 0 after, -1 out of memory */
+static int first_time(Cut *c, Py_ssize_t a, Py_ssize_t b) {
+    uint64_t h = 1469598103934665603ULL ^ (uint64_t)(b - a);
+    for (Py_ssize_t i = a; i < b; i++)
+        h = (h ^ c->u[i]) * 1099511628211ULL;
+    h |= 1; /* 0 marks a free slot */
+    if (2 * (c->seen_len + 1) > c->seen_cap) {
+        Py_ssize_t cap = c->seen_cap ? 2 * c->seen_cap : 1024;
+        Py_ssize_t *seen = PyMem_Malloc(2 * cap * sizeof(Py_ssize_t));
+        uint64_t *hashes = PyMem_Calloc(cap, sizeof(uint64_t));
+        if (seen == NULL || hashes == NULL) {
+            PyMem_Free(seen);
+            PyMem_Free(hashes);
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (Py_ssize_t k = 0; k < c->seen_cap; k++) {
+            if (!c->hashes[k])
+                continue;
+            Py_ssize_t slot = (Py_ssize_t)(c->hashes[k] & (uint64_t)(cap - 1));
+            while (hashes[slot])
+                slot = (slot + 1) & (cap - 1);
+            hashes[slot] = c->hashes[k];
+            seen[2 * slot] = c->seen[2 * k];
+            seen[2 * slot + 1] = c->seen[2 * k + 1];
+        }
+        PyMem_Free(c->seen);
+        PyMem_Free(c->hashes);
+        c->seen = seen;
+        c->hashes = hashes;
+        c->seen_cap = cap;
+    }
+    Py_ssize_t slot = (Py_ssize_t)(h & (uint64_t)(c->seen_cap - 1));
+    while (c->hashes[slot]) {
+        Py_ssize_t sa = c->seen[2 * slot], sb = c->seen[2 * slot + 1];
+        if (c->hashes[slot] == h && sb - sa == b - a
+            && memcmp(c->u + sa, c->u + a, (size_t)(b - a) * sizeof(Py_UCS4)) == 0)
+            return 0;
+        slot = (slot + 1) & (c->seen_cap - 1);
+    }
+    c->hashes[slot] = h;
+    c->seen[2 * slot] = a;
+    c->seen[2 * slot + 1] = b;
+    c->seen_len++;
+    return 1;
+}
+
 /* add text[a:b] to the output when it can spell a recorded value (see the header) */
 static int keep(Cut *c, Py_ssize_t a, Py_ssize_t b) {
     Py_ssize_t n = b - a;
@@ -96,6 +165,9 @@ static int keep(Cut *c, Py_ssize_t a, Py_ssize_t b) {
                        : (full ? n >= c->shortest : plain_len);
     if (!wanted)
         return 0;
+    int fresh = first_time(c, a, b);
+    if (fresh <= 0)
+        return fresh;
     PyObject *word = PyUnicode_Substring(c->text, a, b);
     if (word == NULL)
         return -1;
@@ -147,7 +219,7 @@ static int class_runs(Cut *c, Py_ssize_t a, Py_ssize_t b, int (*cls)(Py_UCS4)) {
         Py_ssize_t s = i;
         while (i < b && cls(CH(c, i)))
             i++;
-        if (emit(c, s, i) < 0)
+        if ((s != a || i != b) && emit(c, s, i) < 0) /* the whole word is emitted already */
             return -1;
     }
     return 0;
@@ -334,23 +406,35 @@ static int escaped_words(Cut *c, Py_ssize_t a, Py_ssize_t b) {
     return 0;
 }
 
+static void free_cut(Cut *c) {
+    PyMem_Free(c->u);
+    PyMem_Free(c->seen);
+    PyMem_Free(c->hashes);
+}
+
 static PyObject *words(PyObject *self, PyObject *args) {
     PyObject *text, *windows;
-    Py_ssize_t shortest, spaced_min;
+    Py_ssize_t shortest, spaced_min, bounds_cap = 0, *bounds = NULL;
     Py_buffer ops, spaced_ops;
-    int spaced;
-    if (!PyArg_ParseTuple(args, "Uny*y*nO!p", &text, &shortest, &ops, &spaced_ops, &spaced_min,
-                          &PyTuple_Type, &windows, &spaced))
+    int spaced, escapes;
+    if (!PyArg_ParseTuple(args, "Uny*y*nO!pp", &text, &shortest, &ops, &spaced_ops, &spaced_min,
+                          &PyTuple_Type, &windows, &spaced, &escapes))
         return NULL;
     Py_ssize_t nwin = PyTuple_GET_SIZE(windows);
     Py_ssize_t *width = PyMem_Calloc(2 * (nwin ? nwin : 1), sizeof(Py_ssize_t));
-    Cut c = {0, NULL, 0, text, NULL, shortest < 1 ? 1 : shortest, (const unsigned char *)ops.buf,
-             ops.len, (const unsigned char *)spaced_ops.buf, spaced_ops.len, spaced_min};
+    Cut c = {NULL, 0, text, NULL, shortest < 1 ? 1 : shortest, (const unsigned char *)ops.buf,
+             ops.len, (const unsigned char *)spaced_ops.buf, spaced_ops.len, spaced_min,
+             NULL, NULL, 0, 0};
     if (READY(text) < 0 || width == NULL)
         goto fail;
-    c.kind = PyUnicode_KIND(text);
-    c.data = PyUnicode_DATA(text);
     c.len = PyUnicode_GET_LENGTH(text);
+    if (c.len >= (Py_ssize_t)UINT32_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "text too long for the C cutter");
+        goto fail;
+    }
+    c.u = PyUnicode_AsUCS4Copy(text);
+    if (c.u == NULL)
+        goto fail;
     for (Py_ssize_t k = 0; k < nwin; k++) { /* (characters, words) of each value with spaces */
         PyObject *pair = PyTuple_GET_ITEM(windows, k);
         if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
@@ -370,15 +454,10 @@ static PyObject *words(PyObject *self, PyObject *args) {
         goto fail;
     Py_ssize_t line = 0;
     while (line <= c.len) {
-        Py_ssize_t end = line, escaped = 0;
-        while (end < c.len && CH(&c, end) != '\n') {
-            if (CH(&c, end) == '\\' && end + 1 < c.len
-                && (CH(&c, end + 1) == ' ' || CH(&c, end + 1) == '\t'))
-                escaped = 1;
-            end++;
-        }
-        /* \S{shortest,}: the long words (a run stops at any whitespace, as in the text) */
-        Py_ssize_t i = line;
+        Py_ssize_t end = find_char(&c, line, c.len, '\n');
+        /* the words of the line: \S{shortest,} are cut further; every word start and end is
+         * kept for the runs of words */
+        Py_ssize_t i = line, nwords = 0;
         while (i < end) {
             if (SPACE(CH(&c, i))) {
                 i++;
@@ -389,36 +468,61 @@ static PyObject *words(PyObject *self, PyObject *args) {
                 i++;
             if (i - s >= c.shortest && word(&c, s, i) < 0)
                 goto fail;
-        }
-        if (escaped && escaped_words(&c, line, end) < 0)
-            goto fail;
-        if (spaced) {
-            /* (?<!\S)(?=(\S[^\n]{n-2}\S)(?!\S)) for each width n */
-            for (Py_ssize_t p = line; p < end; p++) {
-                if (SPACE(CH(&c, p)) || (p > 0 && !SPACE(CH(&c, p - 1))))
-                    continue;
-                for (Py_ssize_t k = 0; k < nwin; k++) {
-                    Py_ssize_t q = p + width[2 * k];
-                    if (q > end || SPACE(CH(&c, q - 1)) || (q < c.len && !SPACE(CH(&c, q))))
-                        continue;
-                    Py_ssize_t count = 0; /* as many words as the value (str.split) */
-                    for (Py_ssize_t i = p; i < q; i++)
-                        count += !SPACE(CH(&c, i)) && (i == p || SPACE(CH(&c, i - 1)));
-                    if (count == width[2 * k + 1] && emit(&c, p, q) < 0)
+            if (spaced) {
+                if (nwords == bounds_cap) {
+                    Py_ssize_t cap = bounds_cap ? 2 * bounds_cap : 256;
+                    Py_ssize_t *grown = PyMem_Realloc(bounds, 2 * cap * sizeof(Py_ssize_t));
+                    if (grown == NULL) {
+                        PyErr_NoMemory();
                         goto fail;
+                    }
+                    bounds = grown;
+                    bounds_cap = cap;
+                }
+                bounds[2 * nwords] = s;
+                bounds[2 * nwords + 1] = i;
+                nwords++;
+            }
+        }
+        /* a line holding "\ " or "\<tab>" (printf %q): _WORD = (?:\\.|[^\s\\])+ */
+        if (escapes) {
+            for (Py_ssize_t k = find_char(&c, line, end, '\\'); k + 1 < end;
+                 k = find_char(&c, k + 1, end, '\\')) {
+                if (CH(&c, k + 1) == ' ' || CH(&c, k + 1) == '\t') {
+                    if (escaped_words(&c, line, end) < 0)
+                        goto fail;
+                    break;
                 }
             }
         }
+        if (spaced) {
+            /* (?<!\S)(?=(\S[^\n]{n-2}\S)(?!\S)): from a word's start to a later word's end of
+             * the same line, n characters and as many words as the value (str.split) */
+            for (Py_ssize_t k = 0; k < nwin; k++) {
+                Py_ssize_t n = width[2 * k], w = width[2 * k + 1];
+                for (Py_ssize_t j = 0; j + w <= nwords; j++) {
+                    Py_ssize_t p = bounds[2 * j], q = bounds[2 * (j + w - 1) + 1];
+                    if (q - p == n && emit(&c, p, q) < 0)
+                        goto fail;
+                }
+            }
+            /* and over the whole text, by lines: quoted strings and KEY=value tails */
+            if ((find_char(&c, line, end, '"') < end && double_quoted(&c, line, end) < 0)
+                || (find_char(&c, line, end, '\'') < end && single_quoted(&c, line, end) < 0)
+                || (find_char(&c, line, end, '=') < end && after_equals(&c, line, end) < 0))
+                goto fail;
+        }
         line = end + 1;
     }
-    if (spaced && (double_quoted(&c, 0, c.len) < 0 || single_quoted(&c, 0, c.len) < 0
-                   || after_equals(&c, 0, c.len) < 0))
-        goto fail;
+    PyMem_Free(bounds);
+    free_cut(&c);
     PyMem_Free(width);
     PyBuffer_Release(&ops);
     PyBuffer_Release(&spaced_ops);
     return c.out;
 fail:
+    free_cut(&c);
+    PyMem_Free(bounds);
     PyMem_Free(width);
     PyBuffer_Release(&ops);
     PyBuffer_Release(&spaced_ops);
@@ -483,8 +587,10 @@ static PyObject *runs(PyObject *self, PyObject *args) {
     Py_ssize_t shortest;
     if (!PyArg_ParseTuple(args, "Un", &text, &shortest) || READY(text) < 0)
         return NULL;
-    Cut c = {PyUnicode_KIND(text), PyUnicode_DATA(text), PyUnicode_GET_LENGTH(text), text,
-             NULL, shortest, NULL, 0, NULL, 0, 0};
+    Cut c = {PyUnicode_AsUCS4Copy(text), PyUnicode_GET_LENGTH(text), text, NULL, shortest, NULL,
+             0, NULL, 0, 0, NULL, NULL, 0, 0};
+    if (c.u == NULL)
+        return NULL;
     PyObject *out = PyList_New(0), *run = PyList_New(0);
     Py_ssize_t previous_end = -2, first_line = 0, last = 0, second = -1, last_len = 0;
     if (out == NULL || run == NULL)
@@ -524,10 +630,12 @@ static PyObject *runs(PyObject *self, PyObject *args) {
     if (flush(&c, out, run, first_line, last) < 0)
         goto fail;
     Py_DECREF(run);
+    PyMem_Free(c.u);
     return out;
 fail:
     Py_XDECREF(run);
     Py_XDECREF(out);
+    PyMem_Free(c.u);
     return NULL;
 }
 

@@ -179,7 +179,7 @@ def _sized_spellings(text: str, lengths: frozenset[int]) -> Iterator[str | bytes
             yield from _sized_spellings(joined, lengths)
         return
     if "\\" in text or "'" in text or "%" in text:
-        yield from (form for form in _spellings(text) if _size(form) in lengths)
+        yield from _sized_decoded(text, lengths)
         return
     size = _size(text)
     if size in lengths:
@@ -196,6 +196,54 @@ def _sized_spellings(text: str, lengths: frozenset[int]) -> Iterator[str | bytes
     if len(text) % 2 == 0 and len(text) // 2 in lengths:
         with contextlib.suppress(ValueError):
             yield bytes.fromhex(text)
+
+
+def _sized_decoded(text: str, lengths: frozenset[int]) -> Iterator[str | bytes]:
+    """`_spellings` of a one-line ``text`` that can have one of ``lengths`` (in bytes): the
+    same forms in the same order, each size checked as soon as it is known, and a form that
+    cannot fit (base64 or hex of too few characters) not decoded."""
+    if _size(text) in lengths:
+        yield text
+    if "\\" in text:
+        form = _unescape_backslashes(text)
+        if _size(form) in lengths:
+            yield form
+        try:
+            decoded = json.loads(f'"{text}"')
+        except ValueError:
+            pass
+        else:
+            if isinstance(decoded, str) and _size(decoded) in lengths:
+                yield decoded
+    if "%" in text or "+" in text:
+        for form in (unquote(text), unquote_plus(text)):
+            if _size(form) in lengths:
+                yield form
+    if "'" in text:
+        form = text.replace("'\\''", "'").replace("'\"'\"'", "'")
+        if _size(form) in lengths:
+            yield form
+    if not lengths:
+        return
+    stripped = text.strip("=")
+    # base64 decodes at most 3 bytes from 4 characters (padded; the others are skipped)
+    if len(stripped) >= 4 and min(lengths) <= (len(stripped) + 3) * 3 // 4:
+        padded = (stripped + "=" * (-len(stripped) % 4)).encode()
+        for decode in (base64.b64decode, base64.urlsafe_b64decode):
+            try:
+                data = decode(padded)
+            except (ValueError, binascii.Error):
+                continue
+            if len(data) in lengths:
+                yield data
+    if len(text) % 2 == 0 and len(text) >= 2 and min(lengths) <= len(text) // 2:
+        try:
+            data = bytes.fromhex(text)
+        except ValueError:
+            pass
+        else:
+            if len(data) in lengths:
+                yield data
 
 
 def _candidates(text: str) -> Iterator[tuple[int, int]]:
@@ -460,9 +508,10 @@ class Recogniser:
         fast = self._fast
         spaced = bool(self._widths) and (" " in text or "\t" in text)
         if _cutter is not None:
+            escapes = "\\ " in text or "\\\t" in text  # printf %q keeps "\ " inside a word
             cut: set[str] = _cutter.words(text, fast.shortest, fast.lengths_mask,
                                           self._spaced_mask, self._spaced_min, self._widths,
-                                          spaced)
+                                          spaced, escapes)
         else:
             cut = self._cut(text, spaced)
         special = set(filter(_NEEDS_FULL.search, cut))
