@@ -5,7 +5,8 @@
  * same candidates. Each function below ports one regular expression of recognise.py; the
  * comment above it names the expression. Python's `\s` on str is Py_UNICODE_ISSPACE.
  *
- * words(text, shortest, ops, spaced_ops, spaced_min, windows, spaced, escapes) -> set[str]
+ * words(text, shortest, ops, spaced_ops, spaced_min, windows, spaced, escapes)
+ *   -> (plain: set[str], special: set[str])
  *   Every candidate `Recogniser.words` would try, kept only when it can spell a recorded
  *   value: a candidate that needs decoding (newline, backslash, quote, percent or non-ASCII)
  *   from `shortest` characters, a plain one only when ops[len] is non-zero; one holding
@@ -26,13 +27,17 @@ typedef struct {
     Py_UCS4 *u; /* the text's characters, copied once (no per-character kind switch) */
     Py_ssize_t len;
     PyObject *text;
-    PyObject *out;
+    PyObject *out;     /* plain candidates */
+    PyObject *special; /* candidates that need decoding */
     Py_ssize_t shortest;
     const unsigned char *ops;
     Py_ssize_t nops;
     const unsigned char *spaced_ops;
     Py_ssize_t nspaced_ops;
     Py_ssize_t spaced_min;
+    /* whether the word or line being cut holds a character that needs decoding, or
+     * whitespace: without, none of its candidates does (no per-candidate scan) */
+    int ctx_full, ctx_white;
     /* the distinct spans kept so far (open addressing on their characters' hash): a span
      * seen again costs a hash and a compare, not a Python string */
     Py_ssize_t *seen;
@@ -152,14 +157,18 @@ static int keep(Cut *c, Py_ssize_t a, Py_ssize_t b) {
     if (n < c->shortest && n < c->spaced_min && !plain_len && !spaced_len)
         return 0;
     int full = 0, white = 0;
-    for (Py_ssize_t i = a; i < b; i++) {
-        Py_UCS4 ch = CH(c, i);
-        if (ch > 127 || (classes[ch] & FULL))
-            full = 1;
-        if (SPACE(ch))
-            white = 1;
-        if (full && white)
-            break;
+    if (c->ctx_full || c->ctx_white) {
+        if (!plain_len && !spaced_len && !c->ctx_full)
+            return 0; /* plain, of no length looked for */
+        for (Py_ssize_t i = a; i < b; i++) {
+            Py_UCS4 ch = CH(c, i);
+            if (ch > 127 || (classes[ch] & FULL))
+                full = 1;
+            if (SPACE(ch))
+                white = 1;
+            if (full && white)
+                break;
+        }
     }
     int wanted = white ? (full ? n >= c->spaced_min : spaced_len)
                        : (full ? n >= c->shortest : plain_len);
@@ -171,7 +180,7 @@ static int keep(Cut *c, Py_ssize_t a, Py_ssize_t b) {
     PyObject *word = PyUnicode_Substring(c->text, a, b);
     if (word == NULL)
         return -1;
-    int failed = PySet_Add(c->out, word);
+    int failed = PySet_Add(full ? c->special : c->out, word);
     Py_DECREF(word);
     return failed;
 }
@@ -359,14 +368,18 @@ static int dsn(Cut *c, Py_ssize_t a, Py_ssize_t b, int last) {
 /* a word long enough to hold a value: itself and every cutter `words` runs on the joined
  * long words (none crosses a word); a cutter whose first character is absent is skipped */
 static int word(Cut *c, Py_ssize_t a, Py_ssize_t b) {
-    int dq = 0, sq = 0, eq = 0, colon = 0;
+    int dq = 0, sq = 0, eq = 0, colon = 0, full = 0, white = 0;
     for (Py_ssize_t i = a; i < b; i++) {
         Py_UCS4 ch = CH(c, i);
         dq |= ch == '"';
         sq |= ch == '\'';
         eq |= ch == '=';
         colon |= ch == ':';
+        full |= ch > 127 || (classes[ch] & FULL);
+        white |= SPACE(ch) != 0;
     }
+    c->ctx_full = full;
+    c->ctx_white = white;
     if (emit(c, a, b) < 0 || class_runs(c, a, b, alphabet) < 0 || class_runs(c, a, b, piece) < 0
         || (dq && double_quoted(c, a, b) < 0) || (sq && single_quoted(c, a, b) < 0)
         || (eq && after_equals(c, a, b) < 0) || (colon && (dsn(c, a, b, 0) < 0
@@ -422,9 +435,9 @@ static PyObject *words(PyObject *self, PyObject *args) {
         return NULL;
     Py_ssize_t nwin = PyTuple_GET_SIZE(windows);
     Py_ssize_t *width = PyMem_Calloc(2 * (nwin ? nwin : 1), sizeof(Py_ssize_t));
-    Cut c = {NULL, 0, text, NULL, shortest < 1 ? 1 : shortest, (const unsigned char *)ops.buf,
+    Cut c = {NULL, 0, text, NULL, NULL, shortest < 1 ? 1 : shortest, (const unsigned char *)ops.buf,
              ops.len, (const unsigned char *)spaced_ops.buf, spaced_ops.len, spaced_min,
-             NULL, NULL, 0, 0};
+             1, 1, NULL, NULL, 0, 0};
     if (READY(text) < 0 || width == NULL)
         goto fail;
     c.len = PyUnicode_GET_LENGTH(text);
@@ -450,7 +463,8 @@ static PyObject *words(PyObject *self, PyObject *args) {
         }
     }
     c.out = PySet_New(NULL);
-    if (c.out == NULL)
+    c.special = PySet_New(NULL);
+    if (c.out == NULL || c.special == NULL)
         goto fail;
     Py_ssize_t line = 0;
     while (line <= c.len) {
@@ -496,6 +510,7 @@ static PyObject *words(PyObject *self, PyObject *args) {
             }
         }
         if (spaced) {
+            c.ctx_full = c.ctx_white = 1; /* a line: every candidate is checked */
             /* (?<!\S)(?=(\S[^\n]{n-2}\S)(?!\S)): from a word's start to a later word's end of
              * the same line, n characters and as many words as the value (str.split) */
             for (Py_ssize_t k = 0; k < nwin; k++) {
@@ -519,7 +534,10 @@ static PyObject *words(PyObject *self, PyObject *args) {
     PyMem_Free(width);
     PyBuffer_Release(&ops);
     PyBuffer_Release(&spaced_ops);
-    return c.out;
+    PyObject *both = PyTuple_Pack(2, c.out, c.special);
+    Py_DECREF(c.out);
+    Py_DECREF(c.special);
+    return both;
 fail:
     free_cut(&c);
     PyMem_Free(bounds);
@@ -527,6 +545,7 @@ fail:
     PyBuffer_Release(&ops);
     PyBuffer_Release(&spaced_ops);
     Py_XDECREF(c.out);
+    Py_XDECREF(c.special);
     return NULL;
 }
 
@@ -587,8 +606,9 @@ static PyObject *runs(PyObject *self, PyObject *args) {
     Py_ssize_t shortest;
     if (!PyArg_ParseTuple(args, "Un", &text, &shortest) || READY(text) < 0)
         return NULL;
-    Cut c = {PyUnicode_AsUCS4Copy(text), PyUnicode_GET_LENGTH(text), text, NULL, shortest, NULL,
-             0, NULL, 0, 0, NULL, NULL, 0, 0};
+    Cut c = {PyUnicode_AsUCS4Copy(text), PyUnicode_GET_LENGTH(text), text, NULL, NULL, shortest,
+             NULL,
+             0, NULL, 0, 0, 1, 1, NULL, NULL, 0, 0};
     if (c.u == NULL)
         return NULL;
     PyObject *out = PyList_New(0), *run = PyList_New(0);
@@ -640,7 +660,8 @@ fail:
 }
 
 static PyMethodDef methods[] = {
-    {"words", words, METH_VARARGS, "Candidates of Recogniser.words that can spell a value."},
+    {"words", words, METH_VARARGS,
+     "Candidates of Recogniser.words that can spell a value: (plain, needing decoding)."},
     {"runs", runs, METH_VARARGS, "Runs of wrapped base64/hex lines that can hold a value."},
     {NULL, NULL, 0, NULL},
 };

@@ -37,6 +37,7 @@ import itertools
 import json
 import re
 import shlex
+import string
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from types import ModuleType
@@ -76,7 +77,7 @@ _PEM = re.compile(r"-----BEGIN [A-Z0-9 ]{1,64}-----.{0,16384}?-----END [A-Z0-9 ]
                   re.S)
 _WRAPPED_LINE = re.compile(r"[ \t]*([A-Za-z0-9+/=_-]{4,})[\"',\\]*[ \t]*")
 _WRAPPED_LINES = re.compile(r"^[ \t]*([A-Za-z0-9+/=_-]{4,})[\"',\\]*[ \t]*\r?$", re.M)
-_LINE_TAIL = re.compile(r"[A-Za-z0-9+/=_-]{8,}$")
+_B64_LINE_CHARS = string.ascii_letters + string.digits + "+/=_-"  # a wrapped line's class
 _MAX_WRAPPED_LINES = 128
 # the same candidates as strings, for `Recogniser.words` (every regex runs in C)
 _WINDOWS = [re.compile(rf"(?<!\S)(?=((?:\S+[ \t]+){{{k}}}\S+))") for k in range(1, _MAX_WORDS)]
@@ -331,10 +332,10 @@ def _run_spans(text: str, run: list[tuple[int, int]]) -> Iterator[tuple[int, int
     if line_start > 0:  # the value starts at the end of the line before: `key: MIIB…`
         offset = text.rfind("\n", 0, line_start - 1) + 1
         before = text[offset:line_start - 1].rstrip("\r")
-        tail = _LINE_TAIL.search(before)
-        if tail:
-            yield offset + tail.start(), run[0][1]
-            starts.append(offset + tail.start())
+        kept = len(before.rstrip(_B64_LINE_CHARS))  # 8 or more of them end the line
+        if len(before) - kept >= 8:
+            yield offset + kept, run[0][1]
+            starts.append(offset + kept)
     for start in starts:
         for _, end in run[1:]:
             yield start, end
@@ -509,12 +510,11 @@ class Recogniser:
         spaced = bool(self._widths) and (" " in text or "\t" in text)
         if _cutter is not None:
             escapes = "\\ " in text or "\\\t" in text  # printf %q keeps "\ " inside a word
-            cut: set[str] = _cutter.words(text, fast.shortest, fast.lengths_mask,
-                                          self._spaced_mask, self._spaced_min, self._widths,
-                                          spaced, escapes)
+            plain, special = _cutter.words(text, fast.shortest, fast.lengths_mask,
+                                           self._spaced_mask, self._spaced_min, self._widths,
+                                           spaced, escapes)
         else:
-            cut = self._cut(text, spaced)
-        special = set(filter(_NEEDS_FULL.search, cut))
+            plain, special = self._cut(text, spaced)
         if "\n" in text:
             special.update(text[a:b] for a, b in _block_candidates(text, fast.shortest))
         assert self._lengths is not None
@@ -526,17 +526,18 @@ class Recogniser:
                 if (d := self._which(form)) is not None:
                     found[word] = d
                     break
-        fast.find(cut - special, found)
+        fast.find(plain, found)
         self._pieced_lines(text, found)
         return found
 
-    def _cut(self, text: str, spaced: bool) -> set[str]:
+    def _cut(self, text: str, spaced: bool) -> tuple[set[str], set[str]]:
         """`words`' candidates of ``text`` by regular expressions (what `keyroll._cutter`
         cuts in C, exactly): the whitespace-free words long enough to hold a recorded value,
         cut further (pieces, quoted strings, ``KEY=value`` tails, DSN passwords), runs of
         words of a recorded value's length (``spaced``), each also without the quotes,
         brackets, punctuation or base64 padding around it; kept when it needs decoding and
-        has `shortest` characters, or is plain and of a length in ``lengths_mask``."""
+        has `shortest` characters, or is plain and of a length in ``lengths_mask``. Returns
+        (plain, needing decoding)."""
         assert self._fast is not None
         fast = self._fast
         long_words = fast.long_word.findall(text)
@@ -570,7 +571,9 @@ class Recogniser:
         # base64 padding: "…/L1s=" has no "="-free candidate when "/" cuts its pieces
         words.update(list(map(str.strip, filter(_EQUALS.search, words), itertools.repeat("="))))
         # every spelling is at least as long as its value has characters
-        return set(filter(self._may_spell, words))
+        kept = set(filter(self._may_spell, words))
+        special = set(filter(_NEEDS_FULL.search, kept))
+        return kept - special, special
 
     def _may_spell(self, word: str) -> bool:
         """Whether candidate ``word`` can spell a value looked for (`_cut`'s last filter)."""
