@@ -570,21 +570,16 @@ class Recogniser:
         words.update(list(map(str.strip, words, itertools.repeat(_TRIM))))
         # base64 padding: "…/L1s=" has no "="-free candidate when "/" cuts its pieces
         words.update(list(map(str.strip, filter(_EQUALS.search, words), itertools.repeat("="))))
-        # every spelling is at least as long as its value has characters
-        kept = set(filter(self._may_spell, words))
-        special = set(filter(_NEEDS_FULL.search, kept))
-        return kept - special, special
-
-    def _may_spell(self, word: str) -> bool:
-        """Whether candidate ``word`` can spell a value looked for (`_cut`'s last filter)."""
-        assert self._fast is not None
-        n = len(word)
-        full = _NEEDS_FULL.search(word) is not None
-        if _WHITESPACE.search(word):
-            return n >= self._spaced_min if full else (
-                n < len(self._spaced_mask) and self._spaced_mask[n] == 1)
-        mask = self._fast.lengths_mask
-        return n >= self._fast.shortest if full else n < len(mask) and mask[n] == 1
+        # every spelling is at least as long as its value has characters; one holding
+        # whitespace can only spell a value with spaces
+        full = set(filter(_NEEDS_FULL.search, words))
+        white = set(filter(_WHITESPACE.search, words))
+        mask, spaced_mask = fast.lengths_mask, self._spaced_mask
+        plain = {w for w in words - full - white if len(w) < len(mask) and mask[len(w)]}
+        plain |= {w for w in white - full if len(w) < len(spaced_mask) and spaced_mask[len(w)]}
+        special = {w for w in full - white if len(w) >= fast.shortest}
+        special |= {w for w in full & white if len(w) >= self._spaced_min}
+        return plain, special
 
     def _every_word(self, text: str) -> dict[str, str]:
         """`words` for values whose shapes are not all known: every candidate of ``text``,
