@@ -89,6 +89,7 @@ _WHITESPACE = re.compile(r"\s")
 _B64_CHARS = re.compile(r"[A-Za-z0-9+/_-]+")
 _HEX_CHARS = re.compile(r"[0-9A-Fa-f]+")
 _URL_TO_STD = str.maketrans("-_", "+/")
+_URL_TO_STD_BYTES = bytes.maketrans(b"-_", b"+/")
 _EQUALS = re.compile("=")
 _ESCAPED_SPACE_LINE = re.compile(r"^.*\\[ \t].*$", re.M)
 
@@ -229,10 +230,17 @@ def _sized_decoded(text: str, lengths: frozenset[int]) -> Iterator[str | bytes]:
     stripped = text.strip("=")
     # base64 decodes at most 3 bytes from 4 characters (padded; the others are skipped)
     if len(stripped) >= 4 and min(lengths) <= (len(stripped) + 3) * 3 // 4:
-        padded = (stripped + "=" * (-len(stripped) % 4)).encode()
-        for decode in (base64.b64decode, base64.urlsafe_b64decode):
+        try:
+            padded = (stripped + "=" * (-len(stripped) % 4)).encode()
+        except UnicodeEncodeError:  # a lone surrogate: as `_spellings`, no base64 form
+            padded = b""
+        # b64decode and urlsafe_b64decode (not validating), without their Python wrappers;
+        # the second only when "-" or "_" make it differ from the first
+        forms = [padded, padded.translate(_URL_TO_STD_BYTES)] if (
+            b"-" in padded or b"_" in padded) else [padded] if padded else []
+        for form in forms:
             try:
-                data = decode(padded)
+                data = binascii.a2b_base64(form)
             except (ValueError, binascii.Error):
                 continue
             if len(data) in lengths:

@@ -172,3 +172,17 @@ def test_bad_arguments_raise_instead_of_crashing() -> None:
     assert _cutter.runs("", 3) == []
     text = "".join(random.Random(1).choice(string.printable) for _ in range(20_000))
     assert _cutter.words(text, 1, b"\x01" * 64, b"\x01" * 64, 1, ((5, 2),), True, True)
+
+
+@settings(max_examples=400, deadline=None)
+@given(chunks=st.lists(st.sampled_from([*string.printable.replace("\n", ""), "é", "€",
+                                        "\udcff", "%2F", "%3D", "\\/", "'\\''", "\\u00e9",
+                                        "QUJD", "-_"]), min_size=1, max_size=30),
+       lengths=st.frozensets(st.integers(1, 40), min_size=1, max_size=8))
+def test_sized_decoding_yields_the_spellings_of_a_recorded_size(chunks: list[str],
+                                                                lengths: frozenset[int]) -> None:
+    """The decoding fast path (sizes checked as forms come, base64 without its wrappers) finds
+    exactly the spellings of `_spellings` that have a recorded size."""
+    text = "".join(chunks) + "%"  # a candidate that needs decoding
+    expected = {form for form in recognise._spellings(text) if recognise._size(form) in lengths}
+    assert set(recognise._sized_decoded(text, lengths)) == expected
