@@ -236,11 +236,11 @@ def _sized_decoded(text: str, lengths: frozenset[int]) -> Iterator[str | bytes]:
             padded = b""
         # b64decode and urlsafe_b64decode (not validating), without their Python wrappers;
         # the second only when "-" or "_" make it differ from the first
-        forms = [padded, padded.translate(_URL_TO_STD_BYTES)] if (
+        encoded = [padded, padded.translate(_URL_TO_STD_BYTES)] if (
             b"-" in padded or b"_" in padded) else [padded] if padded else []
-        for form in forms:
+        for standard in encoded:
             try:
-                data = binascii.a2b_base64(form)
+                data = binascii.a2b_base64(standard)
             except (ValueError, binascii.Error):
                 continue
             if len(data) in lengths:
