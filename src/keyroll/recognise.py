@@ -22,7 +22,10 @@ fingerprint would do the same lookup, but anyone holding the journal could brute
 values from it; the keyed digest needs the store's key, so it is only as exposed as the store.
 
 The CLI's ``keyroll scan`` and the hook redactor (`keyroll.runtime.redaction.Redactor`) share
-this module. Standard library only, importable by the runtime.
+this module. Standard library only, importable by the runtime: `Recogniser.words` cuts its
+candidates with the optional C module `keyroll._cutter` when the package was built with one
+(``_cutter.c``: the same candidates, several times faster), else with the regular expressions
+below.
 """
 
 from __future__ import annotations
