@@ -1,10 +1,10 @@
 """Build `keyroll._cutter`, the optional C candidate cutter of ``keyroll scan``.
 
 hatchling runs this hook for wheels and editable installs (`make venv`). It compiles
-``src/keyroll/_cutter.c`` with the C compiler Python was built with; where there is none, or
-the build fails, it says so and the package stays pure Python (`keyroll.recognise` then cuts
-the same candidates with regular expressions, several times slower). ``KEYROLL_NO_CUTTER=1``
-skips the build.
+``src/keyroll/_cutter.c`` with ``$CC`` or the C compiler Python was built with; where there is
+none, or the build fails, it says so and the package stays pure Python (`keyroll.recognise`
+then cuts the same candidates with regular expressions, several times slower).
+``KEYROLL_NO_CUTTER=1`` skips the build.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ SOURCE = Path("src") / "keyroll" / "_cutter.c"
 
 def compile_cutter(root: Path, target: Path) -> bool:
     """Compile the cutter into ``target``; False (and a message on stderr) when it fails."""
-    compiler = shlex.split(sysconfig.get_config_var("CC") or "cc")
+    compiler = shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")
     command = [*compiler, "-O2", "-shared", "-fPIC", "-I", sysconfig.get_paths()["include"],
                str(root / SOURCE), "-o", str(target)]
     try:
