@@ -13,7 +13,9 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+# hatch_build.py compiles keyroll scan's C cutter into src/keyroll/ during the editable
+# install: a change to it reinstalls
+$(STAMP): pyproject.toml hatch_build.py src/keyroll/_cutter.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[all]' --group dev
@@ -61,7 +63,7 @@ pytest: venv system-deps
 PY310  ?= $(shell for p in $$(ls -d $$(pyenv root 2>/dev/null)/versions/3.10*/bin/python $$HOME/.pyenv/versions/3.10*/bin/python /root/.pyenv/versions/3.10*/bin/python 2>/dev/null) $$(command -v python3.10); do $$p -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null && echo $$p && break; done)
 VENV310 := .venv310
 
-$(VENV310)/.installed: pyproject.toml
+$(VENV310)/.installed: pyproject.toml hatch_build.py src/keyroll/_cutter.c
 	@test -n "$(PY310)" || { echo "no Python 3.10 found: set PY310=/path/to/python3.10"; exit 1; }
 	$(PY310) -m venv $(VENV310)
 	$(VENV310)/bin/pip install -q --upgrade pip
@@ -91,4 +93,4 @@ bench-journal: venv
 bench-all: bench bench-db bench-reencrypt bench-journal
 
 clean:
-	rm -rf $(VENV) $(VENV310) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(VENV310) .mypy_cache .ruff_cache .pytest_cache src/keyroll/_cutter*.so

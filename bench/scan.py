@@ -1,6 +1,7 @@
 """``keyroll scan`` against detect-secrets on the same corpus: speed, recall, false positives.
 
     .venv/bin/python bench/scan.py [--mb 4] [--values 1000] [--skip-detect-secrets]
+        [--old-ref main] [--git-commits N]
 
 It builds a real local store holding ``--values`` versions (every kind of `tests.scan_corpus`
 in every state, retired ones destroyed, plus current bulk values), writes a corpus of about
@@ -10,12 +11,18 @@ among random high-entropy non-secrets and look-alikes), then scans it:
 - keyroll, store mode: digests of every version + the Aho–Corasick literal matcher
   (``ahocorasick-rs``; the redactor's trie regex without it);
 - keyroll, baseline mode: digests only (no value, no store), as the pre-commit hook runs;
+- each twice: candidates cut by the C cutter (``keyroll._cutter``, built with the package)
+  and by the regular expressions it falls back to without it;
+- the same two modes with keyroll as it is at ``--old-ref`` (default ``main``; ``git archive``
+  of its ``src/`` imported by a subprocess, on the same store and files; ``--old-ref ''``
+  skips it): before and after, side by side;
 - detect-secrets (``pip install detect-secrets``; the dev group has it), default plugins.
 
 Recall counts planted lines on which the tool reported something; a false positive is a
 reported line where nothing was planted. ``MB/s`` is wall-clock throughput, ``MB/s CPU`` per
-second of this process's CPU time (on a shared machine the wall clock also counts other
-processes' turns). Nothing is asserted: numbers are for a person to read.
+second of the scanning process's CPU time (on a shared machine the wall clock also counts
+other processes' turns): one process, one core. Nothing is asserted: numbers are for a person
+to read.
 
 ``--git-commits N`` also times ``keyroll scan --git`` on a repository of N commits (each
 rewriting a line of one of 50 files of about 4 kB, every 250th planting a value), built with
@@ -30,18 +37,27 @@ import os
 import random
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
+from io import BytesIO
 from pathlib import Path
 
+# keyroll as it was at --old-ref in the subprocess of _old_rows, else this checkout's
+sys.path.insert(0, sys.argv[2] if sys.argv[1:2] == ["--old-worker"] else
+                str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.scan_corpus import Planted, build_store, noise, plant_lines
 
+import keyroll.recognise as recognise
 from keyroll.model import utcnow
 from keyroll.scan import Matcher, ScanIndex, export_baseline, load_baseline, scan_items
 from keyroll.scan.sources import Item
 from keyroll.stores import open_store
+
+ROOT = Path(__file__).resolve().parents[1]
+_CUTTER = getattr(recognise, "_cutter", None)
 
 
 def _code_corpus(folder: Path, values: list, mb: float, rng: random.Random) -> list[Planted]:
@@ -96,12 +112,60 @@ def _score(reported: set[tuple[str, int]], planted: list[Planted]) -> tuple[floa
     return len(reported & expected) / len(expected), len(reported - expected)
 
 
-def _keyroll(index: ScanIndex, items: list[Item]) -> tuple[float, float, set[tuple[str, int]], str]:
-    matcher = Matcher(index)
-    started, cpu = time.perf_counter(), time.process_time()
-    result = scan_items(matcher, items, sources=["bench"])
-    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+def _keyroll(index: ScanIndex, items: list[Item], cutter: object = None
+             ) -> tuple[float, float, set[tuple[str, int]], str]:
+    """One scan of ``items``; ``cutter``: the C cutter, or None for the regex cutter."""
+    if hasattr(recognise, "_cutter"):
+        recognise._cutter = cutter  # type: ignore[assignment]
+    try:
+        matcher = Matcher(index)
+        started, cpu = time.perf_counter(), time.process_time()
+        result = scan_items(matcher, items, sources=["bench"])
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    finally:
+        if hasattr(recognise, "_cutter"):
+            recognise._cutter = _CUTTER  # type: ignore[assignment]
     return elapsed, cpu, {(f.path, f.line) for f in result.findings}, matcher.engine
+
+
+def _items(corpus: Path) -> list[Item]:
+    return [Item(n, (corpus / n).read_text()) for n in sorted(p.name for p in corpus.iterdir())]
+
+
+def _old_source(ref: str, into: Path) -> Path:
+    """``src/`` of keyroll at ``ref`` (git archive), unpacked under ``into``."""
+    done = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", ref, "src"],
+                          capture_output=True, timeout=120, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"cannot extract keyroll at {ref} (git archive: "
+                         f"{done.stderr.decode(errors='replace').strip()}): pass --old-ref")
+    with tarfile.open(fileobj=BytesIO(done.stdout)) as tar:
+        tar.extractall(into, filter="data")
+    return into / "src"
+
+
+def _old_worker(store_url: str, baseline: str, corpus: str) -> None:
+    """In the subprocess: both modes with the old keyroll on the same store and files."""
+    items = _items(Path(corpus))
+    with open_store(store_url) as store:
+        index = ScanIndex.from_store(store)
+    rows = {}
+    for mode, which in (("store", index), ("baseline", load_baseline(Path(baseline)))):
+        elapsed, cpu, reported, engine = _keyroll(which, items, _CUTTER)
+        rows[mode] = [elapsed, cpu, sorted(reported), engine]
+    print(json.dumps(rows))
+
+
+def _old_rows(old_src: Path, store_url: str, baseline: Path, corpus: Path
+              ) -> dict[str, tuple[float, float, set[tuple[str, int]], str]]:
+    done = subprocess.run([sys.executable, __file__, "--old-worker", str(old_src), store_url,
+                           str(baseline), str(corpus)], capture_output=True, text=True,
+                          timeout=3600, check=False, env=os.environ.copy())
+    if done.returncode != 0:
+        raise SystemExit(f"the old keyroll failed: {done.stderr.strip()[-800:]}")
+    data = json.loads(done.stdout.strip().splitlines()[-1])
+    return {mode: (row[0], row[1], {tuple(x) for x in row[2]}, row[3])  # type: ignore[misc]
+            for mode, row in data.items()}
 
 
 def _detect_secrets(folder: Path, names: list[str]) -> tuple[float, float, set[tuple[str, int]]]:
@@ -124,19 +188,29 @@ def _detect_secrets(folder: Path, names: list[str]) -> tuple[float, float, set[t
 
 
 def _report(title: str, corpus: Path, planted: list[Planted], index: ScanIndex,
-            baseline: ScanIndex, skip_detect_secrets: bool) -> None:
-    names = sorted(p.name for p in corpus.iterdir())
-    items = [Item(n, (corpus / n).read_text()) for n in names]
+            baseline: ScanIndex, skip_detect_secrets: bool,
+            old: dict[str, tuple[float, float, set[tuple[str, int]], str]] | None,
+            old_ref: str) -> None:
+    items = _items(corpus)
+    names = [i.path for i in items]
     megabytes = sum(len(i.text.encode()) for i in items) / 1e6
     short = {(p.path, p.line) for p in planted if len(p.value.text) < 16}
+    in_baseline = [p for p in planted if (p.path, p.line) not in short]
     rows = []
-    for label, which in (("keyroll scan (store)", index), ("keyroll scan (baseline)", baseline)):
-        elapsed, cpu, reported, engine = _keyroll(which, items)
-        expected = planted if which is index else [p for p in planted
-                                                   if (p.path, p.line) not in short]
-        recall, false = _score(reported, expected)
-        rows.append((f"{label} [{engine}]", megabytes / elapsed, megabytes / cpu, recall, false,
-                     len(expected)))
+    for mode, which in (("store", index), ("baseline", baseline)):
+        expected = planted if which is index else in_baseline
+        runs = [("C cutter", _CUTTER), ("regex cutter", None)] if _CUTTER else [
+            ("regex cutter, no C", None)]
+        for how, cutter in runs:
+            elapsed, cpu, reported, engine = _keyroll(which, items, cutter)
+            recall, false = _score(reported, expected)
+            rows.append((f"keyroll ({mode}) {how} [{engine}]", megabytes / elapsed,
+                         megabytes / cpu, recall, false, len(expected)))
+        if old is not None:
+            elapsed, cpu, reported, engine = old[mode]
+            recall, false = _score(reported, expected)
+            rows.append((f"keyroll ({mode}) at {old_ref} [{engine}]", megabytes / elapsed,
+                         megabytes / cpu, recall, false, len(expected)))
     if not skip_detect_secrets:
         elapsed, cpu, reported = _detect_secrets(corpus, names)
         recall, false = _score(reported, planted)
@@ -144,10 +218,10 @@ def _report(title: str, corpus: Path, planted: list[Planted], index: ScanIndex,
                      megabytes / cpu, recall, false, len(planted)))
     print(f"\ncorpus {title}: {megabytes:.1f} MB in {len(names)} files, "
           f"{len(planted)} planted lines")
-    print(f"{'tool':<46} {'MB/s':>7} {'MB/s CPU':>9} {'recall':>7} {'false pos.':>11} "
+    print(f"{'tool':<58} {'MB/s':>7} {'MB/s CPU':>9} {'recall':>7} {'false pos.':>11} "
           f"{'planted':>8}")
     for label, speed, cpu_speed, recall, false, total in rows:
-        print(f"{label:<46} {speed:>7.2f} {cpu_speed:>9.2f} {recall:>7.1%} {false:>11} "
+        print(f"{label:<58} {speed:>7.2f} {cpu_speed:>9.2f} {recall:>7.1%} {false:>11} "
               f"{total:>8}")
 
 
@@ -199,26 +273,35 @@ def _git_report(repo: Path, planted: set[tuple[str, int]], index: ScanIndex, com
 
 
 def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "--old-worker":
+        _old_worker(*sys.argv[3:6])
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=float, default=4.0)
     parser.add_argument("--values", type=int, default=1000)
     parser.add_argument("--skip-detect-secrets", action="store_true")
+    parser.add_argument("--old-ref", default="main",
+                        help="also time keyroll at this git ref ('' to skip)")
     parser.add_argument("--git-commits", type=int, default=0,
                         help="also scan the history of a repository of this many commits")
     args = parser.parse_args()
     rng = random.Random(3)
+    print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; C cutter: "
+          f"{'built' if _CUTTER else 'not built (regex cutter only)'}")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         os.environ["KEYROLL_MASTER_KEY"] = ""
         from keyroll.stores.masterkey import create_key_file
 
         create_key_file(root / "store" / "master.key")
-        with open_store(f"sqlite:{root / 'store' / 'store.db'}") as store:
+        store_url = f"sqlite:{root / 'store' / 'store.db'}"
+        with open_store(store_url) as store:
             values = build_store(store, extra=max(0, args.values - 28))
             index = ScanIndex.from_store(store)
             document, _ = export_baseline(store, utcnow())
         (root / "baseline.json").write_text(json.dumps(document))
         baseline = load_baseline(root / "baseline.json")
+        old_src = _old_source(args.old_ref, root / "old") if args.old_ref else None
         print(f"{len(index)} known versions ({len(baseline)} in the baseline: values under 16 "
               "characters are left out of it)")
         for title, build in (("noise: random high-entropy tokens and look-alikes", _corpus),
@@ -226,7 +309,10 @@ def main() -> None:
             corpus = root / title.split(":")[0]
             corpus.mkdir()
             planted = build(corpus, values, args.mb, rng)
-            _report(title, corpus, planted, index, baseline, args.skip_detect_secrets)
+            old = (_old_rows(old_src, store_url, root / "baseline.json", corpus)
+                   if old_src is not None else None)
+            _report(title, corpus, planted, index, baseline, args.skip_detect_secrets, old,
+                    args.old_ref)
         if args.git_commits:
             repo = root / "repo"
             versions = _git_repo(repo, values, args.git_commits, rng)

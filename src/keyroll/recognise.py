@@ -22,7 +22,10 @@ fingerprint would do the same lookup, but anyone holding the journal could brute
 values from it; the keyed digest needs the store's key, so it is only as exposed as the store.
 
 The CLI's ``keyroll scan`` and the hook redactor (`keyroll.runtime.redaction.Redactor`) share
-this module. Standard library only, importable by the runtime.
+this module. Standard library only, importable by the runtime: `Recogniser.words` cuts its
+candidates with the optional C module `keyroll._cutter` when the package was built with one
+(``_cutter.c``: the same candidates, several times faster), else with the regular expressions
+below.
 """
 
 from __future__ import annotations
@@ -30,22 +33,42 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import functools
 import hashlib
 import hmac
 import itertools
 import json
 import re
 import shlex
+import string
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from types import ModuleType
 from urllib.parse import unquote, unquote_plus
 
-_hmac_digest: Callable[..., bytes] | None
-try:  # OpenSSL's one-call HMAC, the function `hmac.digest` calls, bound once (no Python frame)
-    from _hashlib import hmac_digest as _hmac_digest
-except ImportError:  # pragma: no cover - a Python built without OpenSSL
-    _hmac_digest = None
+
+def _keyed(key: bytes) -> Callable[[Iterable[bytes]], list[bytes]]:
+    """HMAC-SHA256 under ``key`` of many messages: the keyed state is made once and copied
+    for each message (a third of the cost of one-call HMAC on short messages, which derives
+    the key's pads every time)."""
+    keyed = hmac.new(key, digestmod="sha256")
+    state = getattr(keyed, "_hmac", None)  # OpenSSL's HMAC object, without hmac.HMAC's frame
+    base = state if state is not None else keyed
+
+    def digests(messages: Iterable[bytes]) -> list[bytes]:
+        out = []
+        for message in messages:
+            one = base.copy()
+            one.update(message)
+            out.append(one.digest())
+        return out
+
+    return digests
+
+_cutter: ModuleType | None
+try:  # `words`' candidate cutting in one C pass (built with the package when a compiler is there)
+    from keyroll import _cutter
+except ImportError:  # the same candidates, cut by the regular expressions below
+    _cutter = None
 
 __all__ = ["DIGEST_INFO", "Recogniser", "Span", "derive_key", "digest", "shape"]
 
@@ -69,17 +92,19 @@ _PEM = re.compile(r"-----BEGIN [A-Z0-9 ]{1,64}-----.{0,16384}?-----END [A-Z0-9 ]
                   re.S)
 _WRAPPED_LINE = re.compile(r"[ \t]*([A-Za-z0-9+/=_-]{4,})[\"',\\]*[ \t]*")
 _WRAPPED_LINES = re.compile(r"^[ \t]*([A-Za-z0-9+/=_-]{4,})[\"',\\]*[ \t]*\r?$", re.M)
-_LINE_TAIL = re.compile(r"[A-Za-z0-9+/=_-]{8,}$")
+_B64_LINE_CHARS = string.ascii_letters + string.digits + "+/=_-"  # a wrapped line's class
 _MAX_WRAPPED_LINES = 128
 # the same candidates as strings, for `Recogniser.words` (every regex runs in C)
 _WINDOWS = [re.compile(rf"(?<!\S)(?=((?:\S+[ \t]+){{{k}}}\S+))") for k in range(1, _MAX_WORDS)]
 _TRIM = "\"'`()[]{}<>,;."
-_PIECED_LINE = re.compile(r"^.*(?:'\"'\"'|'\\'').*$", re.M)
+_PIECES = ("'\"'\"'", "'\\''")  # a quote inside a single-quoted shell word
 _NEEDS_FULL = re.compile(r"[\n\\'%]|[^\x00-\x7f]")
+_WHITESPACE = re.compile(r"\s")
 # the fast path of `Recogniser.words`: plain candidates decoded in batches
 _B64_CHARS = re.compile(r"[A-Za-z0-9+/_-]+")
 _HEX_CHARS = re.compile(r"[0-9A-Fa-f]+")
 _URL_TO_STD = str.maketrans("-_", "+/")
+_URL_TO_STD_BYTES = bytes.maketrans(b"-_", b"+/")
 _EQUALS = re.compile("=")
 _ESCAPED_SPACE_LINE = re.compile(r"^.*\\[ \t].*$", re.M)
 
@@ -171,7 +196,7 @@ def _sized_spellings(text: str, lengths: frozenset[int]) -> Iterator[str | bytes
             yield from _sized_spellings(joined, lengths)
         return
     if "\\" in text or "'" in text or "%" in text:
-        yield from (form for form in _spellings(text) if _size(form) in lengths)
+        yield from _sized_decoded(text, lengths)
         return
     size = _size(text)
     if size in lengths:
@@ -188,6 +213,61 @@ def _sized_spellings(text: str, lengths: frozenset[int]) -> Iterator[str | bytes
     if len(text) % 2 == 0 and len(text) // 2 in lengths:
         with contextlib.suppress(ValueError):
             yield bytes.fromhex(text)
+
+
+def _sized_decoded(text: str, lengths: frozenset[int]) -> Iterator[str | bytes]:
+    """`_spellings` of a one-line ``text`` that can have one of ``lengths`` (in bytes): the
+    same forms in the same order, each size checked as soon as it is known, and a form that
+    cannot fit (base64 or hex of too few characters) not decoded."""
+    if _size(text) in lengths:
+        yield text
+    if "\\" in text:
+        form = _unescape_backslashes(text)
+        if _size(form) in lengths:
+            yield form
+        try:
+            decoded = json.loads(f'"{text}"')
+        except ValueError:
+            pass
+        else:
+            if isinstance(decoded, str) and _size(decoded) in lengths:
+                yield decoded
+    if "%" in text or "+" in text:
+        for form in (unquote(text), unquote_plus(text)):
+            if _size(form) in lengths:
+                yield form
+    if "'" in text:
+        form = text.replace("'\\''", "'").replace("'\"'\"'", "'")
+        if _size(form) in lengths:
+            yield form
+    if not lengths:
+        return
+    stripped = text.strip("=")
+    # base64 decodes at most 3 bytes from 4 characters (padded; the others are skipped)
+    if len(stripped) >= 4 and min(lengths) <= (len(stripped) + 3) * 3 // 4:
+        try:
+            padded = (stripped + "=" * (-len(stripped) % 4)).encode()
+        except UnicodeEncodeError:  # a lone surrogate: as `_spellings`, no base64 form
+            padded = b""
+        # b64decode and urlsafe_b64decode (not validating), without their Python wrappers;
+        # the second only when "-" or "_" make it differ from the first
+        encoded = [padded, padded.translate(_URL_TO_STD_BYTES)] if (
+            b"-" in padded or b"_" in padded) else [padded] if padded else []
+        for standard in encoded:
+            try:
+                data = binascii.a2b_base64(standard)
+            except (ValueError, binascii.Error):
+                continue
+            if len(data) in lengths:
+                yield data
+    if len(text) % 2 == 0 and len(text) >= 2 and min(lengths) <= len(text) // 2:
+        try:
+            data = bytes.fromhex(text)
+        except ValueError:
+            pass
+        else:
+            if len(data) in lengths:
+                yield data
 
 
 def _candidates(text: str) -> Iterator[tuple[int, int]]:
@@ -226,27 +306,41 @@ def _raw_candidates(text: str) -> Iterator[tuple[int, int]]:
         yield from _block_candidates(text)
 
 
-def _block_candidates(text: str) -> Iterator[tuple[int, int]]:
+def _block_candidates(text: str, shortest: int = 0) -> Iterator[tuple[int, int]]:
     """Spans of values written across lines: PEM blocks, and runs of wrapped base64/hex lines
     (a run ends after a line shorter than the run's second: the last line of a wrapped block).
     Each run is tried from its first line (or the tail of the line before it, ``KEY=MIIB…``,
     or after a ``KEY=`` on its first line) to every later line, and from every line to its end.
+    With ``shortest``, only the runs' spans of that many characters or more (every spelling
+    of a value is at least as long as the value has characters; a run is ASCII).
     """
     if "-----BEGIN " in text:
         for pem in _PEM.finditer(text):
             yield pem.span()
             if pem.group().endswith("\n"):
                 yield pem.start(), pem.end() - 1
+    if shortest:
+        runs = _cutter.runs(text, shortest) if _cutter is not None else _wrapped_runs(text)
+        for run in runs:
+            yield from ((a, b) for a, b in _run_spans(text, run) if b - a >= shortest)
+        return
+    for run in _wrapped_runs(text):
+        yield from _run_spans(text, run)
+
+
+def _wrapped_runs(text: str) -> Iterator[list[tuple[int, int]]]:
+    """The runs of wrapped lines of `_block_candidates`: (start, end) of each line's base64."""
     run: list[tuple[int, int]] = []  # (start, end) of the base64 part of each line
     previous_end = -2
     for match in _WRAPPED_LINES.finditer(text):  # only the lines that fit, found in C
         if run and (match.start() != previous_end + 1 or len(run) >= _MAX_WRAPPED_LINES or (
                 len(run) >= 2 and run[-1][1] - run[-1][0] < run[1][1] - run[1][0])):
-            yield from _run_spans(text, run)
+            yield run
             run = []
         previous_end = match.end()
         run.append(match.span(1))
-    yield from _run_spans(text, run)
+    if run:
+        yield run
 
 
 def _run_spans(text: str, run: list[tuple[int, int]]) -> Iterator[tuple[int, int]]:
@@ -261,10 +355,10 @@ def _run_spans(text: str, run: list[tuple[int, int]]) -> Iterator[tuple[int, int
     if line_start > 0:  # the value starts at the end of the line before: `key: MIIB…`
         offset = text.rfind("\n", 0, line_start - 1) + 1
         before = text[offset:line_start - 1].rstrip("\r")
-        tail = _LINE_TAIL.search(before)
-        if tail:
-            yield offset + tail.start(), run[0][1]
-            starts.append(offset + tail.start())
+        kept = len(before.rstrip(_B64_LINE_CHARS))  # 8 or more of them end the line
+        if len(before) - kept >= 8:
+            yield offset + kept, run[0][1]
+            starts.append(offset + kept)
     for start in starts:
         for _, end in run[1:]:
             yield start, end
@@ -287,8 +381,7 @@ class _PlainBatches:
 
     def __init__(self, key: bytes, digests: frozenset[str], shapes: list[tuple[int, int, int]],
                  plain: list[tuple[int, int, int]]) -> None:
-        assert _hmac_digest is not None
-        self._hmac = functools.partial(_hmac_digest, key, digest="sha256")
+        self._hmac = _keyed(key)
         self._digests = frozenset(bytes.fromhex(d) for d in digests)
         shortest = min(min(chars, size) for size, _, chars in shapes)
         self.shortest = max(1, shortest)
@@ -302,6 +395,11 @@ class _PlainBatches:
                     length % 4 != 1 and length * 3 // 4 in sizes,
                     length % 2 == 0 and length // 2 in sizes,
                 )
+        mask = bytearray(max(self._ops, default=0) + 1)
+        for length in self._ops:
+            mask[length] = 1
+        #: ``mask[n]``: a plain candidate of ``n`` characters can spell a value looked for here
+        self.lengths_mask = bytes(mask)
 
     def find(self, words: Iterable[str], found: dict[str, str]) -> None:
         """Add to ``found`` each of ``words`` (all plain) that spells a recorded value."""
@@ -348,7 +446,7 @@ class _PlainBatches:
     def _batch(self, words: list[str], data: Iterable[bytes], found: dict[str, str]) -> None:
         if not words:
             return
-        hashed = list(map(self._hmac, data))
+        hashed = self._hmac(data)
         if self._digests.isdisjoint(hashed):
             return
         for word, value in zip(words, hashed, strict=True):
@@ -373,9 +471,13 @@ class Recogniser:
                  shapes: Iterable[tuple[int, int, int]] | None = None,
                  plain_shapes: Iterable[tuple[int, int, int]] | None = None) -> None:
         self._key = key
+        self._hash = _keyed(key)
         self._digests = frozenset(digests)
         self._lengths: frozenset[int] | None = None
         self._windows = _WINDOWS
+        self._widths: tuple[tuple[int, int], ...] = ()
+        self._spaced_mask = b""
+        self._spaced_min = _MAX_CANDIDATE + 1
         self._fast: _PlainBatches | None = None
         if shapes is not None:
             known = list(shapes)
@@ -384,7 +486,18 @@ class Recogniser:
             spaced = sorted({chars for _, words, chars in plain if words > 1 and chars >= 3})
             self._windows = [re.compile(rf"(?<!\S)(?=(\S[^\n]{{{n - 2}}}\S)(?!\S))")
                              for n in spaced]
-            if _hmac_digest is not None and known:
+            # runs of words are tried at each (characters, words) of a value with spaces
+            self._widths = tuple(sorted({(chars, words) for _, words, chars in plain
+                                         if words > 1 and chars >= 3}))
+            # a candidate holding whitespace can only spell a value with spaces: as written
+            # (plain) at one of their lengths, escaped from the shortest one's characters
+            mask = bytearray(max(spaced, default=0) + 1)
+            for n in spaced:
+                mask[n] = 1
+            self._spaced_mask = bytes(mask)
+            self._spaced_min = min((chars for _, words, chars in known if words > 1),
+                                   default=_MAX_CANDIDATE + 1)
+            if known:
                 self._fast = _PlainBatches(key, self._digests, known, plain)
 
     def __len__(self) -> int:
@@ -396,7 +509,7 @@ class Recogniser:
 
     def _which(self, value: str | bytes) -> str | None:
         data = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
-        found = hmac.digest(self._key, data, "sha256").hex()
+        found = self._hash([data])[0].hex()
         return found if found in self._digests else None
 
     def words(self, text: str) -> dict[str, str]:
@@ -417,6 +530,39 @@ class Recogniser:
         if self._fast is None:
             return self._every_word(text)
         fast = self._fast
+        spaced = bool(self._widths) and (" " in text or "\t" in text)
+        if _cutter is not None:
+            escapes = "\\ " in text or "\\\t" in text  # printf %q keeps "\ " inside a word
+            plain, special = _cutter.words(text, fast.shortest, fast.lengths_mask,
+                                           self._spaced_mask, self._spaced_min, self._widths,
+                                           spaced, escapes)
+        else:
+            plain, special = self._cut(text, spaced)
+        if "\n" in text:
+            special.update(text[a:b] for a, b in _block_candidates(text, fast.shortest))
+        assert self._lengths is not None
+        found: dict[str, str] = {}
+        for word in special:
+            if len(word) > _MAX_CANDIDATE:
+                continue
+            for form in _sized_spellings(word, self._lengths):
+                if (d := self._which(form)) is not None:
+                    found[word] = d
+                    break
+        fast.find(plain, found)
+        self._pieced_lines(text, found)
+        return found
+
+    def _cut(self, text: str, spaced: bool) -> tuple[set[str], set[str]]:
+        """`words`' candidates of ``text`` by regular expressions (what `keyroll._cutter`
+        cuts in C, exactly): the whitespace-free words long enough to hold a recorded value,
+        cut further (pieces, quoted strings, ``KEY=value`` tails, DSN passwords), runs of
+        words of a recorded value's length (``spaced``), each also without the quotes,
+        brackets, punctuation or base64 padding around it; kept when it needs decoding and
+        has `shortest` characters, or is plain and of a length in ``lengths_mask``. Returns
+        (plain, needing decoding)."""
+        assert self._fast is not None
+        fast = self._fast
         long_words = fast.long_word.findall(text)
         if "\\ " in text or "\\\t" in text:  # printf %q keeps "\ " inside one word
             for line in _ESCAPED_SPACE_LINE.findall(text):
@@ -434,9 +580,10 @@ class Recogniser:
         if "://" in joined:
             words.update(_DSN_FIRST.findall(joined))
             words.update(_DSN_LAST.findall(joined))
-        if self._windows and (" " in text or "\t" in text):  # values with spaces
+        if spaced:  # values with spaces: runs of as many words and characters as one has
             for window in self._windows:
-                words.update(window.findall(text))
+                words.update(w for w in window.findall(text)
+                             if (len(w), len(w.split())) in self._widths)
             if '"' in text:
                 words.update(_DOUBLE_QUOTED.findall(text))
             if "'" in text:
@@ -446,23 +593,16 @@ class Recogniser:
         words.update(list(map(str.strip, words, itertools.repeat(_TRIM))))
         # base64 padding: "…/L1s=" has no "="-free candidate when "/" cuts its pieces
         words.update(list(map(str.strip, filter(_EQUALS.search, words), itertools.repeat("="))))
-        # every spelling is at least as long as its value has characters
-        special = {w for w in filter(_NEEDS_FULL.search, words) if len(w) >= fast.shortest}
-        if "\n" in text:
-            special.update(text[a:b] for a, b in _block_candidates(text))
-        special.discard("")
-        assert self._lengths is not None
-        found: dict[str, str] = {}
-        for word in special:
-            if len(word) > _MAX_CANDIDATE:
-                continue
-            for form in _sized_spellings(word, self._lengths):
-                if (d := self._which(form)) is not None:
-                    found[word] = d
-                    break
-        fast.find(words - special, found)
-        self._pieced_lines(text, found)
-        return found
+        # every spelling is at least as long as its value has characters; one holding
+        # whitespace can only spell a value with spaces
+        full = set(filter(_NEEDS_FULL.search, words))
+        white = set(filter(_WHITESPACE.search, words))
+        mask, spaced_mask = fast.lengths_mask, self._spaced_mask
+        plain = {w for w in words - full - white if len(w) < len(mask) and mask[len(w)]}
+        plain |= {w for w in white - full if len(w) < len(spaced_mask) and spaced_mask[len(w)]}
+        special = {w for w in full - white if len(w) >= fast.shortest}
+        special |= {w for w in full & white if len(w) >= self._spaced_min}
+        return plain, special
 
     def _every_word(self, text: str) -> dict[str, str]:
         """`words` for values whose shapes are not all known: every candidate of ``text``,
@@ -503,10 +643,9 @@ class Recogniser:
         return found
 
     def _pieced_lines(self, text: str, found: dict[str, str]) -> None:
-        if "'\"'\"'" in text or "'\\''" in text:  # shell words quoted in pieces: 'a'"'"'b'
-            for line in _PIECED_LINE.findall(text):
-                if (d := self._shell_line(line)) is not None:
-                    found[line] = d
+        for line in _pieced(text):  # shell words quoted in pieces: 'a'"'"'b'
+            if (d := self._shell_line(line)) is not None:
+                found[line] = d
 
     def _plain_lengths(self) -> frozenset[int]:
         """Lengths a plain ASCII candidate (no ``=``, ``%``, ``+``, quote, backslash) may have
@@ -577,6 +716,23 @@ class Recogniser:
 
     def __repr__(self) -> str:
         return f"Recogniser(digests={len(self._digests)})"
+
+
+def _pieced(text: str) -> list[str]:
+    """The lines of ``text`` (without their newline) holding a shell word quoted in pieces:
+    found with `str.find`, a line once however many pieces it has."""
+    lines: dict[str, None] = {}
+    for piece in _PIECES:
+        start = text.find(piece)
+        for _ in range(len(text)):  # bounded: each turn moves past a line
+            if start < 0:
+                break
+            first = text.rfind("\n", 0, start) + 1
+            end = text.find("\n", start)
+            end = len(text) if end < 0 else end
+            lines[text[first:end]] = None
+            start = text.find(piece, end)
+    return list(lines)
 
 
 def _lines(text: str) -> Iterator[tuple[int, str]]:

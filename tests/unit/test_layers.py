@@ -17,7 +17,7 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 CORE_LEAVES = {
     "errors", "model", "jwk", "generate", "durations", "inventory", "escaping", "spellings",
     "recognise", "scrub", "files", "urls", "net", "layout", "dotenv", "_compat", "window",
-    "issued", "tlscert",
+    "issued", "tlscert", "_cutter",
 }
 #: Core modules that also read the store contract and the rotation record (a leaf).
 CORE_SERVICES = {"audit", "audit_check", "status", "render", "reports", "migrate", "calendar",
@@ -50,7 +50,9 @@ def _imports(path: Path) -> set[str]:
     return found
 
 
-GRAPH = {_module(p): _imports(p) for p in sorted((SRC / "keyroll").rglob("*.py"))}
+#: every module: its source, or for a compiled one (``_cutter.c``) the stub that types it
+GRAPH = {_module(p): _imports(p) for p in sorted((SRC / "keyroll").rglob("*.py*"))
+         if p.suffix == ".py" or (p.suffix == ".pyi" and not p.with_suffix(".py").exists())}
 
 
 def _area(module: str) -> str:

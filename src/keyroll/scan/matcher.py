@@ -27,10 +27,10 @@ guess, so nothing else is ever reported.
 
 from __future__ import annotations
 
-import bisect
 import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from typing import Any
 
 from keyroll.recognise import Recogniser
 from keyroll.scan.index import Entry, ScanIndex
@@ -39,10 +39,9 @@ from keyroll.spellings import trie_regex, value_forms
 __all__ = ["Hit", "Matcher"]
 
 _MIN_LITERAL = 8
+_FIND_AT_MOST = 16  # words located by str.find; more, by one Aho-Corasick pass
 _WORD_CHAR = re.compile(r"[A-Za-z0-9]")
 _WORD_BYTE = re.compile(rb"[A-Za-z0-9]")
-_NEWLINE = re.compile("\n")
-_NEWLINE_BYTE = re.compile(b"\n")
 
 #: A literal matcher: (start, end, entry) of each hit, and whether offsets count UTF-8 bytes.
 Literal = Callable[[str], tuple[list[tuple[int, int, Entry]], bool]]
@@ -85,25 +84,26 @@ class Matcher:
         found = [(start, self.index.digests[words[word]]) for start, word in _locate(text, words)]
         hits: dict[tuple[int, Entry], None] = {}
         if found:
-            newlines = [m.start() for m in _NEWLINE.finditer(text)]
+            lines = _line_numbers(text, [offset for offset, _ in found])
             for offset, entry in found:
-                hits[(bisect.bisect_right(newlines, offset - 1) + 1, entry)] = None
+                hits[(lines[offset], entry)] = None
         if self._literal is not None:
             literal, in_bytes = self._literal(text)
             if literal:
-                haystack: str | bytes = _utf8(text) if in_bytes else text
-                pattern = _NEWLINE_BYTE if in_bytes else _NEWLINE
-                lines = [m.start() for m in pattern.finditer(haystack)]  # type: ignore[arg-type]
+                data = _utf8(text) if in_bytes else None
+                lines = (_line_numbers(data, [hit[0] for hit in literal]) if data is not None
+                         else _line_numbers(text, [hit[0] for hit in literal]))
                 for offset, _end, entry in literal:
-                    hits[(bisect.bisect_right(lines, offset - 1) + 1, entry)] = None
+                    hits[(lines[offset], entry)] = None
         return [Hit(line, entry) for line, entry in sorted(hits, key=lambda h: (h[0], h[1].name,
                                                                                   h[1].version))]
 
 
 def _locate(text: str, words: Collection[str]) -> list[tuple[int, str]]:
     """Every occurrence (overlapping ones too) of each of ``words`` in ``text``: one
-    Aho–Corasick pass when there are many (``ahocorasick-rs``), else ``str.find`` per word."""
-    if len(words) > 4:
+    Aho–Corasick pass when there are many (``ahocorasick-rs``), else ``str.find`` per word
+    (a few C searches cost less than building an automaton)."""
+    if len(words) > _FIND_AT_MOST:
         try:
             import ahocorasick_rs
         except ImportError:
@@ -120,8 +120,21 @@ def _locate(text: str, words: Collection[str]) -> list[tuple[int, str]]:
             if start < 0:
                 break
             located.append((start, word))
-            start = text.find(word, start + len(word))
+            start = text.find(word, start + 1)
     return located
+
+
+def _line_numbers(haystack: str | bytes, offsets: list[int]) -> dict[int, int]:
+    """The 1-based line of each offset of ``haystack``: newlines counted once, in order, from
+    one offset to the next (no list of every newline of a large text)."""
+    newline: Any = "\n" if isinstance(haystack, str) else b"\n"
+    lines: dict[int, int] = {}
+    line, previous = 1, 0
+    for offset in sorted(set(offsets)):
+        line += haystack.count(newline, previous, offset)
+        lines[offset] = line
+        previous = offset
+    return lines
 
 
 def _utf8(text: str) -> bytes:

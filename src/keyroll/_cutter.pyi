@@ -1,0 +1,6 @@
+"""Types of the optional C module `keyroll._cutter` (source: ``_cutter.c``)."""
+
+def words(text: str, shortest: int, lengths: bytes, spaced_lengths: bytes, spaced_min: int,
+          windows: tuple[tuple[int, int], ...], spaced: bool, escapes: bool, /
+          ) -> tuple[set[str], set[str]]: ...
+def runs(text: str, shortest: int, /) -> list[list[tuple[int, int]]]: ...
