@@ -42,6 +42,7 @@ from keyroll.audit import Journal
 from keyroll.dashboard import views
 from keyroll.dashboard.journal_index import JournalIndex
 from keyroll.dashboard.metrics import StoreFactory, metrics_registry
+from keyroll.dashboard.store_cache import StoreCache
 from keyroll.errors import (
     KeyrollError,
     NotFound,
@@ -182,7 +183,8 @@ def build_app(
     markdown = MarkdownIt("commonmark", {"html": False, "breaks": True})
     templates = _environment(markdown)
     index = JournalIndex()  # one per app: every page and scrape reads only what is new
-    registry = metrics_registry(store_factory, inventory, clock, index=index)
+    cache = StoreCache()  # one per app: the secrets' state, re-read when the store's markers move
+    registry = metrics_registry(store_factory, inventory, clock, index=index, cache=cache)
     app = FastAPI(title=name, docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
     # added first, so it runs inside _SecurityHeaders: its 400 carries the headers too
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts),
@@ -191,15 +193,16 @@ def build_app(
 
     @contextmanager
     def opened() -> Iterator[Store]:
-        """The request's store. Any failure to open it (missing file, wrong key, server down)
-        is the server's problem, not the visitor's input: a 503 that names no path."""
+        """The request's store, read-only and through the app's cache. Any failure to open it
+        (missing file, wrong key, server down) is the server's problem, not the visitor's
+        input: a 503 that names no path."""
         try:
             manager = store_factory()
             store = manager.__enter__()
         except KeyrollError as exc:
             raise StoreUnavailable(f"{exc.__class__.__name__}: {exc}") from None
         try:
-            yield store
+            yield cache.view(store)
         except BaseException as exc:
             if not manager.__exit__(type(exc), exc, exc.__traceback__):
                 raise
