@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -185,7 +186,22 @@ def build_app(
     index = JournalIndex()  # one per app: every page and scrape reads only what is new
     cache = StoreCache()  # one per app: the secrets' state, re-read when the store's markers move
     registry = metrics_registry(store_factory, inventory, clock, index=index, cache=cache)
-    app = FastAPI(title=name, docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
+    stopping = threading.Event()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        """Build the journal index in the background as the server starts, so the first page
+        does not wait for the whole journal (a page asked for meanwhile waits for the build)."""
+        worker = threading.Thread(target=warm, name="keyroll-journal-index", daemon=True)
+        worker.start()
+        try:
+            yield
+        finally:
+            stopping.set()
+            worker.join(timeout=60)
+
+    app = FastAPI(title=name, docs_url=None, redoc_url=None, openapi_url="/api/openapi.json",
+                  lifespan=lifespan)
     # added first, so it runs inside _SecurityHeaders: its 400 carries the headers too
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts),
                        www_redirect=False)
@@ -208,6 +224,15 @@ def build_app(
                 raise
         else:
             manager.__exit__(None, None, None)
+
+    def warm() -> None:
+        try:
+            with opened() as store:
+                index.refresh(store, stop=stopping)
+                if not stopping.is_set():
+                    index.check(store, views.JOURNAL_ACTOR)
+        except KeyrollError as exc:  # the first page reports it (503 or the journal banner)
+            _log.warning("dashboard: building the journal index at start: %s", exc)
 
     def journal(store: Store) -> Journal:
         return views.ReadOnlyJournal(store, clock=clock, index=index)
@@ -345,7 +370,8 @@ def build_app(
 
     # --- probes ---------------------------------------------------------------------------
 
-    @app.get("/healthz", summary="200 when the store answers (and the rotator ticks), else 503")
+    @app.get("/healthz", summary="200 when the store answers (and the rotator ticks), else 503; "
+             "journal_index: building (pages wait for it) or ready")
     def healthz() -> Response:
         try:
             with opened() as store:
@@ -355,12 +381,14 @@ def build_app(
             _log.warning("dashboard: /healthz: %s", exc)
             return JSONResponse({"status": "unavailable", "error": _unavailable(exc)},
                                 status_code=503)
+        built = "ready" if index.ready else "building"
         if rotator_stale_after is None:
-            return JSONResponse({"status": "ok"})
+            return JSONResponse({"status": "ok", "journal_index": built})
         shown = ticked.isoformat() if ticked is not None else None
         if ticked is None or utcnow() - ticked > rotator_stale_after:
-            return JSONResponse({"status": "stale", "last_tick": shown}, status_code=503)
-        return JSONResponse({"status": "ok", "last_tick": shown})
+            return JSONResponse({"status": "stale", "last_tick": shown, "journal_index": built},
+                                status_code=503)
+        return JSONResponse({"status": "ok", "last_tick": shown, "journal_index": built})
 
     @app.get("/metrics", summary="Prometheus metrics (read at scrape time)")
     def metrics(request: Request) -> Response:

@@ -81,6 +81,12 @@ class JournalIndex:
         self._postings: dict[tuple[str, str], array[int]] = {}
         self._anchor: Checkpoint | None = None
         self._store_url: str | None = None
+        self._built = False
+
+    @property
+    def ready(self) -> bool:
+        """Whether the whole journal has been read once (the dashboard builds it at start)."""
+        return self._built
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -88,7 +94,7 @@ class JournalIndex:
     def _reset_for(self, store: Store) -> None:
         if self._store_url != store.url:
             self._rows, self._postings, self._anchor = [], {}, None
-            self._store_url = store.url
+            self._store_url, self._built = store.url, False
 
     def _post(self, position: int, row: IndexRow) -> None:
         keys = [("action", a) for a in _prefixes(row[5])]
@@ -101,18 +107,25 @@ class JournalIndex:
                 found = self._postings[key] = array("q")
             found.append(position)
 
-    def refresh(self, store: Store) -> None:
-        """Index the entries appended since the last refresh (all of them the first time)."""
+    def refresh(self, store: Store, *, stop: threading.Event | None = None) -> None:
+        """Index the entries appended since the last refresh (all of them the first time).
+
+        Args:
+            stop: when set, return at the next entry (the next refresh goes on from there).
+        """
         with self._lock:
             self._reset_for(store)
             after = self._rows[-1][0] if self._rows else 0
             for entry in store.audit_entries(after + 1):
+                if stop is not None and stop.is_set():
+                    return
                 if entry.seq <= after:
                     continue  # a reordered journal: the check reports it
                 after = entry.seq
                 row = _row(entry)
                 self._post(len(self._rows), row)
                 self._rows.append(row)
+            self._built = True
 
     def check(self, store: Store, journal_actor: str) -> JournalCheck:
         """The incremental check from the later of the stored checkpoint and this index's own
