@@ -81,12 +81,13 @@ class JournalIndex:
         self._postings: dict[tuple[str, str], array[int]] = {}
         self._anchor: Checkpoint | None = None
         self._store_url: str | None = None
-        self._built = False
+        self._built = self._checked = False
 
     @property
     def ready(self) -> bool:
-        """Whether the whole journal has been read once (the dashboard builds it at start)."""
-        return self._built
+        """Whether the whole journal has been read and checked once (the dashboard does both
+        at start, in the background)."""
+        return self._built and self._checked
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -94,7 +95,7 @@ class JournalIndex:
     def _reset_for(self, store: Store) -> None:
         if self._store_url != store.url:
             self._rows, self._postings, self._anchor = [], {}, None
-            self._store_url, self._built = store.url, False
+            self._store_url, self._built, self._checked = store.url, False, False
 
     def _post(self, position: int, row: IndexRow) -> None:
         keys = [("action", a) for a in _prefixes(row[5])]
@@ -134,10 +135,11 @@ class JournalIndex:
             self._reset_for(store)
             anchor = self._anchor
         result = check_recent(Journal(store, actor=journal_actor), anchor=anchor)
-        if result.checkpoint is not None:
-            with self._lock:
-                if self._anchor is None or result.checkpoint.seq >= self._anchor.seq:
-                    self._anchor = result.checkpoint
+        with self._lock:
+            self._checked = True
+            if result.checkpoint is not None and (self._anchor is None
+                                                  or result.checkpoint.seq >= self._anchor.seq):
+                self._anchor = result.checkpoint
         return result
 
     def select(

@@ -128,12 +128,21 @@ class CachedStore(Store):
     # --- cached: versions, labels, rotations, bookkeeping -----------------------------------
 
     def secret_index(self, ref: SecretRef) -> tuple[dict[Label, int], list[Version]]:
+        """Labels and versions; none, without a read, for a secret `list_secrets` does not
+        list (no version ever stored: no labels either)."""
         key = ("index", ref)
         found: tuple[dict[Label, int], list[Version]] | None = self._state.get(key)
         if found is None:
-            found = self.inner.secret_index(ref)
+            found = self.inner.secret_index(ref) if ref in self._existing() else ({}, [])
             self._state[key] = found
         return dict(found[0]), list(found[1])
+
+    def _existing(self) -> frozenset[SecretRef]:
+        found: frozenset[SecretRef] | None = self._state.get("existing")
+        if found is None:
+            found = frozenset(self.list_secrets())
+            self._state["existing"] = found
+        return found
 
     def get_labels(self, ref: SecretRef) -> dict[Label, int]:
         return self.secret_index(ref)[0]
