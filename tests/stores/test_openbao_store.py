@@ -32,7 +32,7 @@ from keyroll.errors import (
 from keyroll.generate import generate
 from keyroll.model import Label
 from keyroll.stores import open_store
-from keyroll.stores.base import AuditEntry
+from keyroll.stores.base import AuditEntry, RotationRecord
 from keyroll.stores.openbao import OpenBaoStore
 from tests.leaks import assert_no_leak
 from tests.openbao_fixtures import bao_dev as bao_dev
@@ -395,3 +395,50 @@ def test_an_address_that_is_not_openbao_is_refused() -> None:
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+def test_change_markers_move_after_every_write_and_only_then(
+    bao_store_factory: Factory,
+) -> None:
+    """What the dashboard's cache relies on: every write to versions, labels, locks and
+    rotations moves the first marker, every bookkeeping write the second; a journal append,
+    a read and a refused write move neither."""
+    store = bao_store_factory()
+    other = bao_store_factory()  # another handle on the same prefix, as another process
+    assert store.change_markers() == ("", "")
+
+    def moved(write: Callable[[], object]) -> tuple[bool, bool]:
+        before = other.change_markers()
+        try:
+            write()
+        except KeyrollError:
+            pass
+        after = other.change_markers()
+        return before[0] != after[0], before[1] != after[1]
+
+    rotation = RotationRecord("r-markers", REF, "plan", 0, T0, T0, {"steps": []})
+    assert moved(lambda: store.put_version(REF, generate("hex-32"))) == (True, False)
+    assert moved(lambda: store.put_version(REF, generate("hex-32"))) == (True, False)
+    assert moved(lambda: store.set_labels(REF, expected={}, new={Label.CURRENT: 2})) == (
+        True, False)
+    # destroying records the value's recognition digest first: a bookkeeping write too
+    assert moved(lambda: store.destroy_version(REF, 1)) == (True, True)
+    assert moved(lambda: store.acquire_lock(REF, "a", ttl=timedelta(minutes=5))) == (
+        True, False)
+    assert moved(lambda: store.acquire_lock(REF, "b", ttl=timedelta(minutes=5))) == (
+        False, False)  # LockHeld: nothing written
+    assert moved(lambda: store.release_lock(REF, "a")) == (True, False)
+    assert moved(lambda: store.create_rotation(rotation)) == (True, False)
+    saved = store.get_rotation("r-markers")
+    assert moved(lambda: store.save_rotation(saved, expected_revision=saved.revision)) == (
+        True, False)
+    assert moved(lambda: store.save_rotation(saved, expected_revision=saved.revision)) == (
+        False, False)  # Conflict: nothing written
+    assert moved(lambda: store.put_meta("k", "v")) == (False, True)
+    assert moved(lambda: store.put_meta("k", None)) == (False, True)
+    assert moved(lambda: store.audit_append(AuditEntry(1, "{}", "0" * 64, "f" * 64))) == (
+        False, False)
+    assert moved(lambda: (store.list_versions(REF), store.get_labels(REF),
+                          store.list_rotations(), store.get_meta("k"))) == (False, False)
+    labels, versions = other.secret_index(REF)
+    assert (labels, versions) == (other.get_labels(REF), other.list_versions(REF))

@@ -27,6 +27,29 @@ def test_select_matches_the_full_scan(history: History) -> None:
     rotation = history.rotations["done"]
     for filters in ({}, {"rotation": rotation}, {"environment": "dev", "secret": "jwt-access"},
                     {"action": "rotation"}, {"action": "rotation.promote", "limit": 2},
-                    {"secret": "no-such-class"}, {"limit": 5}):
+                    {"secret": "no-such-class"}, {"limit": 5}, {"limit": 0},
+                    {"environment": "dev"}, {"environment": "dev", "limit": 3},
+                    {"action": "rotation", "environment": "staging"},
+                    {"rotation": rotation, "action": "rotation.promote"},
+                    {"action": "rot"}, {"action": "rotation."}, {"action": ""},
+                    {"environment": "", "secret": ""}, {"secret": "jwt-access", "limit": 1},
+                    {"environment": "dev", "secret": "jwt-access", "rotation": rotation,
+                     "action": "rotation", "limit": 4}):
         assert indexed.select(**filters) == plain.select(**filters), filters  # type: ignore[arg-type]
     assert indexed.shown_problems == []
+
+
+def test_select_keeps_up_with_appends(history: History) -> None:
+    """Records appended after the index was built are found by every filter, in order."""
+    store = history.world.store
+    index = JournalIndex()
+    indexed = ReadOnlyJournal(store, clock=history.world.clock, index=index)
+    plain = Journal(store, actor="t")
+    assert indexed.select(limit=3) == plain.select(limit=3)
+    writer = Journal(store, actor="ops")
+    for n in range(5):
+        writer.append("note.added", evidence={"n": n})
+    writer.append("rotation.noted", evidence={})
+    for filters in ({"limit": 3}, {"action": "note"}, {"action": "rotation", "limit": 2}, {}):
+        assert indexed.select(**filters) == plain.select(**filters), filters  # type: ignore[arg-type]
+    assert len(index) == plain.select()[0]
