@@ -20,8 +20,12 @@ one document per record on every page, so a 100,000-record page would take minut
 figures are measured at ``--old-records`` and the table says so (it grows linearly: the bench
 also measures the old path at 1,000 records to show it).
 
-Measured, per store: every page ``--requests`` times after one cold request (the new code's
-first request builds its index: that is the "cold" column), p50 and p95; the cost of one
+Measured, per store: how long after start the app is ready (the new code builds its journal
+index in the background as the server starts; ``/healthz`` says ``journal_index: ready``);
+every page ``--requests`` times after one cold request, p50 and p95; ``/`` and ``/metrics``
+when each request follows a write by another client (a lock taken and released), so nothing
+the new code keeps of the secrets' state holds (its cache follows the store's change markers);
+the cost of one
 append at 1,000 and at ``--records`` records (median of 100, the two stores in turns); the
 full check (``keyroll audit verify --full``: `check_full`) of all records. Targets: pages and
 ``/metrics`` ≤ 100 ms p95 at 100,000 records, append flat (the ratio at 100,000 vs 1,000
