@@ -10,6 +10,9 @@ the bench extracts that commit's ``src/`` with ``git archive`` into a temporary 
 runs the same measurements in a subprocess that imports it, on the same data. Nothing of the
 old path is re-implemented, so it is exactly what users ran.
 
+Both code versions' dashboards show the example inventory of ``--old-ref`` (18 classes, as
+today's, whose new kinds the old code cannot parse).
+
 How the data is made: ``--records`` chained journal records shaped like real ones (actions of
 rotations, 34 secrets over 4 environments, fingerprints, small evidence), a few secrets with
 versions and one rotation record. They are written **in bulk in each layout** (the SQLite
@@ -138,7 +141,7 @@ def worker(args: argparse.Namespace) -> None:
     from keyroll.inventory import parse_inventory
     from keyroll.stores import open_store
 
-    inventory = parse_inventory((ROOT / "src" / "keyroll" / "example_inventory.toml").read_text())
+    inventory = parse_inventory(Path(args.inventory).read_text())
     result: dict[str, Any] = {}
     if args.mode == "pages":
         started = time.perf_counter()
@@ -217,11 +220,16 @@ def worker(args: argparse.Namespace) -> None:
     print(json.dumps(result))
 
 
+#: The inventory both code versions' dashboards show: the example of ``--old-ref`` (the
+#: example today has kinds the old code cannot parse; both have 18 classes). Set by `main`.
+INVENTORY: list[Path] = []
+
+
 def run_worker(src: Path, mode: str, url: str, base: Path, requests: int,
                env: dict[str, str], url2: str = "") -> dict[str, Any]:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--src", str(src),
            "--mode", mode, "--url", url, "--url2", url2, "--base", str(base),
-           "--requests", str(requests)]
+           "--requests", str(requests), "--inventory", str(INVENTORY[0])]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=7200,
                           check=False)
     if done.returncode != 0:
@@ -334,6 +342,7 @@ def main() -> None:
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--url2", help=argparse.SUPPRESS)
     parser.add_argument("--base", help=argparse.SUPPRESS)
+    parser.add_argument("--inventory", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         worker(args)
@@ -345,6 +354,7 @@ def main() -> None:
     try:
         new_src = ROOT / "src"
         old_src = old_source(args.old_ref, work / "old")
+        INVENTORY.append(old_src / "keyroll" / "example_inventory.toml")
         key = secrets.token_bytes(32)
         env = {**os.environ, "KEYROLL_MASTER_KEY": __import__("base64").b64encode(key).decode()}
         env.pop("KEYROLL_STORE", None)
@@ -353,7 +363,8 @@ def main() -> None:
         small = make_entries(1_000)
         lines: list[str] = [f"journal benchmark: {args.records:,} records; old code = keyroll at "
                             f"{args.old_ref}; {args.requests} requests a page (old: "
-                            f"{args.old_requests}) after one cold request"]
+                            f"{args.old_requests}) after one cold request; both show the "
+                            f"example inventory of {args.old_ref}"]
         met: list[tuple[str, bool]] = []
 
         # --- local store ---
