@@ -441,3 +441,21 @@ def test_change_markers_move_after_every_write_and_only_then(
                           store.list_rotations(), store.get_meta("k"))) == (False, False)
     labels, versions = other.secret_index(REF)
     assert (labels, versions) == (other.get_labels(REF), other.list_versions(REF))
+
+
+def test_a_token_that_may_not_move_the_markers_still_writes(
+    bao_dev: DevServer, bao_store_factory: Factory
+) -> None:
+    """An app whose policy covers only the bookkeeping it reports usage to (written before the
+    markers existed) keeps working: the marker is best effort, and readers re-read what they
+    kept after a bounded age anyway."""
+    root = bao_store_factory()
+    root.put_meta("seed", "1")
+    hcl = (f'path "secret/data/{root.prefix}/_meta/*" {{ capabilities = ["create","read",'
+           f'"update"] }}')
+    token = _token_for(bao_dev, f"usage-only-{root.prefix}", hcl)
+    before = root.change_markers()
+    with OpenBaoStore.from_url(_url(bao_dev, root), environ={"BAO_TOKEN": token}) as app:
+        app.put_meta("usage:dev/jwt-access", '{"x": 1}')
+    assert root.get_meta("usage:dev/jwt-access") == '{"x": 1}'
+    assert root.change_markers() == before

@@ -61,6 +61,7 @@ once) is `keyroll.stores.openbao._transport`; store URLs are `keyroll.stores.ope
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import secrets
@@ -74,6 +75,8 @@ from keyroll.errors import (
     LockHeld,
     NotFound,
     StoreCorrupted,
+    StoreForbidden,
+    StoreUnavailable,
     UsageError,
 )
 from keyroll.model import Label, SecretRef, SecretValue, Version, fingerprint, new_kid, utcnow
@@ -208,8 +211,15 @@ class OpenBaoStore(Store):
 
     def _changed(self, area: str) -> None:
         """Move ``area``'s marker (after the write it follows: a reader that saw the old
-        marker re-reads at its next request). Last writer wins: any new text will do."""
-        self._kv.write(self._path("_changes", area), {"marker": secrets.token_hex(16)}, cas=None)
+        marker re-reads at its next request). Last writer wins: any new text will do.
+
+        Best effort: the write it follows has happened, so a marker the server refuses (a
+        policy written before the markers existed) or misses (the server went away just
+        then) does not turn it into an error; readers re-read what they kept after a
+        bounded age anyway (`keyroll.dashboard.store_cache.MAX_AGE_SECONDS`)."""
+        with contextlib.suppress(StoreForbidden, StoreUnavailable):
+            self._kv.write(self._path("_changes", area), {"marker": secrets.token_hex(16)},
+                           cas=None)
 
     def change_markers(self) -> tuple[str, str]:
         """The ``_changes/state`` and ``_changes/meta`` markers ("" before the first write)."""
