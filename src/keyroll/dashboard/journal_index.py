@@ -15,11 +15,12 @@ positions are arrays of integers: the garbage collector does not track them, so 
 collection does not walk 100,000 objects in the middle of a page (it took some 80 ms).
 
 Verification is `keyroll.audit_check.check_recent`: from the stored checkpoint, or from the
-head this index verified itself on an earlier request when that is later, so a page checks
-only what was appended since. Records before the verified head are shown as this process read
-them; an edit made in the store after that is the full check's to find (``keyroll audit verify
---full``, ``keyroll serve``'s schedule), and the pages say when the last one ran. The
-dashboard never writes the checkpoint (it is read-only); writers do.
+head this index verified itself on an earlier request (or while it first read the whole
+journal) when that is later, so a page checks only what was appended since. Records before
+the verified head are shown as this process read them; an edit made in the store after that
+is the full check's to find (``keyroll audit verify --full``, ``keyroll serve``'s schedule),
+and the pages say when the last one ran. The dashboard never writes the checkpoint (it is
+read-only); writers do.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ import threading
 from array import array
 from collections.abc import Sequence
 
-from keyroll.audit import AuditRecord, Journal
+from keyroll.audit import AuditRecord, ChainWalk, Journal
 from keyroll.audit_check import Checkpoint, JournalCheck, check_recent
+from keyroll.model import utcnow
 from keyroll.stores.base import AuditEntry, Store
 
 __all__ = ["IndexRow", "JournalIndex"]
@@ -117,9 +119,14 @@ class JournalIndex:
         with self._lock:
             self._reset_for(store)
             after = self._rows[-1][0] if self._rows else 0
+            # the first build reads the whole journal: it verifies the chain on the way, so
+            # the check that follows starts from the head instead of reading it all again
+            walk = ChainWalk() if not self._rows else None
             for entry in store.audit_entries(after + 1):
                 if stop is not None and stop.is_set():
                     return
+                if walk is not None:
+                    walk.feed(entry)
                 if entry.seq <= after:
                     continue  # a reordered journal: the check reports it
                 after = entry.seq
@@ -127,6 +134,10 @@ class JournalIndex:
                 self._post(len(self._rows), row)
                 self._rows.append(row)
             self._built = True
+            report = walk.report() if walk is not None else None
+            if report is not None and report.ok and report.count > 0 and (
+                    self._anchor is None or report.count >= self._anchor.seq):
+                self._anchor = Checkpoint(report.count, report.head, utcnow())
 
     def check(self, store: Store, journal_actor: str) -> JournalCheck:
         """The incremental check from the later of the stored checkpoint and this index's own

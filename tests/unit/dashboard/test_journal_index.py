@@ -3,8 +3,10 @@ the whole journal, and the overview says when the last full check ran."""
 
 from __future__ import annotations
 
+import sqlite3
+
 from keyroll.audit import Journal
-from keyroll.audit_check import check_full
+from keyroll.audit_check import CHECKPOINT_KEY, check_full
 from keyroll.dashboard.journal_index import JournalIndex
 from keyroll.dashboard.views import ReadOnlyJournal
 from tests.unit.dashboard.conftest import NOW, History, TestClient
@@ -53,3 +55,32 @@ def test_select_keeps_up_with_appends(history: History) -> None:
     for filters in ({"limit": 3}, {"action": "note"}, {"action": "rotation", "limit": 2}, {}):
         assert indexed.select(**filters) == plain.select(**filters), filters  # type: ignore[arg-type]
     assert len(index) == plain.select()[0]
+
+
+def test_the_first_build_verifies_the_chain_so_the_check_reads_nothing_again(
+    history: History,
+) -> None:
+    """No stored checkpoint: the index's first read of the whole journal walks the chain, and
+    the check that follows starts at the head it verified."""
+    store = history.world.store
+    assert store.get_meta(CHECKPOINT_KEY) is None  # nothing was ever checked
+    index = JournalIndex()
+    index.refresh(store)
+    check = index.check(store, "t")
+    assert check.report.ok and check.mode == "incremental" and check.walked == 0
+    assert check.since == check.report.count == len(index)
+
+
+def test_a_journal_edited_before_the_first_build_is_reported(history: History) -> None:
+    store = history.world.store
+    db = sqlite3.connect(store.path)
+    try:
+        db.execute("UPDATE audit SET payload = replace(payload, 'alice', 'mallory') WHERE seq = 2")
+        db.commit()
+    finally:
+        db.close()
+    index = JournalIndex()
+    index.refresh(store)
+    check = index.check(store, "t")
+    assert not check.report.ok and check.mode == "full"
+    assert "record 2 was edited" in check.report.problems[0]
