@@ -37,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import itertools
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -267,15 +268,21 @@ def check_recent(
                             full.checkpoint if merged.ok else None)
     walk = ChainWalk(start.hash, start.seq + 1)
     mode, since = "incremental", start.seq
-    found = list(store.audit_entries(start.seq, start.seq + 1)) if start.seq > 0 else []
-    if start.seq > 0 and (not found or found[0].hash != start.hash
-            or chain_hash(found[0].prev_hash, found[0].payload) != start.hash):
-        problems.append(
-            f"record {start.seq}, verified at {start.at:%Y-%m-%d %H:%M:%S} UTC, is no longer "
-            "what was verified (edited, removed, or the journal before it rewritten): run "
-            "`keyroll audit verify --full`"
-        )
-    entries = store.audit_entries(start.seq + 1)
+    # one range read from the verified head on: its record first (still what was verified?),
+    # then what follows it
+    entries = iter(store.audit_entries(max(start.seq, 1)))
+    if start.seq > 0:
+        found = next(entries, None)
+        if found is not None and found.seq != start.seq:  # the head's record is gone
+            entries = itertools.chain([found], entries)
+            found = None
+        if (found is None or found.hash != start.hash
+                or chain_hash(found.prev_hash, found.payload) != start.hash):
+            problems.append(
+                f"record {start.seq}, verified at {start.at:%Y-%m-%d %H:%M:%S} UTC, is no "
+                "longer what was verified (edited, removed, or the journal before it "
+                "rewritten): run `keyroll audit verify --full`"
+            )
     for entry in entries:
         walk.feed(entry)
     report = walk.report()

@@ -9,6 +9,7 @@ that neither the token nor a value ends up in a message or repr.
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import pickle
 import re
@@ -32,7 +33,7 @@ from keyroll.errors import (
 from keyroll.generate import generate
 from keyroll.model import Label
 from keyroll.stores import open_store
-from keyroll.stores.base import AuditEntry
+from keyroll.stores.base import AuditEntry, RotationRecord
 from keyroll.stores.openbao import OpenBaoStore
 from tests.leaks import assert_no_leak
 from tests.openbao_fixtures import bao_dev as bao_dev
@@ -395,3 +396,66 @@ def test_an_address_that_is_not_openbao_is_refused() -> None:
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+def test_change_markers_move_after_every_write_and_only_then(
+    bao_store_factory: Factory,
+) -> None:
+    """What the dashboard's cache relies on: every write to versions, labels, locks and
+    rotations moves the first marker, every bookkeeping write the second; a journal append,
+    a read and a refused write move neither."""
+    store = bao_store_factory()
+    other = bao_store_factory()  # another handle on the same prefix, as another process
+    assert store.change_markers() == ("", "")
+
+    def moved(write: Callable[[], object]) -> tuple[bool, bool]:
+        before = other.change_markers()
+        with contextlib.suppress(LockHeld, Conflict):  # the refusals below
+            write()
+        after = other.change_markers()
+        return before[0] != after[0], before[1] != after[1]
+
+    rotation = RotationRecord("r-markers", REF, "plan", 0, T0, T0, {"steps": []})
+    assert moved(lambda: store.put_version(REF, generate("hex-32"))) == (True, False)
+    assert moved(lambda: store.put_version(REF, generate("hex-32"))) == (True, False)
+    assert moved(lambda: store.set_labels(REF, expected={}, new={Label.CURRENT: 2})) == (
+        True, False)
+    # destroying records the value's recognition digest first: a bookkeeping write too
+    assert moved(lambda: store.destroy_version(REF, 1)) == (True, True)
+    assert moved(lambda: store.acquire_lock(REF, "a", ttl=timedelta(minutes=5))) == (
+        True, False)
+    assert moved(lambda: store.acquire_lock(REF, "b", ttl=timedelta(minutes=5))) == (
+        False, False)  # LockHeld: nothing written
+    assert moved(lambda: store.release_lock(REF, "a")) == (True, False)
+    assert moved(lambda: store.create_rotation(rotation)) == (True, False)
+    saved = store.get_rotation("r-markers")
+    assert moved(lambda: store.save_rotation(saved, expected_revision=saved.revision)) == (
+        True, False)
+    assert moved(lambda: store.save_rotation(saved, expected_revision=saved.revision)) == (
+        False, False)  # Conflict: nothing written
+    assert moved(lambda: store.put_meta("k", "v")) == (False, True)
+    assert moved(lambda: store.put_meta("k", None)) == (False, True)
+    assert moved(lambda: store.audit_append(AuditEntry(1, "{}", "0" * 64, "f" * 64))) == (
+        False, False)
+    assert moved(lambda: (store.list_versions(REF), store.get_labels(REF),
+                          store.list_rotations(), store.get_meta("k"))) == (False, False)
+    labels, versions = other.secret_index(REF)
+    assert (labels, versions) == (other.get_labels(REF), other.list_versions(REF))
+
+
+def test_a_token_that_may_not_move_the_markers_still_writes(
+    bao_dev: DevServer, bao_store_factory: Factory
+) -> None:
+    """An app whose policy covers only the bookkeeping it reports usage to (written before the
+    markers existed) keeps working: the marker is best effort, and readers re-read what they
+    kept after a bounded age anyway."""
+    root = bao_store_factory()
+    root.put_meta("seed", "1")
+    hcl = (f'path "secret/data/{root.prefix}/_meta/*" {{ capabilities = ["create","read",'
+           f'"update"] }}')
+    token = _token_for(bao_dev, f"usage-only-{root.prefix}", hcl)
+    before = root.change_markers()
+    with OpenBaoStore.from_url(_url(bao_dev, root), environ={"BAO_TOKEN": token}) as app:
+        app.put_meta("usage:dev/jwt-access", '{"x": 1}')
+    assert root.get_meta("usage:dev/jwt-access") == '{"x": 1}'
+    assert root.change_markers() == before

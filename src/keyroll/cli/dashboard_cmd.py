@@ -83,7 +83,7 @@ def dashboard(
     ] = None,
 ) -> None:
     """Serve the dashboard: secrets, rotations, audit journal, JSON API, /healthz, /metrics."""
-    from keyroll.dashboard import create_app, require_web
+    from keyroll.dashboard import create_app, freeze_startup_objects, require_web
 
     try:
         import uvicorn
@@ -109,6 +109,7 @@ def dashboard(
                 markup=False)
     config = uvicorn.Config(web, host=host, port=port, root_path=root_path,
                             access_log=access_log, log_level="info", server_header=False)
+    freeze_startup_objects()
     with sock:
         uvicorn.Server(config).run(sockets=[sock])
 

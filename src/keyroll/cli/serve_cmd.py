@@ -56,7 +56,7 @@ def _start_web(app: AppContext, host: str, port: int, interval: timedelta,
                allowed: list[str]) -> tuple[uvicorn.Server, threading.Thread] | None:
     """The dashboard in a thread, or None (with a note) when the web extra is missing."""
     from keyroll.cli.dashboard_cmd import _listen, allowed_hosts
-    from keyroll.dashboard import create_app
+    from keyroll.dashboard import create_app, freeze_startup_objects
 
     try:
         import uvicorn
@@ -77,6 +77,7 @@ def _start_web(app: AppContext, host: str, port: int, interval: timedelta,
     config = uvicorn.Config(web, host=host, port=bound, access_log=False, log_level="warning",
                             server_header=False)
     server = uvicorn.Server(config)
+    freeze_startup_objects()
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
                               name="keyroll-web", daemon=True)
     thread.start()

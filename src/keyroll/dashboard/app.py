@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -42,6 +43,7 @@ from keyroll.audit import Journal
 from keyroll.dashboard import views
 from keyroll.dashboard.journal_index import JournalIndex
 from keyroll.dashboard.metrics import StoreFactory, metrics_registry
+from keyroll.dashboard.store_cache import StoreCache
 from keyroll.errors import (
     KeyrollError,
     NotFound,
@@ -182,8 +184,24 @@ def build_app(
     markdown = MarkdownIt("commonmark", {"html": False, "breaks": True})
     templates = _environment(markdown)
     index = JournalIndex()  # one per app: every page and scrape reads only what is new
-    registry = metrics_registry(store_factory, inventory, clock, index=index)
-    app = FastAPI(title=name, docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
+    cache = StoreCache()  # one per app: the secrets' state, re-read when the store's markers move
+    registry = metrics_registry(store_factory, inventory, clock, index=index, cache=cache)
+    stopping = threading.Event()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        """Build the journal index in the background as the server starts, so the first page
+        does not wait for the whole journal (a page asked for meanwhile waits for the build)."""
+        worker = threading.Thread(target=warm, name="keyroll-journal-index", daemon=True)
+        worker.start()
+        try:
+            yield
+        finally:
+            stopping.set()
+            worker.join(timeout=60)
+
+    app = FastAPI(title=name, docs_url=None, redoc_url=None, openapi_url="/api/openapi.json",
+                  lifespan=lifespan)
     # added first, so it runs inside _SecurityHeaders: its 400 carries the headers too
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts),
                        www_redirect=False)
@@ -191,20 +209,30 @@ def build_app(
 
     @contextmanager
     def opened() -> Iterator[Store]:
-        """The request's store. Any failure to open it (missing file, wrong key, server down)
-        is the server's problem, not the visitor's input: a 503 that names no path."""
+        """The request's store, read-only and through the app's cache. Any failure to open it
+        (missing file, wrong key, server down) is the server's problem, not the visitor's
+        input: a 503 that names no path."""
         try:
             manager = store_factory()
             store = manager.__enter__()
         except KeyrollError as exc:
             raise StoreUnavailable(f"{exc.__class__.__name__}: {exc}") from None
         try:
-            yield store
+            yield cache.view(store)
         except BaseException as exc:
             if not manager.__exit__(type(exc), exc, exc.__traceback__):
                 raise
         else:
             manager.__exit__(None, None, None)
+
+    def warm() -> None:
+        try:
+            with opened() as store:
+                index.refresh(store, stop=stopping)
+                if not stopping.is_set():
+                    index.check(store, views.JOURNAL_ACTOR)
+        except KeyrollError as exc:  # the first page reports it (503 or the journal banner)
+            _log.warning("dashboard: building the journal index at start: %s", exc)
 
     def journal(store: Store) -> Journal:
         return views.ReadOnlyJournal(store, clock=clock, index=index)
@@ -342,7 +370,8 @@ def build_app(
 
     # --- probes ---------------------------------------------------------------------------
 
-    @app.get("/healthz", summary="200 when the store answers (and the rotator ticks), else 503")
+    @app.get("/healthz", summary="200 when the store answers (and the rotator ticks), else 503; "
+             "journal_index: building (pages wait for it) or ready")
     def healthz() -> Response:
         try:
             with opened() as store:
@@ -352,12 +381,14 @@ def build_app(
             _log.warning("dashboard: /healthz: %s", exc)
             return JSONResponse({"status": "unavailable", "error": _unavailable(exc)},
                                 status_code=503)
+        built = "ready" if index.ready else "building"
         if rotator_stale_after is None:
-            return JSONResponse({"status": "ok"})
+            return JSONResponse({"status": "ok", "journal_index": built})
         shown = ticked.isoformat() if ticked is not None else None
         if ticked is None or utcnow() - ticked > rotator_stale_after:
-            return JSONResponse({"status": "stale", "last_tick": shown}, status_code=503)
-        return JSONResponse({"status": "ok", "last_tick": shown})
+            return JSONResponse({"status": "stale", "last_tick": shown, "journal_index": built},
+                                status_code=503)
+        return JSONResponse({"status": "ok", "last_tick": shown, "journal_index": built})
 
     @app.get("/metrics", summary="Prometheus metrics (read at scrape time)")
     def metrics(request: Request) -> Response:

@@ -52,6 +52,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from keyroll.audit import AuditRecord
 from keyroll.dashboard.journal_index import JournalIndex
+from keyroll.dashboard.store_cache import StoreCache
 from keyroll.errors import KeyrollError
 from keyroll.inventory import Inventory
 from keyroll.rotation.record import ACTIVE, TERMINAL, Rotation
@@ -78,6 +79,7 @@ class KeyrollCollector:
         journal_actor: the actor name of the read-only journal (never written).
         index: the journal index shared with the dashboard's pages (its own when None): each
             scrape verifies only the records after the last verified head.
+        cache: the secrets' state shared with the pages (`StoreCache`; its own when None).
     """
 
     def __init__(
@@ -88,8 +90,10 @@ class KeyrollCollector:
         *,
         journal_actor: str = "keyroll-dashboard",
         index: JournalIndex | None = None,
+        cache: StoreCache | None = None,
     ) -> None:
         self._index = index if index is not None else JournalIndex()
+        self._cache = cache if cache is not None else StoreCache()
         self._store_factory = store_factory
         self._inventory = inventory
         self._clock = clock
@@ -106,7 +110,7 @@ class KeyrollCollector:
         up = GaugeMetricFamily("keyroll_store_up", "1 when the store answered this scrape.")
         try:
             with self._store_factory() as store:
-                families = self._families(store)
+                families = self._families(self._cache.view(store))
         except KeyrollError:
             up.add_metric([], 0)
             yield up
@@ -242,13 +246,15 @@ def _record_time(payload: str) -> float:
 
 def metrics_registry(
     store_factory: StoreFactory, inventory: Inventory, clock: Callable[[], datetime], *,
-    index: JournalIndex | None = None,
+    index: JournalIndex | None = None, cache: StoreCache | None = None,
 ) -> CollectorRegistry:
     """A fresh registry holding only a `KeyrollCollector` (not the process-global registry).
 
     Args:
         index: the dashboard's journal index, so scrapes check only what pages have not.
+        cache: the dashboard's `StoreCache`, so scrapes and pages share what they read.
     """
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(KeyrollCollector(store_factory, inventory, clock, index=index))
+    registry.register(KeyrollCollector(store_factory, inventory, clock, index=index,
+                                       cache=cache))
     return registry

@@ -315,6 +315,26 @@ class Store(ABC):
     def list_meta(self) -> list[str]:
         """Every bookkeeping key, sorted (migration copies them all)."""
 
+    # --- what changed -----------------------------------------------------------------------
+
+    def secret_index(self, ref: SecretRef) -> tuple[dict[Label, int], list[Version]]:
+        """A secret's labels and versions, read together (one read on a backend that keeps
+        them in one document; `get_labels` and `list_versions` otherwise)."""
+        return self.get_labels(ref), self.list_versions(ref)
+
+    def change_markers(self) -> tuple[str, str] | None:
+        """Two texts a reader caches against: the first changes after every write to
+        versions, labels, locks and rotation records, the second after every bookkeeping
+        write (`put_meta`); neither follows the journal (its tail says where it ends).
+
+        None (the default, and the local store, whose reads are cheap): the backend keeps
+        no markers, so a reader must read again every time. A reader that finds the same
+        pair again may reuse what it read under it, which is how the dashboard serves an
+        OpenBao store without some 50 reads a page. A write through an older keyroll, or by
+        hand in the backend, moves no marker: readers re-read after a bounded age anyway.
+        """
+        return None
+
     # --- who is calling --------------------------------------------------------------------
 
     def identity(self) -> tuple[str, tuple[str, ...]] | None:

@@ -73,7 +73,12 @@ def test_keyroll_dashboard_serves_healthz_and_metrics(tmp_path: Path) -> None:
         try:
             base = f"http://127.0.0.1:{port}"
             health = _wait_healthy(proc, f"{base}/healthz")
-            assert (health.status_code, health.json()) == (200, {"status": "ok"})
+            assert health.status_code == 200
+            assert health.json()["status"] == "ok"
+            assert health.json()["journal_index"] in ("building", "ready")  # built at start
+            assert httpx.get(f"{base}/audit", timeout=10).status_code == 200  # waits for it
+            assert httpx.get(f"{base}/healthz", timeout=5).json() == {"status": "ok",
+                                                                      "journal_index": "ready"}
             metrics = httpx.get(f"{base}/metrics", timeout=10)
             assert metrics.status_code == 200
             samples = {(s.name, json.dumps(s.labels, sort_keys=True)): s.value

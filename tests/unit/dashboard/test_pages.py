@@ -11,7 +11,7 @@ import pytest
 
 from keyroll.dashboard import create_app, views
 from tests.unit.conftest import T0
-from tests.unit.dashboard.conftest import NOW, History, TestClient
+from tests.unit.dashboard.conftest import NOW, History, TestClient, client_for
 
 SECURITY_HEADERS = ("content-security-policy", "x-content-type-options", "referrer-policy",
                     "cache-control")
@@ -186,7 +186,18 @@ def test_api_audit_limit_filters_and_verification(client: TestClient, history: H
 
 
 def test_healthz(client: TestClient) -> None:
-    assert client.get("/healthz").json() == {"status": "ok"}
+    """The index is built in the background at start; a page waits for it, /healthz says."""
+    assert client.get("/healthz").json()["journal_index"] in ("building", "ready")
+    assert client.get("/audit").status_code == 200
+    assert client.get("/healthz").json() == {"status": "ok", "journal_index": "ready"}
+
+
+def test_healthz_says_building_until_the_index_is_built(history: History) -> None:
+    """Without the server's start (no lifespan) nothing builds it until a page asks."""
+    client = client_for(history.world.store, history.world)
+    assert client.get("/healthz").json() == {"status": "ok", "journal_index": "building"}
+    client.get("/api/audit")
+    assert client.get("/healthz").json() == {"status": "ok", "journal_index": "ready"}
 
 
 def test_head_answers_like_get_without_a_body(client: TestClient) -> None:

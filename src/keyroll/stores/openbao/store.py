@@ -14,6 +14,9 @@ Layout under ``<mount>/<prefix>/`` (KV v2; ``prefix`` defaults to ``keyroll``)::
                                (`keyroll.stores.openbao._journal`; ``_journal/<seq>``, one
                                document per entry, is the old layout, read until migrated)
     _meta/<key>                bookkeeping values
+    _changes/state, /meta      a random marker rewritten after every write to versions,
+                               labels, locks and rotations (``state``) or to bookkeeping
+                               (``meta``): readers cache against them (`change_markers`)
 
 Class and environment names start with a letter or digit, so they never collide with the
 ``_``-folders.
@@ -58,8 +61,10 @@ once) is `keyroll.stores.openbao._transport`; store URLs are `keyroll.stores.ope
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import secrets
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, NoReturn, TypeVar
@@ -70,6 +75,8 @@ from keyroll.errors import (
     LockHeld,
     NotFound,
     StoreCorrupted,
+    StoreForbidden,
+    StoreUnavailable,
     UsageError,
 )
 from keyroll.model import Label, SecretRef, SecretValue, Version, fingerprint, new_kid, utcnow
@@ -200,6 +207,33 @@ class OpenBaoStore(Store):
     def _rotation_path(self, rotation_id: str) -> str:
         return self._path("_rotations", _path_key(rotation_id))
 
+    # --- change markers --------------------------------------------------------------------
+
+    def _changed(self, area: str) -> None:
+        """Move ``area``'s marker (after the write it follows: a reader that saw the old
+        marker re-reads at its next request). Last writer wins: any new text will do.
+
+        Best effort: the write it follows has happened, so a marker the server refuses (a
+        policy written before the markers existed) or misses (the server went away just
+        then) does not turn it into an error; readers re-read what they kept after a
+        bounded age anyway (`keyroll.dashboard.store_cache.MAX_AGE_SECONDS`)."""
+        with contextlib.suppress(StoreForbidden, StoreUnavailable):
+            self._kv.write(self._path("_changes", area), {"marker": secrets.token_hex(16)},
+                           cas=None)
+
+    def change_markers(self) -> tuple[str, str]:
+        """The ``_changes/state`` and ``_changes/meta`` markers ("" before the first write)."""
+        found = []
+        for area in ("state", "meta"):
+            stored = self._kv.read(self._path("_changes", area))
+            found.append(str(stored[0].get("marker", "")) if stored is not None else "")
+        return found[0], found[1]
+
+    def secret_index(self, ref: SecretRef) -> tuple[dict[Label, int], list[Version]]:
+        """Labels and versions from the one index document (one read)."""
+        index, _ = self._read_index(ref)
+        return self._labels_of(index), self._versions_of(index)
+
     # --- versions -------------------------------------------------------------------------
 
     def __repr__(self) -> str:
@@ -265,6 +299,7 @@ class OpenBaoStore(Store):
             index["versions"][str(number)] = entry
 
         self._update_index(ref, add)
+        self._changed("state")
         return version
 
     def _recover_missing(self, ref: SecretRef, index: dict[str, Any], *, below: int) -> None:
@@ -337,6 +372,10 @@ class OpenBaoStore(Store):
 
     def list_versions(self, ref: SecretRef) -> list[Version]:
         index, _ = self._read_index(ref)
+        return self._versions_of(index)
+
+    @staticmethod
+    def _versions_of(index: Mapping[str, Any]) -> list[Version]:
         versions = [
             Version(
                 int(number), int(entry["kid"]), str(entry["fingerprint"]),
@@ -368,6 +407,7 @@ class OpenBaoStore(Store):
             entry["destroyed"] = True
 
         self._update_index(ref, mark)
+        self._changed("state")
         self._kv.destroy_versions(self._value_path(ref), [number])
 
     def list_secrets(self) -> list[SecretRef]:
@@ -388,6 +428,10 @@ class OpenBaoStore(Store):
 
     def get_labels(self, ref: SecretRef) -> dict[Label, int]:
         index, _ = self._read_index(ref)
+        return self._labels_of(index)
+
+    @staticmethod
+    def _labels_of(index: Mapping[str, Any]) -> dict[Label, int]:
         return {Label(label): int(number) for label, number in index["labels"].items()}
 
     def set_labels(
@@ -417,7 +461,9 @@ class OpenBaoStore(Store):
                 labels[label.value] = number
             return {Label(label): int(number) for label, number in labels.items()}
 
-        return self._update_index(ref, move)
+        moved = self._update_index(ref, move)
+        self._changed("state")
+        return moved
 
     # --- lock -----------------------------------------------------------------------------
 
@@ -457,6 +503,7 @@ class OpenBaoStore(Store):
                                    "generation": info.generation}, cas=version)
             except CasMismatch:
                 continue
+            self._changed("state")
             return info
         raise Conflict(f"{ref}: the lock keeps changing under concurrent writers; retry")
 
@@ -474,6 +521,7 @@ class OpenBaoStore(Store):
                             cas=stored[1])
             except CasMismatch:
                 continue
+            self._changed("state")
             return
         raise Conflict(f"{ref}: the lock keeps changing under concurrent writers; retry")
 
@@ -528,6 +576,7 @@ class OpenBaoStore(Store):
             self._kv.write(self._rotation_path(record.id), doc, cas=0)
         except CasMismatch:
             raise Conflict(f"rotation {record.id} exists already") from None
+        self._changed("state")
         return self._rotation_from(doc)
 
     def save_rotation(
@@ -552,6 +601,7 @@ class OpenBaoStore(Store):
                 f"rotation {record.id} was changed by another process while saving; re-read "
                 "it and retry"
             ) from None
+        self._changed("state")
         return self._rotation_from(doc)
 
     def get_rotation(self, rotation_id: str) -> RotationRecord:
@@ -611,5 +661,6 @@ class OpenBaoStore(Store):
         path = self._path("_meta", _path_key(key))
         if value is not None:
             self._kv.write(path, {"value": value}, cas=None)
-            return
-        self._kv.delete(path)
+        else:
+            self._kv.delete(path)
+        self._changed("meta")
