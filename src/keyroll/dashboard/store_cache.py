@@ -261,5 +261,5 @@ class CachedStore(Store):
     def audit_migrate(self) -> int:
         _refused("audit_migrate")
 
-    def put_meta(self, key: str, value: str | None) -> None:
+    def put_meta(self, key: str, value: str | None, *, fence: Fence | None = None) -> None:
         _refused("put_meta")
