@@ -12,8 +12,9 @@ the password removed.
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -29,6 +30,7 @@ __all__ = [
     "Database",
     "Form",
     "KeyValue",
+    "Pace",
     "Update",
     "Window",
     "scrub",
@@ -40,6 +42,9 @@ KeyValue = object
 Form = Literal["binary", "text", "mixed"]
 #: Census bucket of NULL values.
 NULL = "null"
+
+#: Told how long a count window took, in seconds (`Database.count_stale`'s ``pace``).
+Pace = Callable[[float], None]
 #: Rows per statement when counting (see `Database.count_stale`).
 COUNT_WINDOW = 50_000
 
@@ -135,34 +140,40 @@ class Database(ABC):
         """Raw groups of the rows with ``lower < key <= upper``: ``b:<hex of 5 header
         bytes>``, ``t:<first 11 chars>``, `LEGACY`, `MALFORMED` or `NULL`, with counts."""
 
-    def _ranges(self, column: Column) -> Iterator[tuple[KeyValue | None, KeyValue | None]]:
-        """Key ranges of `COUNT_WINDOW` rows covering the table, found one at a time."""
+    def _ranges(self, column: Column, pace: Pace | None = None
+                ) -> Iterator[tuple[KeyValue | None, KeyValue | None]]:
+        """Key ranges of `COUNT_WINDOW` rows covering the table, found one at a time; after
+        each range's statements, ``pace`` is told how long they took (the throttle pauses)."""
         lower: KeyValue | None = None
         for _ in range(10**9):  # bounded by the table: each range starts after the last
+            began = time.monotonic()
             upper = self._bound(column, lower, COUNT_WINDOW)
             yield lower, upper
+            if pace is not None:
+                pace(time.monotonic() - began)
             if upper is None:
                 return
             lower = upper
 
-    def count_stale(self, column: Column, current: HeaderMatch) -> int:
+    def count_stale(self, column: Column, current: HeaderMatch, *,
+                    pace: Pace | None = None) -> int:
         """Rows whose non-NULL value is not under ``current`` (older kids, Fernet, junk).
 
         Counted `COUNT_WINDOW` rows per statement: on a large table no statement (and so no
         transaction, no snapshot holding back vacuum) runs long. Not one snapshot, then:
         rows the application changes meanwhile may count either way, as they would a moment
-        later anyway.
+        later anyway. ``pace``: see `_ranges` (a throttled job paces its counts too).
         """
         return sum(self._count_range(column, lower, upper, current)
-                   for lower, upper in self._ranges(column))
+                   for lower, upper in self._ranges(column, pace))
 
-    def census(self, column: Column) -> dict[str, int]:
+    def census(self, column: Column, *, pace: Pace | None = None) -> dict[str, int]:
         """Rows per kid (8 hex digits), plus `LEGACY`, `MALFORMED` and `NULL` buckets.
 
         Counted window by window, like `count_stale`.
         """
         counts: dict[str, int] = {}
-        for lower, upper in self._ranges(column):
+        for lower, upper in self._ranges(column, pace):
             for raw, count in self._census_range(column, lower, upper):
                 bucket = raw
                 if raw.startswith("b:"):

@@ -28,6 +28,7 @@ run). The core reports progress through a callback; the CLI draws the progress b
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -43,10 +44,11 @@ from keyroll.errors import InvalidToken, UsageError
 from keyroll.inventory import EncryptionColumn
 from keyroll.model import SecretRef, format_kid
 from keyroll.reencrypt.connect import open_database
-from keyroll.reencrypt.database import Column, Database, KeyValue, Update
+from keyroll.reencrypt.database import Column, Database, KeyValue, Pace, Update
 from keyroll.reencrypt.headers import HeaderMatch
 from keyroll.reencrypt.priority import PRIORITIES, run_at
 from keyroll.reencrypt.throttle import Decision, Governor, ThrottlePolicy
+from keyroll.reencrypt.writer import BatchWriter, Written
 from keyroll.runtime.fields import Context, FieldCipher
 from keyroll.stores.base import Store
 
@@ -264,6 +266,19 @@ class ReencryptReport:
         }
 
 
+@dataclass
+class _Cursor:
+    """Where one pass over one column stands."""
+
+    name: str  # the checkpoint's key
+    pass_number: int
+    after: KeyValue | None  # the last committed window's last key
+    failed: dict[str, None]  # row keys no key opens, across passes
+    total: int
+    failed_this_pass: int = 0
+    saved: tuple[KeyValue, float] | None = None  # the position last checkpointed, and when
+
+
 class Reencryptor:
     """Rewrites an encryption-key class's columns under its current key.
 
@@ -370,9 +385,10 @@ class Reencryptor:
                     result = ColumnResult(spec.table, spec.key, spec.column, column.form)
                     report.columns.append(result)
                     started = self.clock()
-                    result.census = db.census(column)
+                    pace = None if dry_run else self._pace(db)
+                    result.census = db.census(column, pace=pace)
                     result.missing_keys = self._missing_keys(result.census)
-                    result.stale_before = db.count_stale(column, self.current)
+                    result.stale_before = db.count_stale(column, self.current, pace=pace)
                     if dry_run:
                         result.remaining = result.stale_before
                     else:
@@ -389,6 +405,11 @@ class Reencryptor:
                     report.throttle[var] = governor.summary()
                 db.close()
         return report
+
+    def _pace(self, db: Database) -> Pace | None:
+        """How a throttled job paces its counts on ``db`` (None unthrottled)."""
+        governor = self._governors.get(id(db))
+        return None if governor is None else governor.pace
 
     def _governor(self, db: Database, column: Column) -> Governor | None:
         """The throttle of one database, started (with its baseline) before any column."""
@@ -449,73 +470,96 @@ class Reencryptor:
         total = result.stale_before
         for pass_number in range(1, self.max_passes + 1):
             result.passes = pass_number
-            failed_this_pass = 0
-            saved: tuple[KeyValue | None, float] | None = None  # (position, when) last written
-            try:
-                for _batch in range(10**9):  # bounded by the table: keys strictly increase
-                    self._check_stop()
-                    batch = self.batch_size if governor is None else governor.last.batch
-                    batch_began = self.clock()
-                    window = db.scan(column, after, batch, self.current)
-                    if window.last_key is None:
-                        break
-                    updates: list[Update] = []
-                    for key, value in window.stale:
-                        new = self._reencrypt(value, row_context(spec.context, key))
-                        if new is None:
-                            failed_this_pass += 1
-                            failed.setdefault(_key_text(key))
-                            continue
-                        assert isinstance(value, (bytes, str))
-                        updates.append(Update(key, value, new))
-                    began = self.clock()
-                    changed = db.compare_and_set(column, updates)
-                    result.longest_batch_ms = max(result.longest_batch_ms,
-                                                  (self.clock() - began) * 1000)
-                    result.rewritten += changed
-                    result.conflicts += len(updates) - changed
-                    after = window.last_key
-                    if saved is None or self.clock() - saved[1] >= self.checkpoint_every:
-                        self._checkpoint(name, after, pass_number)
-                        saved = (after, self.clock())
-                    done = result.rewritten + result.conflicts + failed_this_pass
-                    total = max(total, done)
-
-                    report = functools.partial(
-                        self._report, Progress(column.label, done, total, result.rewritten,
-                                               len(failed), result.conflicts, pass_number,
-                                               batch_size=batch, pause_ms=self.pause * 1000),
-                        governor)
-                    report()
-                    if governor is not None:
-                        governor.notify = report
-                        governor.after_batch(self.clock() - batch_began)
-                    elif self.pause:
-                        self.sleep(self.pause)
-            except BaseException:
-                if after is not None and (saved is None or saved[0] != after):
-                    self._checkpoint(name, after, pass_number)  # what is committed stays done
-                raise
+            cursor = _Cursor(name, pass_number, after, failed, total)
+            self._pass(spec, db, column, result, governor, cursor)
+            total = cursor.total
             self.store.put_meta(name, None)  # pass complete
             resumed = pass_number == 1 and result.resumed_after is not None
             after = None
-            result.remaining = db.count_stale(column, self.current)
+            result.remaining = db.count_stale(column, self.current, pace=self._pace(db))
             if result.remaining == 0:
                 failed.clear()
                 break
-            if not resumed and result.remaining <= failed_this_pass:
+            if not resumed and result.remaining <= cursor.failed_this_pass:
                 break  # only rows no key opens are left: another pass cannot help
         result.failed = min(len(failed), result.remaining) if failed else 0
         result.failed_keys = list(failed)[:MAX_REPORTED_KEYS]
+
+    def _pass(self, spec: EncryptionColumn, db: Database, column: Column, result: ColumnResult,
+              governor: Governor | None, cursor: _Cursor) -> None:
+        """One scan of the column from ``cursor.after``: each window's stale values encrypted
+        while the database writes the previous window's (`BatchWriter`)."""
+        writer = BatchWriter(db, column, self.clock)
+        batch = self.batch_size if governor is None else governor.last.batch
+        try:
+            window = db.scan(column, cursor.after, batch, self.current)
+            for _batch in range(10**9):  # bounded by the table: keys strictly increase
+                self._check_stop()
+                batch_began = self.clock()
+                if window.last_key is None:
+                    break
+                updates: list[Update] = []
+                for key, value in window.stale:
+                    new = self._reencrypt(value, row_context(spec.context, key))
+                    if new is None:
+                        cursor.failed_this_pass += 1
+                        cursor.failed.setdefault(_key_text(key))
+                        continue
+                    assert isinstance(value, (bytes, str))
+                    updates.append(Update(key, value, new))
+                self._committed(writer.wait(), batch, column, result, governor, cursor)
+                batch = self.batch_size if governor is None else governor.last.batch
+                following = db.scan(column, window.last_key, batch, self.current)
+                writer.submit(updates, window.last_key)
+                window = following
+                if governor is not None:
+                    governor.after_batch(self.clock() - batch_began)
+                elif self.pause:
+                    self.sleep(self.pause)
+            self._committed(writer.wait(), batch, column, result, governor, cursor)
+        except BaseException:
+            with contextlib.suppress(Exception):  # the batch in flight may yet have committed
+                self._committed(writer.wait(), batch, column, result, governor, cursor)
+            if cursor.after is not None and (cursor.saved is None
+                                             or cursor.saved[0] != cursor.after):
+                self._checkpoint(cursor)  # what is committed stays done
+            raise
+        finally:
+            writer.close()
+
+    def _committed(self, written: Written | None, batch: int, column: Column,
+                   result: ColumnResult, governor: Governor | None, cursor: _Cursor) -> None:
+        """Account for a batch the database committed: counts, checkpoint, progress."""
+        if written is None:
+            return
+        result.longest_batch_ms = max(result.longest_batch_ms, written.seconds * 1000)
+        result.rewritten += written.changed
+        result.conflicts += written.sent - written.changed
+        cursor.after = written.last_key
+        if cursor.saved is None or self.clock() - cursor.saved[1] >= self.checkpoint_every:
+            self._checkpoint(cursor)
+        done = result.rewritten + result.conflicts + cursor.failed_this_pass
+        cursor.total = max(cursor.total, done)
+        report = functools.partial(
+            self._report, Progress(column.label, done, cursor.total, result.rewritten,
+                                   len(cursor.failed), result.conflicts, cursor.pass_number,
+                                   batch_size=batch, pause_ms=self.pause * 1000),
+            governor)
+        report()
+        if governor is not None:
+            governor.notify = report
 
     def _check_stop(self) -> None:
         if self._stop.is_set():
             raise KeyboardInterrupt  # the caller's thread was interrupted: stop between batches
 
-    def _checkpoint(self, name: str, after: KeyValue, pass_number: int) -> None:
-        self.store.put_meta(name, json.dumps({
-            "kid": self.current.kid_hex, "after": _dump_key(after), "pass": pass_number,
+    def _checkpoint(self, cursor: _Cursor) -> None:
+        assert cursor.after is not None
+        self.store.put_meta(cursor.name, json.dumps({
+            "kid": self.current.kid_hex, "after": _dump_key(cursor.after),
+            "pass": cursor.pass_number,
         }))
+        cursor.saved = (cursor.after, self.clock())
 
     def _report(self, base: Progress, governor: Governor | None,
                 decision: Decision | None = None) -> None:

@@ -386,6 +386,15 @@ class Governor:
                 lag = self.lag.observe(self.clock(), db.wal_position, db.replayed)
         return Health(probe, None if db is None else db.waiting, lag, replicas)
 
+    def pace(self, work: float) -> None:
+        """Pause after a count window that took ``work`` seconds, at the sleep ratio the
+        throttle has now (counts do not read the probe: they only keep the duty cycle)."""
+        pause = min(self.policy.max_pause, max(self.throttle.min_pause,
+                                               self.throttle.ratio * work))
+        if pause > 0:
+            self.sleep(pause)
+            self.throttle.paused_seconds += pause
+
     def after_batch(self, work: float = 0.0) -> Decision:
         """Read the database, hold while lag or lock waiters are over bound, then pause.
 

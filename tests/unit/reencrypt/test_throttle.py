@@ -159,3 +159,18 @@ def test_a_hold_is_bounded() -> None:
     with pytest.raises(TargetError, match="held for"):
         governor.after_batch()
     assert clock.now <= 5.0
+
+
+def test_counts_are_paced_at_the_throttle_s_ratio() -> None:
+    clock = FakeClock()
+    governor = Governor(ThrottlePolicy(initial_ratio=2.0, max_pause=1.0), max_batch=100,
+                        min_pause=0.01, sampler=None, health=lambda: None, clock=clock,
+                        sleep=clock.sleep)
+    governor.pace(0.1)  # a count window of 100 ms: 200 ms of pause at ratio 2
+    assert clock.now == pytest.approx(0.2)
+    governor.pace(5.0)  # never more than max_pause
+    assert clock.now == pytest.approx(1.2)
+    governor.throttle.ratio = 0.0
+    governor.pace(0.1)  # never less than --pause-ms
+    assert clock.now == pytest.approx(1.21)
+    assert governor.summary()["paused_seconds"] == pytest.approx(1.21)
