@@ -17,6 +17,7 @@ row: on timeout the batch is skipped (its rows are found again by the next pass)
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -48,6 +49,7 @@ from keyroll.targets.postgres import driver_error, hint_for, where
 __all__ = ["PostgresDatabase"]
 
 _TEXT_TYPES = frozenset({"text", "varchar", "citext"})
+_PROBE_KEYS = 1000
 _LOCK_TIMEOUT = "2s"
 _STATEMENT_TIMEOUT = "120s"
 
@@ -282,16 +284,39 @@ class PostgresDatabase(Database):
     # --- throttle signals -----------------------------------------------------------------
 
     def probe(self, column: Column, *, interval: float) -> ProbeSampler | None:
-        """See `Database.probe`: the first key of the table, by its index, in a child process
-        (`keyroll.reencrypt.probe`)."""
+        """See `Database.probe`: point reads of the table by its key index, in a child process
+        (`keyroll.reencrypt.probe`), going round a sample of `_PROBE_KEYS` keys spread over
+        the table (``TABLESAMPLE SYSTEM``, a few pages read once), in random order."""
         if self._conninfo is None:
             return None
         from keyroll.reencrypt.probe import ProcessProbe
 
-        key = sql.Identifier(column.key)
-        query = sql.SQL("SELECT {key} FROM {table} ORDER BY {key} LIMIT 1").format(
-            key=key, table=self._table(column.table)).as_string(self.conn)
-        return ProcessProbe(self._conninfo, query, interval=interval)
+        key, table = sql.Identifier(column.key), self._table(column.table)
+        keys = self._sample_keys(column)
+        if keys:
+            query = sql.SQL("SELECT {key} FROM {table} WHERE {key} = %s").format(
+                key=key, table=table)
+        else:  # an empty table: its first key, as before
+            query = sql.SQL("SELECT {key} FROM {table} ORDER BY {key} LIMIT 1").format(
+                key=key, table=table)
+        return ProcessProbe(self._conninfo, query.as_string(self.conn), interval=interval,
+                            keys=keys)
+
+    def _sample_keys(self, column: Column) -> list[Any]:
+        """Up to `_PROBE_KEYS` keys from pages all over the table (never its values)."""
+        table = self._table(column.table)
+        row = self._run(column, "count", sql.SQL(
+            "SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = {}::regclass"
+        ).format(sql.Literal(table.as_string(self.conn))), []).fetchone()
+        estimate = int(row[0]) if row else 0
+        # pages for about 1.2 x the keys wanted, so the LIMIT (pages come in table order)
+        # rarely stops the sample before the end of the table
+        percent = 100.0 if estimate <= 0 else min(100.0, max(0.01, 120.0 * _PROBE_KEYS / estimate))
+        keys = [k for (k,) in self._run(column, "count", sql.SQL(
+            "SELECT {key} FROM {table} TABLESAMPLE SYSTEM (%s) LIMIT %s").format(
+                key=sql.Identifier(column.key), table=table),
+            [percent, 4 * _PROBE_KEYS]).fetchall()]
+        return random.sample(keys, min(len(keys), _PROBE_KEYS))
 
     def health(self) -> DatabaseHealth | None:
         """See `Database.health`: ``pg_stat_activity`` lock waiters of this database, the WAL

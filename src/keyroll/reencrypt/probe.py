@@ -2,6 +2,9 @@
 
 The probe is a cheap indexed read of the table being re-encrypted, paced (``interval``), so it
 feels what the application's reads feel: CPU, I/O and lock contention on the database host.
+Given ``keys`` (a sample of the table's keys) it looks one row up by its key at a time, going
+round them, as an application's point reads do; always the same row would measure one hot
+index page the job itself just rewrote.
 It runs in a *process* of its own (multiprocessing, spawn) because a thread in the job's
 process would time the job's own Python work (the GIL) instead of the database. The DSN goes
 to the child through multiprocessing's pipe, never on a command line. The child stops when
@@ -23,8 +26,8 @@ _SEND_EVERY = 0.05  # seconds between two messages to the parent
 _STARTUP_TIMEOUT = 30.0
 
 
-def _probe_loop(conninfo: str, query: str, interval: float, max_seconds: float,
-                stop: Any, out: Any) -> None:  # pragma: no cover - runs in the child
+def _probe_loop(conninfo: str, query: str, keys: list[Any], interval: float,
+                max_seconds: float, stop: Any, out: Any) -> None:  # pragma: no cover - child
     import psycopg
 
     parent = os.getppid()
@@ -37,13 +40,21 @@ def _probe_loop(conninfo: str, query: str, interval: float, max_seconds: float,
     buffered: list[float] = []
     sent = time.monotonic()
     deadline = sent + max_seconds
-    out.send(("ready", None))
+    params: list[tuple[Any, ...]] = [(key,) for key in keys] or [()]
     with conn:
-        conn.execute(query, prepare=True).fetchall()
-        while not stop.is_set() and time.monotonic() < deadline and os.getppid() == parent:
+        try:
+            for args in params:  # warm: the baseline must not time a row's first read
+                conn.execute(query, args, prepare=True).fetchall()
+        except psycopg.Error as exc:
+            out.send(("error", scrub(str(exc))))
+            return
+        out.send(("ready", None))
+        for n in range(10**12):  # bounded by stop, the deadline and the parent's life
+            if stop.is_set() or time.monotonic() >= deadline or os.getppid() != parent:
+                break
             began = time.perf_counter()
             try:
-                conn.execute(query, prepare=True).fetchall()
+                conn.execute(query, params[n % len(params)], prepare=True).fetchall()
             except psycopg.Error as exc:
                 out.send(("error", scrub(str(exc))))
                 return
@@ -65,7 +76,7 @@ class ProcessProbe:
     """
 
     def __init__(self, conninfo: str, query: str, *, interval: float,
-                 max_seconds: float = 86_400.0) -> None:
+                 keys: list[Any] | None = None, max_seconds: float = 86_400.0) -> None:
         from keyroll.errors import TargetError
 
         ctx = mp.get_context("spawn")
@@ -74,7 +85,8 @@ class ProcessProbe:
         self._receive = receive
         self.error: str | None = None
         self.proc = ctx.Process(target=_probe_loop, daemon=True,
-                                args=(conninfo, query, interval, max_seconds, self._stop, send))
+                                args=(conninfo, query, list(keys or ()), interval,
+                                      max_seconds, self._stop, send))
         self.proc.start()
         send.close()
         if not receive.poll(_STARTUP_TIMEOUT):
