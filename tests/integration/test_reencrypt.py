@@ -218,11 +218,10 @@ class CountingStore:
         return getattr(self.inner, name)
 
 
-class FailingDatabase(Database):
-    """The real adapter; the compare-and-set of batch ``fail_at`` of ``doc_enc`` fails."""
+class WrappedDatabase(Database):
+    """The real adapter, every call passed through (subclasses change `compare_and_set`)."""
 
-    def __init__(self, inner: Database, fail_at: int) -> None:
-        self.inner, self.fail_at, self.batches = inner, fail_at, 0
+    inner: Database
 
     def resolve(self, table: str, key: str, column: str) -> Any:
         return self.inner.resolve(table, key, column)
@@ -241,6 +240,16 @@ class FailingDatabase(Database):
 
     def close(self) -> None:
         self.inner.close()
+
+    def compare_and_set(self, column: Any, updates: Any) -> int:
+        return self.inner.compare_and_set(column, updates)
+
+
+class FailingDatabase(WrappedDatabase):
+    """The real adapter; the compare-and-set of batch ``fail_at`` of ``doc_enc`` fails."""
+
+    def __init__(self, inner: Database, fail_at: int) -> None:
+        self.inner, self.fail_at, self.batches = inner, fail_at, 0
 
     def compare_and_set(self, column: Any, updates: Any) -> int:
         if column.column == "doc_enc":
@@ -295,30 +304,12 @@ def test_a_failed_batch_leaves_the_last_committed_position_then_resume_finishes(
 # --- concurrent application writes ----------------------------------------------------------
 
 
-class RacingDatabase(Database):
+class RacingDatabase(WrappedDatabase):
     """The real adapter, with an application write slipped in between scan and update."""
 
     def __init__(self, inner: Database, world: World, lagging: Any) -> None:
         self.inner, self.world, self.lagging = inner, world, lagging
         self.batches = 0
-
-    def resolve(self, table: str, key: str, column: str) -> Any:
-        return self.inner.resolve(table, key, column)
-
-    def scan(self, *args: Any) -> Any:
-        return self.inner.scan(*args)
-
-    def _bound(self, *args: Any) -> Any:
-        return self.inner._bound(*args)
-
-    def _count_range(self, *args: Any) -> int:
-        return self.inner._count_range(*args)
-
-    def _census_range(self, *args: Any) -> Any:
-        return self.inner._census_range(*args)
-
-    def close(self) -> None:
-        self.inner.close()
 
     def compare_and_set(self, column: Any, updates: Any) -> int:
         if column.column == "email_enc":

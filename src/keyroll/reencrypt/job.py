@@ -540,10 +540,11 @@ class Reencryptor:
             self._checkpoint(cursor)
         done = result.rewritten + result.conflicts + cursor.failed_this_pass
         cursor.total = max(cursor.total, done)
+        pause = self.pause if governor is None else governor.last.pause  # the throttle's
         report = functools.partial(
             self._report, Progress(column.label, done, cursor.total, result.rewritten,
                                    len(cursor.failed), result.conflicts, cursor.pass_number,
-                                   batch_size=batch, pause_ms=self.pause * 1000),
+                                   batch_size=batch, pause_ms=pause * 1000),
             governor)
         report()
         if governor is not None:
