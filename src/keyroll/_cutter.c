@@ -456,9 +456,10 @@ static PyObject *words(PyObject *self, PyObject *args) {
         }
         width[2 * k] = PyLong_AsSsize_t(PyTuple_GET_ITEM(pair, 0));
         width[2 * k + 1] = PyLong_AsSsize_t(PyTuple_GET_ITEM(pair, 1));
-        if (width[2 * k] < 2) {
+        if (width[2 * k] < 2 || width[2 * k + 1] < 2) { /* a run has 2 words or more */
             if (!PyErr_Occurred())
-                PyErr_SetString(PyExc_ValueError, "window widths must be at least 2");
+                PyErr_SetString(PyExc_ValueError,
+                                "window widths must be at least 2 characters and 2 words");
             goto fail;
         }
     }

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import random
 import string
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -186,3 +188,38 @@ def test_sized_decoding_yields_the_spellings_of_a_recorded_size(chunks: list[str
     text = "".join(chunks) + "%"  # a candidate that needs decoding
     expected = {form for form in recognise._spellings(text) if recognise._size(form) in lengths}
     assert set(recognise._sized_decoded(text, lengths)) == expected
+
+
+_FUZZ = r'''
+import random, sys
+from keyroll import _cutter
+try:  # a window of fewer than 2 words once crashed the module
+    _cutter.words("\t", 4, b"&", b"", 19, ((5, 0),), True, True)
+except ValueError as error:
+    assert "at least 2 characters and 2 words" in str(error), error
+else:
+    raise AssertionError("a window of 0 words was accepted")
+rng = random.Random(int(sys.argv[1]))
+alphabet = "ab=/+-_%\\\"' \t\n\r\x00\u00e9\u20ac\U0001f600:@$.;,()[]{}<>|`#?&-----BEGIN KEY-----"
+for _ in range(3000):
+    text = "".join(rng.choice(alphabet) for _ in range(rng.choice([0, 1, 2, 5, 50, 500])))
+    masks = [bytes(rng.randrange(256) for _ in range(rng.choice([0, 1, 64, 512])))
+             for _ in range(2)]
+    windows = tuple((rng.randrange(-2, 50), rng.randrange(-2, 50))
+                    for _ in range(rng.randrange(0, 4)))
+    try:
+        _cutter.words(text, rng.choice([-1, 0, 1, 4, 9, 40]), masks[0], masks[1],
+                      rng.randrange(-1, 20), windows, rng.random() < .5, rng.random() < .5)
+    except ValueError:
+        pass
+    _cutter.runs(text, rng.choice([-1, 0, 1, 4, 9]))
+'''
+
+
+@pytest.mark.parametrize("seed", [7, 8])
+def test_arguments_outside_what_recognise_passes_raise_and_never_crash(seed: int) -> None:
+    """The C module checks its arguments (in a child: a crash must fail the test, not the
+    suite)."""
+    done = subprocess.run([sys.executable, "-c", _FUZZ, str(seed)], capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]  # a segfault is -11
