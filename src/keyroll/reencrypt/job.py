@@ -46,7 +46,7 @@ from keyroll.model import SecretRef, format_kid
 from keyroll.reencrypt.connect import open_database
 from keyroll.reencrypt.database import Column, Database, KeyValue, Pace, Update
 from keyroll.reencrypt.headers import HeaderMatch
-from keyroll.reencrypt.priority import PRIORITIES, run_at
+from keyroll.reencrypt.priority import check_priority, run_at
 from keyroll.reencrypt.throttle import Decision, Governor, ThrottlePolicy
 from keyroll.reencrypt.writer import BatchWriter, Written
 from keyroll.runtime.fields import Context, FieldCipher
@@ -339,9 +339,7 @@ class Reencryptor:
         self._governors: dict[int, Governor] = {}
         self.progress = progress
         self.checkpoint_every = checkpoint_every
-        if priority not in PRIORITIES:
-            raise UsageError(f"--priority must be one of {', '.join(PRIORITIES)}")
-        self.priority = priority
+        self.priority = check_priority(priority)  # before anything connects
         self._stop = threading.Event()
         self.environ = os.environ if environ is None else environ
         self.clock = clock

@@ -305,14 +305,14 @@ class PostgresDatabase(Database):
     def _sample_keys(self, column: Column) -> list[Any]:
         """Up to `_PROBE_KEYS` keys from pages all over the table (never its values)."""
         table = self._table(column.table)
-        row = self._run(column, "count", sql.SQL(
+        row = self._run(column, "probe", sql.SQL(
             "SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = {}::regclass"
         ).format(sql.Literal(table.as_string(self.conn))), []).fetchone()
         estimate = int(row[0]) if row else 0
         # pages for about 1.2 x the keys wanted, so the LIMIT (pages come in table order)
         # rarely stops the sample before the end of the table
         percent = 100.0 if estimate <= 0 else min(100.0, max(0.01, 120.0 * _PROBE_KEYS / estimate))
-        keys = [k for (k,) in self._run(column, "count", sql.SQL(
+        keys = [k for (k,) in self._run(column, "probe", sql.SQL(
             "SELECT {key} FROM {table} TABLESAMPLE SYSTEM (%s) LIMIT %s").format(
                 key=sql.Identifier(column.key), table=table),
             [percent, 4 * _PROBE_KEYS]).fetchall()]

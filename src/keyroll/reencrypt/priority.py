@@ -30,7 +30,7 @@ from typing import Literal, TypeVar
 
 from keyroll.errors import UsageError
 
-__all__ = ["PRIORITIES", "Priority", "lower_priority", "run_at"]
+__all__ = ["PRIORITIES", "Priority", "check_priority", "lower_priority", "run_at"]
 
 T = TypeVar("T")
 
@@ -41,6 +41,17 @@ _JOIN_STEP = 0.2  # seconds: how often the caller's thread wakes to take an inte
 _STOP_GRACE = 120.0  # seconds the job has to reach its next batch boundary once stopped
 
 
+def check_priority(priority: str) -> str:
+    """``priority`` if it is one of `PRIORITIES`.
+
+    Raises:
+        UsageError: it is not (one line, exit 2).
+    """
+    if priority not in PRIORITIES:
+        raise UsageError(f"--priority must be one of {', '.join(PRIORITIES)}, not {priority!r}")
+    return priority
+
+
 def lower_priority(priority: str) -> str:
     """Apply ``priority`` to the calling thread; what was applied (``idle``, ``nice 19``,
     ``normal``), for the report.
@@ -48,9 +59,7 @@ def lower_priority(priority: str) -> str:
     Raises:
         UsageError: ``priority`` is not one of `PRIORITIES`.
     """
-    if priority not in PRIORITIES:
-        raise UsageError(f"--priority must be one of {', '.join(PRIORITIES)}, not {priority!r}")
-    if priority == "normal":
+    if check_priority(priority) == "normal":
         return "normal"
     if priority == "idle":
         policy = getattr(os, "SCHED_IDLE", None)
@@ -76,9 +85,7 @@ def run_at(priority: str, work: Callable[[], T], stop: threading.Event) -> tuple
     is raised here. An exception in this thread while it runs (KeyboardInterrupt) sets
     ``stop``, waits for ``work`` to stop at its next batch, and is raised.
     """
-    if priority not in PRIORITIES:
-        raise UsageError(f"--priority must be one of {', '.join(PRIORITIES)}, not {priority!r}")
-    if priority == "normal":
+    if check_priority(priority) == "normal":
         return work(), "normal"
     box: dict[str, object] = {}
 

@@ -4,9 +4,9 @@ database writes batch N.
 One batch is in flight at most, on the job's one connection, and never beside a scan: the job
 scans the next window *before* it hands a batch over and waits for that batch *before* its
 next scan (`keyroll.reencrypt.job`), so the connection sees scan, write, scan, write, as
-without the thread. Only the decryption and encryption overlap the database's work: measured
-by `bench/reencrypt.py`, a fifth more rows per second at full speed, and about a third more at
-the same reader p99 when throttled, on 2 cores.
+without the thread. Only the decryption and encryption overlap the database's work: in
+interleaved on/off measurements on 2 cores (1 s phases of a fixed duty cycle), a fifth more
+rows per second at full speed, and about a third more at the same reader p99.
 """
 
 from __future__ import annotations
