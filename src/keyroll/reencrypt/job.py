@@ -40,11 +40,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from keyroll import escrow
-from keyroll.errors import InvalidToken, UsageError
+from keyroll.errors import UsageError
 from keyroll.inventory import EncryptionColumn
 from keyroll.model import SecretRef, format_kid
 from keyroll.reencrypt.connect import open_database
-from keyroll.reencrypt.database import Column, Database, KeyValue, Pace, Update
+from keyroll.reencrypt.database import Column, Database, KeyValue, Pace, Update, Window
 from keyroll.reencrypt.headers import HeaderMatch
 from keyroll.reencrypt.priority import check_priority, run_at
 from keyroll.reencrypt.throttle import Decision, Governor, ThrottlePolicy
@@ -496,15 +496,7 @@ class Reencryptor:
                 batch_began = self.clock()
                 if window.last_key is None:
                     break
-                updates: list[Update] = []
-                for key, value in window.stale:
-                    new = self._reencrypt(value, row_context(spec.context, key))
-                    if new is None:
-                        cursor.failed_this_pass += 1
-                        cursor.failed.setdefault(_key_text(key))
-                        continue
-                    assert isinstance(value, (bytes, str))
-                    updates.append(Update(key, value, new))
+                updates = self._reencrypt_window(spec, window, cursor)
                 self._committed(writer.wait(), batch, column, result, governor, cursor)
                 batch = self.batch_size if governor is None else governor.last.batch
                 following = db.scan(column, window.last_key, batch, self.current)
@@ -574,11 +566,26 @@ class Reencryptor:
             target_p99_ms=None if throttle is None else throttle.target_ms,
             throttled=None if decision is None else decision.reason))
 
-    def _reencrypt(self, value: object, context: Context) -> bytes | str | None:
-        """The value under the current key, or None if no retained key opens it."""
-        if not isinstance(value, (bytes, str)):
-            return None  # a number or a date in a ciphertext column: nothing to decrypt
-        try:
-            return self.cipher.reencrypt(value, context=context)
-        except InvalidToken:
-            return None
+    def _reencrypt_window(self, spec: EncryptionColumn, window: Window,
+                          cursor: _Cursor) -> list[Update]:
+        """The window's stale values under the current key; rows no retained key opens (or
+        not a ciphertext at all: a number in the column) are counted as failed."""
+        rows = [(key, value) for key, value in window.stale if isinstance(value, (bytes, str))]
+        if len(rows) < len(window.stale):
+            for key, value in window.stale:
+                if not isinstance(value, (bytes, str)):
+                    self._failed(cursor, key)
+        news = self.cipher.reencrypt_many(
+            [(value, row_context(spec.context, key)) for key, value in rows])
+        updates: list[Update] = []
+        for (key, value), new in zip(rows, news, strict=True):
+            if new is None:
+                self._failed(cursor, key)
+            else:
+                updates.append(Update(key, value, new))
+        return updates
+
+    @staticmethod
+    def _failed(cursor: _Cursor, key: KeyValue) -> None:
+        cursor.failed_this_pass += 1
+        cursor.failed.setdefault(_key_text(key))

@@ -360,6 +360,49 @@ class FieldCipher:
             return self.encrypt_text(plaintext, context=context)
         return self.encrypt(self.decrypt(ciphertext, context=context), context=context)
 
+    def reencrypt_many(self, items: Sequence[tuple[bytes | str, Context]]
+                       ) -> list[bytes | str | None]:
+        """`reencrypt` of many values, each with its own context, in one call: one key
+        snapshot and one read of the system's randomness (all the nonces) for the batch, as a
+        re-encryption job needs. Each value gets its own random nonce.
+
+        Returns:
+            each value under the current key, in its own form, in order; None where
+            `reencrypt` would raise `InvalidToken` (malformed, unknown key, wrong context,
+            tampered), so one bad row does not stop the batch.
+        """
+        source = self.source
+        ring = self._ring_for(source.snapshot())
+        header = ring.current_header
+        encrypt = ring.ciphers[header][1].encrypt
+        decryptors = ring.decryptors
+        nonces = os.urandom(_NONCE * len(items))
+        out: list[bytes | str | None] = []
+        used: dict[int, int] = {}
+        for i, (value, context) in enumerate(items):
+            if type(value) is not bytes or len(value) < _MIN_LEN or value[0] != FORMAT_VERSION:
+                try:  # text form, legacy Fernet, bytearray: the one-by-one path
+                    out.append(self.reencrypt(value, context=context))
+                except InvalidToken:
+                    out.append(None)
+                continue
+            entry = decryptors.get(value[:_HEADER])
+            if entry is None:
+                out.append(None)
+                continue
+            aad = _context_bytes(context)
+            try:
+                plaintext = entry[1](value[_HEADER:17], value[17:], value[:_HEADER] + aad)
+            except InvalidTag:
+                out.append(None)
+                continue
+            used[entry[0]] = used.get(entry[0], 0) + 1
+            nonce = nonces[i * _NONCE:(i + 1) * _NONCE]
+            out.append(header + nonce + encrypt(nonce, plaintext, header + aad))
+        for kid, count in used.items():
+            source.usage.record(kid, count=count)
+        return out
+
     @property
     def current_kid(self) -> int:
         """The kid new ciphertexts are written under."""

@@ -113,24 +113,24 @@ class UsageCounter:
         self._local.table = table
         return table
 
-    def record(self, kid: int, *, legacy: bool = False) -> None:
-        """Count one successful use of ``kid``."""
+    def record(self, kid: int, *, legacy: bool = False, count: int = 1) -> None:
+        """Count ``count`` successful uses of ``kid`` (one by default)."""
         try:
             row = self._local.table[kid]
         except (AttributeError, KeyError):
-            self._first_record(kid, legacy)
+            self._first_record(kid, legacy, count)
             return
-        row[0] += 1
+        row[0] += count
         row[2] = self._clock()
         if legacy:
-            row[1] += 1
+            row[1] += count
 
-    def _first_record(self, kid: int, legacy: bool) -> None:
+    def _first_record(self, kid: int, legacy: bool, count: int) -> None:
         try:
             table: dict[int, list[float]] = self._local.table
         except AttributeError:
             table = self._register()
-        table[kid] = [1, 1 if legacy else 0, self._clock()]
+        table[kid] = [count, count if legacy else 0, self._clock()]
 
     def _totals(self) -> dict[int, list[float]]:
         totals: dict[int, list[float]] = {}

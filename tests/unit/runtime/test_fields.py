@@ -90,6 +90,57 @@ def test_previous_key_decrypts_and_needs_reencrypt() -> None:
     assert new.source.usage.snapshot()[old.current_kid].count == 2
 
 
+def test_reencrypt_many_matches_reencrypt_one_by_one() -> None:
+    """A batch of every kind of input: each result is what `reencrypt` gives for that item
+    (same form, same plaintext, current key), None exactly where `reencrypt` raises."""
+    fernet_key = Fernet.generate_key().decode()
+    old = FieldCipher(StaticKeySource.of(A))
+    new = FieldCipher(StaticKeySource.of(B, A),
+                      legacy=EnvKeySource.secret_key(environ={"SECRET_KEY": fernet_key}))
+    good = old.encrypt(b"row 1", context=("t", "c", 1))
+    flipped = good[:-1] + bytes([good[-1] ^ 1])
+    items: list[tuple[bytes | str, Any]] = [
+        (good, ("t", "c", 1)),
+        (good, ("t", "c", 2)),                                   # copied to another row
+        (flipped, ("t", "c", 1)),                                # tampered
+        (old.encrypt_text("text row", context="t.c"), "t.c"),    # text form
+        (new.encrypt(b"already current", context=None), None),   # current key: rewritten too
+        (FieldCipher(StaticKeySource.of(field_value())).encrypt(b"x"), None),  # unknown kid
+        (good[:20], ("t", "c", 1)),                              # truncated
+        (Fernet(fernet_key.encode()).encrypt(b"fernet row"), None),  # legacy Fernet
+        (b"", None),
+        ("not a ciphertext", None),
+        (bytearray(old.encrypt(b"bytearray row", context="b")), "b"),
+    ]
+    results = new.reencrypt_many(items)  # type: ignore[arg-type]  (a bytearray, on purpose)
+    assert len(results) == len(items)
+    for (value, context), result in zip(items, results, strict=True):
+        try:
+            expected = new.reencrypt(value, context=context)
+        except InvalidToken:
+            assert result is None
+            continue
+        assert result is not None and type(result) is type(expected)
+        assert new.kid_of(result) == new.current_kid
+        plain = (new.decrypt_text_bytes(result, context=context) if isinstance(result, str)
+                 else new.decrypt(result, context=context))
+        assert plain == (new.decrypt_text_bytes(expected, context=context)
+                         if isinstance(expected, str) else new.decrypt(expected, context=context))
+    assert [r is None for r in results] == [False, True, True, False, False, True, True, False,
+                                            True, True, False]
+
+
+def test_reencrypt_many_nonces_are_all_distinct_and_uses_are_counted() -> None:
+    old = FieldCipher(StaticKeySource.of(A))
+    new = FieldCipher(StaticKeySource.of(B, A))
+    values = [old.encrypt(b"same plaintext", context="c") for _ in range(2000)]
+    results = new.reencrypt_many([(v, "c") for v in values])
+    nonces = {bytes(r[5:17]) for r in results if isinstance(r, bytes)}  # type: ignore[index]
+    assert len(nonces) == len(values)
+    assert new.source.usage.snapshot()[old.current_kid].count == len(values)
+    assert new.reencrypt_many([]) == []
+
+
 def test_every_byte_flipped_is_rejected_with_one_error() -> None:
     cipher = FieldCipher(StaticKeySource.of(A, B))
     blob = cipher.encrypt(b"card 4111-1111", context=("payments", "pan", 9))
