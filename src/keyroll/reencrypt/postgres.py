@@ -49,7 +49,7 @@ from keyroll.targets.postgres import driver_error, hint_for, where
 __all__ = ["PostgresDatabase"]
 
 _TEXT_TYPES = frozenset({"text", "varchar", "citext"})
-_PROBE_KEYS = 1000
+_PROBE_KEYS = 10_000
 _LOCK_TIMEOUT = "2s"
 _STATEMENT_TIMEOUT = "120s"
 
@@ -284,9 +284,12 @@ class PostgresDatabase(Database):
     # --- throttle signals -----------------------------------------------------------------
 
     def probe(self, column: Column, *, interval: float) -> ProbeSampler | None:
-        """See `Database.probe`: point reads of the table by its key index, in a child process
-        (`keyroll.reencrypt.probe`), going round a sample of `_PROBE_KEYS` keys spread over
-        the table (``TABLESAMPLE SYSTEM``, a few pages read once), in random order."""
+        """See `Database.probe`: point reads of the table's rows by its key index, in a child
+        process (`keyroll.reencrypt.probe`), going round a sample of `_PROBE_KEYS` keys spread
+        over the table (``TABLESAMPLE SYSTEM``, a few pages read once), in random order. Each
+        read visits the row itself (``column IS NULL``: never the value), as an application
+        read does, not only the index (an index-only read of the key would not feel the
+        buffer evictions and page writes the job causes)."""
         if self._conninfo is None:
             return None
         from keyroll.reencrypt.probe import ProcessProbe
@@ -294,8 +297,8 @@ class PostgresDatabase(Database):
         key, table = sql.Identifier(column.key), self._table(column.table)
         keys = self._sample_keys(column)
         if keys:
-            query = sql.SQL("SELECT {key} FROM {table} WHERE {key} = %s").format(
-                key=key, table=table)
+            query = sql.SQL("SELECT {col} IS NULL FROM {table} WHERE {key} = %s").format(
+                col=sql.Identifier(column.column), key=key, table=table)
         else:  # an empty table: its first key, as before
             query = sql.SQL("SELECT {key} FROM {table} ORDER BY {key} LIMIT 1").format(
                 key=key, table=table)

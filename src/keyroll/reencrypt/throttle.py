@@ -18,12 +18,20 @@ took ``t`` seconds of work the job sleeps ``ratio × t`` (at least ``--pause-ms`
 ``max_pause``), so its duty cycle is ``1 / (1 + ratio)`` whatever the machine's speed. It
 adapts the ratio like TCP's congestion window (additive increase, multiplicative decrease),
 starting gently: at ``initial_ratio`` 1.0 (half the time idle), because every batch run
-before the probe has judged it counts in the application's tail. Once per half window of
-fresh probe samples it judges: over target it multiplies the ratio by 1.5 (plus 0.2, up to
-`MAX_RATIO`) and shrinks the batch by a quarter (down to ``min_batch``: shorter bursts); under
-80 % of the target it lowers the ratio by 15 % or by ``ratio_step``, whichever is more (a
-step of 0.1 near the operating point, down to 0), and grows the batch back by a tenth;
-in between it keeps what it has. After each change it judges only samples taken after it.
+before the probe has judged it counts in the application's tail.
+
+It judges once per ``window`` fresh probe samples (200: about a second and a half at the
+default interval), each judgement on samples of its own. A p99 allows 1 % of the samples over the
+target, and a tail estimated from a few hundred samples is noisy: the second-largest of 200
+samples (what a plain p99 of 200 is) exceeds 1.5× the true p99 about a quarter of the time
+for a heavy tail, so a controller reading it slows down for noise as often as it speeds up,
+and its ratio wanders whatever the job does. So the throttle slows down only on *evidence*:
+when more samples are over the target than a p99 exactly at target would give with a chance
+of 1 % (`exceedances_allowed`: 7 of 200). Then it multiplies the ratio by 1.5 (plus 0.2, up
+to `MAX_RATIO`) and shrinks the batch by a quarter (down to ``min_batch``: shorter bursts).
+When the window's p99 is under 80 % of the target it lowers the ratio by 15 % or by
+``ratio_step``, whichever is more (a step of 0.1 near the operating point, down to 0), and
+grows the batch back by a tenth; in between it keeps what it has.
 Lag over ``max_lag`` or too many lock waiters *hold* the job (pause repeatedly, nothing
 written) until they recover, at most ``max_hold`` seconds, then it stops with an error (the
 checkpoint lets the next run resume).
@@ -34,6 +42,7 @@ clock, so it is tested with plain numbers.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -52,6 +61,7 @@ __all__ = [
     "ProbeSampler",
     "Throttle",
     "ThrottlePolicy",
+    "exceedances_allowed",
     "percentile",
 ]
 
@@ -60,6 +70,25 @@ __all__ = [
 MAX_RATIO = 20.0
 #: The probe's p99 under this fraction of the target lets the job speed up.
 _INCREASE_BELOW = 0.8
+#: The share of samples a p99 target allows over it.
+_TAIL = 0.01
+#: The chance, per judgement, that a job keeping the probe's p99 exactly at target is slowed.
+_FALSE_ALARM = 0.01
+
+
+@functools.cache
+def exceedances_allowed(n: int) -> int:
+    """The fewest samples over target, of ``n``, that make the throttle slow down: a p99 exactly
+    at target (1 % of samples over it) gives this many or more with a chance under 1 %
+    (the binomial distribution's upper tail)."""
+    pmf = (1.0 - _TAIL) ** n  # P(K = 0)
+    below = 0.0
+    for k in range(n + 1):
+        below += pmf
+        if 1.0 - below < _FALSE_ALARM:
+            return k + 1
+        pmf *= (n - k) / (k + 1) * _TAIL / (1.0 - _TAIL)
+    return n + 1
 
 
 def percentile(values: Sequence[float], p: float) -> float:
@@ -101,7 +130,7 @@ class ThrottlePolicy:
     max_pause: float = 1.0
     max_hold: float = 600.0
     baseline_seconds: float = 3.0
-    window: int = 400
+    window: int = 200
     probe_interval: float = 0.005
     initial_ratio: float = 1.0
     ratio_step: float = 0.1
@@ -218,6 +247,7 @@ class Throttle:
     baseline_samples: int = 0
     samples: deque[float] = field(default_factory=deque)
     since_change: int = 0
+    judged_p99_ms: float | None = None
     backoffs: int = 0
     holds: int = 0
     held_seconds: float = 0.0
@@ -250,7 +280,11 @@ class Throttle:
 
     @property
     def p99_ms(self) -> float | None:
-        return percentile(list(self.samples), 0.99) if self.samples else None
+        """The probe's p99 over the samples since the last judgement (the last judged window's
+        until a quarter of a new one is in)."""
+        if len(self.samples) >= max(1, self.policy.window // 4) or self.judged_p99_ms is None:
+            return percentile(list(self.samples), 0.99) if self.samples else None
+        return self.judged_p99_ms
 
     def _count(self, reason: str) -> None:
         self.reasons[reason] = self.reasons.get(reason, 0) + 1
@@ -281,22 +315,23 @@ class Throttle:
             return Decision(self.batch, policy.max_pause, f"{health.waiting} sessions wait on "
                             f"locks > {policy.max_waiting}", hold=True)
         target, p99 = self.target_ms, self.p99_ms
-        if target is None or p99 is None or self.since_change < policy.window // 2:
+        if target is None or p99 is None or self.since_change < policy.window:
             return Decision(self.batch, self._pause(work))  # too few fresh samples to judge
-        if p99 > target:
+        over = sum(1 for ms in self.samples if ms > target)
+        self.judged_p99_ms = p99
+        self.since_change = 0
+        self.samples.clear()  # each judgement on samples of its own
+        if over >= exceedances_allowed(policy.window):
             self.backoffs += 1
             self._count("probe p99")
             self.batch = max(policy.min_batch, self.batch * 3 // 4)
             self.ratio = min(MAX_RATIO, self.ratio * 1.5 + 0.2)
-            self.since_change = 0
-            self.samples.clear()  # judge the next change on what follows it
             return Decision(self.batch, self._pause(work),
-                            f"probe p99 {p99:.2f} ms > target {target:.2f} ms")
+                            f"probe p99 {p99:.2f} ms > target {target:.2f} ms "
+                            f"({over} of {policy.window} samples over it)")
         if p99 < _INCREASE_BELOW * target:
             self.batch = min(self.max_batch, self.batch + max(1, self.max_batch // 10))
             self.ratio = max(0.0, min(self.ratio * 0.85, self.ratio - policy.ratio_step))
-            self.since_change = 0
-            self.samples.clear()
         return Decision(self.batch, self._pause(work))
 
     def summary(self) -> dict[str, Any]:

@@ -8,6 +8,9 @@ adapter provides for real; `tests/integration/test_reencrypt_throttle.py` runs t
 from __future__ import annotations
 
 import itertools
+import math
+import random
+from collections.abc import Callable
 
 import pytest
 
@@ -21,6 +24,7 @@ from keyroll.reencrypt.throttle import (
     LagTracker,
     Throttle,
     ThrottlePolicy,
+    exceedances_allowed,
     percentile,
 )
 
@@ -44,16 +48,18 @@ def test_backs_off_over_target_and_recovers_under_it() -> None:
     assert throttle.target_ms == 1.5
     # not enough fresh samples yet: no change
     assert throttle.decide(Health([5.0] * 5), work=0.01) == Decision(1000, 0.0)
-    slowed = throttle.decide(Health([5.0] * 10), work=0.01)
-    assert (slowed.batch, slowed.pause) == (750, 0.002) and slowed.reason is not None
+    assert throttle.decide(Health([5.0] * 10), work=0.01) == Decision(1000, 0.0)  # 15 of 20
+    slowed = throttle.decide(Health([5.0] * 5), work=0.01)
+    assert (slowed.batch, slowed.pause) == (750, 0.002)
+    assert slowed.reason == "probe p99 5.00 ms > target 1.50 ms (20 of 20 samples over it)"
     for _ in range(12):
-        throttle.decide(Health([5.0] * 10), work=0.01)
+        throttle.decide(Health([5.0] * 20), work=0.01)
     assert throttle.batch == 100 and throttle.ratio == MAX_RATIO
     assert throttle.decide(Health(), work=0.01).pause == pytest.approx(0.2)  # ratio times work
     assert throttle.decide(Health(), work=10.0).pause == policy.max_pause
     ratios = []
     for _ in range(200):  # bounded: recovers to the configured batch and no pause
-        throttle.decide(Health([0.5] * 10), work=0.01)
+        throttle.decide(Health([0.5] * 20), work=0.01)
         ratios.append(throttle.ratio)
     # it speeds up by 15 % a step far from the operating point, by 0.1 near it, to 0
     assert ratios[0] == pytest.approx(MAX_RATIO * 0.85)
@@ -66,6 +72,66 @@ def test_backs_off_over_target_and_recovers_under_it() -> None:
     summary = throttle.summary()
     assert summary["baseline_p99_ms"] == 1.0 and summary["target_p99_ms"] == 1.5
     assert summary["reasons"]["probe p99"] == throttle.backoffs == 13
+
+
+def test_exceedances_allowed_is_the_binomial_tail() -> None:
+    """k samples over target of n: a p99 exactly at target gives k or more under 1 % of the
+    time, and k - 1 or more at least 1 % of the time."""
+    def at_least(k: int, n: int) -> float:
+        return sum(math.comb(n, i) * 0.01**i * 0.99 ** (n - i) for i in range(k, n + 1))
+
+    for n in (10, 20, 50, 200, 400, 1000):
+        k = exceedances_allowed(n)
+        assert at_least(k, n) < 0.01 <= at_least(k - 1, n)
+    assert exceedances_allowed(200) == 7
+
+
+def _judgements(throttle: Throttle, draw: Callable[[], float], n: int) -> list[Decision]:
+    window = throttle.policy.window
+    return [throttle.decide(Health([draw() for _ in range(window)]), work=0.01)
+            for _ in range(n)]
+
+
+def test_noise_alone_does_not_slow_it() -> None:
+    """The job changes nothing: the probe's samples come from the baseline's own heavy-tailed
+    distribution (a seeded Pareto, shape 2). Over 200 judgements it never slows down and ends
+    at full speed. (Slowing down whenever the p99 of 200 samples is over the target, as this
+    throttle did before, slows down in about a tenth of such windows.)"""
+    rng = random.Random(17)
+
+    def draw() -> float:
+        return 0.1 * rng.paretovariate(2.0)
+
+    throttle = Throttle(ThrottlePolicy(initial_ratio=1.0), max_batch=1000)
+    throttle.set_baseline([draw() for _ in range(600)])
+    decisions = _judgements(throttle, draw, 200)
+    assert throttle.backoffs <= 2, [d.reason for d in decisions if d.reason]
+    assert throttle.ratio == 0.0 and throttle.batch == 1000
+
+
+def test_a_real_slowdown_slows_it() -> None:
+    """The same distribution 3x slower while the job runs (its p99 twice the target): about
+    half the judgements (of 200 samples each) slow down, and the job ends near its slowest.
+    Twice slower (p99 1.33x the target) is caught less often: the throttle then never speeds
+    up and drifts slower."""
+    rng = random.Random(18)
+
+    def draw(scale: float = 1.0) -> float:
+        base = 0.1 * rng.paretovariate(3.0)
+        return scale * (base * rng.uniform(5, 10) if rng.random() < 0.02 else base)
+
+    baseline = [draw() for _ in range(600)]
+    backoffs = {}
+    for scale in (1.0, 2.0, 3.0):
+        throttle = Throttle(ThrottlePolicy(initial_ratio=1.0), max_batch=1000)
+        throttle.set_baseline(baseline)
+        _judgements(throttle, lambda s=scale: draw(s), 50)  # type: ignore[misc]
+        backoffs[scale] = throttle.backoffs
+        if scale == 3.0:
+            assert throttle.ratio >= 10
+        if scale == 2.0:
+            assert throttle.ratio > 1.0  # never sped up
+    assert backoffs[1.0] <= 2 and backoffs[2.0] >= 3 and backoffs[3.0] >= 15, backoffs
 
 
 def test_the_pause_is_never_under_pause_ms() -> None:
