@@ -35,6 +35,7 @@ typedef struct {
     const unsigned char *spaced_ops;
     Py_ssize_t nspaced_ops;
     Py_ssize_t spaced_min;
+    Py_ssize_t floor; /* the shortest candidate `keep` may keep */
     /* whether the word or line being cut holds a character that needs decoding, or
      * whitespace: without, none of its candidates does (no per-candidate scan) */
     int ctx_full, ctx_white;
@@ -43,7 +44,27 @@ typedef struct {
     Py_ssize_t *seen;
     uint64_t *hashes;
     Py_ssize_t seen_cap, seen_len;
+    /* the byte sizes of the recorded values (`sizes[n]` non-zero), or NULL: a candidate that
+     * needs decoding is kept only when one of its spellings can have one (`plausible`) */
+    const unsigned char *sizes, *raw_sizes;
+    Py_ssize_t nsizes, nraw_sizes, min_size;
+    /* the recognition tags of the values plain candidates may spell (a 65,536-bit map) and
+     * their SipHash key, or NULL: a plain candidate is kept only when one of its spellings
+     * has a tag in the map (`tagged`) */
+    const unsigned char *tags;
+    uint64_t k0, k1;
+    /* the whitespace-free runs of `runs_min` characters or more (0: none), as `long_runs`
+     * returns them: their UTF-8 bytes, and pairs (byte offset, character offset) */
+    Py_ssize_t runs_min, run_used, run_cap, nruns, runs_cap;
+    unsigned char *run_bytes;
+    int64_t *run_starts;
+    unsigned char *bytes;  /* a candidate's spelling as bytes (MAX_CANDIDATE) */
+    Py_UCS4 *scratch;      /* a candidate's characters after the shell-quote replaces */
 } Cut;
+
+/* longer candidates that need decoding are not tried (recognise.py's _MAX_CANDIDATE) */
+#define MAX_CANDIDATE 4096
+#define TAG_BITS 65536
 
 #define CH(c, i) ((c)->u[(i)])
 #if PY_VERSION_HEX < 0x030C0000
@@ -147,6 +168,327 @@ static int first_time(Cut *c, Py_ssize_t a, Py_ssize_t b) {
     return 1;
 }
 
+/* SipHash-2-4 (Aumasson and Bernstein, 2012), 64-bit output, of in[0:len] under (k0, k1):
+ * the keyed prefilter tag of keyroll.recognise_tag (which has the same in Python, and whose
+ * tests check both against the reference vectors). Not a digest: a match is then confirmed by
+ * the recognition digest (HMAC-SHA256, computed by Python's hashlib). */
+#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+#define SIPROUND                                                                             \
+    do {                                                                                     \
+        v0 += v1; v1 = ROTL(v1, 13); v1 ^= v0; v0 = ROTL(v0, 32);                            \
+        v2 += v3; v3 = ROTL(v3, 16); v3 ^= v2;                                               \
+        v0 += v3; v3 = ROTL(v3, 21); v3 ^= v0;                                               \
+        v2 += v1; v1 = ROTL(v1, 17); v1 ^= v2; v2 = ROTL(v2, 32);                            \
+    } while (0)
+
+static uint64_t siphash24(uint64_t k0, uint64_t k1, const unsigned char *in, size_t len) {
+    uint64_t v0 = 0x736f6d6570736575ULL ^ k0, v1 = 0x646f72616e646f6dULL ^ k1;
+    uint64_t v2 = 0x6c7967656e657261ULL ^ k0, v3 = 0x7465646279746573ULL ^ k1;
+    size_t full = len - len % 8;
+    for (size_t i = 0; i < full; i += 8) {
+        uint64_t m = 0;
+        for (int k = 7; k >= 0; k--)
+            m = (m << 8) | in[i + (size_t)k];
+        v3 ^= m;
+        SIPROUND;
+        SIPROUND;
+        v0 ^= m;
+    }
+    uint64_t b = ((uint64_t)len) << 56;
+    for (size_t k = 0; k < len % 8; k++)
+        b |= ((uint64_t)in[full + k]) << (8 * k);
+    v3 ^= b;
+    SIPROUND;
+    SIPROUND;
+    v0 ^= b;
+    v2 ^= 0xff;
+    SIPROUND;
+    SIPROUND;
+    SIPROUND;
+    SIPROUND;
+    return v0 ^ v1 ^ v2 ^ v3;
+}
+
+static int tag_known(Cut *c, const unsigned char *data, Py_ssize_t n) {
+    unsigned tag = (unsigned)(siphash24(c->k0, c->k1, data, (size_t)n) & (TAG_BITS - 1));
+    return (c->tags[tag >> 3] >> (tag & 7)) & 1;
+}
+
+/* the value of a base64 or base64url character (both alphabets, as recognise.py decodes a
+ * plain candidate holding "-" or "_" as base64url), or -1 */
+static int b64_value(Py_UCS4 ch) {
+    if (ch >= 'A' && ch <= 'Z')
+        return (int)(ch - 'A');
+    if (ch >= 'a' && ch <= 'z')
+        return (int)(ch - 'a') + 26;
+    if (ch >= '0' && ch <= '9')
+        return (int)(ch - '0') + 52;
+    if (ch == '+' || ch == '-')
+        return 62;
+    if (ch == '/' || ch == '_')
+        return 63;
+    return -1;
+}
+
+static int hex_value(Py_UCS4 ch) {
+    if (ch >= '0' && ch <= '9')
+        return (int)(ch - '0');
+    if (ch >= 'a' && ch <= 'f')
+        return (int)(ch - 'a') + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return (int)(ch - 'A') + 10;
+    return -1;
+}
+
+/* whether a plain candidate text[a:b] (ASCII, no escape) has a spelling whose tag is in the
+ * map: as written, with "+" as a space, base64/base64url-decoded, hex-decoded; the spellings
+ * `_PlainBatches.find` hashes (a few more: it decodes only at the lengths it looks for) */
+static int tagged(Cut *c, Py_ssize_t a, Py_ssize_t b) {
+    Py_ssize_t n = b - a;
+    if (n > MAX_CANDIDATE)
+        return 1; /* never the case (plain candidates are as long as a spelling); let Python try */
+    unsigned char *out = c->bytes;
+    int plus = 0, is_b64 = n % 4 != 1, is_hex = n % 2 == 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_UCS4 ch = CH(c, a + i);
+        if (ch > 127)
+            return 1; /* not plain after all: let Python try */
+        out[i] = (unsigned char)ch;
+        plus |= ch == '+';
+        if (is_b64 && b64_value(ch) < 0)
+            is_b64 = 0;
+        if (is_hex && hex_value(ch) < 0)
+            is_hex = 0;
+    }
+    if (tag_known(c, out, n))
+        return 1;
+    if (plus) {
+        for (Py_ssize_t i = 0; i < n; i++)
+            if (out[i] == '+')
+                out[i] = ' ';
+        if (tag_known(c, out, n))
+            return 1;
+    }
+    if (is_b64) { /* n characters: 3 bytes a quad, 1 or 2 from a last pair or triple */
+        Py_ssize_t m = 0;
+        uint32_t acc = 0;
+        int bits = 0;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            acc = (acc << 6) | (uint32_t)b64_value(CH(c, a + i));
+            bits += 6;
+            if (bits >= 8) {
+                bits -= 8;
+                out[m++] = (unsigned char)(acc >> bits);
+                acc &= (1u << bits) - 1;
+            }
+        }
+        if (tag_known(c, out, m))
+            return 1;
+    }
+    if (is_hex) {
+        for (Py_ssize_t i = 0; i + 1 < n; i += 2)
+            out[i / 2] = (unsigned char)(hex_value(CH(c, a + i)) * 16 + hex_value(CH(c, a + i + 1)));
+        if (tag_known(c, out, n / 2))
+            return 1;
+    }
+    return 0;
+}
+
+static void strip_equals(Cut *c, Py_ssize_t *a, Py_ssize_t *b);
+
+static int sized(Cut *c, Py_ssize_t n) { return n >= 0 && n < c->nsizes && c->sizes[n]; }
+
+/* a character's UTF-8 length (surrogateescape), or -1 for a lone surrogate it cannot encode */
+static Py_ssize_t utf8_len(Py_UCS4 ch) {
+    if (ch < 0x80)
+        return 1;
+    if (ch < 0x800)
+        return 2;
+    if (ch >= 0xD800 && ch <= 0xDFFF)
+        return ch >= 0xDC80 && ch <= 0xDCFF ? 1 : -1;
+    return ch < 0x10000 ? 3 : 4;
+}
+
+/* whether text[a:b]'s UTF-8 bytes (surrogateescape) have a tag in the map (true when they
+ * cannot be encoded, or are too long: let Python decide) */
+static int raw_tagged(Cut *c, Py_ssize_t a, Py_ssize_t b) {
+    Py_ssize_t m = 0;
+    for (Py_ssize_t i = a; i < b; i++) {
+        Py_UCS4 ch = CH(c, i);
+        if (m + 4 > MAX_CANDIDATE)
+            return 1;
+        if (ch < 0x80) {
+            c->bytes[m++] = (unsigned char)ch;
+        } else if (ch < 0x800) {
+            c->bytes[m++] = (unsigned char)(0xC0 | (ch >> 6));
+            c->bytes[m++] = (unsigned char)(0x80 | (ch & 0x3F));
+        } else if (ch >= 0xD800 && ch <= 0xDFFF) {
+            if (ch < 0xDC80 || ch > 0xDCFF)
+                return 1;
+            c->bytes[m++] = (unsigned char)(ch - 0xDC00); /* surrogateescape */
+        } else if (ch < 0x10000) {
+            c->bytes[m++] = (unsigned char)(0xE0 | (ch >> 12));
+            c->bytes[m++] = (unsigned char)(0x80 | ((ch >> 6) & 0x3F));
+            c->bytes[m++] = (unsigned char)(0x80 | (ch & 0x3F));
+        } else {
+            c->bytes[m++] = (unsigned char)(0xF0 | (ch >> 18));
+            c->bytes[m++] = (unsigned char)(0x80 | ((ch >> 12) & 0x3F));
+            c->bytes[m++] = (unsigned char)(0x80 | ((ch >> 6) & 0x3F));
+            c->bytes[m++] = (unsigned char)(0x80 | (ch & 0x3F));
+        }
+    }
+    return tag_known(c, c->bytes, m);
+}
+
+/* the UTF-8 size of json.loads('"' + text[a:b] + '"'), -1 when it raises, -2 when unsure */
+static Py_ssize_t json_size(Cut *c, Py_ssize_t a, Py_ssize_t b) {
+    Py_ssize_t size = 0;
+    for (Py_ssize_t i = a; i < b; i++) {
+        Py_UCS4 ch = CH(c, i);
+        if (ch == '"' || ch < 0x20)
+            return -1; /* the string ends early (extra data) or holds a control character */
+        if (ch != '\\') {
+            Py_ssize_t one = utf8_len(ch);
+            if (one < 0)
+                return -2;
+            size += one;
+            continue;
+        }
+        if (i + 1 >= b)
+            return -1; /* the closing quote is escaped */
+        Py_UCS4 e = CH(c, ++i);
+        if (e == 'u') {
+            if (i + 4 >= b)
+                return -1;
+            Py_UCS4 unit = 0;
+            for (int k = 1; k <= 4; k++) {
+                int v = hex_value(CH(c, i + k));
+                if (v < 0)
+                    return -1;
+                unit = unit * 16 + (Py_UCS4)v;
+            }
+            if (unit >= 0xD800 && unit <= 0xDFFF)
+                return -2; /* a surrogate (pair or lone): let Python decide */
+            size += utf8_len(unit);
+            i += 4;
+        } else if (e == '"' || e == '\\' || e == '/' || e == 'b' || e == 'f' || e == 'n'
+                   || e == 'r' || e == 't') {
+            size += 1;
+        } else {
+            return -1;
+        }
+    }
+    return size;
+}
+
+/* whether base64-decoding text[a:b] (after strip("=") and padding) can yield one of the
+ * sizes: a2b_base64 skips characters outside its alphabet and may stop at an inner "=", so
+ * the output is exactly 3 bytes per 4 alphabet characters (1 or 2 for a last pair or
+ * triple) without an inner "=", at most that with one */
+static int base64_fits(Cut *c, Py_ssize_t a, Py_ssize_t b, int url) {
+    Py_ssize_t count = 0;
+    int inner_pad = 0;
+    for (Py_ssize_t i = a; i < b; i++) {
+        Py_UCS4 ch = CH(c, i);
+        if (ch == '=')
+            inner_pad = 1;
+        else if (b64_value(ch) >= 0 && (url || (ch != '-' && ch != '_')))
+            count++;
+    }
+    Py_ssize_t most = count / 4 * 3 + (count % 4 == 3 ? 2 : count % 4 == 2 ? 1 : 0);
+    if (inner_pad)
+        return c->min_size <= most;
+    return sized(c, most);
+}
+
+/* whether a candidate that needs decoding (backslash, quote, percent or non-ASCII; one line)
+ * has a spelling of a recorded size: `_sized_spellings` computes the same sizes, each exact or
+ * over-estimated (kept when unsure), so this keeps every candidate it would try */
+static int plausible(Cut *c, Py_ssize_t a, Py_ssize_t b) {
+    Py_ssize_t size = 0, escapes = 0;
+    int backslash = 0, quote = 0, percent = 0, plus = 0, dash = 0;
+    for (Py_ssize_t i = a; i < b; i++) {
+        Py_UCS4 ch = CH(c, i);
+        Py_ssize_t one = utf8_len(ch);
+        if (one < 0)
+            return 1; /* a lone surrogate: let Python decide */
+        size += one;
+        backslash |= ch == '\\';
+        quote |= ch == '\'';
+        percent |= ch == '%';
+        plus |= ch == '+';
+        dash |= ch == '-' || ch == '_';
+    }
+    for (Py_ssize_t i = a; backslash && i + 1 < b; i++) { /* re.sub(r"\\(.)", r"\1") */
+        if (CH(c, i) == '\\' && CH(c, i + 1) != '\n') {
+            escapes++;
+            i++;
+        }
+    }
+    if (size < c->nraw_sizes && c->raw_sizes[size] && (c->tags == NULL || raw_tagged(c, a, b)))
+        return 1; /* as written (the others are the caller's literal matcher's) */
+    if (plus && sized(c, size))
+        return 1; /* with "+" as spaces (unquote_plus), of the same size */
+    Py_ssize_t sa = a, sb = b; /* strip("=") */
+    strip_equals(c, &sa, &sb);
+    Py_ssize_t chars = sb - sa;
+    if (!backslash && !quote && !percent) { /* non-ASCII only: raw, base64 (hex cannot be) */
+        return chars >= 4 && chars % 4 != 1 && sized(c, chars * 3 / 4);
+    }
+    if (backslash) {
+        if (sized(c, size - escapes))
+            return 1;
+        Py_ssize_t json = json_size(c, a, b);
+        if (json == -2 || sized(c, json))
+            return 1;
+    }
+    if (percent) { /* unquote (and unquote_plus, the same size): each %XX one byte */
+        Py_ssize_t unquoted = size;
+        for (Py_ssize_t i = a; i + 2 < b; i++) {
+            if (CH(c, i) != '%')
+                continue;
+            int hi = hex_value(CH(c, i + 1)), lo = hex_value(CH(c, i + 2));
+            if (hi < 0 || lo < 0)
+                continue;
+            if (hi >= 8)
+                return 1; /* a byte of a UTF-8 sequence (or U+FFFD): let Python decide */
+            unquoted -= 2;
+            i += 2;
+        }
+        if (sized(c, unquoted))
+            return 1;
+    }
+    if (quote) { /* .replace("'\\''", "'").replace("'\"'\"'", "'") */
+        Py_ssize_t n = 0;
+        for (Py_ssize_t i = a; i < b; i++) {
+            if (i + 3 < b && CH(c, i) == '\'' && CH(c, i + 1) == '\\' && CH(c, i + 2) == '\''
+                && CH(c, i + 3) == '\'') {
+                c->scratch[n++] = '\'';
+                i += 3;
+            } else {
+                c->scratch[n++] = CH(c, i);
+            }
+        }
+        Py_ssize_t removed = (b - a) - n;
+        for (Py_ssize_t i = 0; i + 4 < n; i++) {
+            if (c->scratch[i] == '\'' && c->scratch[i + 1] == '"' && c->scratch[i + 2] == '\''
+                && c->scratch[i + 3] == '"' && c->scratch[i + 4] == '\'') {
+                removed += 4;
+                i += 4;
+            }
+        }
+        if (sized(c, size - removed))
+            return 1;
+    }
+    if (c->min_size < 0)
+        return 0;
+    if (chars >= 4 && c->min_size <= (chars + 3) * 3 / 4) {
+        if (base64_fits(c, sa, sb, 0) || (dash && base64_fits(c, sa, sb, 1)))
+            return 1;
+    }
+    return 0; /* hex: bytes.fromhex fails on a backslash, quote or percent */
+}
+
 /* add text[a:b] to the output when it can spell a recorded value (see the header) */
 static int keep(Cut *c, Py_ssize_t a, Py_ssize_t b) {
     Py_ssize_t n = b - a;
@@ -173,6 +515,9 @@ static int keep(Cut *c, Py_ssize_t a, Py_ssize_t b) {
     int wanted = white ? (full ? n >= c->spaced_min : spaced_len)
                        : (full ? n >= c->shortest : plain_len);
     if (!wanted)
+        return 0;
+    if (full ? c->sizes != NULL && (n > MAX_CANDIDATE || !plausible(c, a, b))
+             : c->tags != NULL && !tagged(c, a, b))
         return 0;
     int fresh = first_time(c, a, b);
     if (fresh <= 0)
@@ -202,6 +547,8 @@ static void strip_equals(Cut *c, Py_ssize_t *a, Py_ssize_t *b) {
 /* a candidate, then as `words` derives more from every candidate: strip(_TRIM), and
  * strip("=") of each of the two (a no-op unless it starts or ends with "=") */
 static int emit(Cut *c, Py_ssize_t a, Py_ssize_t b) {
+    if (b - a < c->floor)
+        return 0; /* too short for every length kept (stripping only shortens) */
     Py_ssize_t ta = a, tb = b;
     strip_class(c, &ta, &tb, TRIMMED);
     Py_ssize_t spans[4][2] = {{a, b}, {ta, tb}, {a, b}, {ta, tb}};
@@ -419,7 +766,75 @@ static int escaped_words(Cut *c, Py_ssize_t a, Py_ssize_t b) {
     return 0;
 }
 
+static Py_ssize_t put_utf8(int kind, const void *data, Py_ssize_t s, Py_ssize_t i,
+                           unsigned char *out);
+
+/* append text[s:i] (a whitespace-free run) to the runs; -1 out of memory */
+static int add_run(Cut *c, Py_ssize_t s, Py_ssize_t i) {
+    if ((i - s) > (PY_SSIZE_T_MAX - 1 - c->run_used) / 4) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    Py_ssize_t need = c->run_used + 4 * (i - s) + 1;
+    if (need > c->run_cap) {
+        Py_ssize_t grown = c->run_cap ? c->run_cap : 4096;
+        while (grown < need)
+            grown = grown > PY_SSIZE_T_MAX / 2 ? need : 2 * grown;
+        unsigned char *bigger = PyMem_Realloc(c->run_bytes, (size_t)grown);
+        if (bigger == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        c->run_bytes = bigger;
+        c->run_cap = grown;
+    }
+    if (c->nruns == c->runs_cap) {
+        Py_ssize_t grown = c->runs_cap ? 2 * c->runs_cap : 256;
+        int64_t *bigger = PyMem_Realloc(c->run_starts, (size_t)grown * 2 * sizeof(int64_t));
+        if (bigger == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        c->run_starts = bigger;
+        c->runs_cap = grown;
+    }
+    c->run_starts[2 * c->nruns] = (int64_t)c->run_used;
+    c->run_starts[2 * c->nruns + 1] = (int64_t)s;
+    c->nruns++;
+    c->run_used += put_utf8(PyUnicode_4BYTE_KIND, c->u, s, i, c->run_bytes + c->run_used);
+    c->run_bytes[c->run_used++] = '\n';
+    return 0;
+}
+
+/* (bytes, byte offsets, character offsets) of the runs (see long_runs) */
+static PyObject *runs_result(Cut *c) {
+    PyObject *result = NULL;
+    PyObject *bytes = PyBytes_FromStringAndSize((const char *)c->run_bytes, c->run_used);
+    PyObject *in_bytes = NULL, *in_text = NULL;
+    if (bytes != NULL) {
+        in_bytes = PyBytes_FromStringAndSize(NULL, c->nruns * (Py_ssize_t)sizeof(int64_t));
+        in_text = PyBytes_FromStringAndSize(NULL, c->nruns * (Py_ssize_t)sizeof(int64_t));
+    }
+    if (in_bytes != NULL && in_text != NULL) {
+        int64_t *b = (int64_t *)PyBytes_AS_STRING(in_bytes);
+        int64_t *t = (int64_t *)PyBytes_AS_STRING(in_text);
+        for (Py_ssize_t k = 0; k < c->nruns; k++) {
+            b[k] = c->run_starts[2 * k];
+            t[k] = c->run_starts[2 * k + 1];
+        }
+        result = PyTuple_Pack(3, bytes, in_bytes, in_text);
+    }
+    Py_XDECREF(bytes);
+    Py_XDECREF(in_bytes);
+    Py_XDECREF(in_text);
+    return result;
+}
+
 static void free_cut(Cut *c) {
+    PyMem_Free(c->run_bytes);
+    PyMem_Free(c->run_starts);
+    PyMem_Free(c->bytes);
+    PyMem_Free(c->scratch);
     PyMem_Free(c->u);
     PyMem_Free(c->seen);
     PyMem_Free(c->hashes);
@@ -428,18 +843,61 @@ static void free_cut(Cut *c) {
 static PyObject *words(PyObject *self, PyObject *args) {
     PyObject *text, *windows;
     Py_ssize_t shortest, spaced_min, bounds_cap = 0, *bounds = NULL;
-    Py_buffer ops, spaced_ops;
+    Py_buffer ops, spaced_ops, sizes, raw_sizes, tag_key, tags;
     int spaced, escapes;
-    if (!PyArg_ParseTuple(args, "Uny*y*nO!pp", &text, &shortest, &ops, &spaced_ops, &spaced_min,
-                          &PyTuple_Type, &windows, &spaced, &escapes))
+    Py_ssize_t runs_min;
+    if (!PyArg_ParseTuple(args, "Uny*y*nO!ppy*y*y*y*n", &text, &shortest, &ops, &spaced_ops,
+                          &spaced_min, &PyTuple_Type, &windows, &spaced, &escapes, &sizes,
+                          &raw_sizes, &tag_key, &tags, &runs_min))
         return NULL;
     Py_ssize_t nwin = PyTuple_GET_SIZE(windows);
     Py_ssize_t *width = PyMem_Calloc(2 * (nwin ? nwin : 1), sizeof(Py_ssize_t));
     Cut c = {NULL, 0, text, NULL, NULL, shortest < 1 ? 1 : shortest, (const unsigned char *)ops.buf,
-             ops.len, (const unsigned char *)spaced_ops.buf, spaced_ops.len, spaced_min,
-             1, 1, NULL, NULL, 0, 0};
-    if (READY(text) < 0 || width == NULL)
+             ops.len, (const unsigned char *)spaced_ops.buf, spaced_ops.len, spaced_min, 0,
+             1, 1, NULL, NULL, 0, 0, NULL, NULL, 0, 0, -1, NULL, 0, 0, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL};
+    if (width == NULL) {
+        PyErr_NoMemory();
         goto fail;
+    }
+    if (READY(text) < 0)
+        goto fail;
+    c.runs_min = runs_min;
+    c.floor = c.shortest < c.spaced_min ? c.shortest : c.spaced_min;
+    for (Py_ssize_t n = 1; n < c.floor; n++) {
+        if ((n < c.nops && c.ops[n]) || (n < c.nspaced_ops && c.spaced_ops[n])) {
+            c.floor = n;
+            break;
+        }
+    }
+    if (tags.len != 0 && (tags.len != TAG_BITS / 8 || tag_key.len != 16)) {
+        PyErr_SetString(PyExc_ValueError, "tags must be a 65,536-bit map and its key 16 bytes");
+        goto fail;
+    }
+    if (sizes.len > 0) {
+        c.sizes = (const unsigned char *)sizes.buf;
+        c.nsizes = sizes.len;
+        c.raw_sizes = (const unsigned char *)raw_sizes.buf;
+        c.nraw_sizes = raw_sizes.len;
+        for (Py_ssize_t n = 0; n < sizes.len && c.min_size < 0; n++)
+            if (c.sizes[n])
+                c.min_size = n;
+    }
+    if (tags.len > 0) {
+        const unsigned char *k = (const unsigned char *)tag_key.buf;
+        for (int i = 7; i >= 0; i--) {
+            c.k0 = (c.k0 << 8) | k[i];
+            c.k1 = (c.k1 << 8) | k[8 + i];
+        }
+        c.tags = (const unsigned char *)tags.buf;
+    }
+    if (c.sizes != NULL || c.tags != NULL) {
+        c.bytes = PyMem_Malloc(MAX_CANDIDATE);
+        c.scratch = PyMem_Malloc(MAX_CANDIDATE * sizeof(Py_UCS4));
+        if (c.bytes == NULL || c.scratch == NULL) {
+            PyErr_NoMemory();
+            goto fail;
+        }
+    }
     c.len = PyUnicode_GET_LENGTH(text);
     if (c.len >= (Py_ssize_t)UINT32_MAX) {
         PyErr_SetString(PyExc_OverflowError, "text too long for the C cutter");
@@ -482,6 +940,8 @@ static PyObject *words(PyObject *self, PyObject *args) {
             while (i < end && !SPACE(CH(&c, i)))
                 i++;
             if (i - s >= c.shortest && word(&c, s, i) < 0)
+                goto fail;
+            if (c.runs_min > 0 && i - s >= c.runs_min && add_run(&c, s, i) < 0)
                 goto fail;
             if (spaced) {
                 if (nwords == bounds_cap) {
@@ -530,21 +990,31 @@ static PyObject *words(PyObject *self, PyObject *args) {
         }
         line = end + 1;
     }
+    PyObject *found_runs = c.runs_min > 0 ? runs_result(&c) : (Py_INCREF(Py_None), Py_None);
     PyMem_Free(bounds);
     free_cut(&c);
     PyMem_Free(width);
     PyBuffer_Release(&ops);
     PyBuffer_Release(&spaced_ops);
-    PyObject *both = PyTuple_Pack(2, c.out, c.special);
+    PyBuffer_Release(&sizes);
+    PyBuffer_Release(&raw_sizes);
+    PyBuffer_Release(&tag_key);
+    PyBuffer_Release(&tags);
+    PyObject *all = found_runs == NULL ? NULL : PyTuple_Pack(3, c.out, c.special, found_runs);
+    Py_XDECREF(found_runs);
     Py_DECREF(c.out);
     Py_DECREF(c.special);
-    return both;
+    return all;
 fail:
     free_cut(&c);
     PyMem_Free(bounds);
     PyMem_Free(width);
     PyBuffer_Release(&ops);
     PyBuffer_Release(&spaced_ops);
+    PyBuffer_Release(&sizes);
+    PyBuffer_Release(&raw_sizes);
+    PyBuffer_Release(&tag_key);
+    PyBuffer_Release(&tags);
     Py_XDECREF(c.out);
     Py_XDECREF(c.special);
     return NULL;
@@ -608,8 +1078,7 @@ static PyObject *runs(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "Un", &text, &shortest) || READY(text) < 0)
         return NULL;
     Cut c = {PyUnicode_AsUCS4Copy(text), PyUnicode_GET_LENGTH(text), text, NULL, NULL, shortest,
-             NULL,
-             0, NULL, 0, 0, 1, 1, NULL, NULL, 0, 0};
+             NULL, 0, NULL, 0, 0, 0, 1, 1, NULL, NULL, 0, 0, NULL, NULL, 0, 0, -1, NULL, 0, 0, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL};
     if (c.u == NULL)
         return NULL;
     PyObject *out = PyList_New(0), *run = PyList_New(0);
@@ -660,7 +1129,93 @@ fail:
     return NULL;
 }
 
+/* append text[s:i] to out as UTF-8 (surrogateescape; any other lone surrogate as 3 bytes,
+ * which no spelling has); out has room for 4 bytes a character */
+static Py_ssize_t put_utf8(int kind, const void *data, Py_ssize_t s, Py_ssize_t i,
+                           unsigned char *out) {
+    Py_ssize_t used = 0;
+    for (Py_ssize_t k = s; k < i; k++) {
+        Py_UCS4 ch = PyUnicode_READ(kind, data, k);
+        if (ch < 0x80) {
+            out[used++] = (unsigned char)ch;
+        } else if (ch < 0x800) {
+            out[used++] = (unsigned char)(0xC0 | (ch >> 6));
+            out[used++] = (unsigned char)(0x80 | (ch & 0x3F));
+        } else if (ch >= 0xDC80 && ch <= 0xDCFF) {
+            out[used++] = (unsigned char)(ch - 0xDC00); /* surrogateescape */
+        } else if (ch < 0x10000) {
+            out[used++] = (unsigned char)(0xE0 | (ch >> 12));
+            out[used++] = (unsigned char)(0x80 | ((ch >> 6) & 0x3F));
+            out[used++] = (unsigned char)(0x80 | (ch & 0x3F));
+        } else {
+            out[used++] = (unsigned char)(0xF0 | (ch >> 18));
+            out[used++] = (unsigned char)(0x80 | ((ch >> 12) & 0x3F));
+            out[used++] = (unsigned char)(0x80 | ((ch >> 6) & 0x3F));
+            out[used++] = (unsigned char)(0x80 | (ch & 0x3F));
+        }
+    }
+    return used;
+}
+
+/* long_runs(text, minimum): the UTF-8 bytes of each whitespace-free run of `minimum`
+ * characters or more, each followed by "\n", and two arrays of native int64: where each run
+ * starts in those bytes, and in the text (characters). A spelling without whitespace lies
+ * inside such a run. (`words` returns the same when given a `runs_min`.) */
+static PyObject *long_runs(PyObject *self, PyObject *args) {
+    PyObject *text;
+    Py_ssize_t minimum;
+    if (!PyArg_ParseTuple(args, "Un", &text, &minimum) || READY(text) < 0)
+        return NULL;
+    Cut c = {PyUnicode_AsUCS4Copy(text), PyUnicode_GET_LENGTH(text), text, NULL, NULL, 1,
+             NULL, 0, NULL, 0, 0, 0, 1, 1, NULL, NULL, 0, 0, NULL, NULL, 0, 0, -1, NULL, 0, 0,
+             minimum < 1 ? 1 : minimum, 0, 0, 0, 0, NULL, NULL, NULL, NULL};
+    if (c.u == NULL)
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t i = 0;
+    while (i < c.len) {
+        if (SPACE(CH(&c, i))) {
+            i++;
+            continue;
+        }
+        Py_ssize_t s = i;
+        while (i < c.len && !SPACE(CH(&c, i)))
+            i++;
+        if (i - s >= c.runs_min && add_run(&c, s, i) < 0)
+            goto done;
+    }
+    result = runs_result(&c);
+done:
+    free_cut(&c);
+    return result;
+}
+
+static PyObject *siphash(PyObject *self, PyObject *args) {
+    Py_buffer key, data;
+    if (!PyArg_ParseTuple(args, "y*y*", &key, &data))
+        return NULL;
+    PyObject *out = NULL;
+    if (key.len != 16) {
+        PyErr_SetString(PyExc_ValueError, "a SipHash key is 16 bytes");
+    } else {
+        const unsigned char *k = (const unsigned char *)key.buf;
+        uint64_t k0 = 0, k1 = 0;
+        for (int i = 7; i >= 0; i--) {
+            k0 = (k0 << 8) | k[i];
+            k1 = (k1 << 8) | k[8 + i];
+        }
+        out = PyLong_FromUnsignedLongLong(
+            siphash24(k0, k1, (const unsigned char *)data.buf, (size_t)data.len));
+    }
+    PyBuffer_Release(&key);
+    PyBuffer_Release(&data);
+    return out;
+}
+
 static PyMethodDef methods[] = {
+    {"siphash24", siphash, METH_VARARGS, "SipHash-2-4 of data under a 16-byte key (tests)."},
+    {"long_runs", long_runs, METH_VARARGS,
+     "UTF-8 of the whitespace-free runs of a minimum length, and where each starts."},
     {"words", words, METH_VARARGS,
      "Candidates of Recogniser.words that can spell a value: (plain, needing decoding)."},
     {"runs", runs, METH_VARARGS, "Runs of wrapped base64/hex lines that can hold a value."},
