@@ -51,7 +51,7 @@ typedef struct {
     /* the recognition tags of the values plain candidates may spell (a 65,536-bit map) and
      * their SipHash key, or NULL: a plain candidate is kept only when one of its spellings
      * has a tag in the map (`tagged`) */
-    const unsigned char *tags;
+    const unsigned char *tags, *all_tags; /* the plain values' tags, every version's */
     uint64_t k0, k1;
     /* the whitespace-free runs of `runs_min` characters or more (0: none), as `long_runs`
      * returns them: their UTF-8 bytes, and pairs (byte offset, character offset) */
@@ -65,6 +65,9 @@ typedef struct {
 /* longer candidates that need decoding are not tried (recognise.py's _MAX_CANDIDATE) */
 #define MAX_CANDIDATE 4096
 #define TAG_BITS 65536
+
+static Py_ssize_t put_utf8(int kind, const void *data, Py_ssize_t s, Py_ssize_t i,
+                           unsigned char *out);
 
 #define CH(c, i) ((c)->u[(i)])
 #if PY_VERSION_HEX < 0x030C0000
@@ -309,49 +312,32 @@ static Py_ssize_t utf8_len(Py_UCS4 ch) {
     return ch < 0x10000 ? 3 : 4;
 }
 
-/* whether text[a:b]'s UTF-8 bytes (surrogateescape) have a tag in the map (true when they
- * cannot be encoded, or are too long: let Python decide) */
-static int raw_tagged(Cut *c, Py_ssize_t a, Py_ssize_t b) {
-    Py_ssize_t m = 0;
-    for (Py_ssize_t i = a; i < b; i++) {
-        Py_UCS4 ch = CH(c, i);
-        if (m + 4 > MAX_CANDIDATE)
-            return 1;
-        if (ch < 0x80) {
-            c->bytes[m++] = (unsigned char)ch;
-        } else if (ch < 0x800) {
-            c->bytes[m++] = (unsigned char)(0xC0 | (ch >> 6));
-            c->bytes[m++] = (unsigned char)(0x80 | (ch & 0x3F));
-        } else if (ch >= 0xD800 && ch <= 0xDFFF) {
-            if (ch < 0xDC80 || ch > 0xDCFF)
-                return 1;
-            c->bytes[m++] = (unsigned char)(ch - 0xDC00); /* surrogateescape */
-        } else if (ch < 0x10000) {
-            c->bytes[m++] = (unsigned char)(0xE0 | (ch >> 12));
-            c->bytes[m++] = (unsigned char)(0x80 | ((ch >> 6) & 0x3F));
-            c->bytes[m++] = (unsigned char)(0x80 | (ch & 0x3F));
-        } else {
-            c->bytes[m++] = (unsigned char)(0xF0 | (ch >> 18));
-            c->bytes[m++] = (unsigned char)(0x80 | ((ch >> 12) & 0x3F));
-            c->bytes[m++] = (unsigned char)(0x80 | ((ch >> 6) & 0x3F));
-            c->bytes[m++] = (unsigned char)(0x80 | (ch & 0x3F));
-        }
-    }
-    return tag_known(c, c->bytes, m);
+/* whether a spelling (bytes) of a candidate that needs decoding can be a recorded value: of a
+ * recorded size and, with the map of every version's tags, of a recorded tag */
+static int spelled(Cut *c, const unsigned char *data, Py_ssize_t n) {
+    if (!sized(c, n))
+        return 0;
+    if (c->all_tags == NULL)
+        return 1;
+    unsigned tag = (unsigned)(siphash24(c->k0, c->k1, data, (size_t)n) & (TAG_BITS - 1));
+    return (c->all_tags[tag >> 3] >> (tag & 7)) & 1;
 }
 
-/* the UTF-8 size of json.loads('"' + text[a:b] + '"'), -1 when it raises, -2 when unsure */
-static Py_ssize_t json_size(Cut *c, Py_ssize_t a, Py_ssize_t b) {
-    Py_ssize_t size = 0;
+/* chars[0:n] (no lone surrogate but surrogateescape's) as UTF-8 into c->bytes: its length */
+static Py_ssize_t encode(Cut *c, const Py_UCS4 *chars, Py_ssize_t n) {
+    return put_utf8(PyUnicode_4BYTE_KIND, chars, 0, n, c->bytes);
+}
+
+/* json.loads('"' + text[a:b] + '"') into c->scratch: its length, -1 when it raises, -2 when
+ * unsure (a \u escape of a surrogate: Python decides) */
+static Py_ssize_t json_decode(Cut *c, Py_ssize_t a, Py_ssize_t b) {
+    Py_ssize_t n = 0;
     for (Py_ssize_t i = a; i < b; i++) {
         Py_UCS4 ch = CH(c, i);
         if (ch == '"' || ch < 0x20)
             return -1; /* the string ends early (extra data) or holds a control character */
         if (ch != '\\') {
-            Py_ssize_t one = utf8_len(ch);
-            if (one < 0)
-                return -2;
-            size += one;
+            c->scratch[n++] = ch;
             continue;
         }
         if (i + 1 >= b)
@@ -368,123 +354,163 @@ static Py_ssize_t json_size(Cut *c, Py_ssize_t a, Py_ssize_t b) {
                 unit = unit * 16 + (Py_UCS4)v;
             }
             if (unit >= 0xD800 && unit <= 0xDFFF)
-                return -2; /* a surrogate (pair or lone): let Python decide */
-            size += utf8_len(unit);
+                return -2;
+            c->scratch[n++] = unit;
             i += 4;
-        } else if (e == '"' || e == '\\' || e == '/' || e == 'b' || e == 'f' || e == 'n'
-                   || e == 'r' || e == 't') {
-            size += 1;
         } else {
-            return -1;
+            static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
+            const char *at = e > 0 && e < 128 ? strchr(from, (int)e) : NULL;
+            if (at == NULL)
+                return -1;
+            c->scratch[n++] = (Py_UCS4)(unsigned char)to[at - from];
         }
     }
-    return size;
+    return n;
 }
 
-/* whether base64-decoding text[a:b] (after strip("=") and padding) can yield one of the
- * sizes: a2b_base64 skips characters outside its alphabet and may stop at an inner "=", so
- * the output is exactly 3 bytes per 4 alphabet characters (1 or 2 for a last pair or
- * triple) without an inner "=", at most that with one */
-static int base64_fits(Cut *c, Py_ssize_t a, Py_ssize_t b, int url) {
-    Py_ssize_t count = 0;
-    int inner_pad = 0;
+/* base64-decode text[a:b] (stripped of "=" at both ends, no "=" inside) as a2b_base64 does
+ * without validation: characters outside the alphabet skipped, 3 bytes a quad, 1 or 2 from a
+ * last pair or triple (a last single character dropped: Python raises there, so this only
+ * tries more); `url`: "-" and "_" as "+" and "/" */
+static Py_ssize_t base64_decode(Cut *c, Py_ssize_t a, Py_ssize_t b, int url) {
+    Py_ssize_t m = 0;
+    uint32_t acc = 0;
+    int bits = 0;
     for (Py_ssize_t i = a; i < b; i++) {
         Py_UCS4 ch = CH(c, i);
-        if (ch == '=')
-            inner_pad = 1;
-        else if (b64_value(ch) >= 0 && (url || (ch != '-' && ch != '_')))
-            count++;
+        if (!url && (ch == '-' || ch == '_'))
+            continue;
+        int v = b64_value(ch);
+        if (v < 0)
+            continue;
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            c->bytes[m++] = (unsigned char)(acc >> bits);
+            acc &= (1u << bits) - 1;
+        }
     }
-    Py_ssize_t most = count / 4 * 3 + (count % 4 == 3 ? 2 : count % 4 == 2 ? 1 : 0);
-    if (inner_pad)
-        return c->min_size <= most;
-    return sized(c, most);
+    return m;
 }
 
 /* whether a candidate that needs decoding (backslash, quote, percent or non-ASCII; one line)
- * has a spelling of a recorded size: `_sized_spellings` computes the same sizes, each exact or
- * over-estimated (kept when unsure), so this keeps every candidate it would try */
+ * has a spelling that can be a recorded value. Each spelling `_sized_spellings` tries is
+ * computed here exactly as Python does (or the candidate is kept when unsure: a lone
+ * surrogate, a percent-encoded byte above 127, an "=" inside base64, whose meaning differs
+ * between Python versions), and kept when it has a recorded size and, with tag maps, a
+ * recorded tag: the raw spelling only for the values not matched literally (`raw_sizes`, the
+ * plain tags), the decoded ones for every version (`sizes`, every version's tags). */
 static int plausible(Cut *c, Py_ssize_t a, Py_ssize_t b) {
-    Py_ssize_t size = 0, escapes = 0;
-    int backslash = 0, quote = 0, percent = 0, plus = 0, dash = 0;
+    Py_ssize_t n = b - a;
+    int backslash = 0, quote = 0, percent = 0, plus = 0, dash = 0, inner_pad = 0;
     for (Py_ssize_t i = a; i < b; i++) {
         Py_UCS4 ch = CH(c, i);
-        Py_ssize_t one = utf8_len(ch);
-        if (one < 0)
+        if (utf8_len(ch) < 0)
             return 1; /* a lone surrogate: let Python decide */
-        size += one;
         backslash |= ch == '\\';
         quote |= ch == '\'';
         percent |= ch == '%';
         plus |= ch == '+';
         dash |= ch == '-' || ch == '_';
     }
-    for (Py_ssize_t i = a; backslash && i + 1 < b; i++) { /* re.sub(r"\\(.)", r"\1") */
-        if (CH(c, i) == '\\' && CH(c, i + 1) != '\n') {
-            escapes++;
-            i++;
-        }
-    }
-    if (size < c->nraw_sizes && c->raw_sizes[size] && (c->tags == NULL || raw_tagged(c, a, b)))
+    Py_ssize_t size = encode(c, c->u + a, n);
+    if (size < c->nraw_sizes && c->raw_sizes[size]
+        && (c->tags == NULL || tag_known(c, c->bytes, size)))
         return 1; /* as written (the others are the caller's literal matcher's) */
-    if (plus && sized(c, size))
-        return 1; /* with "+" as spaces (unquote_plus), of the same size */
+    if (plus) { /* "+" as spaces: unquote_plus without "%", and `_sized_spellings`' own */
+        for (Py_ssize_t k = 0; k < size; k++)
+            if (c->bytes[k] == '+')
+                c->bytes[k] = ' ';
+        if (spelled(c, c->bytes, size))
+            return 1;
+    }
     Py_ssize_t sa = a, sb = b; /* strip("=") */
     strip_equals(c, &sa, &sb);
     Py_ssize_t chars = sb - sa;
+    for (Py_ssize_t i = sa; i < sb; i++)
+        inner_pad |= CH(c, i) == '=';
     if (!backslash && !quote && !percent) { /* non-ASCII only: raw, base64 (hex cannot be) */
-        return chars >= 4 && chars % 4 != 1 && sized(c, chars * 3 / 4);
+        if (!(chars >= 4 && chars % 4 != 1 && sized(c, chars * 3 / 4)))
+            return 0;
+        if (inner_pad)
+            return 1;
+        for (int url = 0; url < 2; url++) {
+            Py_ssize_t m = base64_decode(c, sa, sb, url);
+            if (spelled(c, c->bytes, m))
+                return 1;
+        }
+        return 0;
     }
     if (backslash) {
-        if (sized(c, size - escapes))
+        Py_ssize_t m = 0; /* re.sub(r"\\(.)", r"\1") */
+        for (Py_ssize_t i = a; i < b; i++) {
+            if (CH(c, i) == '\\' && i + 1 < b && CH(c, i + 1) != '\n')
+                i++;
+            c->scratch[m++] = CH(c, i);
+        }
+        if (spelled(c, c->bytes, encode(c, c->scratch, m)))
             return 1;
-        Py_ssize_t json = json_size(c, a, b);
-        if (json == -2 || sized(c, json))
+        Py_ssize_t json = json_decode(c, a, b);
+        if (json == -2 || (json >= 0 && spelled(c, c->bytes, encode(c, c->scratch, json))))
             return 1;
     }
-    if (percent) { /* unquote (and unquote_plus, the same size): each %XX one byte */
-        Py_ssize_t unquoted = size;
-        for (Py_ssize_t i = a; i + 2 < b; i++) {
-            if (CH(c, i) != '%')
-                continue;
-            int hi = hex_value(CH(c, i + 1)), lo = hex_value(CH(c, i + 2));
-            if (hi < 0 || lo < 0)
-                continue;
-            if (hi >= 8)
-                return 1; /* a byte of a UTF-8 sequence (or U+FFFD): let Python decide */
-            unquoted -= 2;
-            i += 2;
+    if (percent) { /* unquote, and unquote_plus ("+" as a space first) */
+        for (int with_plus = 0; with_plus <= plus; with_plus++) {
+            Py_ssize_t m = 0;
+            for (Py_ssize_t i = a; i < b; i++) {
+                Py_UCS4 ch = CH(c, i);
+                int hi = ch == '%' && i + 2 < b ? hex_value(CH(c, i + 1)) : -1;
+                int lo = hi >= 0 ? hex_value(CH(c, i + 2)) : -1;
+                if (lo >= 0) {
+                    if (hi >= 8)
+                        return 1; /* a byte of a UTF-8 sequence (or U+FFFD): Python decides */
+                    c->bytes[m++] = (unsigned char)(hi * 16 + lo);
+                    i += 2;
+                } else {
+                    Py_UCS4 one = with_plus && ch == '+' ? ' ' : ch;
+                    m += put_utf8(PyUnicode_4BYTE_KIND, &one, 0, 1, c->bytes + m);
+                }
+            }
+            if (spelled(c, c->bytes, m))
+                return 1;
         }
-        if (sized(c, unquoted))
-            return 1;
     }
     if (quote) { /* .replace("'\\''", "'").replace("'\"'\"'", "'") */
-        Py_ssize_t n = 0;
+        Py_ssize_t m = 0;
         for (Py_ssize_t i = a; i < b; i++) {
             if (i + 3 < b && CH(c, i) == '\'' && CH(c, i + 1) == '\\' && CH(c, i + 2) == '\''
                 && CH(c, i + 3) == '\'') {
-                c->scratch[n++] = '\'';
+                c->scratch[m++] = '\'';
                 i += 3;
             } else {
-                c->scratch[n++] = CH(c, i);
+                c->scratch[m++] = CH(c, i);
             }
         }
-        Py_ssize_t removed = (b - a) - n;
-        for (Py_ssize_t i = 0; i + 4 < n; i++) {
-            if (c->scratch[i] == '\'' && c->scratch[i + 1] == '"' && c->scratch[i + 2] == '\''
-                && c->scratch[i + 3] == '"' && c->scratch[i + 4] == '\'') {
-                removed += 4;
+        Py_ssize_t k = 0;
+        for (Py_ssize_t i = 0; i < m; i++) {
+            if (i + 4 < m && c->scratch[i] == '\'' && c->scratch[i + 1] == '"'
+                && c->scratch[i + 2] == '\'' && c->scratch[i + 3] == '"'
+                && c->scratch[i + 4] == '\'') {
+                c->scratch[k++] = '\'';
                 i += 4;
+            } else {
+                c->scratch[k++] = c->scratch[i];
             }
         }
-        if (sized(c, size - removed))
+        if (spelled(c, c->bytes, encode(c, c->scratch, k)))
             return 1;
     }
     if (c->min_size < 0)
         return 0;
     if (chars >= 4 && c->min_size <= (chars + 3) * 3 / 4) {
-        if (base64_fits(c, sa, sb, 0) || (dash && base64_fits(c, sa, sb, 1)))
-            return 1;
+        if (inner_pad)
+            return 1; /* may stop at it, or skip it, by Python version: let Python decide */
+        for (int url = 0; url <= dash; url++) {
+            Py_ssize_t m = base64_decode(c, sa, sb, url);
+            if (spelled(c, c->bytes, m))
+                return 1;
+        }
     }
     return 0; /* hex: bytes.fromhex fails on a backslash, quote or percent */
 }
@@ -766,9 +792,6 @@ static int escaped_words(Cut *c, Py_ssize_t a, Py_ssize_t b) {
     return 0;
 }
 
-static Py_ssize_t put_utf8(int kind, const void *data, Py_ssize_t s, Py_ssize_t i,
-                           unsigned char *out);
-
 /* append text[s:i] (a whitespace-free run) to the runs; -1 out of memory */
 static int add_run(Cut *c, Py_ssize_t s, Py_ssize_t i) {
     if ((i - s) > (PY_SSIZE_T_MAX - 1 - c->run_used) / 4) {
@@ -843,18 +866,19 @@ static void free_cut(Cut *c) {
 static PyObject *words(PyObject *self, PyObject *args) {
     PyObject *text, *windows;
     Py_ssize_t shortest, spaced_min, bounds_cap = 0, *bounds = NULL;
-    Py_buffer ops, spaced_ops, sizes, raw_sizes, tag_key, tags;
+    Py_buffer ops, spaced_ops, sizes, raw_sizes, tag_key, tags, all_tags;
     int spaced, escapes;
     Py_ssize_t runs_min;
-    if (!PyArg_ParseTuple(args, "Uny*y*nO!ppy*y*y*y*n", &text, &shortest, &ops, &spaced_ops,
+    if (!PyArg_ParseTuple(args, "Uny*y*nO!ppy*y*y*y*y*n", &text, &shortest, &ops, &spaced_ops,
                           &spaced_min, &PyTuple_Type, &windows, &spaced, &escapes, &sizes,
-                          &raw_sizes, &tag_key, &tags, &runs_min))
+                          &raw_sizes, &tag_key, &tags, &all_tags, &runs_min))
         return NULL;
     Py_ssize_t nwin = PyTuple_GET_SIZE(windows);
     Py_ssize_t *width = PyMem_Calloc(2 * (nwin ? nwin : 1), sizeof(Py_ssize_t));
-    Cut c = {NULL, 0, text, NULL, NULL, shortest < 1 ? 1 : shortest, (const unsigned char *)ops.buf,
-             ops.len, (const unsigned char *)spaced_ops.buf, spaced_ops.len, spaced_min, 0,
-             1, 1, NULL, NULL, 0, 0, NULL, NULL, 0, 0, -1, NULL, 0, 0, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL};
+    Cut c = {.text = text, .shortest = shortest < 1 ? 1 : shortest,
+             .ops = (const unsigned char *)ops.buf, .nops = ops.len,
+             .spaced_ops = (const unsigned char *)spaced_ops.buf, .nspaced_ops = spaced_ops.len,
+             .spaced_min = spaced_min, .ctx_full = 1, .ctx_white = 1, .min_size = -1};
     if (width == NULL) {
         PyErr_NoMemory();
         goto fail;
@@ -869,7 +893,8 @@ static PyObject *words(PyObject *self, PyObject *args) {
             break;
         }
     }
-    if (tags.len != 0 && (tags.len != TAG_BITS / 8 || tag_key.len != 16)) {
+    if ((tags.len != 0 && tags.len != TAG_BITS / 8) || (all_tags.len != 0
+        && all_tags.len != TAG_BITS / 8) || ((tags.len || all_tags.len) && tag_key.len != 16)) {
         PyErr_SetString(PyExc_ValueError, "tags must be a 65,536-bit map and its key 16 bytes");
         goto fail;
     }
@@ -882,16 +907,17 @@ static PyObject *words(PyObject *self, PyObject *args) {
             if (c.sizes[n])
                 c.min_size = n;
     }
-    if (tags.len > 0) {
+    if (tags.len > 0 || all_tags.len > 0) {
         const unsigned char *k = (const unsigned char *)tag_key.buf;
         for (int i = 7; i >= 0; i--) {
             c.k0 = (c.k0 << 8) | k[i];
             c.k1 = (c.k1 << 8) | k[8 + i];
         }
-        c.tags = (const unsigned char *)tags.buf;
+        c.tags = tags.len > 0 ? (const unsigned char *)tags.buf : NULL;
+        c.all_tags = all_tags.len > 0 ? (const unsigned char *)all_tags.buf : NULL;
     }
     if (c.sizes != NULL || c.tags != NULL) {
-        c.bytes = PyMem_Malloc(MAX_CANDIDATE);
+        c.bytes = PyMem_Malloc(4 * MAX_CANDIDATE + 4);
         c.scratch = PyMem_Malloc(MAX_CANDIDATE * sizeof(Py_UCS4));
         if (c.bytes == NULL || c.scratch == NULL) {
             PyErr_NoMemory();
@@ -1000,6 +1026,7 @@ static PyObject *words(PyObject *self, PyObject *args) {
     PyBuffer_Release(&raw_sizes);
     PyBuffer_Release(&tag_key);
     PyBuffer_Release(&tags);
+    PyBuffer_Release(&all_tags);
     PyObject *all = found_runs == NULL ? NULL : PyTuple_Pack(3, c.out, c.special, found_runs);
     Py_XDECREF(found_runs);
     Py_DECREF(c.out);
@@ -1015,6 +1042,7 @@ fail:
     PyBuffer_Release(&raw_sizes);
     PyBuffer_Release(&tag_key);
     PyBuffer_Release(&tags);
+    PyBuffer_Release(&all_tags);
     Py_XDECREF(c.out);
     Py_XDECREF(c.special);
     return NULL;
@@ -1077,8 +1105,8 @@ static PyObject *runs(PyObject *self, PyObject *args) {
     Py_ssize_t shortest;
     if (!PyArg_ParseTuple(args, "Un", &text, &shortest) || READY(text) < 0)
         return NULL;
-    Cut c = {PyUnicode_AsUCS4Copy(text), PyUnicode_GET_LENGTH(text), text, NULL, NULL, shortest,
-             NULL, 0, NULL, 0, 0, 0, 1, 1, NULL, NULL, 0, 0, NULL, NULL, 0, 0, -1, NULL, 0, 0, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL};
+    Cut c = {.u = PyUnicode_AsUCS4Copy(text), .len = PyUnicode_GET_LENGTH(text), .text = text,
+             .shortest = shortest, .ctx_full = 1, .ctx_white = 1, .min_size = -1};
     if (c.u == NULL)
         return NULL;
     PyObject *out = PyList_New(0), *run = PyList_New(0);
@@ -1166,9 +1194,9 @@ static PyObject *long_runs(PyObject *self, PyObject *args) {
     Py_ssize_t minimum;
     if (!PyArg_ParseTuple(args, "Un", &text, &minimum) || READY(text) < 0)
         return NULL;
-    Cut c = {PyUnicode_AsUCS4Copy(text), PyUnicode_GET_LENGTH(text), text, NULL, NULL, 1,
-             NULL, 0, NULL, 0, 0, 0, 1, 1, NULL, NULL, 0, 0, NULL, NULL, 0, 0, -1, NULL, 0, 0,
-             minimum < 1 ? 1 : minimum, 0, 0, 0, 0, NULL, NULL, NULL, NULL};
+    Cut c = {.u = PyUnicode_AsUCS4Copy(text), .len = PyUnicode_GET_LENGTH(text), .text = text,
+             .shortest = 1, .ctx_full = 1, .ctx_white = 1, .min_size = -1,
+             .runs_min = minimum < 1 ? 1 : minimum};
     if (c.u == NULL)
         return NULL;
     PyObject *result = NULL;

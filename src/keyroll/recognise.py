@@ -483,21 +483,24 @@ class Recogniser:
         plain_tags: the recognition tags (`keyroll.recognise_tag`) of exactly those values,
             when all are known: the C cutter then hands on only the plain candidates with a
             spelling of one of these tags (None: every one of a length looked for).
+        tags: the tags of every recorded value, when all are known: the C cutter then hands
+            on only the candidates that need decoding with a spelling of one of these.
     """
 
     def __init__(self, key: bytes, digests: Iterable[str] = (), *,
                  shapes: Iterable[tuple[int, int, int]] | None = None,
                  plain_shapes: Iterable[tuple[int, int, int]] | None = None,
-                 plain_tags: Iterable[int] | None = None) -> None:
+                 plain_tags: Iterable[int] | None = None,
+                 tags: Iterable[int] | None = None) -> None:
         self._key = key
         # the C cutter's filters: the recorded sizes (for candidates that need decoding) and
         # the tag map (for plain ones); empty: off
         self._sizes_mask = self._raw_sizes_mask = b""
-        self._tag_key = b""
-        self._tag_map = b""
-        if plain_tags is not None and _cutter is not None:
+        self._tag_key = self._tag_map = self._all_tag_map = b""
+        if _cutter is not None and (plain_tags is not None or tags is not None):
             self._tag_key = tag_key(key)
-            self._tag_map = tag_map(set(plain_tags))
+            self._tag_map = b"" if plain_tags is None else tag_map(set(plain_tags))
+            self._all_tag_map = b"" if tags is None else tag_map(set(tags))
         self._hash = _keyed(key)
         self._digests = frozenset(digests)
         self._lengths: frozenset[int] | None = None
@@ -587,7 +590,7 @@ class Recogniser:
                                            self._spaced_mask, self._spaced_min, self._widths,
                                            spaced, escapes, self._sizes_mask,
                                            self._raw_sizes_mask, self._tag_key, self._tag_map,
-                                           runs_min)
+                                           self._all_tag_map, runs_min)
         else:
             (plain, special), runs = self._cut(text, spaced), None
         if "\n" in text:

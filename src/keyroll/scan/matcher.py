@@ -79,7 +79,8 @@ class Matcher:
             plain, tags = index.unread_shapes, index.unread_tags
         self._recogniser = Recogniser(index.key, index.digests, shapes=index.shapes,
                                       plain_shapes=plain if index.shapes is not None else None,
-                                      plain_tags=tags if plain is not None else None)
+                                      plain_tags=tags if plain is not None else None,
+                                      tags=index.tags)
 
     def find(self, text: str) -> list[Hit]:
         """Each version found in ``text``, once per line, in line order."""
