@@ -25,6 +25,7 @@
 
 typedef struct {
     Py_UCS4 *u; /* the text's characters, copied once (no per-character kind switch) */
+    uint16_t *cls; /* `words`: each character's classes (see `classify`), or NULL */
     Py_ssize_t len;
     PyObject *text;
     PyObject *out;     /* plain candidates */
@@ -78,10 +79,11 @@ static Py_ssize_t put_utf8(int kind, const void *data, Py_ssize_t s, Py_ssize_t 
 
 /* character classes of the ASCII characters (filled at import); anything above 127 is in
  * none but PIECE's, and is whitespace when Py_UNICODE_ISSPACE says so */
-enum { ALPHABET = 1, PIECE_STOP = 2, B64 = 4, TRIMMED = 8, FULL = 16, WHITE = 32, QUOTES = 64 };
-static unsigned char classes[128];
+enum { ALPHABET = 1, PIECE_STOP = 2, B64 = 4, TRIMMED = 8, FULL = 16, WHITE = 32, QUOTES = 64,
+       DQ = 128, SQ = 256, EQ = 512, COLON = 1024 };
+static uint16_t classes[128];
 
-static void fill(const char *chars, unsigned char bit) {
+static void fill(const char *chars, uint16_t bit) {
     for (const char *p = chars; *p; p++)
         classes[(unsigned char)*p] |= bit;
 }
@@ -100,13 +102,32 @@ static void init_classes(void) {
     fill("\"'`()[]{}<>,;.", TRIMMED);           /* _TRIM */
     fill("\n\\'%", FULL);                      /* _NEEDS_FULL (with everything above 127) */
     fill("\"',\\", QUOTES);                     /* after a wrapped line: ["',\\]* */
+    fill("\"", DQ);
+    fill("'", SQ);
+    fill("=", EQ);
+    fill(":", COLON);
 }
 
-static inline int has(Py_UCS4 ch, unsigned char bit) { return ch < 128 && (classes[ch] & bit); }
+/* the classes of each character of c->u into c->cls (`words`' loops test a bit, not a
+ * character): an ASCII one's, else FULL and, when Python's str.isspace says so, WHITE */
+static int classify(Cut *c) {
+    c->cls = PyMem_Malloc((size_t)(c->len ? c->len : 1) * sizeof(uint16_t));
+    if (c->cls == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < c->len; i++) {
+        Py_UCS4 ch = c->u[i];
+        c->cls[i] = ch < 128 ? classes[ch] : (uint16_t)(FULL | (Py_UNICODE_ISSPACE(ch) ? WHITE : 0));
+    }
+    return 0;
+}
+
+#define CLS(c, i) ((c)->cls[(i)])
+
+static inline int has(Py_UCS4 ch, uint16_t bit) { return ch < 128 && (classes[ch] & bit); }
 static inline int space(Py_UCS4 ch) { return ch < 128 ? classes[ch] & WHITE : Py_UNICODE_ISSPACE(ch); }
 #define SPACE(ch) space(ch)
-static int alphabet(Py_UCS4 ch) { return has(ch, ALPHABET); }
-static int piece(Py_UCS4 ch) { return !space(ch) && !has(ch, PIECE_STOP); }
 static int b64(Py_UCS4 ch) { return has(ch, B64); }
 
 /* the first ch in text[a:b], or b */
@@ -528,15 +549,11 @@ static int keep(Cut *c, Py_ssize_t a, Py_ssize_t b) {
     if (c->ctx_full || c->ctx_white) {
         if (!plain_len && !spaced_len && !c->ctx_full)
             return 0; /* plain, of no length looked for */
-        for (Py_ssize_t i = a; i < b; i++) {
-            Py_UCS4 ch = CH(c, i);
-            if (ch > 127 || (classes[ch] & FULL))
-                full = 1;
-            if (SPACE(ch))
-                white = 1;
-            if (full && white)
-                break;
-        }
+        uint16_t seen = 0;
+        for (Py_ssize_t i = a; i < b && (seen & (FULL | WHITE)) != (FULL | WHITE); i++)
+            seen |= CLS(c, i);
+        full = (seen & FULL) != 0;
+        white = (seen & WHITE) != 0;
     }
     int wanted = white ? (full ? n >= c->spaced_min : spaced_len)
                        : (full ? n >= c->shortest : plain_len);
@@ -556,10 +573,10 @@ static int keep(Cut *c, Py_ssize_t a, Py_ssize_t b) {
     return failed;
 }
 
-static void strip_class(Cut *c, Py_ssize_t *a, Py_ssize_t *b, unsigned char bit) {
-    while (*a < *b && has(CH(c, *a), bit))
+static void strip_class(Cut *c, Py_ssize_t *a, Py_ssize_t *b, uint16_t bit) {
+    while (*a < *b && (CLS(c, *a) & bit))
         (*a)++;
-    while (*b > *a && has(CH(c, *b - 1), bit))
+    while (*b > *a && (CLS(c, *b - 1) & bit))
         (*b)--;
 }
 
@@ -590,17 +607,20 @@ static int emit(Cut *c, Py_ssize_t a, Py_ssize_t b) {
     return 0;
 }
 
-/* maximal runs of a class: _ALPHABET.findall, _PIECE.findall */
-static int class_runs(Cut *c, Py_ssize_t a, Py_ssize_t b, int (*cls)(Py_UCS4)) {
+/* maximal runs of a class: _ALPHABET.findall (characters with one of `any`), _PIECE.findall
+ * (characters with none of `none`) */
+static int class_runs(Cut *c, Py_ssize_t a, Py_ssize_t b, uint16_t any, uint16_t none) {
+#define IN_CLASS(i) (any ? (CLS(c, (i)) & any) != 0 : (CLS(c, (i)) & none) == 0)
     Py_ssize_t i = a;
     while (i < b) {
-        if (!cls(CH(c, i))) {
+        if (!IN_CLASS(i)) {
             i++;
             continue;
         }
         Py_ssize_t s = i;
-        while (i < b && cls(CH(c, i)))
+        while (i < b && IN_CLASS(i))
             i++;
+#undef IN_CLASS
         if ((s != a || i != b) && emit(c, s, i) < 0) /* the whole word is emitted already */
             return -1;
     }
@@ -678,9 +698,9 @@ static int after_equals(Cut *c, Py_ssize_t a, Py_ssize_t b) {
         for (Py_ssize_t i = p; i + 1 < end; i++) {
             if (CH(c, i) == '=') {
                 Py_ssize_t s = i + 1, e = end;
-                while (s < e && SPACE(CH(c, s)))
+                while (s < e && (CLS(c, s) & WHITE))
                     s++;
-                while (e > s && SPACE(CH(c, e - 1)))
+                while (e > s && (CLS(c, e - 1) & WHITE))
                     e--;
                 if (emit(c, s, e) < 0)
                     return -1;
@@ -703,7 +723,7 @@ static int dsn(Cut *c, Py_ssize_t a, Py_ssize_t b, int last) {
         Py_ssize_t u = i + 3;
         while (u < b) {
             Py_UCS4 ch = CH(c, u);
-            if (SPACE(ch) || ch == ':' || ch == '/' || ch == '@')
+            if ((CLS(c, u) & WHITE) || ch == ':' || ch == '/' || ch == '@')
                 break;
             u++;
         }
@@ -713,12 +733,12 @@ static int dsn(Cut *c, Py_ssize_t a, Py_ssize_t b, int last) {
         }
         Py_ssize_t s = u + 1, e = s, at = -1;
         if (!last) {
-            while (e < b && !SPACE(CH(c, e)) && CH(c, e) != '@')
+            while (e < b && !(CLS(c, e) & WHITE) && CH(c, e) != '@')
                 e++;
             if (e > s && e < b && CH(c, e) == '@')
                 at = e;
         } else {
-            while (e < b && !SPACE(CH(c, e)))
+            while (e < b && !(CLS(c, e) & WHITE))
                 e++;
             for (Py_ssize_t k = e - 1; k > s; k--) {
                 if (CH(c, k) == '@') {
@@ -741,19 +761,15 @@ static int dsn(Cut *c, Py_ssize_t a, Py_ssize_t b, int last) {
 /* a word long enough to hold a value: itself and every cutter `words` runs on the joined
  * long words (none crosses a word); a cutter whose first character is absent is skipped */
 static int word(Cut *c, Py_ssize_t a, Py_ssize_t b) {
-    int dq = 0, sq = 0, eq = 0, colon = 0, full = 0, white = 0;
-    for (Py_ssize_t i = a; i < b; i++) {
-        Py_UCS4 ch = CH(c, i);
-        dq |= ch == '"';
-        sq |= ch == '\'';
-        eq |= ch == '=';
-        colon |= ch == ':';
-        full |= ch > 127 || (classes[ch] & FULL);
-        white |= SPACE(ch) != 0;
-    }
-    c->ctx_full = full;
-    c->ctx_white = white;
-    if (emit(c, a, b) < 0 || class_runs(c, a, b, alphabet) < 0 || class_runs(c, a, b, piece) < 0
+    uint16_t seen = 0;
+    for (Py_ssize_t i = a; i < b; i++)
+        seen |= CLS(c, i);
+    int dq = (seen & DQ) != 0, sq = (seen & SQ) != 0, eq = (seen & EQ) != 0;
+    int colon = (seen & COLON) != 0;
+    c->ctx_full = (seen & FULL) != 0;
+    c->ctx_white = (seen & WHITE) != 0;
+    if (emit(c, a, b) < 0 || class_runs(c, a, b, ALPHABET, 0) < 0
+        || class_runs(c, a, b, 0, WHITE | PIECE_STOP) < 0
         || (dq && double_quoted(c, a, b) < 0) || (sq && single_quoted(c, a, b) < 0)
         || (eq && after_equals(c, a, b) < 0) || (colon && (dsn(c, a, b, 0) < 0
                                                             || dsn(c, a, b, 1) < 0)))
@@ -777,7 +793,7 @@ static int escaped_words(Cut *c, Py_ssize_t a, Py_ssize_t b) {
                 }
                 break;
             }
-            if (SPACE(ch))
+            if (CLS(c, q) & WHITE)
                 break;
             q++;
         }
@@ -858,6 +874,7 @@ static void free_cut(Cut *c) {
     PyMem_Free(c->run_starts);
     PyMem_Free(c->bytes);
     PyMem_Free(c->scratch);
+    PyMem_Free(c->cls);
     PyMem_Free(c->u);
     PyMem_Free(c->seen);
     PyMem_Free(c->hashes);
@@ -930,7 +947,7 @@ static PyObject *words(PyObject *self, PyObject *args) {
         goto fail;
     }
     c.u = PyUnicode_AsUCS4Copy(text);
-    if (c.u == NULL)
+    if (c.u == NULL || classify(&c) < 0)
         goto fail;
     for (Py_ssize_t k = 0; k < nwin; k++) { /* (characters, words) of each value with spaces */
         PyObject *pair = PyTuple_GET_ITEM(windows, k);
@@ -958,12 +975,12 @@ static PyObject *words(PyObject *self, PyObject *args) {
          * kept for the runs of words */
         Py_ssize_t i = line, nwords = 0;
         while (i < end) {
-            if (SPACE(CH(&c, i))) {
+            if (CLS(&c, i) & WHITE) {
                 i++;
                 continue;
             }
             Py_ssize_t s = i;
-            while (i < end && !SPACE(CH(&c, i)))
+            while (i < end && !(CLS(&c, i) & WHITE))
                 i++;
             if (i - s >= c.shortest && word(&c, s, i) < 0)
                 goto fail;
