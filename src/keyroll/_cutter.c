@@ -29,6 +29,7 @@ typedef struct {
     Py_ssize_t len;
     PyObject *text;
     PyObject *out;     /* plain candidates */
+    PyObject *pieced;  /* `words`: the lines holding a shell word quoted in pieces */
     PyObject *special; /* candidates that need decoding */
     Py_ssize_t shortest;
     const unsigned char *ops;
@@ -966,7 +967,8 @@ static PyObject *words(PyObject *self, PyObject *args) {
     }
     c.out = PySet_New(NULL);
     c.special = PySet_New(NULL);
-    if (c.out == NULL || c.special == NULL)
+    c.pieced = PyList_New(0);
+    if (c.out == NULL || c.special == NULL || c.pieced == NULL)
         goto fail;
     Py_ssize_t line = 0;
     while (line <= c.len) {
@@ -1000,6 +1002,25 @@ static PyObject *words(PyObject *self, PyObject *args) {
                 bounds[2 * nwords] = s;
                 bounds[2 * nwords + 1] = i;
                 nwords++;
+            }
+        }
+        /* a line holding a shell word quoted in pieces ('a'"'"'b', 'a'\''b): recognise.py's
+         * _pieced, the lines its shell-word pass splits */
+        if (find_char(&c, line, end, '\'') < end) {
+            int found = 0;
+            for (Py_ssize_t k = find_char(&c, line, end, '\''); k + 3 < end && !found;
+                 k = find_char(&c, k + 1, end, '\'')) {
+                found = (CH(&c, k + 1) == '\\' && CH(&c, k + 2) == '\'' && CH(&c, k + 3) == '\'')
+                        || (k + 4 < end && CH(&c, k + 1) == '"' && CH(&c, k + 2) == '\''
+                            && CH(&c, k + 3) == '"' && CH(&c, k + 4) == '\'');
+            }
+            if (found) {
+                PyObject *whole = PyUnicode_Substring(text, line, end);
+                if (whole == NULL || PyList_Append(c.pieced, whole) < 0) {
+                    Py_XDECREF(whole);
+                    goto fail;
+                }
+                Py_DECREF(whole);
             }
         }
         /* a line holding "\ " or "\<tab>" (printf %q): _WORD = (?:\\.|[^\s\\])+ */
@@ -1044,10 +1065,12 @@ static PyObject *words(PyObject *self, PyObject *args) {
     PyBuffer_Release(&tag_key);
     PyBuffer_Release(&tags);
     PyBuffer_Release(&all_tags);
-    PyObject *all = found_runs == NULL ? NULL : PyTuple_Pack(3, c.out, c.special, found_runs);
+    PyObject *all = found_runs == NULL ? NULL
+                                       : PyTuple_Pack(4, c.out, c.special, found_runs, c.pieced);
     Py_XDECREF(found_runs);
     Py_DECREF(c.out);
     Py_DECREF(c.special);
+    Py_DECREF(c.pieced);
     return all;
 fail:
     free_cut(&c);
@@ -1062,6 +1085,7 @@ fail:
     PyBuffer_Release(&all_tags);
     Py_XDECREF(c.out);
     Py_XDECREF(c.special);
+    Py_XDECREF(c.pieced);
     return NULL;
 }
 

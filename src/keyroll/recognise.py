@@ -586,13 +586,13 @@ class Recogniser:
         if _cutter is not None:
             escapes = "\\ " in text or "\\\t" in text  # printf %q keeps "\ " inside a word
             # only candidates with a spelling of a recorded size, or of a recorded tag
-            plain, special, runs = _cutter.words(text, fast.shortest, fast.lengths_mask,
+            plain, special, runs, pieced = _cutter.words(text, fast.shortest, fast.lengths_mask,
                                            self._spaced_mask, self._spaced_min, self._widths,
                                            spaced, escapes, self._sizes_mask,
                                            self._raw_sizes_mask, self._tag_key, self._tag_map,
                                            self._all_tag_map, runs_min)
         else:
-            (plain, special), runs = self._cut(text, spaced), None
+            (plain, special), runs, pieced = self._cut(text, spaced), None, _pieced(text)
         if "\n" in text:
             special.update(text[a:b] for a, b in _block_candidates(text, fast.shortest))
         assert self._lengths is not None
@@ -605,7 +605,7 @@ class Recogniser:
                     found[word] = d
                     break
         fast.find(plain, found)
-        self._pieced_lines(text, found)
+        self._pieced_lines(text, found, dict.fromkeys(pieced))
         return found, runs
 
     def _cut(self, text: str, spaced: bool) -> tuple[set[str], set[str]]:
@@ -697,8 +697,9 @@ class Recogniser:
         self._pieced_lines(text, found)
         return found
 
-    def _pieced_lines(self, text: str, found: dict[str, str]) -> None:
-        for line in _pieced(text):  # shell words quoted in pieces: 'a'"'"'b'
+    def _pieced_lines(self, text: str, found: dict[str, str],
+                      lines: Iterable[str] | None = None) -> None:
+        for line in _pieced(text) if lines is None else lines:  # 'a'"'"'b', 'a'\''b
             if (d := self._shell_line(line)) is not None:
                 found[line] = d
 

@@ -44,9 +44,11 @@ def _cut_both(recogniser: Recogniser, text: str) -> tuple[tuple[set[str], set[st
     assert fast is not None
     spaced = bool(recogniser._widths) and (" " in text or "\t" in text)
     escapes = "\\ " in text or "\\\t" in text
-    plain, special, _ = _cutter.words(text, fast.shortest, fast.lengths_mask,
-                                      recogniser._spaced_mask, recogniser._spaced_min,
-                                      recogniser._widths, spaced, escapes, b"", b"", b"", b"", b"", 0)
+    plain, special, _, pieced = _cutter.words(text, fast.shortest, fast.lengths_mask,
+                                              recogniser._spaced_mask, recogniser._spaced_min,
+                                              recogniser._widths, spaced, escapes, b"", b"", b"",
+                                              b"", b"", 0)
+    assert set(pieced) == set(recognise._pieced(text))  # the shell lines quoted in pieces
     return (plain, special), recogniser._cut(text, spaced)
 
 
@@ -179,7 +181,7 @@ def test_bad_arguments_raise_instead_of_crashing() -> None:
         _cutter.words("text", 3, b"", b"", 3, (), True, False, b"", b"", b"k", bytes(8192), b"",
                       0)
     assert _cutter.words("", 3, b"\x01" * 8, b"", 3, (), False, False, b"", b"", b"", b"",
-                         b"", 0) == (set(), set(), None)
+                         b"", 0) == (set(), set(), None, [])
     assert _cutter.runs("", 3) == []
     text = "".join(random.Random(1).choice(string.printable) for _ in range(20_000))
     assert _cutter.words(text, 1, b"\x01" * 64, b"\x01" * 64, 1, ((5, 2),), True, True,

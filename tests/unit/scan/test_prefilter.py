@@ -87,9 +87,9 @@ def _cut(text: str, recogniser: Recogniser, filtered: bool
     args = ((recogniser._sizes_mask, recogniser._raw_sizes_mask, recogniser._tag_key,
              recogniser._tag_map, recogniser._all_tag_map) if filtered
             else (b"", b"", b"", b"", b""))
-    plain, special, _ = _cutter.words(text, fast.shortest, fast.lengths_mask,
-                                      recogniser._spaced_mask, recogniser._spaced_min,
-                                      recogniser._widths, spaced, escapes, *args, 0)
+    plain, special, _, _ = _cutter.words(text, fast.shortest, fast.lengths_mask,
+                                         recogniser._spaced_mask, recogniser._spaced_min,
+                                         recogniser._widths, spaced, escapes, *args, 0)
     return plain, special
 
 
