@@ -4,9 +4,13 @@
  * falls back to its regular expressions without it, and tests check that both cut exactly the
  * same candidates. Each function below ports one regular expression of recognise.py; the
  * comment above it names the expression. Python's `\s` on str is Py_UNICODE_ISSPACE.
+ * Every input is hostile (any text, any argument): every index is checked against its
+ * buffer, and tests/unit/scan/test_cutter_asan.py fuzzes the module under ASan and UBSan.
  *
- * words(text, shortest, ops, spaced_ops, spaced_min, windows, spaced, escapes)
- *   -> (plain: set[str], special: set[str])
+ * words(text, shortest, ops, spaced_ops, spaced_min, windows, spaced, escapes, sizes,
+ *       raw_sizes, tag_key, tags, all_tags, runs_min)
+ *   -> (plain: set[str], special: set[str], runs: tuple[bytes, bytes, bytes] | None,
+ *       pieced: list[str])
  *   Every candidate `Recogniser.words` would try, kept only when it can spell a recorded
  *   value: a candidate that needs decoding (newline, backslash, quote, percent or non-ASCII)
  *   from `shortest` characters, a plain one only when ops[len] is non-zero; one holding
@@ -14,9 +18,23 @@
  *   it needs decoding, else only when spaced_ops[len] is non-zero. `windows`: the
  *   (characters, words) of the values with spaces looked for in runs of words (`spaced`);
  *   `escapes`: the text holds "\\ " or "\\<tab>" (printf %q words are cut on its lines).
+ *   Prefilters (each off when its argument is empty): `sizes` (byte sizes of every recorded
+ *   value, as a 0/1 map) and `raw_sizes` (of the values not matched literally): a candidate
+ *   that needs decoding is kept only when one of its spellings, decoded here as recognise.py
+ *   does, has a recorded size (its raw one: a raw size) and, with `all_tags`, a recorded tag;
+ *   `tags`: a plain candidate is kept only when one of its spellings has one of these tags
+ *   (the values looked for in plain spellings). Tag maps are 65,536 bits, the SipHash key
+ *   `tag_key` 16 bytes (keyroll.recognise_tag). `runs_min` > 0: also the text's
+ *   whitespace-free runs of that many characters or more, as long_runs returns them.
+ *   `pieced`: the lines holding a shell word quoted in pieces (recognise._pieced).
  * runs(text, shortest) -> list[list[tuple[int, int]]]
  *   The runs of wrapped base64/hex lines of `_block_candidates` (the base64 part of each
  *   line), only those whose candidate spans can reach `shortest` characters.
+ * long_runs(text, minimum) -> (bytes, bytes, bytes)
+ *   The UTF-8 of each whitespace-free run of `minimum` characters or more, each followed by
+ *   "\n", and where each starts in those bytes and in the text (native int64 arrays).
+ * siphash24(key, data) -> int
+ *   SipHash-2-4 (tests check it against the reference vectors and the Python one).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

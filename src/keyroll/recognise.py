@@ -25,7 +25,9 @@ The CLI's ``keyroll scan`` and the hook redactor (`keyroll.runtime.redaction.Red
 this module. Standard library only, importable by the runtime: `Recogniser.words` cuts its
 candidates with the optional C module `keyroll._cutter` when the package was built with one
 (``_cutter.c``: the same candidates, several times faster), else with the regular expressions
-below.
+below. The C module also prefilters them for ``keyroll scan``: it decodes each candidate in
+its spellings and hands on only those with a spelling of a recorded size and recognition tag
+(`keyroll.recognise_tag`), so that most candidates never reach Python or HMAC.
 """
 
 from __future__ import annotations

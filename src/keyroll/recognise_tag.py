@@ -14,14 +14,15 @@ proves a value. What it costs: 4 hex characters of bookkeeping per destroyed ver
 without the store's recognition key; with the key, guesses of a value can be filtered at
 SipHash's speed before HMAC confirms them (the digest already lets that key test guesses).
 
-The pure-Python SipHash here serves the rare calls (one per destroyed version); tests check it,
-and the C one, against the reference vectors of Aumasson and Bernstein's paper.
+The pure-Python SipHash here serves where the C module is not built; tests check it, and the
+C one, against the reference vectors of Aumasson and Bernstein's paper.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Callable
 
 __all__ = ["TAG_BITS", "TAG_INFO", "siphash24", "tag", "tag_key", "tag_map"]
 
@@ -31,6 +32,12 @@ TAG_INFO = b"keyroll recognise tag"
 TAG_BITS = 16
 
 _MASK = (1 << 64) - 1
+
+_fast: Callable[[bytes, bytes], int] | None
+try:  # the same SipHash in C, where the package was built with its C module
+    from keyroll._cutter import siphash24 as _fast
+except ImportError:
+    _fast = None
 
 
 def _rotl(x: int, b: int) -> int:
@@ -79,9 +86,11 @@ def tag_key(recognition_key: bytes) -> bytes:
 
 
 def tag(key: bytes, value: str | bytes) -> int:
-    """The tag of ``value`` under a `tag_key`: the low `TAG_BITS` bits of its SipHash."""
+    """The tag of ``value`` under a `tag_key`: the low `TAG_BITS` bits of its SipHash (the C
+    module's when built: a scan computes one for each readable value when it starts)."""
     data = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
-    return siphash24(key, data) & ((1 << TAG_BITS) - 1)
+    hashed = _fast(key, data) if _fast is not None else siphash24(key, data)
+    return hashed & ((1 << TAG_BITS) - 1)
 
 
 def tag_map(tags: set[int]) -> bytes:

@@ -51,6 +51,12 @@ def test_siphash_in_c_and_in_python_gives_the_reference_vectors() -> None:
     for _ in range(300):
         key, data = rng.randbytes(16), rng.randbytes(rng.randrange(0, 80))
         assert _cutter.siphash24(key, data) == siphash24(key, data)
+    import keyroll.recognise_tag as module
+
+    with_c = [tag(TAGS, word) for word in ("", "Pq7$x9a2f", "wörd", "\udcff")]
+    with pytest.MonkeyPatch.context() as patch:  # the tag where the C module is not built
+        patch.setattr(module, "_fast", None)
+        assert [tag(TAGS, word) for word in ("", "Pq7$x9a2f", "wörd", "\udcff")] == with_c
     with pytest.raises(ValueError):
         siphash24(b"short", b"")
     with pytest.raises(ValueError):
