@@ -202,11 +202,16 @@ def _sized_spellings(text: str, lengths: frozenset[int]) -> Iterator[str | bytes
     decoding those that cannot: a plain token costs a few length checks, not five decodes."""
     if "\n" in text:  # `_spellings`' block branch, each form's size checked before decoding
         lines = [line.strip() for line in text.splitlines()]
-        for form in (text, "\n".join(lines), "\n".join(lines) + "\n"):
-            if _size(form) in lengths:
-                yield form
-        joined = "".join(m.group(1) if (m := _WRAPPED_LINE.fullmatch(line)) else line
-                         for line in lines)
+        stripped = "\n".join(lines)
+        size = _size(stripped)  # and one more with a final newline
+        if _size(text) in lengths:
+            yield text
+        if size in lengths:
+            yield stripped
+        if size >= 0 and size + 1 in lengths:
+            yield stripped + "\n"
+        joined = "".join([m.group(1) if (m := _WRAPPED_LINE.fullmatch(line)) else line
+                          for line in lines])
         if joined != text:
             yield from _sized_spellings(joined, lengths)
         return
