@@ -30,6 +30,9 @@
  * runs(text, shortest) -> list[list[tuple[int, int]]]
  *   The runs of wrapped base64/hex lines of `_block_candidates` (the base64 part of each
  *   line), only those whose candidate spans can reach `shortest` characters.
+ * blocks(texts, sizes, tag_key, all_tags) -> list[str]
+ *   Of the candidates written across lines, those with a spelling (as `_sized_spellings`
+ *   computes them) of a recorded size and, with `all_tags`, a recorded tag.
  * long_runs(text, minimum) -> (bytes, bytes, bytes)
  *   The UTF-8 of each whitespace-free run of `minimum` characters or more, each followed by
  *   "\n", and where each starts in those bytes and in the text (native int64 arrays).
@@ -441,7 +444,7 @@ static Py_ssize_t base64_decode(Cut *c, Py_ssize_t a, Py_ssize_t b, int url) {
  * between Python versions), and kept when it has a recorded size and, with tag maps, a
  * recorded tag: the raw spelling only for the values not matched literally (`raw_sizes`, the
  * plain tags), the decoded ones for every version (`sizes`, every version's tags). */
-static int plausible(Cut *c, Py_ssize_t a, Py_ssize_t b) {
+static int plausible(Cut *c, Py_ssize_t a, Py_ssize_t b, int literal) {
     Py_ssize_t n = b - a;
     int backslash = 0, quote = 0, percent = 0, plus = 0, dash = 0, inner_pad = 0;
     for (Py_ssize_t i = a; i < b; i++) {
@@ -455,9 +458,11 @@ static int plausible(Cut *c, Py_ssize_t a, Py_ssize_t b) {
         dash |= ch == '-' || ch == '_';
     }
     Py_ssize_t size = encode(c, c->u + a, n);
-    if (size < c->nraw_sizes && c->raw_sizes[size]
-        && (c->tags == NULL || tag_known(c, c->bytes, size)))
-        return 1; /* as written (the others are the caller's literal matcher's) */
+    if (!literal ? spelled(c, c->bytes, size)
+                 : size < c->nraw_sizes && c->raw_sizes[size]
+                       && (c->tags == NULL || tag_known(c, c->bytes, size)))
+        return 1; /* as written (`literal`: in the text, where the caller's literal matcher
+                   * finds the values it reads, so only the others' sizes and tags count) */
     if (plus) { /* "+" as spaces: unquote_plus without "%", and `_sized_spellings`' own */
         for (Py_ssize_t k = 0; k < size; k++)
             if (c->bytes[k] == '+')
@@ -470,15 +475,34 @@ static int plausible(Cut *c, Py_ssize_t a, Py_ssize_t b) {
     Py_ssize_t chars = sb - sa;
     for (Py_ssize_t i = sa; i < sb; i++)
         inner_pad |= CH(c, i) == '=';
-    if (!backslash && !quote && !percent) { /* non-ASCII only: raw, base64 (hex cannot be) */
-        if (!(chars >= 4 && chars % 4 != 1 && sized(c, chars * 3 / 4)))
-            return 0;
-        if (inner_pad)
-            return 1;
-        for (int url = 0; url < 2; url++) {
-            Py_ssize_t m = base64_decode(c, sa, sb, url);
-            if (spelled(c, c->bytes, m))
+    if (!backslash && !quote && !percent) { /* `_sized_spellings`' plain branch */
+        if (chars >= 4 && chars % 4 != 1 && sized(c, chars * 3 / 4)) {
+            if (inner_pad)
                 return 1;
+            for (int url = 0; url < 2; url++) {
+                Py_ssize_t m = base64_decode(c, sa, sb, url);
+                if (spelled(c, c->bytes, m))
+                    return 1;
+            }
+        }
+        if (n % 2 == 0 && sized(c, n / 2)) { /* bytes.fromhex (fails on non-ASCII) */
+            int digits = 1, white = 0;
+            for (Py_ssize_t i = a; i < b && digits; i++) {
+                Py_UCS4 ch = CH(c, i);
+                if (ch < 128 && (classes[ch] & WHITE))
+                    white = 1;
+                else if (hex_value(ch) < 0)
+                    digits = 0;
+            }
+            if (digits && white)
+                return 1; /* whitespace between the pairs: let Python decide */
+            if (digits) {
+                for (Py_ssize_t i = a; i + 1 < b; i += 2)
+                    c->bytes[(i - a) / 2] = (unsigned char)(hex_value(CH(c, i)) * 16
+                                                            + hex_value(CH(c, i + 1)));
+                if (spelled(c, c->bytes, n / 2))
+                    return 1;
+            }
         }
         return 0;
     }
@@ -578,7 +602,7 @@ static int keep(Cut *c, Py_ssize_t a, Py_ssize_t b) {
                        : (full ? n >= c->shortest : plain_len);
     if (!wanted)
         return 0;
-    if (full ? c->sizes != NULL && (n > MAX_CANDIDATE || !plausible(c, a, b))
+    if (full ? c->sizes != NULL && (n > MAX_CANDIDATE || !plausible(c, a, b, 1))
              : c->tags != NULL && !tagged(c, a, b))
         return 0;
     int fresh = first_time(c, a, b);
@@ -1277,6 +1301,126 @@ done:
     return result;
 }
 
+/* blocks(texts, sizes, tag_key, all_tags) -> list[str]: of the candidates written across
+ * lines (`_block_candidates`: PEM blocks, wrapped base64/hex), those with a spelling that can
+ * be a recorded value, as `_sized_spellings`' block branch computes them: the text, its lines
+ * stripped and joined by newlines (with and without a last one), and the base64 of its wrapped
+ * lines joined (each line's base64 part), tried in every one-line spelling. Longer than
+ * MAX_CANDIDATE: dropped (recognise.py does not try them). */
+static PyObject *blocks(PyObject *self, PyObject *args) {
+    PyObject *texts;
+    Py_buffer sizes, tag_key, all_tags;
+    if (!PyArg_ParseTuple(args, "O!y*y*y*", &PyList_Type, &texts, &sizes, &tag_key, &all_tags))
+        return NULL;
+    PyObject *kept = NULL;
+    Cut c = {.ctx_full = 1, .ctx_white = 1, .min_size = -1};
+    Py_UCS4 *joined = NULL;
+    if (all_tags.len != 0 && (all_tags.len != TAG_BITS / 8 || tag_key.len != 16)) {
+        PyErr_SetString(PyExc_ValueError, "tags must be a 65,536-bit map and its key 16 bytes");
+        goto done;
+    }
+    c.sizes = (const unsigned char *)sizes.buf;
+    c.nsizes = sizes.len;
+    for (Py_ssize_t n = 0; n < sizes.len && c.min_size < 0; n++)
+        if (c.sizes[n])
+            c.min_size = n;
+    if (all_tags.len > 0) {
+        const unsigned char *k = (const unsigned char *)tag_key.buf;
+        for (int i = 7; i >= 0; i--) {
+            c.k0 = (c.k0 << 8) | k[i];
+            c.k1 = (c.k1 << 8) | k[8 + i];
+        }
+        c.all_tags = (const unsigned char *)all_tags.buf;
+    }
+    c.bytes = PyMem_Malloc(4 * MAX_CANDIDATE + 8);
+    c.scratch = PyMem_Malloc((MAX_CANDIDATE + 1) * sizeof(Py_UCS4));
+    joined = PyMem_Malloc((MAX_CANDIDATE + 1) * sizeof(Py_UCS4));
+    kept = PyList_New(0);
+    if (c.bytes == NULL || c.scratch == NULL || joined == NULL || kept == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_NoMemory();
+        goto fail;
+    }
+    for (Py_ssize_t t = 0; t < PyList_GET_SIZE(texts); t++) {
+        PyObject *text = PyList_GET_ITEM(texts, t);
+        if (!PyUnicode_Check(text)) {
+            PyErr_SetString(PyExc_TypeError, "blocks are str");
+            goto fail;
+        }
+        if (READY(text) < 0)
+            goto fail;
+        Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+        if (n > MAX_CANDIDATE)
+            continue;
+        int kind = PyUnicode_KIND(text), keep_it = 1;
+        const void *data = PyUnicode_DATA(text);
+        for (Py_ssize_t i = 0; i < n && keep_it; i++) /* no "\n": not a block, Python decides */
+            keep_it = PyUnicode_READ(kind, data, i) != '\n';
+        for (Py_ssize_t i = 0; i < n && !keep_it; i++)
+            keep_it = utf8_len(PyUnicode_READ(kind, data, i)) < 0; /* a lone surrogate */
+        if (!keep_it) /* as written */
+            keep_it = spelled(&c, c.bytes, put_utf8(kind, data, 0, n, c.bytes));
+        /* its lines (str.splitlines), stripped, joined by "\n" into scratch; their base64
+         * parts (or the lines, when not wrapped base64) joined into `joined` */
+        Py_ssize_t m = 0, j = 0, i = 0, lines = 0;
+        while (!keep_it && i < n) {
+            Py_ssize_t end = i;
+            while (end < n && !Py_UNICODE_ISLINEBREAK(PyUnicode_READ(kind, data, end)))
+                end++;
+            Py_ssize_t s = i, e = end;
+            while (s < e && Py_UNICODE_ISSPACE(PyUnicode_READ(kind, data, s)))
+                s++;
+            while (e > s && Py_UNICODE_ISSPACE(PyUnicode_READ(kind, data, e - 1)))
+                e--;
+            if (lines++ > 0)
+                c.scratch[m++] = '\n';
+            for (Py_ssize_t k = s; k < e; k++)
+                c.scratch[m++] = PyUnicode_READ(kind, data, k);
+            /* _WRAPPED_LINE.fullmatch of the stripped line: its base64 part, then quotes */
+            Py_ssize_t g = s;
+            while (g < e && has(PyUnicode_READ(kind, data, g), B64))
+                g++;
+            Py_ssize_t q = g;
+            while (q < e && has(PyUnicode_READ(kind, data, q), QUOTES))
+                q++;
+            Py_ssize_t part = g - s >= 4 && q == e ? g : e;
+            for (Py_ssize_t k = s; k < part; k++)
+                joined[j++] = PyUnicode_READ(kind, data, k);
+            if (end >= n)
+                break;
+            Py_UCS4 br = PyUnicode_READ(kind, data, end);
+            i = end + 1 + (br == '\r' && end + 1 < n && PyUnicode_READ(kind, data, end + 1) == '\n');
+        }
+        if (!keep_it) { /* the stripped lines, with and without a last newline */
+            Py_ssize_t size = put_utf8(PyUnicode_4BYTE_KIND, c.scratch, 0, m, c.bytes);
+            keep_it = spelled(&c, c.bytes, size);
+            if (!keep_it) {
+                c.bytes[size] = '\n';
+                keep_it = spelled(&c, c.bytes, size + 1);
+            }
+        }
+        if (!keep_it) { /* the joined base64 (never the text: that has a newline), one line */
+            c.u = joined;
+            c.len = j;
+            keep_it = plausible(&c, 0, j, 0);
+            c.u = NULL;
+        }
+        if (keep_it && PyList_Append(kept, text) < 0)
+            goto fail;
+    }
+    goto done;
+fail:
+    Py_CLEAR(kept);
+done:
+    PyMem_Free(c.bytes);
+    PyMem_Free(c.scratch);
+    PyMem_Free(joined);
+    PyBuffer_Release(&sizes);
+    PyBuffer_Release(&tag_key);
+    PyBuffer_Release(&all_tags);
+    return kept;
+}
+
 static PyObject *siphash(PyObject *self, PyObject *args) {
     Py_buffer key, data;
     if (!PyArg_ParseTuple(args, "y*y*", &key, &data))
@@ -1301,6 +1445,8 @@ static PyObject *siphash(PyObject *self, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"siphash24", siphash, METH_VARARGS, "SipHash-2-4 of data under a 16-byte key (tests)."},
+    {"blocks", blocks, METH_VARARGS,
+     "Of the candidates across lines, those with a spelling of a recorded size and tag."},
     {"long_runs", long_runs, METH_VARARGS,
      "UTF-8 of the whitespace-free runs of a minimum length, and where each starts."},
     {"words", words, METH_VARARGS,

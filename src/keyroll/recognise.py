@@ -601,7 +601,11 @@ class Recogniser:
         else:
             (plain, special), runs, pieced = self._cut(text, spaced), None, _pieced(text)
         if "\n" in text:
-            special.update(text[a:b] for a, b in _block_candidates(text, fast.shortest))
+            blocks = list({text[a:b] for a, b in _block_candidates(text, fast.shortest)})
+            if _cutter is not None and self._sizes_mask:  # those a recorded value can spell
+                blocks = _cutter.blocks(blocks, self._sizes_mask, self._tag_key,
+                                        self._all_tag_map)
+            special.update(blocks)
         assert self._lengths is not None
         found: dict[str, str] = {}
         for word in special:

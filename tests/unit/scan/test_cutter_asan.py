@@ -97,6 +97,11 @@ for turn in range(200_000):
         pass
     cutter.runs(t, rng.choice([-1, 0, 1, 4, 9, 300]))
     cutter.long_runs(t, rng.choice([-1, 0, 1, 9, 100]))
+    try:
+        cutter.blocks([t, t[: len(t) // 2], "\n".join(t.split())], junk_bytes(), key,
+                      tags if len(key) == 16 else b"")
+    except ValueError:
+        pass
     cutter.siphash24(bytes(16), t.encode("utf-8", "surrogatepass"))
     if turn % 5 == 0:  # as keyroll scan calls it: real shapes, tags and sizes
         values = [t[:n] for n in (rng.randrange(1, 40) for _ in range(3)) if t[:n].strip()]

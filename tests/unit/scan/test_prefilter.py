@@ -180,6 +180,49 @@ def test_the_filters_keep_every_spelling_of_a_recorded_value() -> None:
                 assert found == {f"c{number}"}, (value, form, read)
 
 
+_LINES = ["QUJDREVGR0hJSktM", "  MDEyMzQ1Njc4OQ==", "KEY=QUJDREVG", "abcd\"',", "-----BEGIN X-----",
+          "-----END X-----", "", "  ", "a'b", "x\\y", "%41%42", "é€😀", "\udcff", "0123456789abcdef",
+          "ab cd", "+/+/", "-_-_", "==", "\\u0041bc"]
+_BREAKS = ["\n", "\r\n", "\r", "\x0b", "\x1c", "\u2028", "\n\n"]
+
+
+def test_the_block_filter_drops_only_blocks_without_a_spelling_of_a_recorded_size_and_tag(
+        ) -> None:
+    """Candidates across lines (`_cutter.blocks`): each dropped one has no spelling, as
+    `_sized_spellings` computes them (stripped lines, joined base64 in every one-line
+    spelling), of a recorded size and tag."""
+    rng = random.Random(12)
+    dropped = kept = 0
+    for round_ in range(60):
+        every_tag = set(_dense_tags(round_ % 4 + 20))
+        sizes = sorted({rng.randrange(3, 30) for _ in range(rng.randrange(1, 6))})
+        lengths = frozenset(sizes)
+        recogniser = Recogniser(KEY, ["0" * 64], shapes=[(n, 1, n) for n in sizes],
+                                tags=every_tag)
+        texts = []
+        for _ in range(60):
+            parts = [rng.choice(_LINES) + rng.choice(["", rng.choice(_PIECES)])
+                     for _ in range(rng.randrange(2, 6))]
+            texts.append("".join(part + rng.choice(_BREAKS) for part in parts[:-1]) + parts[-1])
+        texts = [t for t in texts if "\n" in t]
+        survivors = set(_cutter.blocks(texts, recogniser._sizes_mask, recogniser._tag_key,
+                                       recogniser._all_tag_map))
+        assert survivors <= set(texts)
+        for text in texts:
+            if text in survivors:
+                kept += 1
+                continue
+            dropped += 1
+            for form in recognise._sized_spellings(text, lengths):
+                if recognise._size(form) in lengths:
+                    assert _tag(form) not in every_tag, (text, form)
+    assert dropped > 300 and kept > 300, (dropped, kept)
+    with pytest.raises(ValueError):
+        _cutter.blocks(["a\nb"], b"\x01", b"", b"\x01" * 8192)
+    with pytest.raises(TypeError):
+        _cutter.blocks([b"a\nb"], b"\x01", b"", b"")  # type: ignore[list-item]
+
+
 # --- the store records tags; an old record without one turns the prefilter off -------------
 
 @pytest.fixture
