@@ -286,3 +286,21 @@ def test_a_json_escaped_lone_surrogate_is_no_crash() -> None:
     at = text.index(value)  # the line is a shell line (a backslash): masked whole
     assert [(s.start, s.end) for s in slow.find(text)] == [(0, len(text))]
     assert value not in slow.redact(text, lambda _: "***") and at > 0
+
+
+def test_the_literal_matcher_searches_runs_cut_on_their_own_when_the_recogniser_does_not() -> None:
+    """Shapes unknown (an old store): the recogniser tries every candidate without the C pass
+    that copies the runs out, and the literal matcher cuts them itself (`long_runs`)."""
+    readable, destroyed = "sk_live_0123456789abcdef0123", "gone-value-01234"
+    index = ScanIndex(KEY)
+    read = Entry("read", "prod", 2, ValueState.CURRENT, "f" * 16)
+    index.digests[digest(KEY, readable)] = read
+    index.values.append((SecretValue(readable), read))
+    index._add_shape(" ".join(map(str, shape(readable))), read=True)
+    index.digests[digest(KEY, destroyed)] = Entry("gone", "prod", 1, ValueState.RETIRED, "0" * 16)
+    index._add_shape(None)  # destroyed before shapes were recorded
+    matcher = Matcher(index)
+    assert matcher._recogniser._fast is None and matcher._runs_min > 0
+    text = f"x = 1\nglued{readable}glued and é\nthen {destroyed}\n😀 {readable}\n"
+    assert [(h.line, h.entry.name) for h in matcher.find(text)] == [
+        (2, "read"), (3, "gone"), (4, "read")]
