@@ -30,6 +30,8 @@
  * runs(text, shortest) -> list[list[tuple[int, int]]]
  *   The runs of wrapped base64/hex lines of `_block_candidates` (the base64 part of each
  *   line), only those whose candidate spans can reach `shortest` characters.
+ * run_spans(text, shortest) -> list[tuple[int, int]]
+ *   `_run_spans` of every run of `runs`, the spans of `shortest` characters or more.
  * blocks(texts, sizes, tag_key, all_tags) -> list[str]
  *   Of the candidates written across lines, those with a spelling (as `_sized_spellings`
  *   computes them) of a recorded size and, with `all_tags`, a recorded tag.
@@ -1240,6 +1242,105 @@ fail:
     return NULL;
 }
 
+/* append (a, b) to out when it spans `shortest` characters or more; -1 out of memory */
+static int add_span(PyObject *out, Py_ssize_t a, Py_ssize_t b, Py_ssize_t shortest) {
+    if (b - a < shortest)
+        return 0;
+    PyObject *span = Py_BuildValue("(nn)", a, b);
+    if (span == NULL)
+        return -1;
+    int failed = PyList_Append(out, span);
+    Py_DECREF(span);
+    return failed;
+}
+
+/* run_spans(text, shortest) -> list[tuple[int, int]]: recognise.py's `_run_spans` of every
+ * run of `runs`, those of `shortest` characters or more, in its order: from the first line
+ * (or after a KEY= on it, or from the tail of the line before) to every later line, and from
+ * every middle line to the last. */
+static PyObject *run_spans(PyObject *self, PyObject *args) {
+    PyObject *text;
+    Py_ssize_t shortest;
+    if (!PyArg_ParseTuple(args, "Un", &text, &shortest))
+        return NULL;
+    PyObject *all = runs(self, args);
+    if (all == NULL)
+        return NULL;
+    PyObject *out = PyList_New(0);
+    Py_UCS4 *u = out == NULL ? NULL : PyUnicode_AsUCS4Copy(text);
+    Py_ssize_t *ends = NULL;
+    if (u == NULL)
+        goto fail;
+    for (Py_ssize_t r = 0; r < PyList_GET_SIZE(all); r++) {
+        PyObject *run = PyList_GET_ITEM(all, r);
+        Py_ssize_t n = PyList_GET_SIZE(run);
+        if (n == 0)
+            continue;
+        PyMem_Free(ends);
+        ends = PyMem_Malloc(2 * (size_t)n * sizeof(Py_ssize_t));
+        if (ends == NULL) {
+            PyErr_NoMemory();
+            goto fail;
+        }
+        for (Py_ssize_t k = 0; k < n; k++) { /* (start, end) of each line's base64 */
+            PyObject *pair = PyList_GET_ITEM(run, k);
+            ends[2 * k] = PyLong_AsSsize_t(PyTuple_GET_ITEM(pair, 0));
+            ends[2 * k + 1] = PyLong_AsSsize_t(PyTuple_GET_ITEM(pair, 1));
+        }
+        Py_ssize_t s0 = ends[0], e0 = ends[1], starts[3], nstarts = 0;
+        if (n >= 2)
+            starts[nstarts++] = s0;
+        Py_ssize_t head = e0; /* head.rstrip("=").find("=") */
+        while (head > s0 && u[head - 1] == '=')
+            head--;
+        Py_ssize_t inner = -1;
+        for (Py_ssize_t k = s0; k < head; k++) {
+            if (u[k] == '=') {
+                inner = k - s0;
+                break;
+            }
+        }
+        if (inner > 0 && n >= 2)
+            starts[nstarts++] = s0 + inner + 1;
+        Py_ssize_t line_start = s0; /* text.rfind("\n", 0, s0) + 1 */
+        while (line_start > 0 && u[line_start - 1] != '\n')
+            line_start--;
+        if (line_start > 0) { /* the line before ends with 8+ base64 characters */
+            Py_ssize_t offset = line_start - 1;
+            while (offset > 0 && u[offset - 1] != '\n')
+                offset--;
+            Py_ssize_t end = line_start - 1;
+            while (end > offset && u[end - 1] == '\r')
+                end--;
+            Py_ssize_t kept = end;
+            while (kept > offset && b64(u[kept - 1]))
+                kept--;
+            if (end - kept >= 8) {
+                if (add_span(out, kept, e0, shortest) < 0)
+                    goto fail;
+                starts[nstarts++] = kept;
+            }
+        }
+        for (Py_ssize_t k = 0; k < nstarts; k++)
+            for (Py_ssize_t j = 1; j < n; j++)
+                if (add_span(out, starts[k], ends[2 * j + 1], shortest) < 0)
+                    goto fail;
+        for (Py_ssize_t j = 1; j + 1 < n; j++)
+            if (add_span(out, ends[2 * j], ends[2 * (n - 1) + 1], shortest) < 0)
+                goto fail;
+    }
+    PyMem_Free(ends);
+    PyMem_Free(u);
+    Py_DECREF(all);
+    return out;
+fail:
+    PyMem_Free(ends);
+    PyMem_Free(u);
+    Py_DECREF(all);
+    Py_XDECREF(out);
+    return NULL;
+}
+
 /* append text[s:i] to out as UTF-8 (surrogateescape; any other lone surrogate as 3 bytes,
  * which no spelling has); out has room for 4 bytes a character */
 static Py_ssize_t put_utf8(int kind, const void *data, Py_ssize_t s, Py_ssize_t i,
@@ -1452,6 +1553,8 @@ static PyMethodDef methods[] = {
     {"words", words, METH_VARARGS,
      "Candidates of Recogniser.words that can spell a value: (plain, needing decoding)."},
     {"runs", runs, METH_VARARGS, "Runs of wrapped base64/hex lines that can hold a value."},
+    {"run_spans", run_spans, METH_VARARGS,
+     "The candidate spans of the runs of wrapped lines, of a minimum length."},
     {NULL, NULL, 0, NULL},
 };
 

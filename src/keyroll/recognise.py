@@ -340,8 +340,10 @@ def _block_candidates(text: str, shortest: int = 0) -> Iterator[tuple[int, int]]
             if pem.group().endswith("\n"):
                 yield pem.start(), pem.end() - 1
     if shortest:
-        runs = _cutter.runs(text, shortest) if _cutter is not None else _wrapped_runs(text)
-        for run in runs:
+        if _cutter is not None:  # the runs and their spans in C
+            yield from _cutter.run_spans(text, shortest)
+            return
+        for run in _wrapped_runs(text):
             yield from ((a, b) for a, b in _run_spans(text, run) if b - a >= shortest)
         return
     for run in _wrapped_runs(text):

@@ -96,6 +96,7 @@ for turn in range(200_000):
     except ValueError:
         pass
     cutter.runs(t, rng.choice([-1, 0, 1, 4, 9, 300]))
+    cutter.run_spans(t, rng.choice([-1, 0, 1, 4, 9, 300]))
     cutter.long_runs(t, rng.choice([-1, 0, 1, 9, 100]))
     try:
         cutter.blocks([t, t[: len(t) // 2], "\n".join(t.split())], junk_bytes(), key,
