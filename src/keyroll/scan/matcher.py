@@ -12,10 +12,15 @@ Two matchers share the pass:
 - **literals** (store mode, values it can read): every spelling of every readable value
   (`keyroll.spellings.value_forms`, the redactor's) in one Aho–Corasick automaton over the
   text's UTF-8 bytes (``ahocorasick-rs``, extra ``scan``: Rust, well over 100 MB/s) or, without
-  it, the redactor's compiled trie regex. It finds what candidates cannot cut out (a value
+  it, the redactor's compiled trie regex. With the C cutter, the spellings without whitespace
+  are searched only in the text's whitespace-free runs long enough to hold one (which the
+  recogniser's pass copies out), those with whitespace by a second automaton over the whole
+  text. It finds what candidates cannot cut out (a value
   glued inside a word) and every single-line spelling of a readable value, so the digest pass
   then tries plain candidates only at the lengths of the values it cannot read (destroyed
-  ones): with 1,000 current values and a few destroyed ones, few candidates are hashed. The
+  ones), and only those with a spelling of one of their recorded tags
+  (`keyroll.recognise_tag`): with 1,000 current values and a few destroyed ones, few
+  candidates are hashed. The
   digest pass still sees every candidate that needs decoding (escapes, percent-encoding,
   blocks across lines) for every version. Spellings shorter than 8 characters count only as
   whole tokens, as the redactor masks them.
@@ -186,7 +191,7 @@ def _literal_matcher(index: ScanIndex) -> tuple[str, Literal, int]:
     cutter = cutter_module()
     runs = cutter.long_runs if cutter is not None else None
     spaced = sorted(f for f in by_form if runs is None or any(c.isspace() for c in f))
-    solid = sorted(f for f in by_form if runs is not None and f not in set(spaced))
+    solid = sorted(set(by_form) - set(spaced))
     shortest = min(map(len, solid), default=0)
 
     def automaton(forms: list[str]) -> tuple[Any, list[tuple[Entry, bool]]] | None:
