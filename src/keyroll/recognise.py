@@ -595,11 +595,10 @@ class Recogniser:
         if _cutter is not None:
             escapes = "\\ " in text or "\\\t" in text  # printf %q keeps "\ " inside a word
             # only candidates with a spelling of a recorded size, or of a recorded tag
-            plain, special, runs, pieced = _cutter.words(text, fast.shortest, fast.lengths_mask,
-                                           self._spaced_mask, self._spaced_min, self._widths,
-                                           spaced, escapes, self._sizes_mask,
-                                           self._raw_sizes_mask, self._tag_key, self._tag_map,
-                                           self._all_tag_map, runs_min)
+            plain, special, runs, pieced = _cutter.words(
+                text, fast.shortest, fast.lengths_mask, self._spaced_mask, self._spaced_min,
+                self._widths, spaced, escapes, self._sizes_mask, self._raw_sizes_mask,
+                self._tag_key, self._tag_map, self._all_tag_map, runs_min)
         else:
             (plain, special), runs, pieced = self._cut(text, spaced), None, _pieced(text)
         if "\n" in text:
