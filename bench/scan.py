@@ -14,8 +14,8 @@ among random high-entropy non-secrets and look-alikes), then scans it:
 - each twice: candidates cut by the C cutter (``keyroll._cutter``, built with the package)
   and by the regular expressions it falls back to without it;
 - the same two modes with keyroll as it is at ``--old-ref`` (default ``main``; ``git archive``
-  of its ``src/`` imported by a subprocess, on the same store and files; ``--old-ref ''``
-  skips it): before and after, side by side;
+  of its ``src/``, its C cutter compiled from its ``_cutter.c``, imported by a subprocess, on
+  the same store and files; ``--old-ref ''`` skips it): before and after, side by side;
 - detect-secrets (``pip install detect-secrets``; the dev group has it), default plugins.
 
 Recall counts planted lines on which the tool reported something; a false positive is a
@@ -35,8 +35,10 @@ import argparse
 import json
 import os
 import random
+import shlex
 import subprocess
 import sys
+import sysconfig
 import tarfile
 import tempfile
 import time
@@ -141,6 +143,15 @@ def _old_source(ref: str, into: Path) -> Path:
                          f"{done.stderr.decode(errors='replace').strip()}): pass --old-ref")
     with tarfile.open(fileobj=BytesIO(done.stdout)) as tar:
         tar.extractall(into, filter="data")
+    source = into / "src" / "keyroll" / "_cutter.c"
+    if source.exists() and _CUTTER is not None:
+        # its C cutter too (git holds the source, not the build), as hatch_build.py compiles
+        # it: C against C
+        name = "_cutter" + (sysconfig.get_config_var("EXT_SUFFIX") or ".so")
+        compiler = shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")
+        subprocess.run([*compiler, "-O2", "-shared", "-fPIC", "-I",
+                        sysconfig.get_paths()["include"], str(source), "-o",
+                        str(source.with_name(name))], check=True, timeout=300)
     return into / "src"
 
 

@@ -25,7 +25,9 @@ The CLI's ``keyroll scan`` and the hook redactor (`keyroll.runtime.redaction.Red
 this module. Standard library only, importable by the runtime: `Recogniser.words` cuts its
 candidates with the optional C module `keyroll._cutter` when the package was built with one
 (``_cutter.c``: the same candidates, several times faster), else with the regular expressions
-below.
+below. The C module also prefilters them for ``keyroll scan``: it decodes each candidate in
+its spellings and hands on only those with a spelling of a recorded size and recognition tag
+(`keyroll.recognise_tag`), so that most candidates never reach Python or HMAC.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from types import ModuleType
 from urllib.parse import unquote, unquote_plus
+
+from keyroll.recognise_tag import tag_key, tag_map
 
 
 def _keyed(key: bytes) -> Callable[[Iterable[bytes]], list[bytes]]:
@@ -70,7 +74,7 @@ try:  # `words`' candidate cutting in one C pass (built with the package when a 
 except ImportError:  # the same candidates, cut by the regular expressions below
     _cutter = None
 
-__all__ = ["DIGEST_INFO", "Recogniser", "Span", "derive_key", "digest", "shape"]
+__all__ = ["DIGEST_INFO", "Recogniser", "Span", "cutter_module", "derive_key", "digest", "shape"]
 
 #: The HKDF ``info`` of the recognition key (distinct from every other use of the master key).
 DIGEST_INFO = b"keyroll recognise"
@@ -107,6 +111,12 @@ _URL_TO_STD = str.maketrans("-_", "+/")
 _URL_TO_STD_BYTES = bytes.maketrans(b"-_", b"+/")
 _EQUALS = re.compile("=")
 _ESCAPED_SPACE_LINE = re.compile(r"^.*\\[ \t].*$", re.M)
+
+
+def cutter_module() -> ModuleType | None:
+    """The C cutter `keyroll._cutter` in use (None: not built, or turned off), for callers
+    that share its other passes (``keyroll scan``'s literal matcher)."""
+    return _cutter
 
 
 def derive_key(master_key: bytes) -> bytes:
@@ -177,9 +187,14 @@ def shape(value: str) -> tuple[int, int, int]:
 
 
 def _size(form: str | bytes) -> int:
+    """``form``'s length in UTF-8 bytes (surrogateescape), -1 for one no value can have (a
+    lone surrogate outside surrogateescape's, e.g. JSON's ``\\ud800``)."""
     if isinstance(form, bytes) or form.isascii():
         return len(form)
-    return len(form.encode("utf-8", "surrogateescape"))
+    try:
+        return len(form.encode("utf-8", "surrogateescape"))
+    except UnicodeEncodeError:
+        return -1
 
 
 def _sized_spellings(text: str, lengths: frozenset[int]) -> Iterator[str | bytes]:
@@ -187,11 +202,16 @@ def _sized_spellings(text: str, lengths: frozenset[int]) -> Iterator[str | bytes
     decoding those that cannot: a plain token costs a few length checks, not five decodes."""
     if "\n" in text:  # `_spellings`' block branch, each form's size checked before decoding
         lines = [line.strip() for line in text.splitlines()]
-        for form in (text, "\n".join(lines), "\n".join(lines) + "\n"):
-            if _size(form) in lengths:
-                yield form
-        joined = "".join(m.group(1) if (m := _WRAPPED_LINE.fullmatch(line)) else line
-                         for line in lines)
+        stripped = "\n".join(lines)
+        size = _size(stripped)  # and one more with a final newline
+        if _size(text) in lengths:
+            yield text
+        if size in lengths:
+            yield stripped
+        if size >= 0 and size + 1 in lengths:
+            yield stripped + "\n"
+        joined = "".join([m.group(1) if (m := _WRAPPED_LINE.fullmatch(line)) else line
+                          for line in lines])
         if joined != text:
             yield from _sized_spellings(joined, lengths)
         return
@@ -320,8 +340,10 @@ def _block_candidates(text: str, shortest: int = 0) -> Iterator[tuple[int, int]]
             if pem.group().endswith("\n"):
                 yield pem.start(), pem.end() - 1
     if shortest:
-        runs = _cutter.runs(text, shortest) if _cutter is not None else _wrapped_runs(text)
-        for run in runs:
+        if _cutter is not None:  # the runs and their spans in C
+            yield from _cutter.run_spans(text, shortest)
+            return
+        for run in _wrapped_runs(text):
             yield from ((a, b) for a, b in _run_spans(text, run) if b - a >= shortest)
         return
     for run in _wrapped_runs(text):
@@ -465,12 +487,29 @@ class Recogniser:
             spellings that can have a recorded length, and tries runs of words only of the
             exact length of a recorded value with spaces (``keyroll scan``'s speed); None
             tries every spelling and every run of up to 8 words.
+        plain_shapes: the shapes of the values `words` looks for in plain candidates (default:
+            all; ``keyroll scan`` matches the values it can read literally instead).
+        plain_tags: the recognition tags (`keyroll.recognise_tag`) of exactly those values,
+            when all are known: the C cutter then hands on only the plain candidates with a
+            spelling of one of these tags (None: every one of a length looked for).
+        tags: the tags of every recorded value, when all are known: the C cutter then hands
+            on only the candidates that need decoding with a spelling of one of these.
     """
 
     def __init__(self, key: bytes, digests: Iterable[str] = (), *,
                  shapes: Iterable[tuple[int, int, int]] | None = None,
-                 plain_shapes: Iterable[tuple[int, int, int]] | None = None) -> None:
+                 plain_shapes: Iterable[tuple[int, int, int]] | None = None,
+                 plain_tags: Iterable[int] | None = None,
+                 tags: Iterable[int] | None = None) -> None:
         self._key = key
+        # the C cutter's filters: the recorded sizes (for candidates that need decoding) and
+        # the tag map (for plain ones); empty: off
+        self._sizes_mask = self._raw_sizes_mask = b""
+        self._tag_key = self._tag_map = self._all_tag_map = b""
+        if _cutter is not None and (plain_tags is not None or tags is not None):
+            self._tag_key = tag_key(key)
+            self._tag_map = b"" if plain_tags is None else tag_map(set(plain_tags))
+            self._all_tag_map = b"" if tags is None else tag_map(set(tags))
         self._hash = _keyed(key)
         self._digests = frozenset(digests)
         self._lengths: frozenset[int] | None = None
@@ -483,6 +522,16 @@ class Recogniser:
             known = list(shapes)
             plain = known if plain_shapes is None else list(plain_shapes)
             self._lengths = frozenset(size for size, _, _ in known)
+            sizes = bytearray(max(self._lengths, default=-1) + 1)
+            for size in self._lengths:
+                sizes[size] = 1
+            self._sizes_mask = bytes(sizes)
+            # a candidate's raw spelling, only at the sizes of the values not matched
+            # literally (one of those, as written, is found by the caller's literal matcher)
+            raw = bytearray(max((size for size, _, _ in plain), default=-1) + 1)
+            for size, _, _ in plain:
+                raw[size] = 1
+            self._raw_sizes_mask = bytes(raw)
             spaced = sorted({chars for _, words, chars in plain if words > 1 and chars >= 3})
             self._windows = [re.compile(rf"(?<!\S)(?=(\S[^\n]{{{n - 2}}}\S)(?!\S))")
                              for n in spaced]
@@ -508,11 +557,19 @@ class Recogniser:
         return self._which(value) is not None
 
     def _which(self, value: str | bytes) -> str | None:
-        data = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
+        try:
+            data = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
+        except UnicodeEncodeError:  # a lone surrogate (JSON "\\ud800"): no value is spelled so
+            return None
         found = self._hash([data])[0].hex()
         return found if found in self._digests else None
 
     def words(self, text: str) -> dict[str, str]:
+        """`words_and_runs` without the runs."""
+        return self.words_and_runs(text)[0]
+
+    def words_and_runs(self, text: str, runs_min: int = 0
+                       ) -> tuple[dict[str, str], tuple[bytes, bytes, bytes] | None]:
         """The distinct candidate strings of ``text`` that spell a recorded value, with the
         digest each matched: the candidates `matches` tries, cut as strings by regexes
         running in C and tried once each (``keyroll scan``'s pass; it locates the few hits
@@ -524,22 +581,32 @@ class Recogniser:
         (``plain_shapes``: a caller that matches some values' plain spellings itself leaves
         them out), its raw, base64 and hex decodings computed and hashed in batches, one
         OpenSSL call each; every other candidate is decoded in every spelling of a recorded
-        length, as `matches` does."""
+        length, as `matches` does.
+
+        With ``runs_min`` and the C cutter, also the whitespace-free runs of ``text`` of that
+        many characters or more, cut in the same pass (`keyroll._cutter.long_runs`; the
+        literal matcher of ``keyroll scan`` searches them), else None."""
         if not self._digests or not text:
-            return {}
+            return {}, None
         if self._fast is None:
-            return self._every_word(text)
+            return self._every_word(text), None
         fast = self._fast
         spaced = bool(self._widths) and (" " in text or "\t" in text)
         if _cutter is not None:
             escapes = "\\ " in text or "\\\t" in text  # printf %q keeps "\ " inside a word
-            plain, special = _cutter.words(text, fast.shortest, fast.lengths_mask,
-                                           self._spaced_mask, self._spaced_min, self._widths,
-                                           spaced, escapes)
+            # only candidates with a spelling of a recorded size, or of a recorded tag
+            plain, special, runs, pieced = _cutter.words(
+                text, fast.shortest, fast.lengths_mask, self._spaced_mask, self._spaced_min,
+                self._widths, spaced, escapes, self._sizes_mask, self._raw_sizes_mask,
+                self._tag_key, self._tag_map, self._all_tag_map, runs_min)
         else:
-            plain, special = self._cut(text, spaced)
+            (plain, special), runs, pieced = self._cut(text, spaced), None, _pieced(text)
         if "\n" in text:
-            special.update(text[a:b] for a, b in _block_candidates(text, fast.shortest))
+            blocks = list({text[a:b] for a, b in _block_candidates(text, fast.shortest)})
+            if _cutter is not None and self._sizes_mask:  # those a recorded value can spell
+                blocks = _cutter.blocks(blocks, self._sizes_mask, self._tag_key,
+                                        self._all_tag_map)
+            special.update(blocks)
         assert self._lengths is not None
         found: dict[str, str] = {}
         for word in special:
@@ -550,8 +617,8 @@ class Recogniser:
                     found[word] = d
                     break
         fast.find(plain, found)
-        self._pieced_lines(text, found)
-        return found
+        self._pieced_lines(text, found, dict.fromkeys(pieced))
+        return found, runs
 
     def _cut(self, text: str, spaced: bool) -> tuple[set[str], set[str]]:
         """`words`' candidates of ``text`` by regular expressions (what `keyroll._cutter`
@@ -642,8 +709,9 @@ class Recogniser:
         self._pieced_lines(text, found)
         return found
 
-    def _pieced_lines(self, text: str, found: dict[str, str]) -> None:
-        for line in _pieced(text):  # shell words quoted in pieces: 'a'"'"'b'
+    def _pieced_lines(self, text: str, found: dict[str, str],
+                      lines: Iterable[str] | None = None) -> None:
+        for line in _pieced(text) if lines is None else lines:  # 'a'"'"'b', 'a'\''b
             if (d := self._shell_line(line)) is not None:
                 found[line] = d
 

@@ -108,9 +108,10 @@ def test_sqlite_to_sqlite(sqlite_factory: Callable[[str], SQLiteStore]) -> None:
     _same_recognition(source, target)
     assert (report.secrets, report.versions, report.destroyed_versions) == (3, 6, 1)
     # bookkeeping: notify, reencrypt, and what destroying version 1 recorded: its recognition
-    # digest, its shape and its scan-baseline digest (and the scan-baseline key)
+    # digest, its shape, its recognition tag and its scan-baseline digest (and the
+    # scan-baseline key)
     assert (report.labels, report.rotations, report.audit_entries, report.meta_keys) == (
-        4, 2, 3, 6,
+        4, 2, 3, 7,
     )
     assert report.verified_values == 5
     assert Journal(target).verify().ok

@@ -17,7 +17,7 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 CORE_LEAVES = {
     "errors", "model", "jwk", "generate", "durations", "inventory", "escaping", "spellings",
     "recognise", "scrub", "files", "urls", "net", "layout", "dotenv", "_compat", "window",
-    "issued", "tlscert", "_cutter",
+    "issued", "tlscert", "_cutter", "recognise_tag",
 }
 #: Core modules that also read the store contract and the rotation record (a leaf).
 CORE_SERVICES = {"audit", "audit_check", "status", "render", "reports", "migrate", "calendar",

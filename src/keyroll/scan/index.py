@@ -31,9 +31,11 @@ from pathlib import Path
 from keyroll.errors import NotFound, UsageError
 from keyroll.model import Label, SecretRef, SecretValue, Version
 from keyroll.recognise import digest, shape
+from keyroll.recognise_tag import tag, tag_key
 from keyroll.stores.base import (
     RECOGNISE_PREFIX,
     RECOGNISE_SHAPE_PREFIX,
+    RECOGNISE_TAG_PREFIX,
     SCAN_BASELINE_MIN_LENGTH,
     SCAN_BASELINE_PREFIX,
     Store,
@@ -112,6 +114,10 @@ class ScanIndex:
         unread_shapes: the shapes of the versions not in ``values`` (destroyed ones, every
             one of a baseline): the only values the digest pass must find in their plain
             spellings when the literal matcher looks for the others (None: one is unknown).
+        tags, unread_tags: the recognition tags (`keyroll.recognise_tag`) of every version,
+            and of those not in ``values``: the C cutter's prefilter of plain candidates. None
+            when one is unknown (a version destroyed before keyroll recorded tags, or a
+            baseline, which has none): every plain candidate is then hashed.
     """
 
     key: bytes
@@ -121,6 +127,8 @@ class ScanIndex:
     skipped: int = 0
     shapes: set[tuple[int, int, int]] | None = field(default_factory=set)
     unread_shapes: set[tuple[int, int, int]] | None = field(default_factory=set)
+    tags: set[int] | None = None
+    unread_tags: set[int] | None = None
 
     def _add_shape(self, text: str | None, *, read: bool = False) -> None:
         """Record a value's shape ``"<bytes> <words> <characters>"`` (``read``: the value is
@@ -134,6 +142,19 @@ class ScanIndex:
         if not read and self.unread_shapes is not None:
             self.unread_shapes.add(known)
 
+    def _add_tag(self, text: str | None, *, read: bool = False) -> None:
+        """Record a version's tag (4 hex digits); None (unknown) turns the prefilter off."""
+        try:
+            known = int(text, 16) if text is not None and len(text) == 4 else None
+        except ValueError:
+            known = None
+        if known is None or self.tags is None:
+            self.tags = self.unread_tags = None
+            return
+        self.tags.add(known)
+        if not read and self.unread_tags is not None:
+            self.unread_tags.add(known)
+
     def __len__(self) -> int:
         return len(self.digests)
 
@@ -144,7 +165,8 @@ class ScanIndex:
     def from_store(cls, store: Store) -> ScanIndex:
         """Every version of every secret in ``store``: readable ones hashed now, destroyed ones
         by their recorded digests."""
-        index = cls(store.recognition_key())
+        index = cls(store.recognition_key(), tags=set(), unread_tags=set())
+        tags = tag_key(index.key)
         for ref, version, state in _versions(store):
             if version.destroyed:
                 recorded = store.get_meta(f"{RECOGNISE_PREFIX}{ref.environment}/{ref.name}/"
@@ -156,6 +178,7 @@ class ScanIndex:
                 else:
                     index.digests[recorded] = entry
                     index._add_shape(store.get_meta(_where(RECOGNISE_SHAPE_PREFIX, ref, version)))
+                    index._add_tag(store.get_meta(_where(RECOGNISE_TAG_PREFIX, ref, version)))
                 continue
             try:
                 value = store.read_value(ref, version.number)
@@ -165,6 +188,7 @@ class ScanIndex:
             entry = Entry(ref.name, ref.environment, version.number, state, value.fingerprint)
             index.digests[digest(index.key, value.reveal())] = entry
             index._add_shape(_shape(value.reveal()), read=True)
+            index._add_tag(f"{tag(tags, value.reveal()):04x}", read=True)
             index.values.append((value, entry))
         return index
 

@@ -12,10 +12,15 @@ Two matchers share the pass:
 - **literals** (store mode, values it can read): every spelling of every readable value
   (`keyroll.spellings.value_forms`, the redactor's) in one Aho–Corasick automaton over the
   text's UTF-8 bytes (``ahocorasick-rs``, extra ``scan``: Rust, well over 100 MB/s) or, without
-  it, the redactor's compiled trie regex. It finds what candidates cannot cut out (a value
+  it, the redactor's compiled trie regex. With the C cutter, the spellings without whitespace
+  are searched only in the text's whitespace-free runs long enough to hold one (which the
+  recogniser's pass copies out), those with whitespace by a second automaton over the whole
+  text. It finds what candidates cannot cut out (a value
   glued inside a word) and every single-line spelling of a readable value, so the digest pass
   then tries plain candidates only at the lengths of the values it cannot read (destroyed
-  ones): with 1,000 current values and a few destroyed ones, few candidates are hashed. The
+  ones), and only those with a spelling of one of their recorded tags
+  (`keyroll.recognise_tag`): with 1,000 current values and a few destroyed ones, few
+  candidates are hashed. The
   digest pass still sees every candidate that needs decoding (escapes, percent-encoding,
   blocks across lines) for every version. Spellings shorter than 8 characters count only as
   whole tokens, as the redactor masks them.
@@ -27,12 +32,13 @@ guess, so nothing else is ever reported.
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
-from keyroll.recognise import Recogniser
+from keyroll.recognise import Recogniser, cutter_module
 from keyroll.scan.index import Entry, ScanIndex
 from keyroll.spellings import trie_regex, value_forms
 
@@ -43,8 +49,10 @@ _FIND_AT_MOST = 16  # words located by str.find; more, by one Aho-Corasick pass
 _WORD_CHAR = re.compile(r"[A-Za-z0-9]")
 _WORD_BYTE = re.compile(rb"[A-Za-z0-9]")
 
-#: A literal matcher: (start, end, entry) of each hit, and whether offsets count UTF-8 bytes.
-Literal = Callable[[str], tuple[list[tuple[int, int, Entry]], bool]]
+#: Whitespace-free runs of a text (`keyroll._cutter.long_runs`), or None.
+Runs = tuple[bytes, bytes, bytes] | None
+#: A literal matcher: the (1-based line, entry) of each hit in a text, given its runs.
+Literal = Callable[[str, Runs], list[tuple[int, Entry]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,20 +75,23 @@ class Matcher:
     def __init__(self, index: ScanIndex, *, literal: bool = True) -> None:
         self.index = index
         self._literal: Literal | None = None
+        self._runs_min = 0  # the literal matcher's runs, cut by the recogniser's pass
         self.engine = "digests"
-        plain = index.shapes
+        plain, tags = index.shapes, index.tags
         if literal and index.values:
-            name, self._literal = _literal_matcher(index)
+            name, self._literal, self._runs_min = _literal_matcher(index)
             self.engine += f"+{name}"
-            plain = index.unread_shapes
+            plain, tags = index.unread_shapes, index.unread_tags
         self._recogniser = Recogniser(index.key, index.digests, shapes=index.shapes,
-                                      plain_shapes=plain if index.shapes is not None else None)
+                                      plain_shapes=plain if index.shapes is not None else None,
+                                      plain_tags=tags if plain is not None else None,
+                                      tags=index.tags)
 
     def find(self, text: str) -> list[Hit]:
         """Each version found in ``text``, once per line, in line order."""
         if not text:
             return []
-        words = self._recogniser.words(text)
+        words, runs = self._recogniser.words_and_runs(text, self._runs_min)
         found = [(start, self.index.digests[words[word]]) for start, word in _locate(text, words)]
         hits: dict[tuple[int, Entry], None] = {}
         if found:
@@ -88,13 +99,8 @@ class Matcher:
             for offset, entry in found:
                 hits[(lines[offset], entry)] = None
         if self._literal is not None:
-            literal, in_bytes = self._literal(text)
-            if literal:
-                data = _utf8(text) if in_bytes else None
-                lines = (_line_numbers(data, [hit[0] for hit in literal]) if data is not None
-                         else _line_numbers(text, [hit[0] for hit in literal]))
-                for offset, _end, entry in literal:
-                    hits[(lines[offset], entry)] = None
+            for line, entry in self._literal(text, runs):
+                hits[(line, entry)] = None
         return [Hit(line, entry) for line, entry in sorted(hits, key=lambda h: (h[0], h[1].name,
                                                                                   h[1].version))]
 
@@ -141,7 +147,9 @@ def _utf8(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
 
 
-def _literal_matcher(index: ScanIndex) -> tuple[str, Literal]:
+def _literal_matcher(index: ScanIndex) -> tuple[str, Literal, int]:
+    """The name of the engine, the matcher, and the length of the runs it searches (0: none,
+    it searches the whole text)."""
     by_form: dict[str, Entry] = {}
     short: set[str] = set()
     for value, entry in index.values:
@@ -154,7 +162,7 @@ def _literal_matcher(index: ScanIndex) -> tuple[str, Literal]:
                 short.add(form)
 
     if not by_form:  # only empty values: nothing to match literally
-        return "none", lambda _text: ([], False)
+        return "none", lambda _text, _runs: [], 0
     try:
         import ahocorasick_rs
     except ImportError:
@@ -165,34 +173,68 @@ def _literal_matcher(index: ScanIndex) -> tuple[str, Literal]:
             after = end < len(text) and _WORD_CHAR.match(text[end]) is not None
             return not (before or after)
 
-        def with_regex(text: str) -> tuple[list[tuple[int, int, Entry]], bool]:
+        def with_regex(text: str, _runs: Runs) -> list[tuple[int, Entry]]:
             found = []
             for match in regex.finditer(text):
                 form = match.group()
                 if form in short and not alone(text, match.start(), match.end()):
                     continue
-                found.append((match.start(), match.end(), by_form[form]))
-            return found, False
+                found.append((match.start(), by_form[form]))
+            lines = _line_numbers(text, [offset for offset, _ in found])
+            return [(lines[offset], entry) for offset, entry in found]
 
-        return "trie", with_regex
+        return "trie", with_regex, 0
 
-    forms = sorted(by_form)
-    automaton = ahocorasick_rs.BytesAhoCorasick([_utf8(form) for form in forms])
-    entries = [(by_form[form], form in short) for form in forms]
+    # with the C cutter, the spellings without whitespace are looked for only inside the
+    # text's whitespace-free runs long enough to hold one (`_cutter.long_runs`: a fraction of
+    # a text's bytes), the others (values with spaces, PEM blocks) in the whole text
+    cutter = cutter_module()
+    runs = cutter.long_runs if cutter is not None else None
+    spaced = sorted(f for f in by_form if runs is None or any(c.isspace() for c in f))
+    solid = sorted(set(by_form) - set(spaced))
+    shortest = min(map(len, solid), default=0)
+
+    def automaton(forms: list[str]) -> tuple[Any, list[tuple[Entry, bool]]] | None:
+        if not forms:
+            return None
+        return (ahocorasick_rs.BytesAhoCorasick([_utf8(form) for form in forms]),
+                [(by_form[form], form in short) for form in forms])
+
+    whole, inside = automaton(spaced), automaton(solid)
 
     def alone_bytes(data: bytes, start: int, end: int) -> bool:
         before = start > 0 and _WORD_BYTE.match(data, start - 1) is not None
         after = end < len(data) and _WORD_BYTE.match(data, end) is not None
         return not (before or after)
 
-    def with_automaton(text: str) -> tuple[list[tuple[int, int, Entry]], bool]:
-        data = _utf8(text)
-        found = []
-        for number, start, end in automaton.find_matches_as_indexes(data, overlapping=True):
+    def search(found: Any, data: bytes) -> list[tuple[int, Entry]]:
+        matcher, entries = found
+        hits = []
+        for number, start, end in matcher.find_matches_as_indexes(data, overlapping=True):
             entry, is_short = entries[number]
-            if is_short and not alone_bytes(data, start, end):
-                continue
-            found.append((start, end, entry))
-        return found, True
+            if not is_short or alone_bytes(data, start, end):
+                hits.append((start, entry))
+        return hits
 
-    return "aho-corasick", with_automaton
+    def with_automaton(text: str, cut: Runs) -> list[tuple[int, Entry]]:
+        lined: list[tuple[int, Entry]] = []
+        if whole is not None:
+            data = _utf8(text)
+            hits = search(whole, data)
+            lines = _line_numbers(data, [offset for offset, _ in hits])
+            lined += [(lines[offset], entry) for offset, entry in hits]
+        if inside is not None and runs is not None:
+            data, in_data, in_text = cut if cut is not None else runs(text, shortest)
+            hits = search(inside, data)
+            if hits:  # each hit's offset in the text: its run's start + the characters before
+                starts, offsets = memoryview(in_data).cast("q"), memoryview(in_text).cast("q")
+                located = []
+                for offset, entry in hits:
+                    run = bisect.bisect_right(starts, offset) - 1
+                    before = data[starts[run]:offset].decode("utf-8", "surrogateescape")
+                    located.append((offsets[run] + len(before), entry))
+                lines = _line_numbers(text, [offset for offset, _ in located])
+                lined += [(lines[offset], entry) for offset, entry in located]
+        return lined
+
+    return "aho-corasick", with_automaton, shortest if inside is not None else 0

@@ -28,6 +28,7 @@ from typing import Any
 from keyroll.errors import NotFound
 from keyroll.model import Label, SecretRef, SecretValue, Version
 from keyroll.recognise import Recogniser, digest, shape
+from keyroll.recognise_tag import tag, tag_key
 
 __all__ = ["RECOGNISE_PREFIX", "RECOGNITION_KEY", "AuditEntry", "Fence", "LockInfo", "RotationRecord",
            "Store"]
@@ -43,6 +44,11 @@ RECOGNITION_KEY = "recognise-key"
 #: (`keyroll.recognise.shape`: ``keyroll scan`` decodes a candidate only in the spellings that
 #: can have a recorded length): ``recognise-shape:<environment>/<name>/<version>``.
 RECOGNISE_SHAPE_PREFIX = "recognise-shape:"
+#: Bookkeeping keys of the recognition tag of each recognised value (4 hex digits: the keyed
+#: 16-bit prefilter of `keyroll.recognise_tag`; absent for versions destroyed before it
+#: existed, which ``keyroll scan`` then hashes every candidate for):
+#: ``recognise-tag:<environment>/<name>/<version>``.
+RECOGNISE_TAG_PREFIX = "recognise-tag:"
 #: Bookkeeping keys of scan-baseline digests (``keyroll scan --export-baseline``):
 #: ``scan-baseline:<environment>/<name>/<version>``, HMAC under `SCAN_BASELINE_KEY`.
 SCAN_BASELINE_PREFIX = "scan-baseline:"
@@ -377,7 +383,8 @@ class Store(ABC):
 
     def remember_value(self, ref: SecretRef, number: int) -> None:
         """Record the recognition digest of a version's value, if not recorded yet (with, for
-        ``keyroll scan``, its byte length and, from 16 characters, its scan-baseline digest).
+        ``keyroll scan``, its shape, its recognition tag and, from 16 characters, its
+        scan-baseline digest).
 
         Backends call it first thing in `destroy_version`; it may run again (idempotent).
         A version already destroyed, or absent, is left as it is.
@@ -392,8 +399,10 @@ class Store(ABC):
         text = value.reveal()
         where = f"{ref.environment}/{ref.name}/{number}"
         # what `keyroll scan` uses first, the recognition digest (checked above) last: a crash
-        # in between leaves no digest, and the next call writes all three again
+        # in between leaves no digest, and the next call writes them all again
         self.put_meta(f"{RECOGNISE_SHAPE_PREFIX}{where}", " ".join(map(str, shape(text))))
+        self.put_meta(f"{RECOGNISE_TAG_PREFIX}{where}",
+                      f"{tag(tag_key(self.recognition_key()), text):04x}")
         if len(text) >= SCAN_BASELINE_MIN_LENGTH:
             self.put_meta(f"{SCAN_BASELINE_PREFIX}{where}", digest(self.scan_baseline_key(), text))
         self.put_meta(key, digest(self.recognition_key(), text))

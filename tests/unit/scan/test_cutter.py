@@ -44,9 +44,12 @@ def _cut_both(recogniser: Recogniser, text: str) -> tuple[tuple[set[str], set[st
     assert fast is not None
     spaced = bool(recogniser._widths) and (" " in text or "\t" in text)
     escapes = "\\ " in text or "\\\t" in text
-    by_c = _cutter.words(text, fast.shortest, fast.lengths_mask, recogniser._spaced_mask,
-                         recogniser._spaced_min, recogniser._widths, spaced, escapes)
-    return by_c, recogniser._cut(text, spaced)
+    plain, special, _, pieced = _cutter.words(text, fast.shortest, fast.lengths_mask,
+                                              recogniser._spaced_mask, recogniser._spaced_min,
+                                              recogniser._widths, spaced, escapes, b"", b"", b"",
+                                              b"", b"", 0)
+    assert set(pieced) == set(recognise._pieced(text))  # the shell lines quoted in pieces
+    return (plain, special), recogniser._cut(text, spaced)
 
 
 def _blocks_both(text: str, shortest: int, monkeypatch: pytest.MonkeyPatch
@@ -167,13 +170,23 @@ def test_windows_need_as_many_words_as_the_value() -> None:
 
 def test_bad_arguments_raise_instead_of_crashing() -> None:
     with pytest.raises(TypeError):
-        _cutter.words("text", 3, b"", b"", 3, ((1,),), True, False)  # type: ignore[arg-type]
+        _cutter.words("text", 3, b"", b"", 3, ((1,),), True, False,  # type: ignore[arg-type]
+                      b"", b"", b"", b"", b"", 0)
     with pytest.raises(ValueError):
-        _cutter.words("text", 3, b"", b"", 3, ((1, 1),), True, False)
-    assert _cutter.words("", 3, b"\x01" * 8, b"", 3, (), False, False) == (set(), set())
+        _cutter.words("text", 3, b"", b"", 3, ((1, 1),), True, False, b"", b"", b"", b"", b"", 0)
+    with pytest.raises(ValueError, match="65,536-bit map"):
+        _cutter.words("text", 3, b"", b"", 3, (), True, False, b"", b"", b"k" * 16, b"\xff", b"",
+                      0)
+    with pytest.raises(ValueError, match="65,536-bit map"):
+        _cutter.words("text", 3, b"", b"", 3, (), True, False, b"", b"", b"k", bytes(8192), b"",
+                      0)
+    assert _cutter.words("", 3, b"\x01" * 8, b"", 3, (), False, False, b"", b"", b"", b"",
+                         b"", 0) == (set(), set(), None, [])
     assert _cutter.runs("", 3) == []
     text = "".join(random.Random(1).choice(string.printable) for _ in range(20_000))
-    assert _cutter.words(text, 1, b"\x01" * 64, b"\x01" * 64, 1, ((5, 2),), True, True)
+    assert _cutter.words(text, 1, b"\x01" * 64, b"\x01" * 64, 1, ((5, 2),), True, True,
+                         b"\x01" * 64, b"\x01" * 8, b"k" * 16, b"\xff" * 8192,
+                         b"\x01" * 8192, 4)
 
 
 @settings(max_examples=400, deadline=None)
@@ -194,7 +207,7 @@ _FUZZ = r'''
 import random, sys
 from keyroll import _cutter
 try:  # a window of fewer than 2 words once crashed the module
-    _cutter.words("\t", 4, b"&", b"", 19, ((5, 0),), True, True)
+    _cutter.words("\t", 4, b"&", b"", 19, ((5, 0),), True, True, b"", b"", b"", b"", b"", 0)
 except ValueError as error:
     assert "at least 2 characters and 2 words" in str(error), error
 else:
@@ -207,11 +220,17 @@ for _ in range(3000):
              for _ in range(2)]
     windows = tuple((rng.randrange(-2, 50), rng.randrange(-2, 50))
                     for _ in range(rng.randrange(0, 4)))
+    sizes = [bytes(rng.randrange(2) for _ in range(rng.choice([0, 1, 64, 300])))
+             for _ in range(2)]
+    tags = bytes(rng.randrange(256) for _ in range(8192)) if rng.random() < .5 else b""
     try:
         _cutter.words(text, rng.choice([-1, 0, 1, 4, 9, 40]), masks[0], masks[1],
-                      rng.randrange(-1, 20), windows, rng.random() < .5, rng.random() < .5)
+                      rng.randrange(-1, 20), windows, rng.random() < .5, rng.random() < .5,
+                      sizes[0], sizes[1], b"k" * 16 if tags else b"", tags,
+                      tags[::-1], rng.choice([-1, 0, 1, 9]))
     except ValueError:
         pass
+    _cutter.long_runs(text, rng.choice([-1, 0, 1, 4, 9]))
     _cutter.runs(text, rng.choice([-1, 0, 1, 4, 9]))
 '''
 
