@@ -57,6 +57,7 @@ from keyroll.errors import RotationRefused, StepFailed, TargetError
 from keyroll.inventory import SecretClass
 from keyroll.model import Kind, SecretValue, Version
 from keyroll.render import check_template
+from keyroll.rotation.strategies._alternating import account_of, old_and_new
 from keyroll.rotation.strategies._options import env_name_option, option_error, text_option
 from keyroll.rotation.strategies._settle import forget_quiet, settled
 from keyroll.rotation.strategies.base import StepContext, Strategy, Verdict
@@ -232,24 +233,15 @@ class MySQLUserStrategy(Strategy):
                                       f"not options.user {opts.user!r} (mode {DUAL_PASSWORD}): "
                                       "set options.mode to match how the account is used")
             return user
-        user = str(named) if named else opts.users[0]
-        if user not in opts.users:
-            raise RotationRefused(f"{ref}: the current password belongs to user {user!r}, "
-                                  f"which is not one of options.users {list(opts.users)!r}: "
-                                  "set users (or mode) to the accounts the application uses")
-        return user
+        return account_of(version, opts.users, ref, hint="set users (or mode) to the "
+                          "accounts the application uses")
 
     def _users(self, ctx: StepContext, opts: MySQLUserOptions, mode: str) -> tuple[str, str]:
         """(old, new): the user that retires and the one that stays (swapped on a way back)."""
         old = self._user_of(ctx.old, opts, mode, ctx.ref)
         if mode == DUAL_PASSWORD:
             return old, old
-        named = ctx.new.meta.get("role") if ctx.new is not None else None
-        new = str(named) if named else opts.other(old)
-        if new == old or new not in opts.users:
-            raise StepFailed(f"{ctx.ref}: the new version names user {new!r}, not the idle "
-                             f"user {opts.other(old)!r}; refusing to touch the active user")
-        return old, new
+        return old_and_new(ctx.new, opts.users, old, ctx.ref)
 
     @staticmethod
     def _back(ctx: StepContext) -> bool:

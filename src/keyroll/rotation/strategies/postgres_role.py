@@ -61,6 +61,7 @@ from keyroll.errors import RoleMissing, RotationRefused, StepFailed, TargetError
 from keyroll.inventory import SecretClass
 from keyroll.model import Kind, SecretValue, Version
 from keyroll.render import check_template
+from keyroll.rotation.strategies._alternating import account_of, old_and_new
 from keyroll.rotation.strategies._options import env_name_option, option_error, text_option
 from keyroll.rotation.strategies._settle import forget_quiet, settled
 from keyroll.rotation.strategies.base import StepContext, Strategy, Verdict
@@ -224,15 +225,9 @@ def _targets(ctx: StepContext, opts: PostgresRoleOptions) -> _Targets:
 
 def _role_of(version: Version | None, opts: PostgresRoleOptions, ref: object) -> str:
     """The login role a version's password belongs to (``meta["role"]``; else the first)."""
-    role = version.meta.get("role") if version is not None else None
-    name = str(role) if role else opts.layout.logins[0]
-    if name not in opts.layout.logins:
-        raise RotationRefused(
-            f"{ref}: the current password belongs to role {name!r}, which is not one of "
-            f"options.login_roles {list(opts.layout.logins)!r}: bring it into the alternation "
-            "with `keyroll adopt`, or fix login_roles"
-        )
-    return name
+    return account_of(version, opts.layout.logins, ref, noun="role",
+                      setting="options.login_roles", hint="bring it into the alternation with "
+                      "`keyroll adopt`, or fix login_roles")
 
 
 # the strategy ------------------------------------------------------------------------------
@@ -248,14 +243,8 @@ class PostgresRoleStrategy(Strategy):
 
     def _roles(self, ctx: StepContext, opts: PostgresRoleOptions) -> tuple[str, str]:
         """(old, new): the active role and the idle one that receives the new password."""
-        old = _role_of(ctx.old, opts, ctx.ref)
-        new = ctx.new.meta.get("role") if ctx.new is not None else None
-        new_role = str(new) if new else opts.layout.other(old)
-        if new_role == old or new_role not in opts.layout.logins:
-            raise StepFailed(f"{ctx.ref}: the new version names role {new_role!r}, but the "
-                             f"idle role is {opts.layout.other(old)!r}; refusing to touch the "
-                             "active role")
-        return old, new_role
+        return old_and_new(ctx.new, opts.layout.logins, _role_of(ctx.old, opts, ctx.ref),
+                           ctx.ref, noun="role")
 
     def plan(self, ctx: StepContext) -> None:
         opts = role_options(ctx.cls)

@@ -62,6 +62,7 @@ from keyroll.generate import generate
 from keyroll.inventory import SecretClass
 from keyroll.model import Kind, Version
 from keyroll.render import check_template
+from keyroll.rotation.strategies._alternating import account_of, old_and_new
 from keyroll.rotation.strategies._options import env_name_option, option_error, text_option
 from keyroll.rotation.strategies._settle import forget_quiet, settled
 from keyroll.rotation.strategies.base import StepContext, Strategy, Verdict
@@ -178,25 +179,13 @@ class RabbitMQUserStrategy(Strategy):
     @staticmethod
     def _user_of(version: Version | None, opts: RabbitMQUserOptions, ref: object) -> str:
         """The user a version's password belongs to (``meta["role"]``; else the first)."""
-        named = version.meta.get("role") if version is not None else None
-        user = str(named) if named else opts.users[0]
-        if user not in opts.users:
-            raise RotationRefused(f"{ref}: the current password belongs to user {user!r}, "
-                                  f"which is not one of options.users {list(opts.users)!r}: "
-                                  "set users to the user apps log in as today and its "
-                                  "alternate")
-        return user
+        return account_of(version, opts.users, ref, hint="set users to the user apps log in "
+                          "as today and its alternate")
 
     def _users(self, ctx: StepContext, opts: RabbitMQUserOptions) -> tuple[str, str]:
         """(old, new): the user that retires and the one whose password is (or becomes)
         current. In a rotation back, old is the rolled-back user."""
-        old = self._user_of(ctx.old, opts, ctx.ref)
-        named = ctx.new.meta.get("role") if ctx.new is not None else None
-        new = str(named) if named else opts.other(old)
-        if new == old or new not in opts.users:
-            raise StepFailed(f"{ctx.ref}: the new version names user {new!r}, not the idle "
-                             f"user {opts.other(old)!r}; refusing to touch the active user")
-        return old, new
+        return old_and_new(ctx.new, opts.users, self._user_of(ctx.old, opts, ctx.ref), ctx.ref)
 
     @staticmethod
     def _break_glass(target: RabbitMQTarget, user: str) -> str | None:

@@ -53,6 +53,7 @@ from keyroll.errors import RotationRefused, StepFailed, TargetError
 from keyroll.inventory import SecretClass
 from keyroll.model import Kind, SecretValue, Version
 from keyroll.render import check_template
+from keyroll.rotation.strategies._alternating import account_of, old_and_new
 from keyroll.rotation.strategies._options import ENV_VAR, option_error
 from keyroll.rotation.strategies._settle import forget_quiet, settled
 from keyroll.rotation.strategies.base import StepContext, Strategy, Verdict
@@ -195,23 +196,13 @@ class RedisAclStrategy(Strategy):
     def _user_of(version: Version | None, opts: RedisAclOptions, ref: object) -> str:
         if opts.mode == DUAL_PASSWORD:
             return opts.user
-        named = version.meta.get("role") if version is not None else None
-        user = str(named) if named else opts.users[0]
-        if user not in opts.users:
-            raise RotationRefused(f"{ref}: the current password belongs to user {user!r}, "
-                                  f"which is not one of options.users {list(opts.users)!r}")
-        return user
+        return account_of(version, opts.users, ref)
 
     def _users(self, ctx: StepContext, opts: RedisAclOptions) -> tuple[str, str]:
         old = self._user_of(ctx.old, opts, ctx.ref)
         if opts.mode == DUAL_PASSWORD:
             return old, old
-        named = ctx.new.meta.get("role") if ctx.new is not None else None
-        new = str(named) if named else opts.other(old)
-        if new == old or new not in opts.users:
-            raise StepFailed(f"{ctx.ref}: the new version names user {new!r}, not the idle "
-                             f"user {opts.other(old)!r}; refusing to touch the active user")
-        return old, new
+        return old_and_new(ctx.new, opts.users, old, ctx.ref)
 
     # steps ---------------------------------------------------------------------------------
 
