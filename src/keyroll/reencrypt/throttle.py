@@ -21,13 +21,14 @@ starting gently: at ``initial_ratio`` 1.0 (half the time idle), because every ba
 before the probe has judged it counts in the application's tail.
 
 It judges once per ``window`` fresh probe samples (200: about a second and a half at the
-default interval), each judgement on samples of its own. A p99 allows 1 % of the samples over the
-target, and a tail estimated from a few hundred samples is noisy: the second-largest of 200
-samples (what a plain p99 of 200 is) exceeds 1.5× the true p99 about a quarter of the time
-for a heavy tail, so a controller reading it slows down for noise as often as it speeds up,
-and its ratio wanders whatever the job does. So the throttle slows down only on *evidence*:
-when more samples are over the target than a p99 exactly at target would give with a chance
-of 1 % (`exceedances_allowed`: 7 of 200). Then it multiplies the ratio by 1.5 (plus 0.2, up
+default interval), each judgement on samples of its own. A p99 allows 1 % of the samples
+over the target, and a tail estimated from a few hundred samples is noisy: the
+second-largest of 200 samples (what a plain p99 of 200 is) exceeds 1.5× the baseline's p99
+in a tenth of the windows or more for a heavy tail even when nothing changed (Pareto of
+shape 2: 11 %), so a controller reading it slows down for noise alone, and its ratio wanders
+whatever the job does. So the throttle slows down only on *evidence*: when more samples are
+over the target than a p99 exactly at target would give with a chance of 1 %
+(`exceedances_allowed`: 7 of 200). Then it multiplies the ratio by 1.5 (plus 0.2, up
 to `MAX_RATIO`) and shrinks the batch by a quarter (down to ``min_batch``: shorter bursts).
 When the window's p99 is under 80 % of the target it lowers the ratio by 15 % or by
 ``ratio_step``, whichever is more (a step of 0.1 near the operating point, down to 0), and
@@ -115,7 +116,7 @@ class ThrottlePolicy:
         max_pause: the longest pause between batches, seconds.
         max_hold: how long a hold may last before the job stops, seconds.
         baseline_seconds: how long the baseline is measured with the job idle.
-        window: probe samples the p99 is computed over.
+        window: fresh probe samples each judgement is made on.
         probe_interval: seconds between two probes.
         initial_ratio: the sleep ratio the job starts with.
         ratio_step: the least the ratio drops by when the probe is well under target.
