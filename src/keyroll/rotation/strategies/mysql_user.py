@@ -57,7 +57,7 @@ from keyroll.errors import RotationRefused, StepFailed, TargetError
 from keyroll.inventory import SecretClass
 from keyroll.model import Kind, SecretValue, Version
 from keyroll.render import check_template
-from keyroll.rotation.strategies._alternating import account_of, old_and_new
+from keyroll.rotation.strategies._alternating import account_of, old_and_new, other
 from keyroll.rotation.strategies._options import env_name_option, option_error, text_option
 from keyroll.rotation.strategies._settle import forget_quiet, settled
 from keyroll.rotation.strategies.base import StepContext, Strategy, Verdict
@@ -100,8 +100,7 @@ class MySQLUserOptions:
 
     def other(self, user: str) -> str:
         """The alternating user that is not ``user``."""
-        first, second = self.users
-        return second if user == first else first
+        return other(self.users, user)
 
 
 def _name(cls: SecretClass, option: str, value: object, host: str) -> str:

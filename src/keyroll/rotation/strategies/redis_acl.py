@@ -53,7 +53,7 @@ from keyroll.errors import RotationRefused, StepFailed, TargetError
 from keyroll.inventory import SecretClass
 from keyroll.model import Kind, SecretValue, Version
 from keyroll.render import check_template
-from keyroll.rotation.strategies._alternating import account_of, old_and_new
+from keyroll.rotation.strategies._alternating import account_of, old_and_new, other
 from keyroll.rotation.strategies._options import ENV_VAR, option_error
 from keyroll.rotation.strategies._settle import forget_quiet, settled
 from keyroll.rotation.strategies.base import StepContext, Strategy, Verdict
@@ -86,8 +86,7 @@ class RedisAclOptions:
 
     def other(self, user: str) -> str:
         """The alternating user that is not ``user``."""
-        first, second = self.users
-        return second if user == first else first
+        return other(self.users, user)
 
 
 def _user_name(cls: SecretClass, name: str, value: object) -> str:
